@@ -1,0 +1,415 @@
+//! The lake: Delta tables at `<root>/<zone>/<table>`, on a local disk or on S3.
+//!
+//! Every write is one Delta commit. On S3 the lake refuses to write at all unless the server
+//! passed the conditional-write probe (see [`crate::probe`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::{RecordBatch, new_null_array};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::datafusion::prelude::Expr;
+use deltalake::delta_datafusion::DeltaSessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::delete::DeleteMetrics;
+use deltalake::operations::merge::MergeBuilder;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use url::Url;
+
+use crate::error::{EngineError, Result};
+use crate::location::LakeLocation;
+use crate::naming::TableId;
+use crate::probe::{WriteAccess, check_conditional_writes};
+use crate::spec::TableSpec;
+
+/// How often a commit that lost a race to a non-conflicting writer is retried by delta-rs.
+/// Appends never conflict logically; with many writers on one table, 15 (the default) can
+/// run out.
+const COMMIT_RETRIES: usize = 100;
+
+/// A point in a table's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeTravel {
+    Version(u64),
+    /// The newest version committed at or before this instant.
+    Timestamp(DateTime<Utc>),
+}
+
+/// One entry of a table's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Commit {
+    pub version: u64,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub operation: String,
+    pub parameters: serde_json::Value,
+    pub metrics: serde_json::Value,
+}
+
+/// An open lake.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    location: LakeLocation,
+    access: WriteAccess,
+}
+
+impl Lake {
+    /// Open the lake at `root` with storage options from the environment.
+    pub async fn open(root: &str) -> Result<Self> {
+        Self::open_with_options(root, HashMap::new()).await
+    }
+
+    /// Open the lake at `root`; `storage_options` (from `cdplake.toml`) win over the environment.
+    ///
+    /// On S3 this probes the server's conditional writes once per process and endpoint.
+    pub async fn open_with_options(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
+        let location = LakeLocation::parse(root, storage_options)?;
+        let access = if location.is_s3() {
+            let log_store = DeltaTableBuilder::from_url(location.root().clone())
+                .and_then(|b| b.with_storage_options(location.storage_options().clone()).build_storage())
+                .map_err(|e| EngineError::InvalidLocation {
+                    root: root.to_string(),
+                    reason: e.to_string(),
+                })?;
+            check_conditional_writes(&location.endpoint(), log_store.object_store(None)).await
+        } else {
+            WriteAccess::Allowed
+        };
+        Ok(Self { location, access })
+    }
+
+    pub fn location(&self) -> &LakeLocation {
+        &self.location
+    }
+
+    pub fn write_access(&self) -> &WriteAccess {
+        &self.access
+    }
+
+    /// Fails with [`EngineError::UnsafeStore`] when this lake must not be written.
+    pub fn ensure_writable(&self) -> Result<()> {
+        match &self.access {
+            WriteAccess::Allowed => Ok(()),
+            WriteAccess::Refused { reason } => Err(EngineError::UnsafeStore {
+                endpoint: self.location.endpoint(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    fn builder(&self, url: &Url) -> Result<DeltaTableBuilder> {
+        Ok(DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| EngineError::InvalidLocation {
+                root: url.to_string(),
+                reason: e.to_string(),
+            })?
+            .with_storage_options(self.location.storage_options().clone()))
+    }
+
+    /// Open any Delta table under the root by its relative location (`_catalog/tables`).
+    pub async fn table_at_path(&self, relative: &str, label: &str) -> Result<DeltaTable> {
+        let url = self.location.join(&format!("{}/", relative.trim_end_matches('/')));
+        match self.builder(&url)?.load().await {
+            Ok(table) => Ok(table),
+            Err(DeltaTableError::NotATable(_)) => Err(EngineError::TableNotFound {
+                table: label.to_string(),
+                location: url.to_string(),
+            }),
+            Err(e) => Err(EngineError::delta(label, "open", e)),
+        }
+    }
+
+    /// The latest version of a table.
+    pub async fn table(&self, id: &TableId) -> Result<DeltaTable> {
+        self.table_at_path(&id.relative_path(), &id.to_string()).await
+    }
+
+    /// A table as it was at a version or instant.
+    pub async fn table_as_of(&self, id: &TableId, at: TimeTravel) -> Result<DeltaTable> {
+        let url = self.location.table_url(id);
+        let builder = self.builder(&url)?;
+        let builder = match at {
+            TimeTravel::Version(v) => builder.with_version(v),
+            TimeTravel::Timestamp(ts) => builder.with_timestamp(ts),
+        };
+        builder.load().await.map_err(|e| match e {
+            DeltaTableError::NotATable(_) => EngineError::TableNotFound {
+                table: id.to_string(),
+                location: url.to_string(),
+            },
+            e => EngineError::delta(id, "time travel", e),
+        })
+    }
+
+    pub async fn table_exists(&self, id: &TableId) -> Result<bool> {
+        match self.table(id).await {
+            Ok(_) => Ok(true),
+            Err(EngineError::TableNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create a table; fails with [`EngineError::TableExists`] if it is there already.
+    pub async fn create_table(&self, spec: &TableSpec) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let url = self.location.table_url(&spec.id);
+        let schema = spec.delta_schema()?;
+        let table = DeltaTable::try_from_url_with_storage_options(url.clone(), self.location.storage_options().clone())
+            .await
+            .map_err(|e| EngineError::delta(&spec.id, "create", e))?;
+        if table.version().is_some() {
+            return Err(EngineError::TableExists {
+                table: spec.id.to_string(),
+                location: url.to_string(),
+            });
+        }
+        let mut create = table
+            .create()
+            .with_table_name(spec.id.to_string())
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(spec.partition_columns.clone())
+            .with_configuration(spec.properties.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
+            .with_save_mode(SaveMode::ErrorIfExists);
+        if let Some(description) = &spec.description {
+            create = create.with_comment(description.clone());
+        }
+        create.await.map_err(|e| match e {
+            // Lost a race with another creator of the same table.
+            DeltaTableError::VersionAlreadyExists(_) => EngineError::TableExists {
+                table: spec.id.to_string(),
+                location: url.to_string(),
+            },
+            e => EngineError::delta(&spec.id, "create", e),
+        })
+    }
+
+    /// Create the table unless it exists; returns the table and whether it was created.
+    pub async fn ensure_table(&self, spec: &TableSpec) -> Result<(DeltaTable, bool)> {
+        match self.create_table(spec).await {
+            Ok(table) => Ok((table, true)),
+            Err(EngineError::TableExists { .. }) => Ok((self.table(&spec.id).await?, false)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Append batches as one commit. Columns are matched by name and cast to the table's types;
+    /// missing nullable columns are filled with nulls.
+    pub async fn append(&self, id: &TableId, batches: Vec<RecordBatch>) -> Result<DeltaTable> {
+        self.append_with(id, batches, CommitProperties::default()).await
+    }
+
+    /// [`Lake::append`] with commit properties (app metadata, application transactions).
+    pub async fn append_with(
+        &self,
+        id: &TableId,
+        batches: Vec<RecordBatch>,
+        commit: CommitProperties,
+    ) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let table = self.table(id).await?;
+        let batches = conform_batches(id, &table_arrow_schema(&table, id)?, batches)?;
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "append", e))
+    }
+
+    /// Replace the rows matching `predicate` (SQL over partition columns, e.g. `dt = '2024-05-01'`)
+    /// with `batches`, in one commit. Every new row must match the predicate.
+    pub async fn overwrite_partition(
+        &self,
+        id: &TableId,
+        predicate: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let table = self.table(id).await?;
+        let batches = conform_batches(id, &table_arrow_schema(&table, id)?, batches)?;
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate.to_string())
+            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "overwrite partition", e))
+    }
+
+    /// delta-rs's MERGE builder for a table: add `when_*` clauses and await it.
+    ///
+    /// `source` should come from [`Lake::session`] so it shares the lake's object stores.
+    pub async fn merge(
+        &self,
+        id: &TableId,
+        source: DataFrame,
+        predicate: Expr,
+    ) -> Result<MergeBuilder> {
+        self.ensure_writable()?;
+        let table = self.table(id).await?;
+        Ok(table
+            .merge(source, predicate)
+            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES)))
+    }
+
+    /// Delete the rows matching a SQL predicate, in one commit.
+    pub async fn delete(&self, id: &TableId, predicate: &str) -> Result<(DeltaTable, DeleteMetrics)> {
+        self.ensure_writable()?;
+        let table = self.table(id).await?;
+        table
+            .delete()
+            .with_predicate(predicate.to_string())
+            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "delete", e))
+    }
+
+    /// A DataFusion session configured for Delta, for building merge sources and ad-hoc reads.
+    pub fn session(&self) -> SessionContext {
+        DeltaSessionContext::new().into_inner()
+    }
+
+    /// The latest version of a table as a DataFrame.
+    pub async fn read(&self, id: &TableId) -> Result<DataFrame> {
+        let table = self.table(id).await?;
+        self.read_table(id, &table, &self.session()).await
+    }
+
+    /// A table at a version or instant as a DataFrame.
+    pub async fn read_as_of(&self, id: &TableId, at: TimeTravel) -> Result<DataFrame> {
+        let table = self.table_as_of(id, at).await?;
+        self.read_table(id, &table, &self.session()).await
+    }
+
+    /// A loaded table as a DataFrame in `ctx`.
+    pub async fn read_table(&self, label: impl ToString, table: &DeltaTable, ctx: &SessionContext) -> Result<DataFrame> {
+        let label = label.to_string();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| EngineError::delta(&label, "read", e))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| EngineError::query(format!("table {label}: read"), e))?;
+        ctx.read_table(provider)
+            .map_err(|e| EngineError::query(format!("table {label}: read"), e))
+    }
+
+    /// The table's commits, newest first.
+    pub async fn history(&self, id: &TableId, limit: Option<usize>) -> Result<Vec<Commit>> {
+        let table = self.table(id).await?;
+        let latest = table.version().unwrap_or_default();
+        let infos: Vec<_> = table
+            .history(limit)
+            .try_collect()
+            .await
+            .map_err(|e| EngineError::delta(id, "history", e))?;
+        Ok(infos
+            .into_iter()
+            .enumerate()
+            .map(|(i, info)| Commit {
+                version: (latest as u64).saturating_sub(i as u64),
+                timestamp: info.timestamp.and_then(DateTime::from_timestamp_millis),
+                operation: info.operation.unwrap_or_default(),
+                parameters: serde_json::to_value(info.operation_parameters.unwrap_or_default())
+                    .unwrap_or_default(),
+                metrics: info
+                    .info
+                    .get("operationMetrics")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+}
+
+/// The table's schema as Arrow.
+pub fn table_arrow_schema(table: &DeltaTable, id: &TableId) -> Result<SchemaRef> {
+    Ok(table
+        .snapshot()
+        .map_err(|e| EngineError::delta(id, "read schema", e))?
+        .snapshot()
+        .arrow_schema())
+}
+
+/// Shape batches to the table schema: match columns by name, cast types, fill missing
+/// nullable columns with nulls, and refuse unknown columns (they would be lost silently).
+pub fn conform_batches(id: &TableId, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|batch| {
+            if let Some(extra) = batch
+                .schema()
+                .fields()
+                .iter()
+                .find(|f| schema.field_with_name(f.name()).is_err())
+            {
+                return Err(EngineError::InvalidName {
+                    what: "column",
+                    name: extra.name().clone(),
+                    reason: format!("table {id} has no such column"),
+                });
+            }
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|field| match batch.column_by_name(field.name()) {
+                    Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+                    Some(col) => cast(col, field.data_type()).map_err(|e| EngineError::Arrow {
+                        context: format!("table {id}: column {}: cast to {}", field.name(), field.data_type()),
+                        source: e,
+                    }),
+                    None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+                    None => Err(EngineError::InvalidName {
+                        what: "column",
+                        name: field.name().clone(),
+                        reason: format!("table {id} requires it, and the rows have no such column"),
+                    }),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| EngineError::Arrow {
+                context: format!("table {id}: shaping rows to the table schema"),
+                source: e,
+            })
+        })
+        .collect()
+}
+
+impl Lake {
+    /// Delete every file of a table (after it was dropped from the catalog).
+    pub async fn purge_table_files(&self, id: &TableId) -> Result<usize> {
+        use object_store::ObjectStoreExt;
+        self.ensure_writable()?;
+        let url = self.location.table_url(id);
+        let store = self
+            .builder(&url)?
+            .build_storage()
+            .map_err(|e| EngineError::delta(id, "purge", e))?
+            .object_store(None);
+        let paths: Vec<_> = store
+            .list(None)
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| EngineError::Store {
+                context: format!("table {id}: listing files to purge"),
+                source: e,
+            })?;
+        for path in &paths {
+            store.delete(path).await.map_err(|e| EngineError::Store {
+                context: format!("table {id}: deleting {path}"),
+                source: e,
+            })?;
+        }
+        if let Some(dir) = self.location.local_dir() {
+            // Local stores leave empty directories behind.
+            let _ = std::fs::remove_dir_all(dir.join(id.relative_path()));
+        }
+        Ok(paths.len())
+    }
+}

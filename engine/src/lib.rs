@@ -1,0 +1,33 @@
+//! The cdplake engine: the lake itself.
+//!
+//! * [`Lake`] — a lake rooted at a local directory or an S3 prefix, holding Delta tables at
+//!   `<root>/<zone>/<table>`: create, append, overwrite a partition, MERGE (delta-rs's builder),
+//!   delete, read as a DataFrame, time travel, history.
+//! * [`TableSpec`] — what a table is, normalised so Athena engine v3 can read it.
+//! * [`SqlSession`] — DataFusion with lake tables registered as `zone.table`.
+//! * [`probe`] — the conditional-write probe that keeps racing commits safe on S3.
+//!
+//! One arrow / datafusion / parquet in the tree: use the re-exports below.
+
+pub mod error;
+pub mod lake;
+pub mod location;
+pub mod naming;
+pub mod probe;
+pub mod retry;
+pub mod spec;
+pub mod sql;
+
+pub use deltalake;
+pub use deltalake::arrow;
+pub use deltalake::datafusion;
+pub use deltalake::parquet;
+
+pub use error::{EngineError, Result};
+pub use lake::{Commit, Lake, TimeTravel};
+pub use location::LakeLocation;
+pub use naming::{TableId, validate_name};
+pub use probe::WriteAccess;
+pub use retry::retry_on_conflict;
+pub use spec::{TableSpec, timestamp_type};
+pub use sql::SqlSession;

@@ -1,0 +1,87 @@
+//! The SQL session: DataFusion with lake tables registered as `zone.table`.
+//!
+//! Identifiers are case-insensitive as in Athena (`SELECT Customer_ID FROM Curated.Profiles`
+//! works), since every lake name is lower-case snake_case.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::datafusion::common::TableReference;
+use deltalake::delta_datafusion::DeltaSessionContext;
+use deltalake::DeltaTable;
+
+use crate::error::{EngineError, Result};
+use crate::lake::Lake;
+use crate::naming::TableId;
+
+/// A DataFusion session over a lake.
+#[derive(Clone)]
+pub struct SqlSession {
+    ctx: SessionContext,
+}
+
+impl SqlSession {
+    pub fn new() -> Result<Self> {
+        let overrides = HashMap::from([(
+            "datafusion.sql_parser.enable_ident_normalization".to_string(),
+            "true".to_string(),
+        )]);
+        let ctx = DeltaSessionContext::new_with_session_overrides(&overrides)
+            .map_err(|e| EngineError::delta("sql session", "configure", e))?
+            .into_inner();
+        Ok(Self { ctx })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Register a lake table as `zone.table`.
+    pub async fn register(&self, lake: &Lake, id: &TableId) -> Result<()> {
+        let table = lake.table(id).await?;
+        self.register_loaded(id.zone(), id.name(), &table).await
+    }
+
+    /// Register an already loaded Delta table as `schema.name` (e.g. `_catalog.tables`).
+    pub async fn register_loaded(&self, schema: &str, name: &str, table: &DeltaTable) -> Result<()> {
+        let label = format!("{schema}.{name}");
+        table
+            .update_datafusion_session(&self.ctx.state())
+            .map_err(|e| EngineError::delta(&label, "register", e))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
+        self.ensure_schema(schema)?;
+        self.ctx
+            .register_table(TableReference::partial(schema, name), provider)
+            .map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
+        Ok(())
+    }
+
+    fn ensure_schema(&self, schema: &str) -> Result<()> {
+        let catalog_name = self.ctx.state().config().options().catalog.default_catalog.clone();
+        let catalog = self.ctx.catalog(&catalog_name).ok_or_else(|| {
+            EngineError::query(
+                "sql session",
+                deltalake::datafusion::error::DataFusionError::Plan(format!("no catalog {catalog_name}")),
+            )
+        })?;
+        if catalog.schema(schema).is_none() {
+            catalog
+                .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| EngineError::query(format!("schema {schema}: register"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Plan a query; the returned DataFrame runs when collected.
+    pub async fn sql(&self, query: &str) -> Result<DataFrame> {
+        self.ctx
+            .sql(query)
+            .await
+            .map_err(|e| EngineError::query("query", e))
+    }
+}

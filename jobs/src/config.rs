@@ -1,0 +1,98 @@
+//! `cdplake.toml`: one file for the lake, sources, rules and schedule.
+//!
+//! Every setting has a built-in default, so the demo runs with no file at all.
+//!
+//! ```toml
+//! [lake]
+//! root = "s3://my-bucket/cdp"          # or a local directory; default ./lake
+//! [lake.storage]                       # object-store options; AWS_* variables fill in the rest
+//! aws_endpoint_url = "http://127.0.0.1:8333"
+//! aws_allow_http = "true"
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default lake: a directory next to where cdplake runs.
+pub const DEFAULT_LAKE: &str = "./lake";
+/// The config file read when `--config` is not given (if it exists).
+pub const DEFAULT_CONFIG: &str = "cdplake.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub lake: LakeConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Lake root; `--lake` and `CDPLAKE_LAKE` override it.
+    pub root: Option<String>,
+    /// Object-store options (`aws_endpoint_url`, `aws_region`, ...).
+    pub storage: HashMap<String, String>,
+}
+
+impl Config {
+    /// Read `path`, or `./cdplake.toml` if it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        if !required && !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The lake root: the explicit one (flag or env) wins, then the file, then `./lake`.
+    pub fn lake_root(&self, explicit: Option<&str>) -> String {
+        explicit
+            .map(str::to_string)
+            .or_else(|| self.lake.root.clone())
+            .unwrap_or_else(|| DEFAULT_LAKE.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = Config::parse("[lake]\nroot = 's3://b/p'\n[lake.storage]\naws_region = 'eu-west-1'\n").unwrap();
+        assert_eq!(config.lake_root(None), "s3://b/p");
+        assert_eq!(config.lake_root(Some("./x")), "./x");
+        assert_eq!(config.lake.storage["aws_region"], "eu-west-1");
+        assert_eq!(Config::default().lake_root(None), DEFAULT_LAKE);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::parse("[lake]\nrooot = 'x'\n").unwrap_err();
+        assert!(err.contains("rooot"), "{err}");
+    }
+}
