@@ -88,7 +88,7 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn delta(table: impl ToString, operation: &'static str, source: DeltaTableError) -> Self {
+    pub fn delta(table: impl ToString, operation: &'static str, source: DeltaTableError) -> Self {
         EngineError::Delta {
             table: table.to_string(),
             operation,
@@ -96,7 +96,7 @@ impl EngineError {
         }
     }
 
-    pub(crate) fn query(context: impl Into<String>, source: DataFusionError) -> Self {
+    pub fn query(context: impl Into<String>, source: DataFusionError) -> Self {
         EngineError::Query {
             context: context.into(),
             source,

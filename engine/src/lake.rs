@@ -115,7 +115,7 @@ impl Lake {
         let url = self.location.join(&format!("{}/", relative.trim_end_matches('/')));
         match self.builder(&url)?.load().await {
             Ok(table) => Ok(table),
-            Err(DeltaTableError::NotATable(_)) => Err(EngineError::TableNotFound {
+            Err(e) if is_not_a_table(&e) => Err(EngineError::TableNotFound {
                 table: label.to_string(),
                 location: url.to_string(),
             }),
@@ -137,7 +137,7 @@ impl Lake {
             TimeTravel::Timestamp(ts) => builder.with_timestamp(ts),
         };
         builder.load().await.map_err(|e| match e {
-            DeltaTableError::NotATable(_) => EngineError::TableNotFound {
+            e if is_not_a_table(&e) => EngineError::TableNotFound {
                 table: id.to_string(),
                 location: url.to_string(),
             },
@@ -158,15 +158,23 @@ impl Lake {
         self.ensure_writable()?;
         let url = self.location.table_url(&spec.id);
         let schema = spec.delta_schema()?;
-        let table = DeltaTable::try_from_url_with_storage_options(url.clone(), self.location.storage_options().clone())
-            .await
-            .map_err(|e| EngineError::delta(&spec.id, "create", e))?;
-        if table.version().is_some() {
+        if self.table_exists(&spec.id).await? {
             return Err(EngineError::TableExists {
                 table: spec.id.to_string(),
                 location: url.to_string(),
             });
         }
+        if let Some(dir) = self.location.local_dir() {
+            let dir = dir.join(spec.id.relative_path());
+            std::fs::create_dir_all(&dir).map_err(|e| EngineError::Io {
+                context: format!("table {}: creating {}", spec.id, dir.display()),
+                source: e,
+            })?;
+        }
+        let table = self
+            .builder(&url)?
+            .build()
+            .map_err(|e| EngineError::delta(&spec.id, "create", e))?;
         let mut create = table
             .create()
             .with_table_name(spec.id.to_string())
@@ -324,6 +332,17 @@ impl Lake {
                     .unwrap_or(serde_json::Value::Null),
             })
             .collect())
+    }
+}
+
+/// Does `error` mean "there is no Delta table here"? delta-rs says so in two ways: its own
+/// `NotATable`, and the kernel's invalid-location error for a missing directory.
+fn is_not_a_table(error: &DeltaTableError) -> bool {
+    use delta_kernel::Error as KernelError;
+    match error {
+        DeltaTableError::NotATable(_) => true,
+        DeltaTableError::KernelError(KernelError::InvalidTableLocation(_) | KernelError::FileNotFound(_)) => true,
+        _ => false,
     }
 }
 

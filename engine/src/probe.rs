@@ -4,7 +4,9 @@
 //! two writers racing for version N exactly one may win. A server that ignores the header
 //! lets both "win" and one commit silently vanishes. Before the first write to an S3 lake we
 //! therefore write a probe object twice with `If-None-Match: *`; the second write must be
-//! refused. The verdict is cached per endpoint and bucket for the life of the process.
+//! refused. A sequential check does not catch a server whose check-then-write is not atomic
+//! (s3s-fs, measured), so the probe then races [`RACERS`] creates of one fresh object: exactly
+//! one may succeed. The verdict is cached per endpoint and bucket for the life of the process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -12,6 +14,9 @@ use std::sync::{Arc, OnceLock};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::Mutex;
+
+/// How many concurrent creates race for one probe object.
+pub const RACERS: usize = 8;
 
 /// May this process write to the lake?
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +82,49 @@ async fn probe(store: &dyn ObjectStore) -> (WriteAccess, bool) {
             Err(e) => (refused(format!("the conditional-write probe failed on its second write: {e}")), false),
         },
     };
-    if let Err(e) = store.delete(&path).await {
+    remove_probe(store, &path).await;
+    match outcome {
+        (WriteAccess::Allowed, _) => race(store).await,
+        refused => refused,
+    }
+}
+
+/// Races [`RACERS`] creates of one fresh object; an atomic server lets exactly one win.
+async fn race(store: &dyn ObjectStore) -> (WriteAccess, bool) {
+    let path = Path::from(format!("_cdplake/probe/race-{}", uuid::Uuid::new_v4()));
+    let attempts = (0..RACERS).map(|i| {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        store.put_opts(&path, PutPayload::from(format!("racer {i}").into_bytes()), options)
+    });
+    let results = futures::future::join_all(attempts).await;
+    remove_probe(store, &path).await;
+    let mut winners = 0;
+    for result in results {
+        match result {
+            Ok(_) => winners += 1,
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
+            Err(e) => {
+                let reason = format!("the conditional-write race probe failed: {e}");
+                return (WriteAccess::Refused { reason }, false);
+            }
+        }
+    }
+    if winners == 1 {
+        (WriteAccess::Allowed, true)
+    } else {
+        let reason = format!(
+            "the server's If-None-Match: * check is not atomic ({winners} of {RACERS} racing creates \
+             of one object succeeded; exactly one may)"
+        );
+        (WriteAccess::Refused { reason }, true)
+    }
+}
+
+async fn remove_probe(store: &dyn ObjectStore, path: &Path) {
+    if let Err(e) = store.delete(path).await {
         tracing::debug!(%path, error = %e, "could not remove the probe object");
     }
-    outcome
 }

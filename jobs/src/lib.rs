@@ -1,1 +1,16 @@
+//! cdplake's jobs: the pipeline steps as plain async functions, each returning a report, and
+//! the `cdplake` command line that calls them. Lambda handlers (in `infra/`) call the same
+//! functions with the same parameters.
 
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod init;
+pub mod inspect;
+pub mod output;
+pub mod query;
+pub mod workspace;
+
+pub use config::Config;
+pub use error::{JobError, Result};
+pub use workspace::Workspace;

@@ -1,1 +1,264 @@
-fn main(){}
+//! The `cdplake` command line: parses arguments and calls the jobs; no logic of its own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use cdplake_catalog::athena_ddl;
+use cdplake_engine::{EngineError, TableId};
+use cdplake_jobs::output::{Format, format_batches};
+use cdplake_jobs::{JobError, Workspace, demo, init, inspect, query};
+use clap::{Args, Parser, Subcommand};
+
+/// Warnings only. The Delta kernel logs a missing table as an error although cdplake expects
+/// (and reports) it, e.g. on a lake's first use.
+/// delta-rs's merge warns about a metric name on every MERGE; that is noise to a user.
+const DEFAULT_LOG: &str = "warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error";
+
+#[derive(Parser)]
+#[command(
+    name = "cdplake",
+    version,
+    about = "A customer data platform on Delta Lake: raw, clean and curated zones on a local disk or S3.",
+    long_about = "cdplake lands customer data in Delta Lake tables (raw → clean → curated), on a local \
+directory or on S3 / any S3-compatible server, and answers SQL over them.\n\n\
+Start with `cdplake demo`, then `cdplake tables` and `cdplake query \"SELECT ...\"`.\n\n\
+S3: set AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (and AWS_ALLOW_HTTP=true \
+for a plain-HTTP local server) and pass --lake s3://bucket/prefix.",
+    after_help = "Examples:\n  cdplake demo\n  cdplake --lake s3://lake/cdp tables\n  cdplake query \"SELECT * FROM clean.demo_customers LIMIT 5\" --format csv"
+)]
+struct Cli {
+    /// Lake root: a local directory or s3://bucket/prefix [default: ./lake, or lake.root in cdplake.toml]
+    #[arg(long, global = true, env = "CDPLAKE_LAKE", value_name = "URL")]
+    lake: Option<String>,
+
+    /// Configuration file [default: ./cdplake.toml when it exists]
+    #[arg(long, global = true, env = "CDPLAKE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Copy)]
+struct FormatArg {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the lake and its catalog (idempotent), and check it can be written.
+    #[command(after_help = "Example:\n  cdplake --lake s3://lake/cdp init")]
+    Init,
+
+    /// Run the demo on built-in sample data: create clean.demo_customers, upsert two batches, query.
+    #[command(after_help = "Example:\n  cdplake demo && cdplake query \"SELECT * FROM clean.demo_customers\"")]
+    Demo(FormatArg),
+
+    /// List the tables in the catalog.
+    #[command(after_help = "Example:\n  cdplake tables --format json")]
+    Tables(FormatArg),
+
+    /// Show a table's definition: location, keys, PII columns, columns and types.
+    #[command(after_help = "Example:\n  cdplake describe clean.demo_customers")]
+    Describe {
+        /// The table, as ZONE.TABLE
+        table: TableId,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
+    /// Show a table's commits (newest first): version, time, operation, metrics.
+    #[command(after_help = "Example:\n  cdplake history clean.demo_customers --limit 5")]
+    History {
+        /// The table, as ZONE.TABLE
+        table: TableId,
+        /// Show at most this many commits
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
+    /// Run SQL over the lake; every table is `zone.table` (e.g. clean.demo_customers).
+    #[command(
+        after_help = "Examples:\n  cdplake query \"SELECT country, count(*) FROM clean.demo_customers GROUP BY country\"\n  cdplake query \"SELECT * FROM _catalog.tables\" --format json"
+    )]
+    Query {
+        /// One SQL statement (DataFusion SQL; identifiers are case-insensitive)
+        sql: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
+    /// Catalog maintenance: Athena DDL, dropping tables.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Print Athena DDL: one CREATE EXTERNAL TABLE ... TBLPROPERTIES ('table_type'='DELTA') per table.
+    #[command(
+        after_help = "Athena reads each table's schema from its Delta log, so the DDL has no column list. \
+A table `zone.table` becomes `zone_table` in the database.\n\nExamples:\n  cdplake --lake s3://my-bucket/cdp catalog export-athena --database cdp\n  cdplake catalog export-athena --database cdp --location-root s3://my-bucket/cdp"
+    )]
+    ExportAthena {
+        /// The Athena (Glue) database to create the tables in
+        #[arg(long)]
+        database: String,
+        /// The S3 root the tables will be read from [default: the lake root, when it is on S3]
+        #[arg(long, value_name = "S3_URI")]
+        location_root: Option<String>,
+    },
+
+    /// Remove a table from the catalog; with --purge also delete its files.
+    #[command(after_help = "Example:\n  cdplake catalog drop clean.demo_customers --purge")]
+    Drop {
+        /// The table, as ZONE.TABLE
+        table: TableId,
+        /// Delete the table's data and log too (cannot be undone)
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+/// Print to stdout; a closed pipe (`cdplake query ... | head`) ends the output quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
+    }};
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CDPLAKE_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", describe_error(&err));
+            if let Some(hint) = hint(&err) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let workspace = Workspace::open(cli.config.as_deref(), cli.lake.as_deref()).await?;
+    match cli.command {
+        Command::Init => {
+            let report = init::init(&workspace).await?;
+            out!("lake ready at {} ({} tables in the catalog at {})", report.root, report.tables, report.catalog_location);
+        }
+        Command::Demo(FormatArg { format }) => {
+            let report = demo::run_demo(&workspace).await?;
+            if format == Format::Table {
+                out!(
+                    "{}: {} rows inserted, {} updated; now at version {}\n\n{}\n",
+                    report.table,
+                    report.inserted,
+                    report.updated,
+                    report.version,
+                    demo::DEMO_QUERY
+                );
+            }
+            out!("{}", format_batches(&report.answer, format)?);
+        }
+        Command::Tables(FormatArg { format }) => {
+            let entries = workspace.catalog.list().await?;
+            out!("{}", format_batches(&[inspect::tables_batch(&entries)?], format)?);
+        }
+        Command::Describe { table, format } => {
+            let entry = workspace.catalog.describe(&table).await?;
+            match format.format {
+                Format::Json => out!("{}", serde_json::to_string_pretty(&entry)?),
+                other => {
+                    out!("{}", format_batches(&[inspect::entry_batch(&entry)?], other)?);
+                    out!("{}", format_batches(&[inspect::columns_batch(&entry)?], other)?);
+                }
+            }
+        }
+        Command::History { table, limit, format } => {
+            let commits = workspace.lake().history(&table, limit).await?;
+            out!("{}", format_batches(&[inspect::history_batch(&commits)?], format.format)?);
+        }
+        Command::Query { sql, format } => {
+            let batches = query::run_query(&workspace, &sql).await?;
+            out!("{}", format_batches(&batches, format.format)?);
+        }
+        Command::Catalog(CatalogCommand::ExportAthena { database, location_root }) => {
+            let root = match location_root {
+                Some(root) => root,
+                None if workspace.lake().location().is_s3() => workspace.lake().location().root().to_string(),
+                None => bail!(
+                    "the lake is at {}, which Athena cannot read; pass --location-root s3://bucket/prefix \
+                     (where the lake is or will be copied)",
+                    workspace.lake().location().root()
+                ),
+            };
+            if !root.starts_with("s3://") {
+                bail!("--location-root must be an s3:// URI, got {root}");
+            }
+            let entries = workspace.catalog.list().await?;
+            out!("{}", athena_ddl(&database, &root, &entries).trim_end());
+        }
+        Command::Catalog(CatalogCommand::Drop { table, purge }) => {
+            workspace
+                .catalog
+                .drop_table(&table, purge)
+                .await
+                .with_context(|| format!("dropping {table}"))?;
+            out!("dropped {table}{}", if purge { " and deleted its files" } else { " (files kept)" });
+        }
+    }
+    Ok(())
+}
+
+/// The error and its causes, each cause once: library errors often repeat their source's
+/// message in their own.
+fn describe_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
+}
+
+/// What the user can do about common failures.
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    let engine = err.chain().find_map(|e| {
+        e.downcast_ref::<EngineError>().or_else(|| match e.downcast_ref::<JobError>() {
+            Some(JobError::Engine(inner)) => Some(inner),
+            _ => None,
+        })
+    });
+    match engine? {
+        EngineError::TableNotFound { .. } => Some("`cdplake tables` lists the tables in this lake; check --lake"),
+        EngineError::UnsafeStore { .. } => Some(
+            "use an S3 server that honours If-None-Match (AWS S3, SeaweedFS: `bash infra/s3/seaweedfs.sh start`)",
+        ),
+        EngineError::Query { .. } => Some("tables are named zone.table; `cdplake tables` lists them"),
+        _ => None,
+    }
+}

@@ -1,0 +1,45 @@
+//! What a job can fail with. Each variant says what failed; the CLI adds what to do.
+
+use crate::config::ConfigError;
+
+pub type Result<T, E = JobError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Engine(#[from] cdplake_engine::EngineError),
+    #[error(transparent)]
+    Catalog(#[from] cdplake_catalog::CatalogError),
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: cdplake_engine::arrow::error::ArrowError,
+    },
+    #[error("{context}: {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: cdplake_engine::datafusion::error::DataFusionError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl JobError {
+    pub fn arrow(context: impl Into<String>, source: cdplake_engine::arrow::error::ArrowError) -> Self {
+        Self::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn query(context: impl Into<String>, source: cdplake_engine::datafusion::error::DataFusionError) -> Self {
+        Self::Query {
+            context: context.into(),
+            source,
+        }
+    }
+}
