@@ -119,6 +119,35 @@ impl Catalog {
         })
     }
 
+    /// Add nullable columns to a registered table and record its new schema.
+    pub async fn add_columns(&self, id: &TableId, fields: &[Field]) -> Result<TableEntry> {
+        self.describe(id).await?;
+        self.lake.add_columns(id, fields).await?;
+        self.refresh(id).await
+    }
+
+    /// Re-read a registered table's schema and partitioning from its Delta log (after a schema
+    /// change by cdplake or any other writer) and update its entry if they changed.
+    pub async fn refresh(&self, id: &TableId) -> Result<TableEntry> {
+        let existing = self.describe(id).await?;
+        let table = self.lake.table(id).await?;
+        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta {
+            table: id.to_string(),
+            source: e,
+        })?;
+        let schema_json = serde_json::to_string(snapshot.schema().as_ref()).map_err(|e| CatalogError::Corrupt {
+            reason: format!("cannot serialise the schema of {id}: {e}"),
+        })?;
+        let entry = TableEntry {
+            schema_json,
+            partition_columns: snapshot.metadata().partition_columns().to_vec(),
+            updated_at: Utc::now(),
+            ..existing
+        };
+        self.register(entry.clone()).await?;
+        self.describe(id).await
+    }
+
     /// Insert or update an entry (by name). An unchanged definition writes nothing; a changed
     /// one keeps its `created_at` and gets a new `updated_at`.
     pub async fn register(&self, entry: TableEntry) -> Result<()> {

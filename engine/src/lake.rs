@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{RecordBatch, new_null_array};
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{Field, SchemaRef};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::datafusion::prelude::Expr;
 use deltalake::delta_datafusion::DeltaSessionContext;
@@ -25,7 +25,7 @@ use crate::error::{EngineError, Result};
 use crate::location::LakeLocation;
 use crate::naming::TableId;
 use crate::probe::{WriteAccess, check_conditional_writes};
-use crate::spec::TableSpec;
+use crate::spec::{TableSpec, delta_columns};
 
 /// How often a commit that lost a race to a non-conflicting writer is retried by delta-rs.
 /// Appends never conflict logically; with many writers on one table, 15 (the default) can
@@ -262,6 +262,27 @@ impl Lake {
         Ok(table
             .merge(source, predicate)
             .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES)))
+    }
+
+    /// Add nullable columns to a table's schema, in one commit (existing rows read them as null).
+    pub async fn add_columns(&self, id: &TableId, fields: &[Field]) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let columns = delta_columns(id, fields)?;
+        let table = self.table(id).await?;
+        let schema = table_arrow_schema(&table, id)?;
+        if let Some(existing) = fields.iter().find(|f| schema.field_with_name(f.name()).is_ok()) {
+            return Err(EngineError::InvalidName {
+                what: "column",
+                name: existing.name().clone(),
+                reason: format!("table {id} already has this column"),
+            });
+        }
+        table
+            .add_columns()
+            .with_fields(columns.fields().cloned().collect::<Vec<_>>())
+            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "add columns", e))
     }
 
     /// Delete the rows matching a SQL predicate, in one commit.

@@ -90,6 +90,24 @@ impl TableSpec {
     }
 }
 
+/// New nullable columns for an existing table, checked and converted like a table's schema.
+/// (Delta can only add nullable columns: old files have no values for them.)
+pub fn delta_columns(table: &TableId, fields: &[Field]) -> Result<StructType> {
+    if let Some(required) = fields.iter().find(|f| !f.is_nullable()) {
+        return Err(unsupported(
+            table,
+            required.name(),
+            required.data_type(),
+            "is not nullable; a column added to an existing table must be nullable",
+        ));
+    }
+    let fields = normalize_fields(table, &Fields::from(fields.to_vec()))?;
+    StructType::try_from_arrow(&Schema::new(fields)).map_err(|e| EngineError::Arrow {
+        context: format!("table {table}: converting new columns to Delta"),
+        source: e,
+    })
+}
+
 fn is_partition_type(t: &DataType) -> bool {
     matches!(
         t,

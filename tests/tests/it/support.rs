@@ -1,0 +1,149 @@
+//! Shared test fixtures: lakes on a temp dir or on the local S3 server, and small tables.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use cdplake_engine::arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use cdplake_engine::datafusion::prelude::DataFrame;
+use cdplake_engine::{Lake, TableId};
+
+/// The repository root (the tests crate lives in `<repo>/tests`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The AWS_* settings of the local S3 server, starting it (and installing it) if needed.
+pub fn s3_env() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = repo_root().join("infra/s3/seaweedfs.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("env")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} env failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+/// The S3 settings as delta-rs storage options (lower-case keys).
+pub fn s3_options() -> HashMap<String, String> {
+    s3_env()
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+        .collect()
+}
+
+/// Where a test lake lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// A fresh, empty lake; the temp dir (local) lives as long as the returned guard.
+pub struct TestLake {
+    pub lake: Lake,
+    pub root: String,
+    _dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl TestLake {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Local => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let root = dir.path().join("lake").display().to_string();
+                let lake = Lake::open(&root).await.expect("open local lake");
+                Self {
+                    lake,
+                    root,
+                    _dir: Some(Arc::new(dir)),
+                }
+            }
+            Backend::S3 => {
+                let bucket = s3_env().get("CDPLAKE_S3_BUCKET").cloned().unwrap_or_else(|| "lake".into());
+                let root = format!("s3://{bucket}/test-{}", uuid::Uuid::new_v4());
+                let lake = Lake::open_with_options(&root, s3_options()).await.expect("open S3 lake");
+                Self { lake, root, _dir: None }
+            }
+        }
+    }
+}
+
+pub fn id(name: &str) -> TableId {
+    name.parse().expect("valid table id")
+}
+
+/// `events(event_id string, customer_id string, amount double, dt string)`.
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("dt", DataType::Utf8, true),
+    ]))
+}
+
+/// Rows `(event_id, customer_id, amount, dt)` as a batch of [`events_schema`].
+pub fn events(rows: &[(&str, &str, f64, &str)]) -> RecordBatch {
+    RecordBatch::try_new(
+        events_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
+        ],
+    )
+    .expect("events batch")
+}
+
+/// Collect a DataFrame; a test failure message otherwise.
+pub async fn collect(df: DataFrame) -> Vec<RecordBatch> {
+    df.collect().await.expect("collect")
+}
+
+pub async fn count(df: DataFrame) -> usize {
+    df.count().await.expect("count")
+}
+
+/// Rows of `(event_id, customer_id, amount, dt)`, sorted by event_id.
+pub async fn event_rows(df: DataFrame) -> Vec<(String, String, f64, String)> {
+    let mut rows = Vec::new();
+    for batch in collect(df).await {
+        let text = |name: &str| cast(batch.column_by_name(name).expect(name), &DataType::Utf8).expect("cast");
+        let (ids, customers, dts) = (text("event_id"), text("customer_id"), text("dt"));
+        let amounts = cast(batch.column_by_name("amount").expect("amount"), &DataType::Float64).expect("cast");
+        let amounts = amounts.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>();
+        for i in 0..batch.num_rows() {
+            let s = |a: &Arc<dyn Array>| if a.is_null(i) { String::new() } else { a.as_string::<i32>().value(i).to_string() };
+            rows.push((s(&ids), s(&customers), amounts.value(i), s(&dts)));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+/// The single Int64 value of a one-row, one-column result.
+pub fn single_i64(batches: &[RecordBatch]) -> i64 {
+    let column = cast(batches[0].column(0), &DataType::Int64).expect("cast");
+    let column: &Int64Array = column.as_primitive::<Int64Type>();
+    column.value(0)
+}
