@@ -10,4 +10,13 @@
 //!   audiences.
 //!
 //! This crate holds the table definitions and validation rules; the jobs that move data
-//! between zones live in `cdplake-jobs`. (The zone contracts arrive with the raw/clean issue.)
+//! between zones live in `cdplake-jobs`.
+
+pub mod contract;
+pub mod normalize;
+pub mod presets;
+pub mod reader;
+pub mod source;
+
+pub use presets::{preset, presets};
+pub use source::{CdcStyle, ColumnDef, ColumnType, FileFormat, Normalize, PiiTreatment, Source};

@@ -1,0 +1,167 @@
+//! Normalising identifiers and treating personal data: emails, E.164 phones, ISO countries,
+//! keyed hashing and masking.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+/// Trimmed and lower-cased, if it looks like `local@domain.tld`.
+pub fn email(value: &str) -> Option<String> {
+    let email = value.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let valid = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
+        && !domain.contains('@');
+    valid.then_some(email)
+}
+
+/// E.164 (`+447700900123`), reading numbers without a country code in `region` (ISO alpha-2).
+pub fn phone(value: &str, region: &str) -> Option<String> {
+    let region = region.parse::<phonenumber::country::Id>().ok();
+    let number = phonenumber::parse(region, value.trim()).ok()?;
+    phonenumber::is_valid(&number).then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// ISO 3166-1 alpha-2 from an alpha-2 or alpha-3 code or an English name, case-insensitive,
+/// with the spellings real files use (`EIRE`, `RSA`, `USA`, `UK`, ...). `None` when the value
+/// names no country (`Unspecified`, `European Community`).
+pub fn country(value: &str) -> Option<String> {
+    let key = value.trim().to_uppercase();
+    if key.is_empty() {
+        return None;
+    }
+    if let Some(code) = ALIASES.iter().find(|(alias, _)| *alias == key).map(|(_, code)| *code) {
+        return Some(code.to_string());
+    }
+    if key.len() == 2 {
+        if let Some(c) = rust_iso3166::from_alpha2(&key) {
+            return Some(c.alpha2.to_string());
+        }
+    }
+    if key.len() == 3 {
+        if let Some(c) = rust_iso3166::from_alpha3(&key) {
+            return Some(c.alpha2.to_string());
+        }
+    }
+    rust_iso3166::ALL
+        .iter()
+        .find(|c| c.name.to_uppercase() == key)
+        .map(|c| c.alpha2.to_string())
+}
+
+/// Common names that differ from the ISO short names.
+const ALIASES: &[(&str, &str)] = &[
+    ("UK", "GB"),
+    ("UNITED KINGDOM", "GB"),
+    ("GREAT BRITAIN", "GB"),
+    ("ENGLAND", "GB"),
+    ("SCOTLAND", "GB"),
+    ("WALES", "GB"),
+    ("NORTHERN IRELAND", "GB"),
+    ("EIRE", "IE"),
+    ("IRELAND", "IE"),
+    ("USA", "US"),
+    ("UNITED STATES", "US"),
+    ("UNITED STATES OF AMERICA", "US"),
+    ("AMERICA", "US"),
+    ("RSA", "ZA"),
+    ("SOUTH AFRICA", "ZA"),
+    ("CZECH REPUBLIC", "CZ"),
+    ("CZECHIA", "CZ"),
+    ("RUSSIA", "RU"),
+    ("SOUTH KOREA", "KR"),
+    ("KOREA", "KR"),
+    ("VIETNAM", "VN"),
+    ("HONG KONG", "HK"),
+    ("TAIWAN", "TW"),
+    ("IRAN", "IR"),
+    ("SYRIA", "SY"),
+    ("BOLIVIA", "BO"),
+    ("VENEZUELA", "VE"),
+    ("TANZANIA", "TZ"),
+    ("MOLDOVA", "MD"),
+    ("LAOS", "LA"),
+    ("NETHERLANDS", "NL"),
+    ("HOLLAND", "NL"),
+    ("THE NETHERLANDS", "NL"),
+    ("UNITED ARAB EMIRATES", "AE"),
+    ("UAE", "AE"),
+    ("CHINA", "CN"),
+    ("PRC", "CN"),
+];
+
+/// SHA-256 of the normalised value, keyed (HMAC-SHA256) when a key is set; lower-case hex.
+///
+/// Unkeyed, `sha256("alice@example.com")` equals what seed 001 stores as `email_hash`.
+pub fn pii_hash(value: &str, key: Option<&[u8]>) -> String {
+    match key {
+        Some(key) => {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+            mac.update(value.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        }
+        None => hex::encode(Sha256::digest(value.as_bytes())),
+    }
+}
+
+/// The key for [`pii_hash`] from `CDPLAKE_PII_KEY`, if set and non-empty.
+pub fn pii_key_from_env() -> Option<Vec<u8>> {
+    std::env::var("CDPLAKE_PII_KEY").ok().filter(|k| !k.is_empty()).map(String::into_bytes)
+}
+
+/// Partly hidden: `alice@example.com` → `a****@example.com`, `+447700900123` → `+44*******123`.
+pub fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if let Some(at) = value.find('@') {
+        let local: Vec<char> = value[..at].chars().collect();
+        let first = local.first().map(|c| c.to_string()).unwrap_or_default();
+        return format!("{first}{}{}", "*".repeat(local.len().saturating_sub(1)), &value[at..]);
+    }
+    let keep_start = if value.starts_with('+') { 3 } else { 1 }.min(chars.len());
+    let keep_end = 3.min(chars.len().saturating_sub(keep_start));
+    let hidden = chars.len() - keep_start - keep_end;
+    chars[..keep_start].iter().collect::<String>() + &"*".repeat(hidden) + &chars[chars.len() - keep_end..].iter().collect::<String>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(email("  Alice.Smith@Example.COM ").as_deref(), Some("alice.smith@example.com"));
+        assert_eq!(email("not-an-email"), None);
+        assert_eq!(email("a@b"), None);
+    }
+
+    #[test]
+    fn phones_to_e164() {
+        assert_eq!(phone("07911 123456", "GB").as_deref(), Some("+447911123456"));
+        assert_eq!(phone("+1 (415) 555-2671", "GB").as_deref(), Some("+14155552671"));
+        assert_eq!(phone("12", "GB"), None);
+    }
+
+    #[test]
+    fn countries() {
+        for (input, code) in [("United Kingdom", "GB"), ("EIRE", "IE"), ("fr", "FR"), ("DEU", "DE"), ("RSA", "ZA"), ("Japan", "JP")] {
+            assert_eq!(country(input).as_deref(), Some(code), "{input}");
+        }
+        assert_eq!(country("Unspecified"), None);
+        assert_eq!(country("European Community"), None);
+    }
+
+    #[test]
+    fn hashing_matches_plain_sha256_and_hmac() {
+        assert_eq!(pii_hash("", None), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_ne!(pii_hash("a@b.co", Some(b"k")), pii_hash("a@b.co", None));
+        assert_eq!(pii_hash("a@b.co", Some(b"k")).len(), 64);
+    }
+
+    #[test]
+    fn masking() {
+        assert_eq!(mask("alice@example.com"), "a****@example.com");
+        assert_eq!(mask("+447700900123"), "+44*******123");
+    }
+}

@@ -1,0 +1,282 @@
+//! What a source is: the kind of file it delivers and the clean contract its rows map onto.
+//!
+//! Sources are declared in `cdplake.toml` under `[sources.NAME]`; [`crate::presets`] holds the
+//! built-in ones for every source in the seed documents.
+
+use serde::Deserialize;
+
+/// The file format a source delivers (gzip is detected from the content, any format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    /// One JSON object per line (Kafka / Firehose deliveries, Debezium change events).
+    Ndjson,
+    Parquet,
+}
+
+/// The type a clean column is parsed into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Date,
+    Timestamp,
+}
+
+/// How a value is normalised before it is stored (and hashed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// Whitespace trimmed only.
+    #[default]
+    Trim,
+    /// Trimmed and lower-cased; must look like `local@domain`.
+    Email,
+    /// E.164 (`+447700900123`), parsed with the source's default region.
+    Phone,
+    /// ISO 3166-1 alpha-2 from a code (`GB`, `GBR`) or an English name (`United Kingdom`).
+    Country,
+    Lower,
+    Upper,
+}
+
+/// What happens to a personal value on its way to the clean zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiTreatment {
+    /// HMAC-SHA256 (key `CDPLAKE_PII_KEY`) or SHA-256 of the normalised value; the clean
+    /// column is named `<name>_hash`.
+    Hash,
+    /// Partly hidden (`a***@example.com`, `+44*******123`).
+    Mask,
+    /// Stored as is (the source owner decided so).
+    Keep,
+    /// Not stored at all.
+    Drop,
+}
+
+/// How change-data-capture operations are encoded, if the source carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdcStyle {
+    /// Plain rows: each one is an insert or update.
+    #[default]
+    None,
+    /// AWS DMS: an `Op` column with `I`, `U` or `D` before the row's columns.
+    Dms,
+    /// Debezium JSON: `op` (`c`, `u`, `d`, `r`) with the row in `after` (or `before` for `d`).
+    Debezium,
+}
+
+/// A column of the clean contract.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDef {
+    /// The clean column name (lower snake_case).
+    pub name: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub column_type: ColumnType,
+    /// Names the column may have in incoming files (compared after snake_casing, so
+    /// `Customer ID`, `CustomerID` and `customer_id` are one); default: `name`.
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// A row without a value here is rejected; a file without the column is rejected whole.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Set for personal data: how it is treated.
+    #[serde(default)]
+    pub pii: Option<PiiTreatment>,
+    /// Set when the column identifies a customer (`email_hash`, `member_id`, ...): the
+    /// identity job links the identifiers of one row.
+    #[serde(default)]
+    pub id_type: Option<String>,
+    /// Numbers below zero are rejected.
+    #[serde(default)]
+    pub non_negative: bool,
+}
+
+fn default_type() -> ColumnType {
+    ColumnType::String
+}
+
+impl ColumnDef {
+    pub fn new(name: &str, column_type: ColumnType) -> Self {
+        Self {
+            name: name.to_string(),
+            column_type,
+            from: Vec::new(),
+            required: false,
+            normalize: Normalize::Trim,
+            pii: None,
+            id_type: None,
+            non_negative: false,
+        }
+    }
+
+    pub fn from(mut self, names: &[&str]) -> Self {
+        self.from = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    pub fn normalize(mut self, normalize: Normalize) -> Self {
+        self.normalize = normalize;
+        self
+    }
+
+    pub fn pii(mut self, treatment: PiiTreatment) -> Self {
+        self.pii = Some(treatment);
+        self
+    }
+
+    pub fn id_type(mut self, id_type: &str) -> Self {
+        self.id_type = Some(id_type.to_string());
+        self
+    }
+
+    pub fn non_negative(mut self) -> Self {
+        self.non_negative = true;
+        self
+    }
+
+    /// The raw column names this column is read from (snake_cased).
+    pub fn raw_names(&self) -> Vec<String> {
+        if self.from.is_empty() {
+            vec![self.name.clone()]
+        } else {
+            self.from.iter().map(|n| cdplake_engine::naming::suggest_snake_case(n)).collect()
+        }
+    }
+
+    /// The column's name in the clean table (`email` hashed becomes `email_hash`), or `None`
+    /// when it is dropped.
+    pub fn clean_name(&self) -> Option<String> {
+        match self.pii {
+            Some(PiiTreatment::Drop) => None,
+            Some(PiiTreatment::Hash) => Some(format!("{}_hash", self.name)),
+            _ => Some(self.name.clone()),
+        }
+    }
+}
+
+/// A source: one kind of incoming file and its clean contract.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Set from the `[sources.NAME]` key; also the raw and clean table name.
+    #[serde(default)]
+    pub name: String,
+    pub format: FileFormat,
+    pub columns: Vec<ColumnDef>,
+    /// The business key; rows are upserted by it. Empty: a key is derived from all values
+    /// (an exact repeat of a row is then a duplicate).
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// The column that orders versions of a row (`updated_at`): the latest wins.
+    #[serde(default)]
+    pub order_by: Option<String>,
+    #[serde(default)]
+    pub cdc: CdcStyle,
+    /// `chrono` formats tried in order for date columns.
+    #[serde(default = "default_date_formats")]
+    pub date_formats: Vec<String>,
+    /// `chrono` formats tried in order for timestamp columns (RFC 3339 is always accepted).
+    #[serde(default = "default_timestamp_formats")]
+    pub timestamp_formats: Vec<String>,
+    /// Region for phone numbers written without a country code (ISO alpha-2).
+    #[serde(default = "default_phone_region")]
+    pub phone_region: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+pub fn default_date_formats() -> Vec<String> {
+    ["%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y"].map(String::from).to_vec()
+}
+
+pub fn default_timestamp_formats() -> Vec<String> {
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%m/%d/%Y %H:%M:%S",
+        "%m/%d/%Y %H:%M",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_phone_region() -> String {
+    "GB".into()
+}
+
+impl Source {
+    pub fn new(name: &str, format: FileFormat, columns: Vec<ColumnDef>) -> Self {
+        Self {
+            name: name.to_string(),
+            format,
+            columns,
+            primary_key: Vec::new(),
+            order_by: None,
+            cdc: CdcStyle::None,
+            date_formats: default_date_formats(),
+            timestamp_formats: default_timestamp_formats(),
+            phone_region: default_phone_region(),
+            description: String::new(),
+        }
+    }
+
+    pub fn key(mut self, columns: &[&str]) -> Self {
+        self.primary_key = columns.iter().map(|c| c.to_string()).collect();
+        self
+    }
+
+    pub fn ordered_by(mut self, column: &str) -> Self {
+        self.order_by = Some(column.to_string());
+        self
+    }
+
+    pub fn cdc(mut self, style: CdcStyle) -> Self {
+        self.cdc = style;
+        self
+    }
+
+    pub fn describe(mut self, description: &str) -> Self {
+        self.description = description.to_string();
+        self
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Check the definition: names, key and order columns exist, required keys.
+    pub fn validate(&self) -> Result<(), String> {
+        cdplake_engine::validate_name("source", &self.name).map_err(|e| e.to_string())?;
+        if self.columns.is_empty() {
+            return Err(format!("source {}: no columns", self.name));
+        }
+        for column in &self.columns {
+            cdplake_engine::validate_name("column", &column.name).map_err(|e| format!("source {}: {e}", self.name))?;
+        }
+        for key in self.primary_key.iter().chain(&self.order_by) {
+            let column = self
+                .column(key)
+                .ok_or_else(|| format!("source {}: key column {key} is not among its columns", self.name))?;
+            if matches!(column.pii, Some(PiiTreatment::Drop) | Some(PiiTreatment::Mask)) {
+                return Err(format!("source {}: key column {key} cannot be dropped or masked", self.name));
+            }
+        }
+        Ok(())
+    }
+}
