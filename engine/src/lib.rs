@@ -12,6 +12,7 @@
 pub mod error;
 pub mod lake;
 pub mod location;
+pub mod objects;
 pub mod naming;
 pub mod probe;
 pub mod retry;
@@ -24,8 +25,9 @@ pub use deltalake::datafusion;
 pub use deltalake::parquet;
 
 pub use error::{EngineError, Result};
-pub use lake::{Commit, Lake, TimeTravel};
+pub use lake::{Commit, Lake, TimeTravel, applied_version};
 pub use location::LakeLocation;
+pub use objects::FetchedObject;
 pub use naming::{TableId, validate_name};
 pub use probe::WriteAccess;
 pub use retry::retry_on_conflict;

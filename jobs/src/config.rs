@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use cdplake_zones::{Source, presets};
 use serde::Deserialize;
 
 /// The default lake: a directory next to where cdplake runs.
@@ -36,6 +37,8 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub lake: LakeConfig,
+    /// Sources by name (`[sources.NAME]`); they replace built-in presets of the same name.
+    pub sources: std::collections::BTreeMap<String, Source>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -65,7 +68,25 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let mut config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (name, source) in config.sources.iter_mut() {
+            source.name = name.clone();
+            source.validate()?;
+        }
+        Ok(config)
+    }
+
+    /// A source by name: from `cdplake.toml`, else a built-in preset.
+    pub fn source(&self, name: &str) -> Option<Source> {
+        self.sources.get(name).cloned().or_else(|| cdplake_zones::preset(name))
+    }
+
+    /// Every source: the configured ones and the presets they do not replace.
+    pub fn all_sources(&self) -> Vec<Source> {
+        let mut all: Vec<Source> = self.sources.values().cloned().collect();
+        all.extend(presets().into_iter().filter(|p| !self.sources.contains_key(&p.name)));
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// The lake root: the explicit one (flag or env) wins, then the file, then `./lake`.
@@ -88,6 +109,21 @@ mod tests {
         assert_eq!(config.lake_root(Some("./x")), "./x");
         assert_eq!(config.lake.storage["aws_region"], "eu-west-1");
         assert_eq!(Config::default().lake_root(None), DEFAULT_LAKE);
+    }
+
+    #[test]
+    fn sources_from_the_file_replace_presets() {
+        let config = Config::parse(
+            "[sources.loyalty]\nformat = 'csv'\nprimary_key = ['card']\n\
+             columns = [{ name = 'card', required = true, id_type = 'loyalty_id' }, { name = 'points', type = 'int' }]\n",
+        )
+        .unwrap();
+        let loyalty = config.source("loyalty").unwrap();
+        assert_eq!(loyalty.name, "loyalty");
+        assert_eq!(loyalty.columns[1].column_type, cdplake_zones::ColumnType::Int);
+        assert!(config.source("crm_members").is_some(), "presets still there");
+        let err = Config::parse("[sources.x]\nformat = 'csv'\nprimary_key = ['nope']\ncolumns = [{ name = 'a' }]\n").unwrap_err();
+        assert!(err.contains("nope"), "{err}");
     }
 
     #[test]

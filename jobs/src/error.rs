@@ -26,6 +26,12 @@ pub enum JobError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A whole file refused (unreadable, a required column missing); nothing was written.
+    #[error("file rejected, nothing written: {0}")]
+    Rejected(String),
+    /// Counts that must add up did not: a bug, reported rather than hidden.
+    #[error("counts do not reconcile: {0}")]
+    Reconciliation(String),
 }
 
 impl JobError {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ingest;
 pub mod init;
 pub mod inspect;
 pub mod output;

@@ -66,8 +66,13 @@ pub struct CleanRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub field: String,
+    /// A short, stable name of the broken rule (`missing`, `negative`, `not_a_date`, ...),
+    /// for counting; `reason` is the sentence for people.
+    pub rule: &'static str,
     pub reason: String,
 }
+
+type Failure = (&'static str, String);
 
 /// A value that was kept but could not be normalised (set to null), e.g. an unknown country.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,8 +200,9 @@ impl<'a> Contract<'a> {
 
     /// Apply the contract to one raw row (values in raw column order).
     pub fn apply(&self, layout: &RawLayout, raw: &[Option<&str>], warnings: &mut Vec<Warning>) -> Result<CleanRow, Rejection> {
-        let reject = |field: &str, reason: String| Rejection {
+        let reject = |field: &str, (rule, reason): Failure| Rejection {
             field: field.to_string(),
+            rule,
             reason,
         };
         let get = |i: Option<usize>| i.and_then(|i| raw.get(i).copied().flatten());
@@ -205,18 +211,20 @@ impl<'a> Contract<'a> {
             CdcStyle::Dms => match get(layout.op).map(|o| o.trim().to_ascii_uppercase()).as_deref() {
                 Some("I") | Some("U") => (Op::Upsert, None),
                 Some("D") => (Op::Delete, None),
-                other => return Err(reject("op", format!("DMS operation must be I, U or D, got {other:?}"))),
+                other => return Err(reject("op", ("bad_operation", format!("DMS operation must be I, U or D, got {other:?}")))),
             },
             CdcStyle::Debezium => {
                 let op = get(layout.op).map(|o| o.trim().to_ascii_lowercase());
                 let (op, image) = match op.as_deref() {
                     Some("c") | Some("r") | Some("u") => (Op::Upsert, get(layout.after)),
                     Some("d") => (Op::Delete, get(layout.before)),
-                    other => return Err(reject("op", format!("Debezium op must be c, r, u or d, got {other:?}"))),
+                    other => return Err(reject("op", ("bad_operation", format!("Debezium op must be c, r, u or d, got {other:?}")))),
                 };
-                let image = image.ok_or_else(|| reject(if op == Op::Delete { "before" } else { "after" }, "the row image is missing".into()))?;
+                let image = image.ok_or_else(|| {
+                    reject(if op == Op::Delete { "before" } else { "after" }, ("missing", "the row image is missing".into()))
+                })?;
                 let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(image)
-                    .map_err(|e| reject("after", format!("the row image is not a JSON object: {e}")))?;
+                    .map_err(|e| reject("after", ("bad_image", format!("the row image is not a JSON object: {e}"))))?;
                 let object = object
                     .into_iter()
                     .map(|(k, v)| (cdplake_engine::naming::suggest_snake_case(&k), crate::reader::json_text(v)))
@@ -235,9 +243,9 @@ impl<'a> Contract<'a> {
             let is_key = self.source.primary_key.contains(&column.name);
             let value = self
                 .value(column, input.as_deref(), warnings)
-                .map_err(|reason| reject(&column.name, reason))?;
+                .map_err(|failure| reject(&column.name, failure))?;
             if value == Value::Null && column.required && (op == Op::Upsert || is_key) {
-                return Err(reject(&column.name, "required value is missing".into()));
+                return Err(reject(&column.name, ("missing", "required value is missing".into())));
             }
             if self.source.order_by.as_deref() == Some(column.name.as_str()) {
                 order = value.order_key();
@@ -267,7 +275,7 @@ impl<'a> Contract<'a> {
             .join("\u{1f}")
     }
 
-    fn value(&self, column: &ColumnDef, input: Option<&str>, warnings: &mut Vec<Warning>) -> Result<Value, String> {
+    fn value(&self, column: &ColumnDef, input: Option<&str>, warnings: &mut Vec<Warning>) -> Result<Value, Failure> {
         let Some(text) = input.map(str::trim).filter(|t| !t.is_empty()) else {
             return Ok(Value::Null);
         };
@@ -326,27 +334,28 @@ pub fn arrow_type(column_type: ColumnType) -> DataType {
     }
 }
 
-fn parse(column: &ColumnDef, text: &str, source: &Source) -> Result<Value, String> {
+fn parse(column: &ColumnDef, text: &str, source: &Source) -> Result<Value, Failure> {
     let value = match column.column_type {
         ColumnType::String => return Ok(Value::Text(text.to_string())),
-        ColumnType::Int => Value::Int(parse_int(text).ok_or_else(|| format!("{text:?} is not a whole number"))?),
+        ColumnType::Int => Value::Int(parse_int(text).ok_or_else(|| ("not_a_whole_number", format!("{text:?} is not a whole number")))?),
         ColumnType::Float => {
-            let f: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+            let f: f64 = text.parse().map_err(|_| ("not_a_number", format!("{text:?} is not a number")))?;
             if !f.is_finite() {
-                return Err(format!("{text:?} is not a finite number"));
+                return Err(("not_a_number", format!("{text:?} is not a finite number")));
             }
             Value::Float(f)
         }
         ColumnType::Bool => Value::Bool(match text.to_ascii_lowercase().as_str() {
             "true" | "t" | "yes" | "y" | "1" => true,
             "false" | "f" | "no" | "n" | "0" => false,
-            _ => return Err(format!("{text:?} is not true or false")),
+            _ => return Err(("not_a_boolean", format!("{text:?} is not true or false"))),
         }),
         ColumnType::Date => Value::Date(parse_date(text, source).ok_or_else(|| {
-            format!("{text:?} is not a date in any of the formats {}", source.date_formats.join(", "))
+            ("not_a_date", format!("{text:?} is not a date in any of the formats {}", source.date_formats.join(", ")))
         })?),
         ColumnType::Timestamp => Value::Timestamp(parse_timestamp(text, source).ok_or_else(|| {
-            format!("{text:?} is not a timestamp in RFC 3339 or any of the formats {}", source.timestamp_formats.join(", "))
+            let formats = source.timestamp_formats.join(", ");
+            ("not_a_timestamp", format!("{text:?} is not a timestamp in RFC 3339 or any of the formats {formats}"))
         })?),
     };
     if column.non_negative {
@@ -356,7 +365,7 @@ fn parse(column: &ColumnDef, text: &str, source: &Source) -> Result<Value, Strin
             _ => false,
         };
         if negative {
-            return Err(format!("{text} is negative; {} cannot be below zero", column.name));
+            return Err(("negative", format!("{text} is negative; {} cannot be below zero", column.name)));
         }
     }
     Ok(value)
@@ -434,7 +443,10 @@ mod tests {
         let row = row.unwrap();
         assert_eq!(row.values[4], Value::Timestamp(1_291_191_960_000_000));
         let (row, warnings) = apply(&source, &ii, &[Some("A563185"), Some("B"), Some("Adjust bad debt"), Some("1"), Some("8/12/2011 14:50"), Some("-11062.06"), None, Some("United Kingdom")]);
-        assert_eq!(row.unwrap_err(), Rejection { field: "price".into(), reason: "-11062.06 is negative; price cannot be below zero".into() });
+        assert_eq!(
+            row.unwrap_err(),
+            Rejection { field: "price".into(), rule: "negative", reason: "-11062.06 is negative; price cannot be below zero".into() }
+        );
         assert!(warnings.is_empty());
         let (row, _) = apply(&source, &ii, &[Some("1"), Some("B"), None, Some("x"), Some("8/12/2011 14:50"), Some("NaN"), None, None]);
         assert_eq!(row.unwrap_err().field, "quantity");

@@ -15,6 +15,8 @@
 pub mod contract;
 pub mod normalize;
 pub mod presets;
+pub mod quarantine;
+pub mod raw;
 pub mod reader;
 pub mod source;
 
