@@ -228,6 +228,20 @@ impl Lake {
             .map_err(|e| EngineError::delta(id, "append", e))
     }
 
+    /// Commit no rows, only `commit`'s application transactions: marks work as done when it
+    /// produced no data (a batch whose every row was quarantined).
+    pub async fn record_transactions(&self, id: &TableId, commit: CommitProperties) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let table = self.table(id).await?;
+        let empty = RecordBatch::new_empty(table_arrow_schema(&table, id)?);
+        table
+            .write(vec![empty])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "record transactions", e))
+    }
+
     /// Replace the rows matching `predicate` (SQL over partition columns, e.g. `dt = '2024-05-01'`)
     /// with `batches`, in one commit. Every new row must match the predicate.
     pub async fn overwrite_partition(

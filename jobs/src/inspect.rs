@@ -94,3 +94,22 @@ pub fn history_batch(commits: &[Commit]) -> Result<RecordBatch> {
     ])
 }
 
+
+/// `cdplake sources`: one row per source.
+pub fn sources_batch(sources: &[cdplake_zones::Source]) -> Result<RecordBatch> {
+    let ids = |s: &cdplake_zones::Source| {
+        s.columns
+            .iter()
+            .filter_map(|c| c.id_type.as_ref().map(|t| format!("{}→{t}", c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    batch(vec![
+        ("source", strings(sources, |s| s.name.clone())),
+        ("format", strings(sources, |s| format!("{:?}", s.format).to_lowercase())),
+        ("key", strings(sources, |s| s.primary_key.join(", "))),
+        ("order_by", strings(sources, |s| s.order_by.clone().unwrap_or_default())),
+        ("identifiers", strings(sources, ids)),
+        ("columns", strings(sources, |s| s.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))),
+    ])
+}

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use cdplake_catalog::athena_ddl;
 use cdplake_engine::{EngineError, TableId};
 use cdplake_jobs::output::{Format, format_batches};
-use cdplake_jobs::{JobError, Workspace, demo, init, inspect, query};
+use cdplake_jobs::{JobError, Workspace, clean, demo, ingest, init, inspect, query};
 use clap::{Args, Parser, Subcommand};
 
 /// Warnings only. The Delta kernel logs a missing table as an error although cdplake expects
@@ -92,6 +92,45 @@ enum Command {
         #[command(flatten)]
         format: FormatArg,
     },
+
+    /// Append source files to raw.SOURCE exactly as received, with lineage; replays are no-ops.
+    #[command(
+        after_help = "With no PATH, ingests every file under <lake>/landing/SOURCE/. Files may be CSV, JSON lines \
+or Parquet, gzipped or not; the format follows the file name, else the source's.\n\nExamples:\n  \
+cdplake ingest --source retail_transactions ../shared/data/online_retail.csv\n  \
+cdplake ingest --source crm_members s3://my-bucket/landing/crm_members/2024-05-01.json.gz\n  \
+cdplake sources   # the built-in and configured sources"
+    )]
+    Ingest {
+        /// The source the files belong to (see `cdplake sources`)
+        #[arg(long)]
+        source: String,
+        /// Local paths or s3:// URIs [default: everything under landing/SOURCE/]
+        paths: Vec<String>,
+        /// Print the reports as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Clean raw batches not cleaned yet: typed, normalised, PII hashed, upserted by key.
+    #[command(
+        after_help = "Rejected rows and duplicates go to clean._quarantine with the reason; the report \
+reconciles rows read = kept + duplicates + quarantined.\n\nExamples:\n  cdplake clean\n  \
+cdplake clean --source crm_members --json\n  \
+cdplake query \"SELECT rule, count(*) FROM clean._quarantine GROUP BY rule\""
+    )]
+    Clean {
+        /// Only this source [default: every source with a raw table]
+        #[arg(long)]
+        source: Option<String>,
+        /// Print the reports as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the sources: built-in presets and those in cdplake.toml.
+    #[command(after_help = "Example:\n  cdplake sources --format json")]
+    Sources(FormatArg),
 
     /// Catalog maintenance: Athena DDL, dropping tables.
     #[command(subcommand)]
@@ -201,6 +240,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let batches = query::run_query(&workspace, &sql).await?;
             out!("{}", format_batches(&batches, format.format)?);
         }
+        Command::Ingest { source, paths, json } => {
+            let source = find_source(&workspace, &source)?;
+            let reports = ingest::ingest(&workspace, &source, &paths, chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                if reports.is_empty() {
+                    out!("no files to ingest for {} (looked in {})", source.name, ingest::landing_prefix(&workspace, &source));
+                }
+                for r in &reports {
+                    if r.status == ingest::IngestStatus::AlreadyIngested {
+                        out!("AlreadyIngested: {} (same ETag/content as before; nothing written)", r.uri);
+                        continue;
+                    }
+                    out!(
+                        "{:?}: {} ({} rows in, {} written to raw.{}, {} rejected{})",
+                        r.status,
+                        r.uri,
+                        r.rows_in,
+                        r.rows_written,
+                        r.source,
+                        r.rows_rejected,
+                        if r.unknown_columns.is_empty() { String::new() } else { format!("; unknown columns kept in raw: {}", r.unknown_columns.join(", ")) }
+                    );
+                }
+            }
+        }
+        Command::Clean { source, json } => {
+            let sources = match source {
+                Some(name) => vec![find_source(&workspace, &name)?],
+                None => workspace.config.all_sources(),
+            };
+            let mut reports = Vec::new();
+            for source in &sources {
+                let report = clean::clean(&workspace, source, chrono::Utc::now()).await?;
+                if report.batches > 0 || !json {
+                    reports.push(report);
+                }
+            }
+            if json {
+                out!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in reports.iter().filter(|r| r.batches > 0) {
+                    out!("{}", clean::describe_report(r));
+                }
+                if reports.iter().all(|r| r.batches == 0) {
+                    out!("nothing to clean: every raw batch is cleaned");
+                }
+            }
+        }
+        Command::Sources(FormatArg { format }) => {
+            let sources = workspace.config.all_sources();
+            out!("{}", format_batches(&[inspect::sources_batch(&sources)?], format)?);
+        }
         Command::Catalog(CatalogCommand::ExportAthena { database, location_root }) => {
             let root = match location_root {
                 Some(root) => root,
@@ -243,6 +336,13 @@ fn describe_error(err: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+fn find_source(workspace: &Workspace, name: &str) -> anyhow::Result<cdplake_zones::Source> {
+    workspace.config.source(name).ok_or_else(|| {
+        let known: Vec<String> = workspace.config.all_sources().into_iter().map(|s| s.name).collect();
+        anyhow::anyhow!("no source named {name:?}; known sources: {} (or declare [sources.{name}] in cdplake.toml)", known.join(", "))
+    })
 }
 
 /// What the user can do about common failures.

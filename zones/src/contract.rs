@@ -92,8 +92,9 @@ pub struct Contract<'a> {
 /// Where a contract column's value comes from in a raw row.
 #[derive(Debug, Clone)]
 pub struct RawLayout {
-    /// Raw column index per contract column (`None`: not in this file).
-    positions: Vec<Option<usize>>,
+    /// Raw column indexes per contract column, one per alias present (the raw table holds
+    /// the union of every file's columns, so `invoice` and `invoice_no` may both exist).
+    positions: Vec<Vec<usize>>,
     cdc: CdcStyle,
     op: Option<usize>,
     before: Option<usize>,
@@ -164,17 +165,17 @@ impl<'a> Contract<'a> {
         } else {
             cdc
         };
-        let positions: Vec<Option<usize>> = self
+        let positions: Vec<Vec<usize>> = self
             .columns
             .iter()
-            .map(|c| c.raw_names().iter().find_map(|n| find(n)))
+            .map(|c| c.raw_names().iter().filter_map(|n| find(n)).collect())
             .collect();
         if cdc != CdcStyle::Debezium {
             let missing: Vec<String> = self
                 .columns
                 .iter()
                 .zip(&positions)
-                .filter(|(c, p)| c.required && p.is_none())
+                .filter(|(c, p)| c.required && p.is_empty())
                 .map(|(c, _)| {
                     let names = c.raw_names();
                     if names == [c.name.clone()] { c.name.clone() } else { format!("{} (as {})", c.name, names.join(" or ")) }
@@ -208,11 +209,13 @@ impl<'a> Contract<'a> {
         let get = |i: Option<usize>| i.and_then(|i| raw.get(i).copied().flatten());
         let (op, debezium_row) = match layout.cdc {
             CdcStyle::None => (Op::Upsert, None),
+            // A row without an operation is a plain row (the raw table holds files of both kinds).
             CdcStyle::Dms => match get(layout.op).map(|o| o.trim().to_ascii_uppercase()).as_deref() {
-                Some("I") | Some("U") => (Op::Upsert, None),
+                None | Some("I") | Some("U") => (Op::Upsert, None),
                 Some("D") => (Op::Delete, None),
                 other => return Err(reject("op", ("bad_operation", format!("DMS operation must be I, U or D, got {other:?}")))),
             },
+            CdcStyle::Debezium if get(layout.op).is_none() => (Op::Upsert, None),
             CdcStyle::Debezium => {
                 let op = get(layout.op).map(|o| o.trim().to_ascii_lowercase());
                 let (op, image) = match op.as_deref() {
@@ -238,7 +241,7 @@ impl<'a> Contract<'a> {
         for (column, position) in self.columns.iter().zip(&layout.positions) {
             let input: Option<String> = match &debezium_row {
                 Some(object) => column.raw_names().iter().find_map(|n| object.get(n).cloned().flatten()),
-                None => get(*position).map(str::to_string),
+                None => position.iter().find_map(|&p| get(Some(p))).map(str::to_string),
             };
             let is_key = self.source.primary_key.contains(&column.name);
             let value = self
@@ -482,4 +485,62 @@ mod tests {
         let (row, _) = apply(&source, &["op", "order_id", "updated_at"], &[Some("X"), Some("o1"), Some("2024-05-01")]);
         assert_eq!(row.unwrap_err().field, "op");
     }
+}
+
+/// Where a clean row came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lineage {
+    pub source_uri: String,
+    pub source_row: i64,
+    pub batch_id: String,
+    /// Microseconds since the epoch.
+    pub ingested_at: i64,
+}
+
+/// The MERGE source column holding each row's [`Op`] (`upsert` / `delete`).
+pub const OP: &str = "_op";
+
+/// Clean rows as one batch of [`Contract::clean_schema`] plus the [`OP`] column.
+pub fn clean_batch(
+    contract: &Contract<'_>,
+    rows: &[(&CleanRow, &Lineage)],
+) -> Result<cdplake_engine::arrow::array::RecordBatch, cdplake_engine::arrow::error::ArrowError> {
+    use cdplake_engine::arrow::array::{
+        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    let schema = contract.clean_schema();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 1);
+    for (i, column) in contract.columns().iter().enumerate() {
+        let values = rows.iter().map(|(row, _)| &row.values[i]);
+        let array: ArrayRef = match column.column_type {
+            ColumnType::String => Arc::new(values.map(|v| match v { Value::Text(t) => Some(t.as_str()), _ => None }).collect::<StringArray>()),
+            ColumnType::Int => Arc::new(values.map(|v| match v { Value::Int(i) => Some(*i), _ => None }).collect::<Int64Array>()),
+            ColumnType::Float => Arc::new(values.map(|v| match v { Value::Float(f) => Some(*f), _ => None }).collect::<Float64Array>()),
+            ColumnType::Bool => Arc::new(values.map(|v| match v { Value::Bool(b) => Some(*b), _ => None }).collect::<BooleanArray>()),
+            ColumnType::Date => Arc::new(values.map(|v| match v { Value::Date(d) => Some(*d), _ => None }).collect::<Date32Array>()),
+            ColumnType::Timestamp => Arc::new(
+                values
+                    .map(|v| match v { Value::Timestamp(t) => Some(*t), _ => None })
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("UTC"),
+            ),
+        };
+        columns.push(array);
+    }
+    columns.push(Arc::new(rows.iter().map(|(r, _)| Some(r.key.as_str())).collect::<StringArray>()));
+    columns.push(Arc::new(rows.iter().map(|(_, l)| Some(l.source_uri.as_str())).collect::<StringArray>()));
+    columns.push(Arc::new(rows.iter().map(|(_, l)| Some(l.source_row)).collect::<Int64Array>()));
+    columns.push(Arc::new(rows.iter().map(|(_, l)| Some(l.batch_id.as_str())).collect::<StringArray>()));
+    columns.push(Arc::new(
+        rows.iter().map(|(_, l)| Some(l.ingested_at)).collect::<TimestampMicrosecondArray>().with_timezone("UTC"),
+    ));
+    columns.push(Arc::new(
+        rows.iter()
+            .map(|(r, _)| Some(if r.op == Op::Delete { "delete" } else { "upsert" }))
+            .collect::<StringArray>(),
+    ));
+    // All nullable: a CDC delete carries only its key.
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    fields.push(Field::new(OP, DataType::Utf8, false));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

@@ -1,0 +1,386 @@
+//! `cdplake clean`: raw batches not yet cleaned → typed, normalised, deduplicated rows upserted
+//! into `clean.<source>` by key; everything else into `clean._quarantine` with the reason.
+//!
+//! The watermark is per raw batch: the clean MERGE commits one Delta application transaction
+//! per batch it applied, so the write and "this batch is done" are one commit, and a second
+//! run (or a concurrent one) finds nothing to do.
+//!
+//! Rules, documented for users:
+//! * the row with the latest `order_by` value (e.g. `updated_at`) wins, also across runs and
+//!   when batches arrive out of order; ties go to the later ingest;
+//! * within one run, rows with the same key collapse first: the losers are *duplicates* and
+//!   are kept in the quarantine (`kind = 'duplicate'`), so nothing is lost and counts add up;
+//! * sources without a key (Online Retail lines) use all the row's values as its identity:
+//!   an exact repeat of a line is a duplicate, reported, not silently merged;
+//! * CDC deletes remove the row; a delete of an unknown key changes nothing (counted);
+//! * rows read = kept + duplicates + quarantined, checked by the job itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cdplake_catalog::TableMeta;
+use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
+use cdplake_engine::datafusion::prelude::{col, lit};
+use cdplake_engine::deltalake::kernel::Transaction;
+use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
+use cdplake_engine::{EngineError, TableId, TableSpec, applied_version};
+use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
+use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
+use cdplake_zones::raw::{self, raw_table_id};
+use cdplake_zones::Source;
+use chrono::{DateTime, Utc};
+
+use crate::error::{JobError, Result};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CleanReport {
+    pub source: String,
+    /// Raw batches processed in this run.
+    pub batches: usize,
+    pub rows_read: u64,
+    /// Valid rows after collapsing duplicates (applied to the clean table).
+    pub kept: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Kept rows that changed nothing: older than the stored version, or deletes of unknown keys.
+    pub unchanged: u64,
+    /// Quarantined rows by `field: rule`.
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Values kept as null because they could not be normalised, by `field: reason`.
+    pub warnings: BTreeMap<String, u64>,
+    pub clean_version: Option<u64>,
+}
+
+pub fn clean_table_id(source: &Source) -> TableId {
+    TableId::new("clean", &source.name).expect("source names are validated")
+}
+
+fn batch_app_id(batch_id: &str) -> String {
+    format!("cdplake-clean-{batch_id}")
+}
+
+/// Clean every raw batch of `source` not cleaned yet.
+pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -> Result<CleanReport> {
+    let lake = workspace.lake();
+    let mut report = CleanReport {
+        source: source.name.clone(),
+        ..Default::default()
+    };
+    let raw_id = raw_table_id(source);
+    if !lake.table_exists(&raw_id).await? {
+        return Ok(report);
+    }
+    lake.ensure_writable()?;
+    let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
+    let clean_id = clean_table_id(source);
+    let spec = TableSpec::new(clean_id.clone(), contract.clean_schema()).with_description(format!(
+        "Clean {}: typed, normalised, PII hashed, one row per key. {}",
+        source.name, source.description
+    ));
+    let key = if source.primary_key.is_empty() { vec![contract::ROW_KEY.to_string()] } else { source.primary_key.clone() };
+    let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
+    let (clean_table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
+
+    let pending = pending_batches(workspace, &raw_id, &clean_table, &clean_id).await?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    report.batches = pending.len();
+    let raw_batches = read_raw(workspace, &raw_id, &pending).await?;
+
+    // Contract, row by row.
+    let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
+    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
+    for batch in &raw_batches {
+        apply_contract(&contract, batch, &mut valid, &mut quarantine, &mut warnings, &mut report)?;
+    }
+    for w in warnings {
+        *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
+    }
+
+    // Collapse rows with the same key: the latest version wins.
+    valid.sort_by(|(a, la), (b, lb)| {
+        (a.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(b.order, lb.ingested_at, &lb.source_uri, lb.source_row))
+    });
+    let mut winner: HashMap<&str, usize> = HashMap::new();
+    for (i, (row, _)) in valid.iter().enumerate() {
+        winner.insert(row.key.as_str(), i);
+    }
+    let keyless = source.primary_key.is_empty();
+    for (i, (row, lineage)) in valid.iter().enumerate() {
+        let w = winner[row.key.as_str()];
+        if w != i {
+            let kept = &valid[w].1;
+            let reason = if keyless {
+                format!("repeats row {} of {} exactly (lines have no id)", kept.source_row, kept.source_uri)
+            } else {
+                format!(
+                    "key {:?} has a later version in this run (row {} of {})",
+                    row.key.replace('\u{1f}', ","),
+                    kept.source_row,
+                    kept.source_uri
+                )
+            };
+            quarantine.push(QuarantinedRow {
+                source: source.name.clone(),
+                stage: "clean",
+                kind: Kind::Duplicate,
+                batch_id: lineage.batch_id.clone(),
+                source_uri: lineage.source_uri.clone(),
+                source_row: lineage.source_row,
+                field: String::new(),
+                rule: "duplicate".into(),
+                reason,
+                raw_values: String::new(),
+            });
+            report.duplicates += 1;
+        }
+    }
+    let mut winners: Vec<usize> = winner.into_values().collect();
+    winners.sort_unstable();
+    let kept: Vec<(&CleanRow, &Lineage)> = winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).collect();
+    report.kept = kept.len() as u64;
+    report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
+    if report.rows_read != report.kept + report.duplicates + report.quarantined {
+        return Err(JobError::Reconciliation(format!(
+            "{}: {} rows read != {} kept + {} duplicates + {} quarantined",
+            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined
+        )));
+    }
+
+    let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(batch_app_id(b), 1)).collect();
+    // Quarantine first, recorded under the same batch ids: a crash between the two commits
+    // neither loses these rows nor writes them twice.
+    if !quarantine.is_empty() {
+        let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+        if applied_version(&table, "clean._quarantine", &batch_app_id(&pending[0])).await?.is_none() {
+            let batch = quarantine_batch(&quarantine, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
+            let commit = CommitProperties::default().with_application_transactions(txns.clone());
+            lake.append_with(&quarantine_table_id(), vec![batch], commit).await?;
+        }
+    }
+
+    let (version, metrics) = if kept.is_empty() {
+        let commit = CommitProperties::default().with_application_transactions(txns);
+        (lake.record_transactions(&clean_id, commit).await?.version(), None)
+    } else {
+        let source_batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
+        merge(workspace, source, &clean_id, source_batch, txns).await?
+    };
+    report.clean_version = version;
+    if let Some(m) = metrics {
+        report.inserted = m.num_target_rows_inserted as u64;
+        report.updated = m.num_target_rows_updated as u64;
+        report.deleted = m.num_target_rows_deleted as u64;
+    }
+    report.unchanged = report.kept.saturating_sub(report.inserted + report.updated + report.deleted);
+    Ok(report)
+}
+
+/// The report as a few lines for people.
+pub fn describe_report(r: &CleanReport) -> String {
+    let mut text = format!(
+        "clean.{}: {} batches, {} rows read = {} kept + {} duplicates + {} quarantined; \
+         {} inserted, {} updated, {} deleted, {} unchanged",
+        r.source, r.batches, r.rows_read, r.kept, r.duplicates, r.quarantined, r.inserted, r.updated, r.deleted, r.unchanged
+    );
+    for (reason, n) in &r.quarantined_by_reason {
+        text.push_str(&format!("\n  quarantined {n}: {reason}"));
+    }
+    for (reason, n) in &r.warnings {
+        text.push_str(&format!("\n  kept as null {n}: {reason}"));
+    }
+    text
+}
+
+/// Raw batch ids not yet applied to the clean table, oldest first.
+async fn pending_batches(
+    workspace: &Workspace,
+    raw_id: &TableId,
+    clean_table: &cdplake_engine::deltalake::DeltaTable,
+    clean_id: &TableId,
+) -> Result<Vec<String>> {
+    let batches = workspace
+        .lake()
+        .read(raw_id)
+        .await?
+        .aggregate(vec![col(raw::BATCH_ID)], vec![cdplake_engine::datafusion::functions_aggregate::expr_fn::min(col(raw::INGESTED_AT)).alias("first")])
+        .and_then(|df| df.sort(vec![col("first").sort(true, false), col(raw::BATCH_ID).sort(true, false)]))
+        .map_err(|e| JobError::query("clean: listing raw batches", e))?
+        .collect()
+        .await
+        .map_err(|e| JobError::query("clean: listing raw batches", e))?;
+    let mut pending = Vec::new();
+    for batch in &batches {
+        let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("batch ids", e))?;
+        for id in ids.as_string::<i32>().iter().flatten() {
+            if applied_version(clean_table, &clean_id.to_string(), &batch_app_id(id)).await?.is_none() {
+                pending.push(id.to_string());
+            }
+        }
+    }
+    Ok(pending)
+}
+
+async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -> Result<Vec<RecordBatch>> {
+    let filter = col(raw::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
+    let df = workspace
+        .lake()
+        .read(raw_id)
+        .await?
+        .filter(filter)
+        .and_then(|df| {
+            df.sort(vec![
+                col(raw::INGESTED_AT).sort(true, false),
+                col(raw::SOURCE_URI).sort(true, false),
+                col(raw::SOURCE_ROW).sort(true, false),
+            ])
+        })
+        .map_err(|e| JobError::query("clean: reading raw rows", e))?;
+    df.collect().await.map_err(|e| JobError::query("clean: reading raw rows", e))
+}
+
+fn apply_contract(
+    contract: &Contract<'_>,
+    batch: &RecordBatch,
+    valid: &mut Vec<(CleanRow, Lineage)>,
+    quarantine: &mut Vec<QuarantinedRow>,
+    warnings: &mut Vec<Warning>,
+    report: &mut CleanReport,
+) -> Result<()> {
+    let source = contract.source();
+    let schema = batch.schema();
+    let text_column = |i: usize| cast(batch.column(i), &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e));
+    let mut data_names = Vec::new();
+    let mut data = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        if !raw::is_lineage(field.name()) {
+            data_names.push(field.name().clone());
+            data.push(text_column(i)?);
+        }
+    }
+    let index = |name: &str| schema.index_of(name).map_err(|e| JobError::arrow("raw lineage", e));
+    let uris = text_column(index(raw::SOURCE_URI)?)?;
+    let batch_ids = text_column(index(raw::BATCH_ID)?)?;
+    let rows = cast(batch.column(index(raw::SOURCE_ROW)?), &DataType::Int64).map_err(|e| JobError::arrow("raw rows", e))?;
+    let ingested = batch.column(index(raw::INGESTED_AT)?).clone();
+    let (uris, batch_ids) = (uris.as_string::<i32>(), batch_ids.as_string::<i32>());
+    let rows = rows.as_primitive::<Int64Type>();
+    let ingested = ingested.as_primitive::<TimestampMicrosecondType>();
+    let data: Vec<_> = data.iter().map(|a| a.as_string::<i32>()).collect();
+
+    // Only the columns this batch's rows actually have values in count for the layout: the raw
+    // table holds the union of every file's columns.
+    let layout = contract.layout(&data_names);
+    let mut values: Vec<Option<&str>> = vec![None; data.len()];
+    for r in 0..batch.num_rows() {
+        report.rows_read += 1;
+        for (v, column) in values.iter_mut().zip(&data) {
+            *v = (!column.is_null(r)).then(|| column.value(r));
+        }
+        let lineage = Lineage {
+            source_uri: uris.value(r).to_string(),
+            source_row: rows.value(r),
+            batch_id: batch_ids.value(r).to_string(),
+            ingested_at: ingested.value(r),
+        };
+        let outcome = match &layout {
+            Ok(layout) => contract.apply(layout, &values, warnings),
+            Err(reason) => Err(contract::Rejection {
+                field: String::new(),
+                rule: "missing_column",
+                reason: reason.clone(),
+            }),
+        };
+        match outcome {
+            Ok(row) => valid.push((row, lineage)),
+            Err(rejection) => {
+                let raw_values: serde_json::Map<String, serde_json::Value> = data_names
+                    .iter()
+                    .zip(&values)
+                    .filter_map(|(n, v)| v.map(|v| (n.clone(), serde_json::Value::String(v.to_string()))))
+                    .collect();
+                *report
+                    .quarantined_by_reason
+                    .entry(format!("{}: {}", rejection.field, rejection.rule))
+                    .or_default() += 1;
+                quarantine.push(QuarantinedRow {
+                    source: source.name.clone(),
+                    stage: "clean",
+                    kind: Kind::Rejected,
+                    batch_id: lineage.batch_id,
+                    source_uri: lineage.source_uri.clone(),
+                    source_row: lineage.source_row,
+                    field: rejection.field.clone(),
+                    rule: rejection.rule.into(),
+                    reason: format!("{} row {}, field {}: {}", lineage.source_uri, lineage.source_row, rejection.field, rejection.reason),
+                    raw_values: serde_json::Value::Object(raw_values).to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Upsert the kept rows by key (latest `order_by` wins), apply deletes, and record the batches
+/// as done, in one commit.
+async fn merge(
+    workspace: &Workspace,
+    source: &Source,
+    clean_id: &TableId,
+    batch: RecordBatch,
+    txns: Vec<Transaction>,
+) -> Result<(Option<u64>, Option<cdplake_engine::deltalake::operations::merge::MergeMetrics>)> {
+    let lake = workspace.lake();
+    let columns: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != contract::OP)
+        .collect();
+    let newer = match &source.order_by {
+        Some(order) => format!("(target.{order} IS NULL OR source.{order} >= target.{order})"),
+        None => "TRUE".to_string(),
+    };
+    let source_df = lake
+        .session()
+        .read_batch(batch)
+        .map_err(|e| JobError::query("clean: merge source", e))?;
+    let commit = CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_max_retries(100);
+    let merge = lake
+        .merge(clean_id, source_df, col(format!("target.{}", contract::ROW_KEY)).eq(col(format!("source.{}", contract::ROW_KEY))))
+        .await?
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_commit_properties(commit)
+        .when_matched_delete(|d| d.predicate(format!("source.{} = 'delete' AND {newer}", contract::OP)))
+        .and_then(|m| {
+            m.when_matched_update(|u| {
+                columns.iter().fold(
+                    u.predicate(format!("source.{} = 'upsert' AND {newer}", contract::OP)),
+                    |u, c| u.update(c.as_str(), format!("source.{c}")),
+                )
+            })
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| {
+                columns.iter().fold(
+                    i.predicate(format!("source.{} = 'upsert'", contract::OP)),
+                    |i, c| i.set(c.as_str(), format!("source.{c}")),
+                )
+            })
+        })
+        .map_err(|e| EngineError::delta(clean_id, "merge", e))?;
+    let (table, metrics) = merge.await.map_err(|e| EngineError::delta(clean_id, "merge", e))?;
+    Ok((table.version(), Some(metrics)))
+}
+
