@@ -217,9 +217,26 @@ impl Lake {
         batches: Vec<RecordBatch>,
         commit: CommitProperties,
     ) -> Result<DeltaTable> {
-        self.ensure_writable()?;
         let table = self.table(id).await?;
-        let batches = conform_batches(id, &table_arrow_schema(&table, id)?, batches)?;
+        self.append_to(table, id, batches, commit).await
+    }
+
+    /// Append to an already loaded table: the commit conflicts with anything committed since
+    /// that snapshot, so a check made on it ("already ingested?") and the append are atomic.
+    pub async fn append_to(
+        &self,
+        table: DeltaTable,
+        id: &TableId,
+        batches: Vec<RecordBatch>,
+        commit: CommitProperties,
+    ) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let schema = table_arrow_schema(&table, id)?;
+        let mut batches = conform_batches(id, &schema, batches)?;
+        if batches.is_empty() {
+            // No rows, but the commit (and its application transactions) still counts.
+            batches.push(RecordBatch::new_empty(schema));
+        }
         table
             .write(batches)
             .with_save_mode(SaveMode::Append)
@@ -271,8 +288,13 @@ impl Lake {
         source: DataFrame,
         predicate: Expr,
     ) -> Result<MergeBuilder> {
-        self.ensure_writable()?;
         let table = self.table(id).await?;
+        self.merge_into(table, source, predicate)
+    }
+
+    /// [`Lake::merge`] on an already loaded table (see [`Lake::append_to`] for why).
+    pub fn merge_into(&self, table: DeltaTable, source: DataFrame, predicate: Expr) -> Result<MergeBuilder> {
+        self.ensure_writable()?;
         Ok(table
             .merge(source, predicate)
             .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES)))

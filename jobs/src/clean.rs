@@ -171,7 +171,16 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
         (lake.record_transactions(&clean_id, commit).await?.version(), None)
     } else {
         let source_batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
-        merge(workspace, source, &clean_id, source_batch, txns).await?
+        let before = clean_table.version();
+        let (version, metrics) = merge(workspace, source, clean_table, &clean_id, source_batch, txns.clone()).await?;
+        if version == before {
+            // Nothing changed (every row older than the stored one): no commit was made, so
+            // record the batches as done on their own.
+            let commit = CommitProperties::default().with_application_transactions(txns);
+            (lake.record_transactions(&clean_id, commit).await?.version(), metrics)
+        } else {
+            (version, metrics)
+        }
     };
     report.clean_version = version;
     if let Some(m) = metrics {
@@ -333,6 +342,7 @@ fn apply_contract(
 async fn merge(
     workspace: &Workspace,
     source: &Source,
+    clean_table: cdplake_engine::deltalake::DeltaTable,
     clean_id: &TableId,
     batch: RecordBatch,
     txns: Vec<Transaction>,
@@ -356,9 +366,10 @@ async fn merge(
     let commit = CommitProperties::default()
         .with_application_transactions(txns)
         .with_max_retries(100);
+    // On the snapshot the pending batches were read from: a concurrent clean of the same
+    // batches committed since makes this commit conflict instead of applying them twice.
     let merge = lake
-        .merge(clean_id, source_df, col(format!("target.{}", contract::ROW_KEY)).eq(col(format!("source.{}", contract::ROW_KEY))))
-        .await?
+        .merge_into(clean_table, source_df, col(format!("target.{}", contract::ROW_KEY)).eq(col(format!("source.{}", contract::ROW_KEY))))?
         .with_source_alias("source")
         .with_target_alias("target")
         .with_commit_properties(commit)

@@ -159,7 +159,12 @@ pub async fn ingest_object(workspace: &Workspace, source: &Source, location: &st
     }
 
     let batches = raw::raw_batches(&records, &delivery).map_err(|e| JobError::arrow(format!("{}: raw rows", object.uri), e))?;
-    match lake.append_with(&raw_id, batches, once(&app)).await {
+    // Check and append on one snapshot: a replay committed since makes this commit conflict.
+    let table = lake.table(&raw_id).await?;
+    if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
+        return Ok(report);
+    }
+    match lake.append_to(table, &raw_id, batches, once(&app)).await {
         Ok(table) => {
             report.status = IngestStatus::Ingested;
             report.batch_id = Some(batch_id);

@@ -11,3 +11,4 @@ mod concurrency;
 mod engine_suite;
 mod probe;
 mod python_reader;
+mod zones_pipeline;
