@@ -180,7 +180,12 @@ pub async fn ingest_object(workspace: &Workspace, source: &Source, location: &st
         }
         Err(e) => return Err(e.into()),
     }
-    debug_assert_eq!(report.rows_in, report.rows_written + report.rows_rejected);
+    if report.status == IngestStatus::Ingested && report.rows_in != report.rows_written + report.rows_rejected {
+        return Err(JobError::Reconciliation(format!(
+            "{}: {} rows in != {} written + {} rejected",
+            report.uri, report.rows_in, report.rows_written, report.rows_rejected
+        )));
+    }
     Ok(report)
 }
 

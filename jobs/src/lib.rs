@@ -6,6 +6,8 @@ pub mod clean;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod generate;
+mod normalize_for_truth;
 pub mod ingest;
 pub mod init;
 pub mod inspect;

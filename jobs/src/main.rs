@@ -25,7 +25,7 @@ directory or on S3 / any S3-compatible server, and answers SQL over them.\n\n\
 Start with `cdplake demo`, then `cdplake tables` and `cdplake query \"SELECT ...\"`.\n\n\
 S3: set AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (and AWS_ALLOW_HTTP=true \
 for a plain-HTTP local server) and pass --lake s3://bucket/prefix.",
-    after_help = "Examples:\n  cdplake demo\n  cdplake --lake s3://lake/cdp tables\n  cdplake query \"SELECT * FROM clean.demo_customers LIMIT 5\" --format csv"
+    after_help = "Examples:\n  cdplake demo\n  cdplake --lake s3://lake/cdp tables\n  cdplake query \"SELECT * FROM clean.customers LIMIT 5\" --format csv"
 )]
 struct Cli {
     /// Lake root: a local directory or s3://bucket/prefix [default: ./lake, or lake.root in cdplake.toml]
@@ -53,16 +53,30 @@ enum Command {
     #[command(after_help = "Example:\n  cdplake --lake s3://lake/cdp init")]
     Init,
 
-    /// Run the demo on built-in sample data: create clean.demo_customers, upsert two batches, query.
-    #[command(after_help = "Example:\n  cdplake demo && cdplake query \"SELECT * FROM clean.demo_customers\"")]
+    /// Run the demo on built-in sample data: generate seed-style files into landing/, ingest, clean, query.
+    #[command(after_help = "Runs on ./lake unless --lake says otherwise; running it again changes nothing.\n\nExamples:\n  cdplake demo\n  cdplake query \"SELECT * FROM clean.crm_members LIMIT 5\"\n  cdplake query \"SELECT source, rule, count(*) FROM clean._quarantine GROUP BY source, rule\"")]
     Demo(FormatArg),
+
+    /// Write the demo's sources at any scale, plus the hidden ground truth (truth.csv).
+    #[command(after_help = "Example:\n  cdplake generate --persons 100000 --out /tmp/cdp-data\n  cdplake ingest --source customers /tmp/cdp-data/customers/customers.csv")]
+    Generate {
+        /// How many people
+        #[arg(long, default_value_t = 1000)]
+        persons: u64,
+        /// Seed of the deterministic generator
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Directory to write <source>/<file> and truth.csv into
+        #[arg(long)]
+        out: PathBuf,
+    },
 
     /// List the tables in the catalog.
     #[command(after_help = "Example:\n  cdplake tables --format json")]
     Tables(FormatArg),
 
     /// Show a table's definition: location, keys, PII columns, columns and types.
-    #[command(after_help = "Example:\n  cdplake describe clean.demo_customers")]
+    #[command(after_help = "Example:\n  cdplake describe clean.customers")]
     Describe {
         /// The table, as ZONE.TABLE
         table: TableId,
@@ -71,7 +85,7 @@ enum Command {
     },
 
     /// Show a table's commits (newest first): version, time, operation, metrics.
-    #[command(after_help = "Example:\n  cdplake history clean.demo_customers --limit 5")]
+    #[command(after_help = "Example:\n  cdplake history clean.customers --limit 5")]
     History {
         /// The table, as ZONE.TABLE
         table: TableId,
@@ -82,9 +96,9 @@ enum Command {
         format: FormatArg,
     },
 
-    /// Run SQL over the lake; every table is `zone.table` (e.g. clean.demo_customers).
+    /// Run SQL over the lake; every table is `zone.table` (e.g. clean.customers).
     #[command(
-        after_help = "Examples:\n  cdplake query \"SELECT country, count(*) FROM clean.demo_customers GROUP BY country\"\n  cdplake query \"SELECT * FROM _catalog.tables\" --format json"
+        after_help = "Examples:\n  cdplake query \"SELECT country, count(*) FROM clean.customers GROUP BY country\"\n  cdplake query \"SELECT * FROM _catalog.tables\" --format json"
     )]
     Query {
         /// One SQL statement (DataFusion SQL; identifiers are case-insensitive)
@@ -154,7 +168,7 @@ A table `zone.table` becomes `zone_table` in the database.\n\nExamples:\n  cdpla
     },
 
     /// Remove a table from the catalog; with --purge also delete its files.
-    #[command(after_help = "Example:\n  cdplake catalog drop clean.demo_customers --purge")]
+    #[command(after_help = "Example:\n  cdplake catalog drop clean.customers --purge")]
     Drop {
         /// The table, as ZONE.TABLE
         table: TableId,
@@ -205,18 +219,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!("lake ready at {} ({} tables in the catalog at {})", report.root, report.tables, report.catalog_location);
         }
         Command::Demo(FormatArg { format }) => {
-            let report = demo::run_demo(&workspace).await?;
+            let report = demo::run_demo(&workspace, chrono::Utc::now()).await?;
             if format == Format::Table {
+                out!("lake: {}", workspace.lake().location().root());
+                let totals = ingest::summarize(&report.ingested);
                 out!(
-                    "{}: {} rows inserted, {} updated; now at version {}\n\n{}\n",
-                    report.table,
-                    report.inserted,
-                    report.updated,
-                    report.version,
-                    demo::DEMO_QUERY
+                    "ingest: {} files ({} new, {} already ingested), {} rows in, {} written to raw, {} unreadable",
+                    totals.get("files").unwrap_or(&0),
+                    totals.get("ingested").unwrap_or(&0),
+                    totals.get("already_ingested").unwrap_or(&0),
+                    totals.get("rows_in").unwrap_or(&0),
+                    totals.get("rows_written").unwrap_or(&0),
+                    totals.get("rows_rejected").unwrap_or(&0)
                 );
+                for r in &report.cleaned {
+                    if r.batches > 0 {
+                        out!("{}", clean::describe_report(r));
+                    } else {
+                        out!("clean.{}: nothing new to clean", r.source);
+                    }
+                }
+                out!("\n{}\n", demo::DEMO_QUERY);
             }
             out!("{}", format_batches(&report.answer, format)?);
+        }
+        Command::Generate { persons, seed, out } => {
+            let (files, truth) = cdplake_jobs::generate::generate(persons, seed);
+            for file in &files {
+                let dir = out.join(file.source);
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::write(dir.join(&file.name), &file.content).with_context(|| format!("writing into {}", dir.display()))?;
+            }
+            std::fs::write(out.join("truth.csv"), truth).with_context(|| format!("writing {}/truth.csv", out.display()))?;
+            out!("{} files for {persons} people in {}/<source>/, ground truth in {}/truth.csv", files.len(), out.display(), out.display());
         }
         Command::Tables(FormatArg { format }) => {
             let entries = workspace.catalog.list().await?;

@@ -38,41 +38,59 @@ fn stdout(output: &Output) -> String {
 fn demo_on_the_default_local_lake() {
     let dir = tempfile::tempdir().unwrap();
     let out = stdout(&cdplake(dir.path(), &["demo"]));
-    assert!(out.contains("9 rows inserted, 2 updated"), "{out}");
-    assert!(out.contains("| GB      | 2         | 2860.5"), "{out}");
-    assert!(dir.path().join("lake/clean/demo_customers/_delta_log").is_dir(), "default lake is ./lake");
+    assert!(out.contains("ingest: 9 files (9 new, 0 already ingested)"), "{out}");
+    assert!(out.contains("clean.crm_members: 1 batches"), "{out}");
+    assert!(out.contains("quarantined 1: transaction_date: not_a_date"), "the broken row is reported: {out}");
+    assert!(out.contains("| GB      |"), "{out}");
+    assert!(dir.path().join("lake/landing/crm_members/crm_members.json").is_file(), "default lake is ./lake");
+    assert!(dir.path().join("lake/clean/customers/_delta_log").is_dir());
 
-    // Idempotent: a second run finds nothing to change and commits nothing.
+    // Idempotent: a second run finds every file ingested and every batch cleaned.
     let out = stdout(&cdplake(dir.path(), &["demo"]));
-    assert!(out.contains("0 rows inserted, 0 updated; now at version 2"), "{out}");
+    assert!(out.contains("(0 new, 9 already ingested)") && out.contains("clean.customers: nothing new to clean"), "{out}");
+    let versions = stdout(&cdplake(dir.path(), &["history", "clean.customers", "--format", "json"]));
+    let history: serde_json::Value = serde_json::from_str(&versions).unwrap();
+    let operations: Vec<_> = history.as_array().unwrap().iter().map(|c| c["operation"].as_str().unwrap()).collect();
+    assert_eq!(operations, ["MERGE", "CREATE TABLE"], "the second run committed nothing");
 
     let csv = stdout(&cdplake(
         dir.path(),
-        &["query", "SELECT customer_id, tier FROM clean.demo_customers WHERE country = 'NL'", "--format", "csv"],
+        &["query", "SELECT member_id, level FROM clean.crm_members ORDER BY member_id LIMIT 1", "--format", "csv"],
     ));
-    assert_eq!(csv.trim(), "customer_id,tier\nC006,silver");
+    assert!(csv.starts_with("member_id,level\nMBR"), "{csv}");
 
     let json = stdout(&cdplake(dir.path(), &["tables", "--format", "json"]));
     let tables: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(tables[0]["table"], "clean.demo_customers");
-    assert_eq!(tables[0]["primary_key"], "customer_id");
+    let names: Vec<_> = tables.as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+    assert!(names.contains(&"raw.crm_members") && names.contains(&"clean._quarantine"), "{names:?}");
 
-    let history = stdout(&cdplake(dir.path(), &["history", "clean.demo_customers", "--format", "json"]));
-    let history: serde_json::Value = serde_json::from_str(&history).unwrap();
-    let operations: Vec<_> = history.as_array().unwrap().iter().map(|c| c["operation"].as_str().unwrap()).collect();
-    assert_eq!(operations, ["MERGE", "MERGE", "CREATE TABLE"]);
-
-    let describe = stdout(&cdplake(dir.path(), &["describe", "clean.demo_customers"]));
-    assert!(describe.contains("| 7        | updated_at     | timestamp | false"), "{describe}");
+    let describe = stdout(&cdplake(dir.path(), &["describe", "clean.customers"]));
+    assert!(describe.contains("email_hash") && describe.contains("| true  |"), "PII column flagged: {describe}");
 
     let ddl = stdout(&cdplake(
         dir.path(),
         &["catalog", "export-athena", "--database", "cdp", "--location-root", "s3://bucket/lake"],
     ));
     assert!(
-        ddl.contains("CREATE EXTERNAL TABLE IF NOT EXISTS `cdp`.`clean_demo_customers`\nLOCATION 's3://bucket/lake/clean/demo_customers/'"),
+        ddl.contains("CREATE EXTERNAL TABLE IF NOT EXISTS `cdp`.`clean_customers`\nLOCATION 's3://bucket/lake/clean/customers/'"),
         "{ddl}"
     );
+}
+
+#[test]
+fn generate_writes_every_source_and_the_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    stdout(&cdplake(dir.path(), &["generate", "--persons", "50", "--out", out.to_str().unwrap()]));
+    let first = std::fs::read_to_string(out.join("crm_members/crm_members.json")).unwrap();
+    assert!(std::fs::read_to_string(out.join("truth.csv")).unwrap().starts_with("person_id,id_type,id_value\n"));
+    stdout(&cdplake(dir.path(), &["generate", "--persons", "50", "--out", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(out.join("crm_members/crm_members.json")).unwrap(), first, "deterministic");
+    let ingest = stdout(&cdplake(dir.path(), &["ingest", "--source", "customers", out.join("customers/customers.csv").to_str().unwrap()]));
+    assert!(ingest.starts_with("Ingested:"), "{ingest}");
+    let clean = stdout(&cdplake(dir.path(), &["clean", "--source", "customers", "--json"]));
+    let reports: serde_json::Value = serde_json::from_str(&clean).unwrap();
+    assert_eq!(reports[0]["rows_read"], reports[0]["kept"]);
 }
 
 #[test]
@@ -110,8 +128,8 @@ fn demo_on_s3_and_athena_ddl_for_its_root() {
         command.output().expect("run cdplake")
     };
     let out = stdout(&run(&["demo"]));
-    assert!(out.contains("| IE      | 1         | 120.0"), "{out}");
+    assert!(out.contains("ingest: 9 files (9 new"), "{out}");
     let ddl = stdout(&run(&["catalog", "export-athena", "--database", "cdp"]));
-    assert!(ddl.contains(&format!("LOCATION '{root}/clean/demo_customers/'")), "{ddl}");
+    assert!(ddl.contains(&format!("LOCATION '{root}/clean/customers/'")), "{ddl}");
     assert!(!dir.path().join("lake").exists(), "nothing written locally");
 }
