@@ -52,6 +52,11 @@ running() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
 
 start() {
   if running && ready; then return 0; fi
+  if ready; then
+    say "port $port is taken by a server this script did not start (another checkout's?);"
+    say "stop it, or use another port: CDPLAKE_S3_PORT=8334 $0 start"
+    exit 1
+  fi
   install
   mkdir -p "$data_dir/data"
   # Without an identity SeaweedFS accepts any credentials; with one it checks them.

@@ -7,21 +7,8 @@ use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::{EngineError, TableSpec, TimeTravel};
 
-use crate::support::{Backend, TestLake, count, event_rows, events, events_schema, id};
+use crate::support::{on_every_backend, Backend, TestLake, count, event_rows, events, events_schema, id};
 
-/// Each listed test runs once per backend: `engine_suite::local::NAME`, `engine_suite::s3::NAME`.
-macro_rules! on_every_backend {
-    ($($test:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() { super::$test(super::Backend::Local).await })*
-        }
-        mod s3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() { super::$test(super::Backend::S3).await })*
-        }
-    };
-}
 
 on_every_backend!(
     create_append_read,

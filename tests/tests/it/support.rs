@@ -147,3 +147,19 @@ pub fn single_i64(batches: &[RecordBatch]) -> i64 {
     let column: &Int64Array = column.as_primitive::<Int64Type>();
     column.value(0)
 }
+
+/// Each listed `async fn NAME(backend: Backend)` becomes two tests, `local::NAME` and
+/// `s3::NAME`: the same test on a local-directory lake and on the S3 server.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test($crate::support::Backend::Local).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test($crate::support::Backend::S3).await })*
+        }
+    };
+}
+pub(crate) use on_every_backend;

@@ -10,7 +10,7 @@ use cdplake_jobs::ingest::{IngestStatus, ingest};
 use cdplake_jobs::{Config, JobError, Workspace};
 use chrono::{TimeZone, Utc};
 
-use crate::support::{Backend, TestLake, s3_options, single_i64};
+use crate::support::{on_every_backend, Backend, TestLake, s3_options, single_i64};
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
     let mut config = Config::default();
@@ -58,13 +58,20 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
+
+on_every_backend!(
+    online_retail_ingests_and_cleans_with_reconciled_counts,
+    bad_input_is_refused_or_quarantined_with_reasons,
+    latest_version_wins_and_cdc_applies,
+    pii_is_hashed_and_never_reaches_clean_in_plaintext,
+);
+
 /// The real Online Retail file: 541,909 lines, reconciled to the cent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_retail_ingests_and_cleans_with_reconciled_counts() {
+async fn online_retail_ingests_and_cleans_with_reconciled_counts(backend: Backend) {
     let file = crate::support::repo_root().join("../shared/data/online_retail.csv");
     assert!(file.exists(), "{} is missing (CI has ../shared beside the clone)", file.display());
-    let t = TestLake::new(Backend::Local).await;
-    let ws = workspace(&t, Backend::Local).await;
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
 
     let reports = ingest_file(&ws, "retail_transactions", &file).await.unwrap();
     assert_eq!(reports[0].status, IngestStatus::Ingested);
@@ -108,10 +115,9 @@ async fn online_retail_ingests_and_cleans_with_reconciled_counts() {
     assert_eq!(ws.lake().table(&"clean.retail_transactions".parse().unwrap()).await.unwrap().version(), clean_version);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_refused_or_quarantined_with_reasons() {
-    let t = TestLake::new(Backend::Local).await;
-    let ws = workspace(&t, Backend::Local).await;
+async fn bad_input_is_refused_or_quarantined_with_reasons(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let header = "transaction_id,customer_id,product_id,amount,transaction_date,status\n";
@@ -173,10 +179,9 @@ async fn bad_input_is_refused_or_quarantined_with_reasons() {
     assert!(clean_columns.iter().all(|c| c.0 != "note"), "clean ignores unknown columns");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latest_version_wins_and_cdc_applies() {
-    let t = TestLake::new(Backend::Local).await;
-    let ws = workspace(&t, Backend::Local).await;
+async fn latest_version_wins_and_cdc_applies(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let h = "order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n";
@@ -213,10 +218,9 @@ async fn latest_version_wins_and_cdc_applies() {
     assert_eq!(orders, ["o1:delivered"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pii_is_hashed_and_never_reaches_clean_in_plaintext() {
-    let t = TestLake::new(Backend::Local).await;
-    let ws = workspace(&t, Backend::Local).await;
+async fn pii_is_hashed_and_never_reaches_clean_in_plaintext(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
