@@ -39,6 +39,55 @@ pub struct Config {
     pub lake: LakeConfig,
     /// Sources by name (`[sources.NAME]`); they replace built-in presets of the same name.
     pub sources: std::collections::BTreeMap<String, Source>,
+    pub identity: IdentityConfig,
+}
+
+/// `[identity]`: the guards of identity stitching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Values that never identify anyone (compared trimmed and lower-cased), besides empty
+    /// values and the SHA-256 of the empty string.
+    pub junk_values: Vec<String>,
+    /// More values to keep out of stitching (`"device_id:KIOSK-01"` or a bare value).
+    pub blocklist: Vec<String>,
+    /// Id types of which a person holds at most one value.
+    pub unique_types: Vec<String>,
+    /// An identifier linked to more than this many values of a unique type is a hub.
+    pub hub_max_unique: u64,
+    /// Rows that carry an identifier only on some events: `source`, `when_column` =
+    /// `equals` → `column` holds an `id_type` (the app's login event carries the member id).
+    pub conditional_ids: Vec<ConditionalId>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalId {
+    pub source: String,
+    pub when_column: String,
+    pub equals: String,
+    pub column: String,
+    pub id_type: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            junk_values: ["null", "none", "unknown", "n/a", "na", "0", "-1", "undefined", "test"]
+                .map(String::from)
+                .to_vec(),
+            blocklist: Vec::new(),
+            unique_types: vec!["member_id".into()],
+            hub_max_unique: 5,
+            conditional_ids: vec![ConditionalId {
+                source: "app_events".into(),
+                when_column: "event_type".into(),
+                equals: "login".into(),
+                column: "page_name".into(),
+                id_type: "member_id".into(),
+            }],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

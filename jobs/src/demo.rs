@@ -2,7 +2,7 @@
 //!
 //! Generates a small seed-style multi-channel data set (deterministic, no network, nothing
 //! from outside the binary) into `<lake>/landing/<source>/`, ingests every source into the raw
-//! zone, cleans it into the clean zone, and answers a question in SQL. Running it again finds
+//! zone, cleans it into the clean zone, stitches identities into persons, and answers a question in SQL. Running it again finds
 //! every file already ingested and every batch already cleaned: nothing changes.
 
 use cdplake_engine::arrow::array::RecordBatch;
@@ -19,13 +19,14 @@ pub const DEMO_PERSONS: u64 = 200;
 pub const DEMO_SEED: u64 = 42;
 
 /// The question the demo asks once the data is in.
-pub const DEMO_QUERY: &str = "SELECT country, count(*) AS customers, count(email_hash) AS with_email \
-     FROM clean.customers GROUP BY country ORDER BY customers DESC, country";
+pub const DEMO_QUERY: &str = "SELECT id_count AS identifiers_per_person, count(*) AS persons FROM \
+     (SELECT one_id, count(*) AS id_count FROM curated.id_mapping GROUP BY one_id) GROUP BY id_count ORDER BY id_count";
 
 #[derive(Debug, Clone)]
 pub struct DemoReport {
     pub ingested: Vec<IngestReport>,
     pub cleaned: Vec<CleanReport>,
+    pub identity: crate::identity::IdentityReport,
     pub answer: Vec<RecordBatch>,
 }
 
@@ -54,10 +55,12 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
         ingested.extend(ingest(workspace, &source, &[], now).await?);
         cleaned.push(clean(workspace, &source, now).await?);
     }
+    let identity = crate::identity::resolve(workspace, now).await?;
     let answer = crate::query::run_query(workspace, DEMO_QUERY).await?;
     Ok(DemoReport {
         ingested,
         cleaned,
+        identity,
         answer,
     })
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod generate;
+pub mod identity;
 mod normalize_for_truth;
 pub mod ingest;
 pub mod init;

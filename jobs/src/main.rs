@@ -142,6 +142,20 @@ cdplake query \"SELECT rule, count(*) FROM clean._quarantine GROUP BY rule\""
         json: bool,
     },
 
+    /// Stitch identifiers into persons: curated.id_mapping (one_id per identifier), incrementally.
+    #[command(
+        after_help = "Reads clean rows not seen yet, links the identifiers of each row, keeps junk values and hub \
+identifiers (a device seen with more than 5 member_ids) out, refuses links that would give a person two member_ids \
+(curated.identity_conflicts), and MERGEs only the changed identifiers. The oldest one_id survives a merge \
+(curated.id_merge_history).\n\nExamples:\n  cdplake identity\n  \
+cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id ORDER BY 2 DESC LIMIT 5\""
+    )]
+    Identity {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
     /// List the sources: built-in presets and those in cdplake.toml.
     #[command(after_help = "Example:\n  cdplake sources --format json")]
     Sources(FormatArg),
@@ -239,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         out!("clean.{}: nothing new to clean", r.source);
                     }
                 }
+                out!("{}", cdplake_jobs::identity::describe_report(&report.identity));
                 out!("\n{}\n", demo::DEMO_QUERY);
             }
             out!("{}", format_batches(&report.answer, format)?);
@@ -323,6 +338,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if reports.iter().all(|r| r.batches == 0) {
                     out!("nothing to clean: every raw batch is cleaned");
                 }
+            }
+        }
+        Command::Identity { json } => {
+            let report = cdplake_jobs::identity::resolve(&workspace, chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", cdplake_jobs::identity::describe_report(&report));
             }
         }
         Command::Sources(FormatArg { format }) => {

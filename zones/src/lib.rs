@@ -13,6 +13,7 @@
 //! between zones live in `cdplake-jobs`.
 
 pub mod contract;
+pub mod curated;
 pub mod normalize;
 pub mod presets;
 pub mod quarantine;
