@@ -72,7 +72,8 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
         let phone = format!("07911 {:06}", 100_000 + p % 900_000);
         let signup = base + Duration::days(rng.below(120) as i64);
         let is_member = rng.chance(70);
-        let has_app = rng.chance(60);
+        // The app needs an account: app users are members, and each device logs in first.
+        let has_app = is_member && rng.chance(80);
         let is_shopper = rng.chance(80);
         let _ = writeln!(truth, "{person},email_hash,{}", nz::email_hash(&email));
         let _ = writeln!(truth, "{person},mobile_hash,{}", nz::phone_hash(&phone));
@@ -107,7 +108,7 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
                 let _ = writeln!(truth, "{person},open_id,{open_id}");
                 for e in 0..(2 + rng.below(5)) {
                     let at = signup + Duration::hours(rng.below(24 * 200) as i64);
-                    let (event_type, page, item, price) = match rng.below(4) {
+                    let (event_type, page, item, price) = match if e == 0 { 0 } else { rng.below(4) } {
                         0 if is_member => ("login", member_id.clone(), String::new(), String::from("null")),
                         1 => ("purchase", "checkout".into(), format!("SKU{:03}", rng.below(200)), format!("{}.{}", 5 + rng.below(500), rng.below(10))),
                         2 => ("add_cart", "product".into(), format!("SKU{:03}", rng.below(200)), format!("{}.0", 5 + rng.below(500))),
@@ -173,8 +174,10 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
             }
             let cookie = format!("ck{p:07}");
             let _ = writeln!(truth, "{person},cookie_id,{cookie}");
-            for b in 0..rng.below(6) {
-                let logged_in = b > 0;
+            let sessions = rng.below(6);
+            for b in 0..sessions {
+                // Anonymous browsing first; a login later ties the cookie to the customer.
+                let logged_in = b % 2 == 1 || sessions == 1;
                 let at = signup + Duration::minutes(rng.below(60 * 24 * 300) as i64);
                 let _ = writeln!(
                     behavior,

@@ -241,6 +241,21 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
 /// The identifier columns of a source's clean table: `(clean column, id_type)`, plus the
 /// conditional ones (`(column, id_type, when_column, equals)`).
 fn identifier_columns(source: &Source, config: &IdentityConfig) -> Vec<IdColumn> {
+    // An explicit link file names the id types in its rows.
+    if ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().all(|c| source.column(c).is_some()) {
+        return ["a", "b"]
+            .iter()
+            .map(|side| IdColumn {
+                column: format!("id_value_{side}"),
+                id_type: format!("id_type_{side}"),
+                when: None,
+            })
+            .map(|mut c| {
+                c.id_type = format!("{PAIR_TYPE_PREFIX}{}", c.id_type);
+                c
+            })
+            .collect();
+    }
     let mut columns: Vec<IdColumn> = source
         .columns
         .iter()
@@ -255,6 +270,9 @@ fn identifier_columns(source: &Source, config: &IdentityConfig) -> Vec<IdColumn>
     }
     columns
 }
+
+/// An [`IdColumn::id_type`] starting with this names the column holding the id type.
+const PAIR_TYPE_PREFIX: &str = "column:";
 
 #[derive(Debug, Clone)]
 struct IdColumn {
@@ -338,7 +356,7 @@ fn extract(
     report: &mut IdentityReport,
 ) -> Result<()> {
     use cdplake_zones::contract::{INGESTED_AT, SOURCE_ROW, SOURCE_URI};
-    let columns: Vec<(IdColumn, ArrayRef, Option<ArrayRef>)> = id_columns
+    let columns: Vec<(IdColumn, ArrayRef, Option<ArrayRef>, Option<ArrayRef>)> = id_columns
         .iter()
         .filter_map(|c| {
             let values = text(batch, &c.column)?;
@@ -346,7 +364,11 @@ fn extract(
                 Some((w, _)) => Some(text(batch, w)?),
                 None => None,
             };
-            Some((c.clone(), values, when))
+            let types = match c.id_type.strip_prefix(PAIR_TYPE_PREFIX) {
+                Some(column) => Some(text(batch, column)?),
+                None => None,
+            };
+            Some((c.clone(), values, when, types))
         })
         .collect();
     let uris = text(batch, SOURCE_URI).ok_or_else(|| JobError::Invalid("clean row without _source_uri".into()))?;
@@ -366,16 +388,21 @@ fn extract(
             _ => true,
         };
         let mut ids: Vec<Identifier> = Vec::new();
-        for (c, values, when) in &columns {
+        for (c, values, when, types) in &columns {
             if values.is_null(r) || !when_ok(c, when) {
                 continue;
             }
+            let id_type = match types {
+                Some(types) if types.is_null(r) => continue,
+                Some(types) => types.as_string::<i32>().value(r).to_string(),
+                None => c.id_type.clone(),
+            };
             let value = values.as_string::<i32>().value(r);
-            if junk.is_junk(&c.id_type, value) {
+            if junk.is_junk(&id_type, value) {
                 report.junk_values_skipped += 1;
                 continue;
             }
-            let identifier = (c.id_type.clone(), value.trim().to_string());
+            let identifier = (id_type, value.trim().to_string());
             if !ids.contains(&identifier) {
                 ids.push(identifier);
             }

@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod concurrency;
 mod engine_suite;
+mod identity;
 mod probe;
 mod python_reader;
 mod zones_pipeline;

@@ -1,0 +1,158 @@
+//! Identity resolution against the generator's ground truth, incrementally, with guards.
+
+use std::collections::{HashMap, HashSet};
+
+use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::DataType;
+use cdplake_jobs::{Config, Workspace};
+use chrono::{TimeZone, Utc};
+
+use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
+
+on_every_backend!(matches_the_ground_truth_and_stays_stable_across_batches, guards_keep_hubs_junk_and_conflicts_out);
+
+async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
+    let mut config = Config::default();
+    if backend == Backend::S3 {
+        config.lake.storage = s3_options();
+    }
+    Workspace::open_with(config, Some(&t.root)).await.unwrap()
+}
+
+fn at(day: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, day, 6, 0, 0).unwrap()
+}
+
+/// Land files, ingest and clean every source that got one.
+async fn load(ws: &Workspace, files: &[(&str, String, String)], day: u32) {
+    let mut sources = Vec::new();
+    for (source, name, content) in files {
+        let location = ws.lake().location().join(&format!("landing/{source}/{name}")).to_string();
+        ws.lake().put_object(&location, content.clone().into()).await.unwrap();
+        if !sources.contains(source) {
+            sources.push(*source);
+        }
+    }
+    for name in sources {
+        let source = ws.config.source(name).unwrap();
+        cdplake_jobs::ingest::ingest(ws, &source, &[], at(day)).await.unwrap();
+        cdplake_jobs::clean::clean(ws, &source, at(day)).await.unwrap();
+    }
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let c = cast(batch.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+    let c = c.as_string::<i32>();
+    (0..c.len()).map(|i| if c.is_null(i) { String::new() } else { c.value(i).to_string() }).collect()
+}
+
+async fn mapping(ws: &Workspace) -> HashMap<(String, String), String> {
+    let batches = cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping").await.unwrap();
+    let mut out = HashMap::new();
+    for b in &batches {
+        for ((t, v), o) in column(b, "id_type").into_iter().zip(column(b, "id_value")).zip(column(b, "one_id")) {
+            assert!(out.insert((t, v), o).is_none(), "one row per identifier");
+        }
+    }
+    out
+}
+
+async fn mapping_version(ws: &Workspace) -> Option<u64> {
+    ws.lake().table(&"curated.id_mapping".parse().unwrap()).await.unwrap().version()
+}
+
+async fn matches_the_ground_truth_and_stays_stable_across_batches(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    let (files, truth) = cdplake_jobs::generate::generate(300, 7);
+    let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
+    load(&ws, &files, 1).await;
+    let first = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    assert!(first.persons_created > 0 && first.conflicts == 0, "{first:?}");
+
+    // Precision: no one_id holds identifiers of two people. Recall: pairs of one person's
+    // identifiers that the data links end up together.
+    let person: HashMap<(String, String), String> = truth
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ',');
+            let (p, t, v) = (f.next()?, f.next()?, f.next()?);
+            Some(((t.to_string(), v.to_string()), p.to_string()))
+        })
+        .collect();
+    let ids = mapping(&ws).await;
+    let mut persons_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (identifier, one_id) in &ids {
+        let p = person.get(identifier).unwrap_or_else(|| panic!("{identifier:?} not in the truth"));
+        persons_of.entry(one_id.as_str()).or_default().insert(p.as_str());
+    }
+    assert!(persons_of.values().all(|p| p.len() == 1), "a one_id mixes two persons");
+    let mut one_ids_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (identifier, one_id) in &ids {
+        one_ids_of.entry(person[identifier].as_str()).or_default().insert(one_id.as_str());
+    }
+    let whole = one_ids_of.values().filter(|o| o.len() == 1).count() as f64 / one_ids_of.len() as f64;
+    assert!(whole >= 0.7, "only {whole:.2} of persons are one cluster");
+
+    // Rerun with nothing new: no new version.
+    let version = mapping_version(&ws).await;
+    assert_eq!(cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap().batches, 0);
+    assert_eq!(mapping_version(&ws).await, version);
+
+    // Batch 2: a new device, never logged in, is a new person.
+    let event = r#"{"event_id":"EVTNEW1","device_id":"DEVNEW","union_id":"union_new","open_id":"open_new","event_type":"view","page_name":"home","event_time":"2024-06-02 09:00:00"}"#;
+    load(&ws, &[("app_events", "late.json".into(), format!("{event}\n"))], 2).await;
+    let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    assert_eq!((second.persons_created, second.merges, second.mapping_rows_written), (1, 0, 3), "{second:?}");
+    let before = mapping(&ws).await;
+    let device = ("device_id".to_string(), "DEVNEW".to_string());
+    let member = before.keys().find(|(t, _)| t == "member_id").unwrap().clone();
+
+    // Batch 3: the support desk links that device to a member: the member's (older) one_id
+    // survives, the device's one_id is absorbed, nothing else moves.
+    let link = format!("id_type_a,id_value_a,id_type_b,id_value_b,source\ndevice_id,DEVNEW,member_id,{}\n", member.1);
+    let link = link.trim_end().to_string() + ",support_desk\n";
+    load(&ws, &[("identity_links", "manual.csv".into(), link)], 3).await;
+    let third = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    assert_eq!((third.merges, third.persons_created), (1, 0), "{third:?}");
+    let after = mapping(&ws).await;
+    assert_eq!(after[&device], before[&member], "the oldest one_id survives");
+    assert_eq!(after[&member], before[&member]);
+    let moved: Vec<_> = before.iter().filter(|(i, o)| after[*i] != **o).map(|(i, _)| i.clone()).collect();
+    assert_eq!(moved.len(), 3, "only the absorbed device cluster moves: {moved:?}");
+    assert_eq!(third.mapping_rows_written, 4, "the three moved + the member's last_seen");
+    let history = cdplake_jobs::query::run_query(&ws, "SELECT absorbed_one_id, surviving_one_id, cause FROM curated.id_merge_history").await.unwrap();
+    assert_eq!(column(&history[0], "absorbed_one_id"), [before[&device].clone()]);
+    assert_eq!(column(&history[0], "surviving_one_id"), [before[&member].clone()]);
+    assert!(column(&history[0], "cause")[0].contains("identity_links"), "the merge names its link");
+}
+
+async fn guards_keep_hubs_junk_and_conflicts_out(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    let mut links = String::from("id_type_a,id_value_a,id_type_b,id_value_b,source\n");
+    // A kiosk device used by six members: a hub, never a link.
+    for m in 1..=6 {
+        links.push_str(&format!("device_id,KIOSK,member_id,M{m},store\n"));
+    }
+    // Junk values never link.
+    links.push_str("member_id,M1,email_hash,unknown,crm\nmember_id,M2,email_hash,unknown,crm\n");
+    // An email shared by two members: the second link is refused as a conflict.
+    links.push_str("member_id,M3,email_hash,e-shared,crm\nmember_id,M4,email_hash,e-shared,crm\n");
+    load(&ws, &[("identity_links", "links.csv".into(), links)], 1).await;
+    let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    assert_eq!((report.hubs, report.conflicts), (1, 1), "{report:?}");
+    assert_eq!(report.junk_values_skipped, 2);
+
+    let ids = mapping(&ws).await;
+    let members: HashSet<&String> = (1..=6).map(|m| &ids[&("member_id".to_string(), format!("M{m}"))]).collect();
+    assert_eq!(members.len(), 6, "no two members share a one_id");
+    assert!(!ids.contains_key(&("device_id".to_string(), "KIOSK".to_string())), "the hub is kept out");
+    assert!(!ids.keys().any(|(_, v)| v == "unknown"));
+    let hubs = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_hubs WHERE id_value = 'KIOSK'").await.unwrap();
+    assert_eq!(single_i64(&hubs), 1);
+    let conflicts = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_conflicts").await.unwrap();
+    assert_eq!(single_i64(&conflicts), 1);
+}
