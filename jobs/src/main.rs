@@ -151,8 +151,10 @@ identifiers (a device seen with more than 5 member_ids) out, refuses links that 
 cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id ORDER BY 2 DESC LIMIT 5\""
     )]
     Identity {
+        #[command(subcommand)]
+        action: Option<IdentityAction>,
         /// Print the report as JSON
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
     },
 
@@ -163,6 +165,16 @@ cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id 
     /// Catalog maintenance: Athena DDL, dropping tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand)]
+enum IdentityAction {
+    /// Show a person: their one_id, every identifier, and the link (with its source row) that joined each.
+    #[command(after_help = "Example:\n  cdplake identity explain member_id:MBR0000001")]
+    Explain {
+        /// The identifier, as ID_TYPE:VALUE
+        identifier: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -340,7 +352,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Identity { json } => {
+        Command::Identity { action: Some(IdentityAction::Explain { identifier }), json } => {
+            use cdplake_jobs::identity::explain;
+            let explanation = explain::explain(&workspace, &explain::parse_identifier(&identifier)?).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                out!("{} (user_int_id {}): {} identifiers", explanation.one_id, explanation.user_int_id, explanation.identifiers.len());
+                for step in &explanation.identifiers {
+                    match (&step.via, &step.evidence) {
+                        (Some(via), Some(evidence)) => out!("  {}:{}  ← {via}  ({evidence})", step.id_type, step.id_value),
+                        (None, Some(evidence)) => out!("  {}:{}  ({evidence})", step.id_type, step.id_value),
+                        _ => out!("  {}:{}", step.id_type, step.id_value),
+                    }
+                }
+            }
+        }
+        Command::Identity { action: None, json } => {
             let report = cdplake_jobs::identity::resolve(&workspace, chrono::Utc::now()).await?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);

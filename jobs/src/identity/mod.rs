@@ -13,6 +13,7 @@
 //!    `user_int_id` (never reused) and `one_id = ONE<user_int_id>`.
 //! 5. Only identifiers whose row changed are MERGEd into `curated.id_mapping`.
 
+pub mod explain;
 pub mod union_find;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
