@@ -175,6 +175,18 @@ enum IdentityAction {
         /// The identifier, as ID_TYPE:VALUE
         identifier: String,
     },
+    /// Undo a bad merge: the link between A and B, or with A alone every link of A.
+    #[command(
+        after_help = "Only the person A belongs to is re-stitched: the largest part keeps the one_id, the others become \
+new persons (curated.id_merge_history, action 'split'). Undone links are never used again.\n\nExamples:\n  \
+cdplake identity unlink device_id:KIOSK-7 member_id:MBR0000042\n  cdplake identity unlink email_hash:5e88..."
+    )]
+    Unlink {
+        /// ID_TYPE:VALUE
+        a: String,
+        /// ID_TYPE:VALUE [default: every link of A]
+        b: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -366,6 +378,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         _ => out!("  {}:{}", step.id_type, step.id_value),
                     }
                 }
+            }
+        }
+        Command::Identity { action: Some(IdentityAction::Unlink { a, b }), json } => {
+            use cdplake_jobs::identity::{explain::parse_identifier, unlink};
+            let a = parse_identifier(&a)?;
+            let b = b.as_deref().map(parse_identifier).transpose()?;
+            let report = unlink::unlink(&workspace, &a, b.as_ref(), chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else if report.parts == 1 {
+                out!("{} is still one person (other links hold it together); the link will not be used again", report.one_id);
+            } else {
+                out!("{} split into {} parts: it keeps the largest; new persons {}", report.one_id, report.parts, report.new_one_ids.join(", "));
             }
         }
         Command::Identity { action: None, json } => {

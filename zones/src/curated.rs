@@ -111,3 +111,15 @@ pub fn hubs_spec() -> TableSpec {
     )
     .with_description("Hub identifiers (e.g. a device seen with more than 5 member_ids), never used to link.")
 }
+
+pub fn unlinks_id() -> TableId {
+    id("identity_unlinks")
+}
+
+/// Links (or, with an empty side b, every link of an identifier) a person asked to undo.
+pub fn unlinks_spec() -> TableSpec {
+    let mut fields = identifier_pair_fields();
+    fields.push(Field::new("at", timestamp_type(), false));
+    TableSpec::new(unlinks_id(), Arc::new(Schema::new(fields)))
+        .with_description("Undone links: never used again. An empty side b blocks every link of side a.")
+}

@@ -15,6 +15,7 @@
 
 pub mod explain;
 pub mod union_find;
+pub mod unlink;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -82,12 +83,12 @@ struct Link {
 
 /// An identifier's row in `curated.id_mapping`.
 #[derive(Debug, Clone, PartialEq)]
-struct Mapping {
-    one_id: String,
-    source_channel: String,
-    first_seen: i64,
-    last_seen: i64,
-    user_int_id: i64,
+pub(crate) struct Mapping {
+    pub(crate) one_id: String,
+    pub(crate) source_channel: String,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) user_int_id: i64,
 }
 
 fn batch_app_id(source: &str, batch: &str) -> String {
@@ -102,7 +103,13 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     let mut report = IdentityReport::default();
     let meta = TableMeta::default().with_primary_key(["id_type", "id_value"]);
     let (mapping_table, _) = workspace.catalog.ensure_table(&curated::id_mapping_spec(), &meta).await?;
-    for spec in [curated::identity_links_spec(), curated::merge_history_spec(), curated::conflicts_spec(), curated::hubs_spec()] {
+    for spec in [
+        curated::identity_links_spec(),
+        curated::merge_history_spec(),
+        curated::conflicts_spec(),
+        curated::hubs_spec(),
+        curated::unlinks_spec(),
+    ] {
         workspace.catalog.ensure_table(&spec, &TableMeta::default()).await?;
     }
 
@@ -160,8 +167,9 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
             components.node(identifier);
         }
     }
+    let unlinked = unlink::load_unlinks(workspace).await?;
     for link in &links {
-        if hubs.contains(&link.a) || hubs.contains(&link.b) {
+        if hubs.contains(&link.a) || hubs.contains(&link.b) || unlinked.blocks(&link.a, &link.b) {
             continue;
         }
         match components.union(&link.a, &link.b) {
@@ -226,7 +234,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     }
 
     // 5. Side tables, then the mapping with the watermark in its commit.
-    append_history(workspace, &history, now).await?;
+    append_history(workspace, "merge", &history, now).await?;
     append_conflicts(workspace, &conflicts, now).await?;
     report.mapping_rows_written = rows.len() as u64;
     let commit = CommitProperties::default().with_application_transactions(txns);
@@ -343,7 +351,7 @@ async fn read_rows(workspace: &Workspace, source: &Source, pending: &[String]) -
         .map_err(|e| JobError::query("identity: reading clean rows", e))
 }
 
-fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+pub(crate) fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
     batch.column_by_name(name).and_then(|c| cast(c, &DataType::Utf8).ok())
 }
 
@@ -429,15 +437,15 @@ fn extract(
     Ok(())
 }
 
-fn micros(values: impl Iterator<Item = i64>) -> ArrayRef {
+pub(crate) fn micros(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
 }
 
-fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+pub(crate) fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(values.map(Some).collect::<StringArray>())
 }
 
-fn batch_for(spec: &TableSpec, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+pub(crate) fn batch_for(spec: &TableSpec, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     let schema = spec.normalized_schema()?;
     RecordBatch::try_new(schema, columns).map_err(|e| JobError::arrow(format!("rows for {}", spec.id), e))
 }
@@ -490,7 +498,7 @@ async fn store_links(workspace: &Workspace, links: &[Link]) -> Result<()> {
 
 /// Identifiers touched now that are linked to more than `hub_max_unique` values of a
 /// person-unique type, recorded in `curated.identity_hubs` (with the earlier hubs).
-async fn find_hubs(
+pub(crate) async fn find_hubs(
     workspace: &Workspace,
     config: &IdentityConfig,
     seen: &HashMap<Identifier, (i64, i64, String)>,
@@ -577,8 +585,14 @@ async fn load_components(workspace: &Workspace, seen: &HashMap<Identifier, (i64,
         .collect()
         .await
         .map_err(query_error)?;
+    parse_mapping(&rows)
+}
+
+
+/// `curated.id_mapping` rows by identifier.
+pub(crate) fn parse_mapping(rows: &[RecordBatch]) -> Result<HashMap<Identifier, Mapping>> {
     let mut out = HashMap::new();
-    for batch in &rows {
+    for batch in rows {
         let (t, v, o, s) = (text(batch, "id_type"), text(batch, "id_value"), text(batch, "one_id"), text(batch, "source_channel"));
         let (Some(t), Some(v), Some(o), Some(s)) = (t, v, o, s) else { continue };
         let first = batch.column_by_name("first_seen").ok_or_else(|| JobError::Invalid("id_mapping without first_seen".into()))?;
@@ -605,7 +619,7 @@ async fn load_components(workspace: &Workspace, seen: &HashMap<Identifier, (i64,
     Ok(out)
 }
 
-async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
+pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
     let session = workspace.catalog.sql_session().await?;
     let batches = session
         .sql("SELECT max(user_int_id) FROM curated.id_mapping")
@@ -618,7 +632,7 @@ async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
     Ok(if column.is_null(0) { 0 } else { column.value(0) })
 }
 
-async fn append_history(workspace: &Workspace, history: &[(String, String, String)], now: DateTime<Utc>) -> Result<()> {
+pub(crate) async fn append_history(workspace: &Workspace, action: &str, history: &[(String, String, String)], now: DateTime<Utc>) -> Result<()> {
     if history.is_empty() {
         return Ok(());
     }
@@ -626,7 +640,7 @@ async fn append_history(workspace: &Workspace, history: &[(String, String, Strin
     let batch = batch_for(
         &spec,
         vec![
-            strings(history.iter().map(|_| "merge")),
+            strings(history.iter().map(|_| action)),
             strings(history.iter().map(|h| h.0.as_str())),
             strings(history.iter().map(|h| h.1.as_str())),
             strings(history.iter().map(|h| h.2.as_str())),
@@ -664,7 +678,7 @@ async fn append_conflicts(workspace: &Workspace, conflicts: &[(Link, union_find:
 }
 
 /// MERGE the changed rows into `curated.id_mapping` by (id_type, id_value).
-async fn merge_mapping(
+pub(crate) async fn merge_mapping(
     workspace: &Workspace,
     table: cdplake_engine::deltalake::DeltaTable,
     rows: &[(Identifier, Mapping)],

@@ -10,7 +10,11 @@ use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
 
-on_every_backend!(matches_the_ground_truth_and_stays_stable_across_batches, guards_keep_hubs_junk_and_conflicts_out);
+on_every_backend!(
+    matches_the_ground_truth_and_stays_stable_across_batches,
+    guards_keep_hubs_junk_and_conflicts_out,
+    unlink_splits_one_person_and_the_link_stays_undone,
+);
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
     let mut config = Config::default();
@@ -155,4 +159,33 @@ async fn guards_keep_hubs_junk_and_conflicts_out(backend: Backend) {
     assert_eq!(single_i64(&hubs), 1);
     let conflicts = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_conflicts").await.unwrap();
     assert_eq!(single_i64(&conflicts), 1);
+}
+
+async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    let header = "id_type_a,id_value_a,id_type_b,id_value_b,source\n";
+    let links = format!("{header}member_id,M1,email_hash,e1,crm\nemail_hash,e1,device_id,d1,app\ndevice_id,d1,union_id,u1,app\nmember_id,M2,email_hash,e2,crm\n");
+    load(&ws, &[("identity_links", "day1.csv".into(), links)], 1).await;
+    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    let before = mapping(&ws).await;
+    let key = |t: &str, v: &str| (t.to_string(), v.to_string());
+    assert_eq!(before[&key("device_id", "d1")], before[&key("member_id", "M1")]);
+
+    let report = cdplake_jobs::identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2)).await.unwrap();
+    assert_eq!((report.parts, report.mapping_rows_written), (2, 2), "{report:?}");
+    let after = mapping(&ws).await;
+    assert_eq!(after[&key("member_id", "M1")], before[&key("member_id", "M1")], "M1's part keeps the one_id (a tie: the part with the member_id)");
+    assert_eq!(after[&key("device_id", "d1")], after[&key("union_id", "u1")]);
+    assert_ne!(after[&key("device_id", "d1")], after[&key("member_id", "M1")]);
+    assert_eq!(after[&key("member_id", "M2")], before[&key("member_id", "M2")], "nobody else is touched");
+
+    // The same link delivered again later is not used.
+    load(&ws, &[("identity_links", "day3.csv".into(), format!("{header}email_hash,e1,device_id,d1,app\n"))], 3).await;
+    let rerun = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    assert_eq!(rerun.merges, 0, "{rerun:?}");
+    let last = mapping(&ws).await;
+    assert_ne!(last[&key("device_id", "d1")], last[&key("member_id", "M1")]);
+    let splits = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split'").await.unwrap();
+    assert_eq!(single_i64(&splits), 1);
 }

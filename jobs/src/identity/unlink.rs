@@ -1,0 +1,193 @@
+//! `cdplake identity unlink`: undo a bad merge.
+//!
+//! `unlink A B` undoes the link between two identifiers; `unlink A` undoes every link of A.
+//! The undo is recorded in `curated.identity_unlinks` (later runs never use those links), and
+//! only the person A belongs to is re-stitched from the links that remain: the largest part
+//! keeps the one_id (ties: the part with a member_id, then the part seen first), every other
+//! part becomes a new person, and the split is recorded in
+//! `curated.id_merge_history`. No other person is touched.
+
+use std::collections::HashSet;
+
+use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
+use chrono::{DateTime, Utc};
+use cdplake_zones::curated;
+
+use super::union_find::{Components, Identifier};
+use super::{Mapping, append_history, batch_for, max_user_int_id, merge_mapping, micros, parse_mapping, strings, text};
+use crate::error::{JobError, Result};
+use crate::workspace::Workspace;
+
+/// The undone links and identifiers.
+#[derive(Debug, Default)]
+pub struct Unlinks {
+    pairs: HashSet<(Identifier, Identifier)>,
+    identifiers: HashSet<Identifier>,
+}
+
+impl Unlinks {
+    /// Is the link `a`–`b` undone (itself, or through either side)?
+    pub fn blocks(&self, a: &Identifier, b: &Identifier) -> bool {
+        self.identifiers.contains(a)
+            || self.identifiers.contains(b)
+            || self.pairs.contains(&(a.clone(), b.clone()))
+            || self.pairs.contains(&(b.clone(), a.clone()))
+    }
+}
+
+pub async fn load_unlinks(workspace: &Workspace) -> Result<Unlinks> {
+    let mut unlinks = Unlinks::default();
+    if !workspace.lake().table_exists(&curated::unlinks_id()).await? {
+        return Ok(unlinks);
+    }
+    let batches = workspace
+        .lake()
+        .read(&curated::unlinks_id())
+        .await?
+        .collect()
+        .await
+        .map_err(|e| JobError::query("identity: reading unlinks", e))?;
+    for batch in &batches {
+        let columns: Vec<_> = ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().map(|c| text(batch, c)).collect();
+        let [Some(ta), Some(va), Some(tb), Some(vb)] = <[_; 4]>::try_from(columns).map_err(|_| JobError::Invalid("unlinks".into()))? else {
+            continue;
+        };
+        use cdplake_engine::arrow::array::AsArray;
+        for i in 0..batch.num_rows() {
+            let a = (ta.as_string::<i32>().value(i).to_string(), va.as_string::<i32>().value(i).to_string());
+            let b = (tb.as_string::<i32>().value(i).to_string(), vb.as_string::<i32>().value(i).to_string());
+            if b.1.is_empty() {
+                unlinks.identifiers.insert(a);
+            } else {
+                unlinks.pairs.insert((a, b));
+            }
+        }
+    }
+    Ok(unlinks)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnlinkReport {
+    pub one_id: String,
+    /// The person's parts after the undo (1: still one person).
+    pub parts: usize,
+    pub new_one_ids: Vec<String>,
+    pub mapping_rows_written: u64,
+}
+
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier>, now: DateTime<Utc>) -> Result<UnlinkReport> {
+    let lake = workspace.lake();
+    lake.ensure_writable()?;
+    let session = workspace.catalog.sql_session().await?;
+    let run = |sql: String| {
+        let session = session.clone();
+        async move { session.sql(&sql).await?.collect().await.map_err(|e| JobError::query("identity unlink", e)) }
+    };
+    let owner = parse_mapping(
+        &run(format!(
+            "SELECT * FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
+            quote(&a.0),
+            quote(&a.1)
+        ))
+        .await?,
+    )?;
+    let Some(owner) = owner.get(a).cloned() else {
+        return Err(JobError::Invalid(format!("{}:{} is not in curated.id_mapping; nothing to unlink", a.0, a.1)));
+    };
+
+    // Record the undo first: later runs must never use the link again.
+    let spec = curated::unlinks_spec();
+    let (tb, vb) = b.map(|b| (b.0.as_str(), b.1.as_str())).unwrap_or(("", ""));
+    let row = batch_for(
+        &spec,
+        vec![
+            strings([a.0.as_str()].into_iter()),
+            strings([a.1.as_str()].into_iter()),
+            strings([tb].into_iter()),
+            strings([vb].into_iter()),
+            micros([now.timestamp_micros()].into_iter()),
+        ],
+    )?;
+    lake.append(&spec.id, vec![row]).await?;
+
+    // Re-stitch this person alone from the links that remain.
+    let members = parse_mapping(
+        &run(format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id = {}", quote(&owner.one_id))).await?,
+    )?;
+    let links = run(format!(
+        "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
+         JOIN curated.id_mapping m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a WHERE m.is_active AND m.one_id = {}",
+        quote(&owner.one_id)
+    ))
+    .await?;
+    let unlinks = load_unlinks(workspace).await?;
+    let mut components = Components::new(&workspace.config.identity.unique_types);
+    let mut sorted: Vec<&Identifier> = members.keys().collect();
+    sorted.sort();
+    for identifier in &sorted {
+        components.node(identifier);
+    }
+    for batch in &links {
+        use cdplake_engine::arrow::array::AsArray;
+        let (Some(ta), Some(va), Some(tb), Some(vb)) =
+            (text(batch, "id_type_a"), text(batch, "id_value_a"), text(batch, "id_type_b"), text(batch, "id_value_b"))
+        else {
+            continue;
+        };
+        for i in 0..batch.num_rows() {
+            let x = (ta.as_string::<i32>().value(i).to_string(), va.as_string::<i32>().value(i).to_string());
+            let y = (tb.as_string::<i32>().value(i).to_string(), vb.as_string::<i32>().value(i).to_string());
+            if members.contains_key(&x) && members.contains_key(&y) && !unlinks.blocks(&x, &y) {
+                let _ = components.union(&x, &y);
+            }
+        }
+    }
+    // The largest part keeps the one_id; ties go to the part holding a member_id (the CRM's
+    // person), then to the part seen first.
+    let mut parts = components.clusters();
+    let unique_types = &workspace.config.identity.unique_types;
+    let anchored = |part: &Vec<Identifier>| part.iter().any(|i| unique_types.contains(&i.0));
+    let first_seen = |part: &Vec<Identifier>| part.iter().map(|i| members[i].first_seen).min().unwrap_or_default();
+    parts.sort_by(|x, y| {
+        y.len()
+            .cmp(&x.len())
+            .then(anchored(y).cmp(&anchored(x)))
+            .then(first_seen(x).cmp(&first_seen(y)))
+            .then(x.cmp(y))
+    });
+    let mut next_int = max_user_int_id(workspace).await? + 1;
+    let mut rows: Vec<(Identifier, Mapping)> = Vec::new();
+    let mut history = Vec::new();
+    let mut new_one_ids = Vec::new();
+    let cause = match b {
+        Some(b) => format!("unlink {}:{} {}:{}", a.0, a.1, b.0, b.1),
+        None => format!("unlink {}:{}", a.0, a.1),
+    };
+    for part in parts.iter().skip(1) {
+        let one_id = format!("ONE{next_int:010}");
+        for identifier in part {
+            let mut mapping = members[identifier].clone();
+            mapping.one_id = one_id.clone();
+            mapping.user_int_id = next_int;
+            rows.push((identifier.clone(), mapping));
+        }
+        history.push((owner.one_id.clone(), one_id.clone(), cause.clone()));
+        new_one_ids.push(one_id);
+        next_int += 1;
+    }
+    append_history(workspace, "split", &history, now).await?;
+    if !rows.is_empty() {
+        let table = lake.table(&curated::id_mapping_id()).await?;
+        merge_mapping(workspace, table, &rows, CommitProperties::default()).await?;
+    }
+    Ok(UnlinkReport {
+        one_id: owner.one_id,
+        parts: parts.len(),
+        new_one_ids,
+        mapping_rows_written: rows.len() as u64,
+    })
+}
