@@ -26,6 +26,8 @@ pub enum JobError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
     /// A whole file refused (unreadable, a required column missing); nothing was written.
     #[error("file rejected, nothing written: {0}")]
     Rejected(String),

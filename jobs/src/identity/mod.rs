@@ -53,20 +53,22 @@ pub struct IdentityReport {
     pub merges: u64,
     pub conflicts: u64,
     pub hubs: u64,
+    /// Persons split because an identifier was added to the blocklist.
+    pub splits: u64,
     pub mapping_rows_written: u64,
     pub mapping_version: Option<u64>,
 }
 
 /// The report as a line for people.
 pub fn describe_report(r: &IdentityReport) -> String {
-    if r.batches == 0 {
+    if r.batches == 0 && r.splits == 0 {
         return "identity: nothing new (every clean batch is resolved)".into();
     }
     format!(
         "identity: {} clean rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
-         {} refused links (conflicts), {} hubs, {} junk values skipped; {} id_mapping rows written",
+         {} refused links (conflicts), {} hubs, {} junk values skipped, {} blocklist splits; {} id_mapping rows written",
         r.rows, r.batches, r.identifiers_seen, r.new_links, r.persons_created, r.merges, r.conflicts, r.hubs,
-        r.junk_values_skipped, r.mapping_rows_written
+        r.junk_values_skipped, r.splits, r.mapping_rows_written
     )
 }
 
@@ -111,6 +113,11 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         curated::unlinks_spec(),
     ] {
         workspace.catalog.ensure_table(&spec, &TableMeta::default()).await?;
+    }
+
+    // 0. Identifiers newly blocklisted in cdplake.toml split their person, as `unlink A` would.
+    if workspace.lake().table_exists(&curated::id_mapping_id()).await? {
+        report.splits = unlink::apply_blocklist(workspace, now).await?.iter().filter(|r| r.parts > 1).count() as u64;
     }
 
     // 1. New rows → identifiers and links.

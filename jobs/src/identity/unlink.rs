@@ -79,6 +79,26 @@ fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// Identifiers newly added to `[identity] blocklist` as `id_type:value` that still belong to a
+/// person: undo every link of each, as `unlink A` would.
+pub async fn apply_blocklist(workspace: &Workspace, now: DateTime<Utc>) -> Result<Vec<UnlinkReport>> {
+    let unlinks = load_unlinks(workspace).await?;
+    let mut reports = Vec::new();
+    for entry in &workspace.config.identity.blocklist {
+        let Some((t, v)) = entry.split_once(':') else { continue };
+        let identifier = (t.trim().to_string(), v.trim().to_string());
+        if unlinks.identifiers.contains(&identifier) {
+            continue;
+        }
+        match unlink(workspace, &identifier, None, now).await {
+            Ok(report) => reports.push(report),
+            Err(JobError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(reports)
+}
+
 pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier>, now: DateTime<Utc>) -> Result<UnlinkReport> {
     let lake = workspace.lake();
     lake.ensure_writable()?;
@@ -96,7 +116,7 @@ pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier
         .await?,
     )?;
     let Some(owner) = owner.get(a).cloned() else {
-        return Err(JobError::Invalid(format!("{}:{} is not in curated.id_mapping; nothing to unlink", a.0, a.1)));
+        return Err(JobError::NotFound(format!("{}:{} is not in curated.id_mapping; nothing to unlink", a.0, a.1)));
     };
 
     // Record the undo first: later runs must never use the link again.

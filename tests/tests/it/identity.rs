@@ -188,4 +188,14 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     assert_ne!(last[&key("device_id", "d1")], last[&key("member_id", "M1")]);
     let splits = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split'").await.unwrap();
     assert_eq!(single_i64(&splits), 1);
+
+    // Adding an identifier to the blocklist splits its person on the next run, once.
+    let mut config = ws.config.clone();
+    config.identity.blocklist = vec!["member_id:M2".into()];
+    let blocked = Workspace::open_with(config, Some(&t.root)).await.unwrap();
+    assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(4)).await.unwrap().splits, 1);
+    let split = mapping(&blocked).await;
+    assert_eq!(split[&key("member_id", "M2")], before[&key("member_id", "M2")]);
+    assert_ne!(split[&key("email_hash", "e2")], before[&key("member_id", "M2")]);
+    assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(5)).await.unwrap().splits, 0);
 }
