@@ -5,8 +5,10 @@
 //! id), a web-shop customer (plaintext email and phone, orders, transactions, web events,
 //! support tickets). The hidden ground truth — which identifiers belong to which person — is
 //! written to a separate file (`truth.csv`) for the identity tests; sources never see it.
-//! A few rows are broken on purpose (an unparseable date, a negative price) so the demo shows
-//! the quarantine at work. No randomness from the system: the same `--persons` and `--seed`
+//! A few rows are broken on purpose (an unparseable date) so the demo shows the quarantine at
+//! work, and the identity data is adversarial: store kiosk devices that many members log in on
+//! (hubs, which belong to nobody), junk union ids (`unknown`, `null`), and people who gave the
+//! shop a different email than the CRM (linked through their phone). No randomness from the system: the same `--persons` and `--seed`
 //! give byte-identical files.
 
 use std::fmt::Write;
@@ -64,6 +66,8 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
     let mut behavior = String::new();
     let ts = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
 
+    let mut member_numbers: Vec<u64> = Vec::new();
+    let mut order_ids: Vec<(String, String)> = Vec::new();
     for p in 1..=persons {
         let person = format!("P{p:07}");
         let first = rng.pick(FIRST);
@@ -80,6 +84,7 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
 
         let member_id = format!("MBR{p:07}");
         if is_member {
+            member_numbers.push(p);
             let _ = writeln!(truth, "{person},member_id,{member_id}");
             let level = rng.pick(&["bronze", "silver", "gold"]);
             let _ = writeln!(
@@ -101,10 +106,13 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
             let devices = 1 + rng.below(2);
             for d in 0..devices {
                 let device = format!("DEV{p:07}{d}");
-                let union_id = format!("union_{p:07}");
+                // A few app installs report a junk union id.
+                let union_id = if rng.chance(3) { rng.pick(&["unknown", "null", "0"]).to_string() } else { format!("union_{p:07}") };
                 let open_id = format!("open_{p:07}{d}");
                 let _ = writeln!(truth, "{person},device_id,{device}");
-                let _ = writeln!(truth, "{person},union_id,{union_id}");
+                if union_id.starts_with("union_") {
+                    let _ = writeln!(truth, "{person},union_id,{union_id}");
+                }
                 let _ = writeln!(truth, "{person},open_id,{open_id}");
                 for e in 0..(2 + rng.below(5)) {
                     let at = signup + Duration::hours(rng.below(24 * 200) as i64);
@@ -129,7 +137,15 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
             let customer_id = format!("C{p:07}");
             let _ = writeln!(truth, "{person},customer_id,{customer_id}");
             let country = rng.pick(COUNTRIES);
-            let shown_email = if rng.chance(50) { email.to_uppercase() } else { format!(" {email} ") };
+            // One in five shoppers gave the shop another address than the CRM.
+            let shop_email = if is_member && rng.chance(20) {
+                let other = format!("{}{}@shop-mail.example", first.to_lowercase(), p);
+                let _ = writeln!(truth, "{person},email_hash,{}", nz::email_hash(&other));
+                other
+            } else {
+                email.clone()
+            };
+            let shown_email = if rng.chance(50) { shop_email.to_uppercase() } else { format!(" {shop_email} ") };
             let _ = writeln!(
                 customers,
                 "{customer_id},{shown_email},{phone},{first},{last},{country},{},{},{},{}",
@@ -151,6 +167,7 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
                     rng.pick(&["completed", "completed", "completed", "refunded", "pending"]),
                 );
                 let order_time = day + Duration::hours(rng.below(12) as i64);
+                order_ids.push((format!("O{p:07}{t:02}"), customer_id.clone()));
                 let _ = writeln!(
                     orders,
                     "O{p:07}{t:02},{customer_id},{},{}.{:02},{},{},{},{}",
@@ -203,13 +220,30 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
             }
         }
     }
+    // Store kiosks: members log in on shared devices. With more than five members each, they
+    // are hubs: they belong to no one and must never join two people.
+    for k in 0..(persons / 100).max(1) {
+        let mut visitors: Vec<u64> = Vec::new();
+        while visitors.len() < 8.min(member_numbers.len()) {
+            let p = member_numbers[rng.below(member_numbers.len() as u64) as usize];
+            if !visitors.contains(&p) {
+                visitors.push(p);
+            }
+        }
+        for (visit, p) in visitors.into_iter().enumerate() {
+            let _ = writeln!(
+                app,
+                r#"{{"event_id":"KIOSK{k:04}{visit:02}","device_id":"KIOSK-{k:04}","union_id":null,"open_id":null,"event_type":"login","page_name":"MBR{p:07}","item_id":null,"item_price":null,"channel":"store","platform":"kiosk","event_time":"{}"}}"#,
+                ts(base + Duration::days(200 + visit as i64)),
+            );
+        }
+    }
     // A change file as AWS DMS writes it: one cancellation, one order deleted.
-    let dms = format!(
-        "Op,order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n\
-         U,O000000100,C0000001,cancelled,10.00,1,web,2024-01-01 00:00:00,{}\n\
-         D,O000000200,,,,,,,2024-12-31 00:00:00\n",
-        ts(base + Duration::days(400))
-    );
+    let mut dms = String::from("Op,order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n");
+    if let [(cancelled, customer), (deleted, _), ..] = order_ids.as_slice() {
+        let _ = writeln!(dms, "U,{cancelled},{customer},cancelled,10.00,1,web,2024-01-01 00:00:00,{}", ts(base + Duration::days(400)));
+        let _ = writeln!(dms, "D,{deleted},,,,,,,2024-12-31 00:00:00");
+    }
     let files = vec![
         GeneratedFile { source: "customers", name: "customers.csv".into(), content: customers },
         GeneratedFile { source: "transactions", name: "transactions.csv".into(), content: transactions },

@@ -199,3 +199,43 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     assert_ne!(split[&key("email_hash", "e2")], before[&key("member_id", "M2")]);
     assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(5)).await.unwrap().splits, 0);
 }
+
+/// Pairwise precision and recall against the generator's truth at 10,000 people (local lake;
+/// the same code runs on S3 in the tests above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precision_and_recall_at_ten_thousand_persons() {
+    let t = TestLake::new(Backend::Local).await;
+    let ws = workspace(&t, Backend::Local).await;
+    let (files, truth) = cdplake_jobs::generate::generate(10_000, 11);
+    let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
+    load(&ws, &files, 1).await;
+    let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    assert_eq!(report.hubs, 100, "every kiosk is a hub: {report:?}");
+
+    let person: HashMap<(String, String), String> = truth
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ',');
+            let (p, t, v) = (f.next()?, f.next()?, f.next()?);
+            Some(((t.to_string(), v.to_string()), p.to_string()))
+        })
+        .collect();
+    let ids = mapping(&ws).await;
+    let pairs = |n: usize| (n * n.saturating_sub(1) / 2) as f64;
+    let mut per_cluster: HashMap<&str, usize> = HashMap::new();
+    let mut per_person: HashMap<&str, usize> = HashMap::new();
+    let mut per_both: HashMap<(&str, &str), usize> = HashMap::new();
+    for (identifier, one_id) in &ids {
+        let p = person.get(identifier).unwrap_or_else(|| panic!("{identifier:?} belongs to nobody (hub or junk?)"));
+        *per_cluster.entry(one_id).or_default() += 1;
+        *per_person.entry(p).or_default() += 1;
+        *per_both.entry((one_id, p)).or_default() += 1;
+    }
+    let together: f64 = per_cluster.values().map(|&n| pairs(n)).sum();
+    let same_person: f64 = per_person.values().map(|&n| pairs(n)).sum();
+    let right: f64 = per_both.values().map(|&n| pairs(n)).sum();
+    let (precision, recall) = (right / together, right / same_person);
+    assert!(precision >= 0.99, "precision {precision:.4}");
+    assert!(recall >= 0.98, "recall {recall:.4}");
+}
