@@ -172,6 +172,13 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     let key = |t: &str, v: &str| (t.to_string(), v.to_string());
     assert_eq!(before[&key("device_id", "d1")], before[&key("member_id", "M1")]);
 
+    // Explain: every identifier, and the link (with its source row) that reached it.
+    let why = cdplake_jobs::identity::explain::explain(&ws, &key("member_id", "M1")).await.unwrap();
+    assert_eq!(why.one_id, before[&key("member_id", "M1")]);
+    let steps: Vec<_> = why.identifiers.iter().map(|s| (s.id_value.as_str(), s.via.as_deref())).collect();
+    assert_eq!(steps, [("M1", None), ("e1", Some("member_id:M1")), ("d1", Some("email_hash:e1")), ("u1", Some("device_id:d1"))]);
+    assert!(why.identifiers[2].evidence.as_deref().unwrap().contains("day1.csv row 2"), "{:?}", why.identifiers[2]);
+
     let report = cdplake_jobs::identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2)).await.unwrap();
     assert_eq!((report.parts, report.mapping_rows_written), (2, 2), "{report:?}");
     let after = mapping(&ws).await;
