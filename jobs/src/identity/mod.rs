@@ -150,7 +150,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     store_links(workspace, &links).await?;
 
     // 2. Hubs among the identifiers touched now.
-    let hubs = find_hubs(workspace, config, &seen, now).await?;
+    let hubs = find_hubs(workspace, config, &seen, &txns, now).await?;
     report.hubs = hubs.len() as u64;
 
     // 3. The components the new identifiers reach.
@@ -241,8 +241,8 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     }
 
     // 5. Side tables, then the mapping with the watermark in its commit.
-    append_history(workspace, "merge", &history, now).await?;
-    append_conflicts(workspace, &conflicts, now).await?;
+    append_history(workspace, "merge", &history, &txns, now).await?;
+    append_conflicts(workspace, &conflicts, &txns, now).await?;
     report.mapping_rows_written = rows.len() as u64;
     let commit = CommitProperties::default().with_application_transactions(txns);
     let table = if rows.is_empty() {
@@ -444,6 +444,21 @@ fn extract(
     Ok(())
 }
 
+/// Append rows to a side table once per run: the run's batch ids go in the commit, and a rerun
+/// after a crash (same batches) finds them there and skips the append.
+async fn append_once(workspace: &Workspace, id: &cdplake_engine::TableId, batch: RecordBatch, txns: &[Transaction]) -> Result<()> {
+    let lake = workspace.lake();
+    let table = lake.table(id).await?;
+    if let Some(first) = txns.first() {
+        if applied_version(&table, &id.to_string(), &first.app_id).await?.is_some() {
+            return Ok(());
+        }
+    }
+    let commit = CommitProperties::default().with_application_transactions(txns.to_vec());
+    lake.append_to(table, id, vec![batch], commit).await?;
+    Ok(())
+}
+
 pub(crate) fn micros(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
 }
@@ -509,6 +524,7 @@ pub(crate) async fn find_hubs(
     workspace: &Workspace,
     config: &IdentityConfig,
     seen: &HashMap<Identifier, (i64, i64, String)>,
+    txns: &[Transaction],
     now: DateTime<Utc>,
 ) -> Result<HashSet<Identifier>> {
     let session = workspace.catalog.sql_session().await?;
@@ -561,7 +577,7 @@ pub(crate) async fn find_hubs(
                 micros(found.iter().map(|_| now.timestamp_micros())),
             ],
         )?;
-        workspace.lake().append(&spec.id, vec![batch]).await?;
+        append_once(workspace, &spec.id, batch, txns).await?;
     }
     hubs.extend(found.into_iter().map(|f| f.0));
     Ok(hubs)
@@ -639,7 +655,13 @@ pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
     Ok(if column.is_null(0) { 0 } else { column.value(0) })
 }
 
-pub(crate) async fn append_history(workspace: &Workspace, action: &str, history: &[(String, String, String)], now: DateTime<Utc>) -> Result<()> {
+pub(crate) async fn append_history(
+    workspace: &Workspace,
+    action: &str,
+    history: &[(String, String, String)],
+    txns: &[Transaction],
+    now: DateTime<Utc>,
+) -> Result<()> {
     if history.is_empty() {
         return Ok(());
     }
@@ -654,11 +676,16 @@ pub(crate) async fn append_history(workspace: &Workspace, action: &str, history:
             micros(history.iter().map(|_| now.timestamp_micros())),
         ],
     )?;
-    workspace.lake().append(&spec.id, vec![batch]).await?;
+    append_once(workspace, &spec.id, batch, txns).await?;
     Ok(())
 }
 
-async fn append_conflicts(workspace: &Workspace, conflicts: &[(Link, union_find::Refusal)], now: DateTime<Utc>) -> Result<()> {
+async fn append_conflicts(
+    workspace: &Workspace,
+    conflicts: &[(Link, union_find::Refusal)],
+    txns: &[Transaction],
+    now: DateTime<Utc>,
+) -> Result<()> {
     if conflicts.is_empty() {
         return Ok(());
     }
@@ -680,7 +707,7 @@ async fn append_conflicts(workspace: &Workspace, conflicts: &[(Link, union_find:
             micros(conflicts.iter().map(|_| now.timestamp_micros())),
         ],
     )?;
-    workspace.lake().append(&spec.id, vec![batch]).await?;
+    append_once(workspace, &spec.id, batch, txns).await?;
     Ok(())
 }
 

@@ -199,7 +199,7 @@ pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier
         new_one_ids.push(one_id);
         next_int += 1;
     }
-    append_history(workspace, "split", &history, now).await?;
+    append_history(workspace, "split", &history, &[], now).await?;
     if !rows.is_empty() {
         let table = lake.table(&curated::id_mapping_id()).await?;
         merge_mapping(workspace, table, &rows, CommitProperties::default()).await?;
