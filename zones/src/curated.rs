@@ -25,6 +25,18 @@ pub fn hubs_id() -> TableId {
     id("identity_hubs")
 }
 
+/// Partition column of `curated.id_mapping`: a stable hash of the identifier into
+/// [`ID_BUCKETS`] buckets.
+pub const ID_BUCKET: &str = "id_bucket";
+pub const ID_BUCKETS: u32 = 16;
+
+/// The bucket of an identifier (the first bytes of its SHA-256, so any engine can recompute it).
+pub fn id_bucket(id_type: &str, id_value: &str) -> i32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{id_type}:{id_value}").as_bytes());
+    (u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % ID_BUCKETS) as i32
+}
+
 /// Seed 001's `dwd_id_mapping` columns plus `user_int_id`; one active row per identifier.
 pub fn id_mapping_spec() -> TableSpec {
     TableSpec::new(
@@ -39,9 +51,14 @@ pub fn id_mapping_spec() -> TableSpec {
             Field::new("last_seen", timestamp_type(), false),
             Field::new("is_active", DataType::Boolean, false),
             Field::new("user_int_id", DataType::Int64, false),
+            Field::new(ID_BUCKET, DataType::Int32, false),
         ])),
     )
-    .with_description("One row per identifier (id_type, id_value): the person (one_id) it belongs to.")
+    .partitioned_by([ID_BUCKET])
+    .with_description(
+        "One row per identifier (id_type, id_value): the person (one_id) it belongs to. Partitioned by \
+         id_bucket (a hash of the identifier) so a MERGE rewrites only the buckets it touches.",
+    )
 }
 
 fn identifier_pair_fields() -> Vec<Field> {

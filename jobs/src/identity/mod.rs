@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
@@ -731,11 +732,16 @@ pub(crate) async fn merge_mapping(
             micros(rows.iter().map(|r| r.1.last_seen)),
             Arc::new(BooleanArray::from(vec![true; rows.len()])),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.user_int_id))),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| curated::id_bucket(&r.0.0, &r.0.1)))),
         ],
     )?;
     let lake = workspace.lake();
     let source = lake.session().read_batch(batch).map_err(|e| JobError::query("identity: mapping rows", e))?;
-    let on = col("target.id_type").eq(col("source.id_type")).and(col("target.id_value").eq(col("source.id_value")));
+    // The bucket in the predicate lets delta-rs skip every partition the rows do not touch.
+    let on = col(format!("target.{}", curated::ID_BUCKET))
+        .eq(col(format!("source.{}", curated::ID_BUCKET)))
+        .and(col("target.id_type").eq(col("source.id_type")))
+        .and(col("target.id_value").eq(col("source.id_value")));
     let names: Vec<String> = spec.schema.fields().iter().map(|f| f.name().clone()).collect();
     let commit = commit.with_max_retries(100);
     let (table, _) = lake

@@ -127,6 +127,12 @@ async fn matches_the_ground_truth_and_stays_stable_across_batches(backend: Backe
     let moved: Vec<_> = before.iter().filter(|(i, o)| after[*i] != **o).map(|(i, _)| i.clone()).collect();
     assert_eq!(moved.len(), 3, "only the absorbed device cluster moves: {moved:?}");
     assert_eq!(third.mapping_rows_written, 4, "the three moved + the member's last_seen");
+    // Only the buckets holding those identifiers were rewritten.
+    let table = ws.lake().table(&"curated.id_mapping".parse().unwrap()).await.unwrap();
+    let files = table.get_file_uris().unwrap().count() as u64;
+    let last = ws.lake().history(&"curated.id_mapping".parse().unwrap(), Some(1)).await.unwrap();
+    let removed = last[0].metrics["num_target_files_removed"].as_u64().unwrap();
+    assert!(files >= 12 && removed <= 4, "{removed} of {files} files rewritten");
     let history = cdplake_jobs::query::run_query(&ws, "SELECT absorbed_one_id, surviving_one_id, cause FROM curated.id_merge_history").await.unwrap();
     assert_eq!(column(&history[0], "absorbed_one_id"), [before[&device].clone()]);
     assert_eq!(column(&history[0], "surviving_one_id"), [before[&member].clone()]);
