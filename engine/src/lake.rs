@@ -185,14 +185,21 @@ impl Lake {
         if let Some(description) = &spec.description {
             create = create.with_comment(description.clone());
         }
-        create.await.map_err(|e| match e {
-            // Lost a race with another creator of the same table.
-            DeltaTableError::VersionAlreadyExists(_) => EngineError::TableExists {
-                table: spec.id.to_string(),
-                location: url.to_string(),
-            },
-            e => EngineError::delta(&spec.id, "create", e),
-        })
+        match create.await {
+            Ok(table) => Ok(table),
+            // Lost a race with another creator of the same table (delta-rs reports it in several
+            // shapes): the table is there now.
+            Err(e) => {
+                if self.table_exists(&spec.id).await.unwrap_or(false) {
+                    Err(EngineError::TableExists {
+                        table: spec.id.to_string(),
+                        location: url.to_string(),
+                    })
+                } else {
+                    Err(EngineError::delta(&spec.id, "create", e))
+                }
+            }
+        }
     }
 
     /// Create the table unless it exists; returns the table and whether it was created.

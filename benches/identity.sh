@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Identity resolution at scale: cdplake vs label propagation in DuckDB, one run each.
+#   benches/identity.sh [PERSONS]      (default 100000; the issue's target is 1000000)
+# Builds the release binary (reuses target/release), generates PERSONS people, ingests and
+# cleans every source, runs `cdplake identity` under /usr/bin/time, then runs the iterative
+# min-label propagation that dbt-style identity packages use over the same links in DuckDB.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+persons=${1:-100000}
+bin=${CDPLAKE_BIN:-$repo/target/release/cdplake}
+py=$repo/.cache/py/bin/python
+work=${BENCH_DIR:-/tmp/cdplake-bench-identity}
+[ -x "$bin" ] || (cd "$repo" && cargo build --release --bin cdplake)
+"$py" -c 'import duckdb, deltalake, pyarrow' 2>/dev/null || "$repo/.cache/py/bin/pip" install --quiet duckdb==2.0.0 deltalake==1.6.6 pyarrow==26.0.1
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
+"$bin" generate --persons "$persons" --out data > /dev/null
+for dir in data/*/; do
+  source=$(basename "$dir")
+  "$bin" ingest --source "$source" "$dir"* > /dev/null
+done
+/usr/bin/time -f "clean: %e s, %M KB" "$bin" clean > /dev/null
+/usr/bin/time -f "identity: %e s, %M KB" "$bin" identity
+"$py" - <<'PY'
+import time, resource, duckdb, deltalake
+links = deltalake.DeltaTable("lake/curated/identity_links").to_pyarrow_table()
+t = time.time()
+con = duckdb.connect()
+con.register("links", links)
+con.execute("CREATE TABLE edges AS SELECT id_type_a || ':' || id_value_a AS a, id_type_b || ':' || id_value_b AS b FROM links")
+con.execute("CREATE TABLE labels AS SELECT node, node AS label FROM (SELECT a AS node FROM edges UNION SELECT b FROM edges)")
+rounds = 0
+while True:
+    rounds += 1
+    con.execute("""CREATE OR REPLACE TABLE next AS
+        SELECT l.node, least(l.label, coalesce(min(n.label), l.label)) AS label FROM labels l
+        LEFT JOIN (SELECT e.a AS node, x.label FROM edges e JOIN labels x ON x.node = e.b
+                   UNION ALL SELECT e.b, x.label FROM edges e JOIN labels x ON x.node = e.a) n ON n.node = l.node
+        GROUP BY l.node, l.label""")
+    changed = con.execute("SELECT count(*) FROM next JOIN labels USING (node) WHERE next.label <> labels.label").fetchone()[0]
+    con.execute("CREATE OR REPLACE TABLE labels AS SELECT * FROM next")
+    if changed == 0:
+        break
+components = con.execute("SELECT count(DISTINCT label) FROM labels").fetchone()[0]
+print(f"duckdb label propagation: {time.time() - t:.2f} s, {rounds} rounds, {components} components, "
+      f"peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KB (includes reading the links)")
+PY
