@@ -77,11 +77,7 @@ impl TableEntry {
                             serde_json::Value::String(s) => s.clone(),
                             other => other["type"].as_str().unwrap_or("struct").to_string(),
                         };
-                        (
-                            f["name"].as_str().unwrap_or_default().to_string(),
-                            t,
-                            f["nullable"].as_bool().unwrap_or(true),
-                        )
+                        (f["name"].as_str().unwrap_or_default().to_string(), t, f["nullable"].as_bool().unwrap_or(true))
                     })
                     .collect()
             })

@@ -89,16 +89,10 @@ impl Catalog {
     fn entry_for(&self, spec: &TableSpec, meta: &TableMeta, table: &DeltaTable) -> Result<TableEntry> {
         for column in meta.primary_key.iter().chain(&meta.pii_columns) {
             if spec.schema.field_with_name(column).is_err() {
-                return Err(CatalogError::UnknownColumn {
-                    table: spec.id.to_string(),
-                    column: column.clone(),
-                });
+                return Err(CatalogError::UnknownColumn { table: spec.id.to_string(), column: column.clone() });
             }
         }
-        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta {
-            table: spec.id.to_string(),
-            source: e,
-        })?;
+        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta { table: spec.id.to_string(), source: e })?;
         let schema_json = serde_json::to_string(snapshot.schema().as_ref()).map_err(|e| CatalogError::Corrupt {
             reason: format!("cannot serialise the schema of {}: {e}", spec.id),
         })?;
@@ -131,13 +125,9 @@ impl Catalog {
     pub async fn refresh(&self, id: &TableId) -> Result<TableEntry> {
         let existing = self.describe(id).await?;
         let table = self.lake.table(id).await?;
-        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta {
-            table: id.to_string(),
-            source: e,
-        })?;
-        let schema_json = serde_json::to_string(snapshot.schema().as_ref()).map_err(|e| CatalogError::Corrupt {
-            reason: format!("cannot serialise the schema of {id}: {e}"),
-        })?;
+        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta { table: id.to_string(), source: e })?;
+        let schema_json = serde_json::to_string(snapshot.schema().as_ref())
+            .map_err(|e| CatalogError::Corrupt { reason: format!("cannot serialise the schema of {id}: {e}") })?;
         let entry = TableEntry {
             schema_json,
             partition_columns: snapshot.metadata().partition_columns().to_vec(),
@@ -151,10 +141,10 @@ impl Catalog {
     /// Insert or update an entry (by name). An unchanged definition writes nothing; a changed
     /// one keeps its `created_at` and gets a new `updated_at`.
     pub async fn register(&self, entry: TableEntry) -> Result<()> {
-        if let Some(existing) = self.find(&entry.name).await? {
-            if existing.same_definition(&entry) {
-                return Ok(());
-            }
+        if let Some(existing) = self.find(&entry.name).await?
+            && existing.same_definition(&entry)
+        {
+            return Ok(());
         }
         let batch = entries_to_batch(std::slice::from_ref(&entry))?;
         let id = catalog_table_id();
@@ -165,10 +155,7 @@ impl Catalog {
                 let ctx = self.lake.session();
                 let source = ctx
                     .read_batch(batch)
-                    .map_err(|e| EngineError::Query {
-                        context: "catalog: register".into(),
-                        source: e,
-                    })?;
+                    .map_err(|e| EngineError::Query { context: "catalog: register".into(), source: e })?;
                 let merge = self
                     .lake
                     .merge(&id, source, col("target.name").eq(col("source.name")))
@@ -186,11 +173,7 @@ impl Catalog {
                     "updated_at",
                 ];
                 let merge = merge
-                    .when_matched_update(|u| {
-                        updates
-                            .iter()
-                            .fold(u, |u, c| u.update(*c, col(format!("source.{c}"))))
-                    })
+                    .when_matched_update(|u| updates.iter().fold(u, |u, c| u.update(*c, col(format!("source.{c}")))))
                     .and_then(|m| {
                         m.when_not_matched_insert(|i| {
                             registry_schema()
@@ -199,11 +182,7 @@ impl Catalog {
                                 .fold(i, |i, f| i.set(f.name(), col(format!("source.{}", f.name()))))
                         })
                     })
-                    .map_err(|e| EngineError::Delta {
-                        table: id.to_string(),
-                        operation: "register",
-                        source: e,
-                    })?;
+                    .map_err(|e| EngineError::Delta { table: id.to_string(), operation: "register", source: e })?;
                 merge.await.map_err(|e| EngineError::Delta {
                     table: id.to_string(),
                     operation: "register",
@@ -226,15 +205,11 @@ impl Catalog {
             let predicate = col("name").eq(lit(name.clone()));
             async move {
                 let table = self.lake.table(&catalog_table_id()).await?;
-                table
-                    .delete()
-                    .with_predicate(predicate)
-                    .await
-                    .map_err(|e| EngineError::Delta {
-                        table: catalog_table_id().to_string(),
-                        operation: "drop",
-                        source: e,
-                    })?;
+                table.delete().with_predicate(predicate).await.map_err(|e| EngineError::Delta {
+                    table: catalog_table_id().to_string(),
+                    operation: "drop",
+                    source: e,
+                })?;
                 Ok(())
             }
         })
@@ -253,10 +228,7 @@ impl Catalog {
             .await?
             .collect()
             .await
-            .map_err(|e| EngineError::Query {
-                context: "catalog: list".into(),
-                source: e,
-            })?;
+            .map_err(|e| EngineError::Query { context: "catalog: list".into(), source: e })?;
         let mut entries = Vec::new();
         for batch in &batches {
             entries.extend(batch_to_entries(batch)?);
@@ -271,9 +243,7 @@ impl Catalog {
 
     /// One table's entry.
     pub async fn describe(&self, id: &TableId) -> Result<TableEntry> {
-        self.find(&id.to_string())
-            .await?
-            .ok_or_else(|| CatalogError::NotRegistered { table: id.to_string() })
+        self.find(&id.to_string()).await?.ok_or_else(|| CatalogError::NotRegistered { table: id.to_string() })
     }
 
     /// A SQL session with every registered table as `zone.table`, plus `_catalog.tables`.
@@ -311,9 +281,8 @@ fn timestamps(values: impl Iterator<Item = DateTime<Utc>>) -> ArrayRef {
 }
 
 fn entries_to_batch(entries: &[TableEntry]) -> Result<RecordBatch> {
-    let strings = |f: fn(&TableEntry) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(entries.iter().map(f)))
-    };
+    let strings =
+        |f: fn(&TableEntry) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(entries.iter().map(f))) };
     let columns: Vec<ArrayRef> = vec![
         strings(|e| &e.name),
         strings(|e| &e.zone),
@@ -328,19 +297,16 @@ fn entries_to_batch(entries: &[TableEntry]) -> Result<RecordBatch> {
         timestamps(entries.iter().map(|e| e.created_at)),
         timestamps(entries.iter().map(|e| e.updated_at)),
     ];
-    RecordBatch::try_new(registry_schema(), columns).map_err(|e| CatalogError::Corrupt {
-        reason: format!("cannot build a registry row: {e}"),
-    })
+    RecordBatch::try_new(registry_schema(), columns)
+        .map_err(|e| CatalogError::Corrupt { reason: format!("cannot build a registry row: {e}") })
 }
 
 /// A column of `batch` cast to `to` (Delta reads may hand back view or large types).
 fn column_as(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
-    let column = batch.column_by_name(name).ok_or_else(|| CatalogError::Corrupt {
-        reason: format!("the registry has no column {name}"),
-    })?;
-    cast(column, to).map_err(|e| CatalogError::Corrupt {
-        reason: format!("registry column {name}: {e}"),
-    })
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| CatalogError::Corrupt { reason: format!("the registry has no column {name}") })?;
+    cast(column, to).map_err(|e| CatalogError::Corrupt { reason: format!("registry column {name}: {e}") })
 }
 
 fn batch_to_entries(batch: &RecordBatch) -> Result<Vec<TableEntry>> {

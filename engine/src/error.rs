@@ -14,20 +14,11 @@ pub enum EngineError {
 
     /// A zone, table or column name breaks the lake's naming rules.
     #[error("invalid {what} name '{name}': {reason}")]
-    InvalidName {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
+    InvalidName { what: &'static str, name: String, reason: String },
 
     /// A schema uses a type that Athena engine v3 cannot read from Delta.
     #[error("table {table}: column '{column}' has type {data_type}, which {reason}")]
-    UnsupportedType {
-        table: String,
-        column: String,
-        data_type: String,
-        reason: String,
-    },
+    UnsupportedType { table: String, column: String, data_type: String, reason: String },
 
     /// The table does not exist (yet).
     #[error("table {table} does not exist at {location}; create it first (cdplake init creates the built-in tables)")]
@@ -89,18 +80,11 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn delta(table: impl ToString, operation: &'static str, source: DeltaTableError) -> Self {
-        EngineError::Delta {
-            table: table.to_string(),
-            operation,
-            source,
-        }
+        EngineError::Delta { table: table.to_string(), operation, source }
     }
 
     pub fn query(context: impl Into<String>, source: DataFusionError) -> Self {
-        EngineError::Query {
-            context: context.into(),
-            source,
-        }
+        EngineError::Query { context: context.into(), source }
     }
 
     /// True when a commit lost a race with another writer and the operation may be rerun.

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{RecordBatch, new_null_array};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, SchemaRef};
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::datafusion::prelude::Expr;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::delete::DeleteMetrics;
@@ -71,10 +71,7 @@ impl Lake {
         let access = if location.is_s3() {
             let log_store = DeltaTableBuilder::from_url(location.root().clone())
                 .and_then(|b| b.with_storage_options(location.storage_options().clone()).build_storage())
-                .map_err(|e| EngineError::InvalidLocation {
-                    root: root.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| EngineError::InvalidLocation { root: root.to_string(), reason: e.to_string() })?;
             check_conditional_writes(&location.endpoint(), log_store.object_store(None)).await
         } else {
             WriteAccess::Allowed
@@ -94,19 +91,15 @@ impl Lake {
     pub fn ensure_writable(&self) -> Result<()> {
         match &self.access {
             WriteAccess::Allowed => Ok(()),
-            WriteAccess::Refused { reason } => Err(EngineError::UnsafeStore {
-                endpoint: self.location.endpoint(),
-                reason: reason.clone(),
-            }),
+            WriteAccess::Refused { reason } => {
+                Err(EngineError::UnsafeStore { endpoint: self.location.endpoint(), reason: reason.clone() })
+            }
         }
     }
 
     fn builder(&self, url: &Url) -> Result<DeltaTableBuilder> {
         Ok(DeltaTableBuilder::from_url(url.clone())
-            .map_err(|e| EngineError::InvalidLocation {
-                root: url.to_string(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| EngineError::InvalidLocation { root: url.to_string(), reason: e.to_string() })?
             .with_storage_options(self.location.storage_options().clone()))
     }
 
@@ -115,10 +108,9 @@ impl Lake {
         let url = self.location.join(&format!("{}/", relative.trim_end_matches('/')));
         match self.builder(&url)?.load().await {
             Ok(table) => Ok(table),
-            Err(e) if is_not_a_table(&e) => Err(EngineError::TableNotFound {
-                table: label.to_string(),
-                location: url.to_string(),
-            }),
+            Err(e) if is_not_a_table(&e) => {
+                Err(EngineError::TableNotFound { table: label.to_string(), location: url.to_string() })
+            }
             Err(e) => Err(EngineError::delta(label, "open", e)),
         }
     }
@@ -137,10 +129,7 @@ impl Lake {
             TimeTravel::Timestamp(ts) => builder.with_timestamp(ts),
         };
         builder.load().await.map_err(|e| match e {
-            e if is_not_a_table(&e) => EngineError::TableNotFound {
-                table: id.to_string(),
-                location: url.to_string(),
-            },
+            e if is_not_a_table(&e) => EngineError::TableNotFound { table: id.to_string(), location: url.to_string() },
             e => EngineError::delta(id, "time travel", e),
         })
     }
@@ -159,10 +148,7 @@ impl Lake {
         let url = self.location.table_url(&spec.id);
         let schema = spec.delta_schema()?;
         if self.table_exists(&spec.id).await? {
-            return Err(EngineError::TableExists {
-                table: spec.id.to_string(),
-                location: url.to_string(),
-            });
+            return Err(EngineError::TableExists { table: spec.id.to_string(), location: url.to_string() });
         }
         if let Some(dir) = self.location.local_dir() {
             let dir = dir.join(spec.id.relative_path());
@@ -171,10 +157,7 @@ impl Lake {
                 source: e,
             })?;
         }
-        let table = self
-            .builder(&url)?
-            .build()
-            .map_err(|e| EngineError::delta(&spec.id, "create", e))?;
+        let table = self.builder(&url)?.build().map_err(|e| EngineError::delta(&spec.id, "create", e))?;
         let mut create = table
             .create()
             .with_table_name(spec.id.to_string())
@@ -191,10 +174,7 @@ impl Lake {
             // shapes): the table is there now.
             Err(e) => {
                 if self.table_exists(&spec.id).await.unwrap_or(false) {
-                    Err(EngineError::TableExists {
-                        table: spec.id.to_string(),
-                        location: url.to_string(),
-                    })
+                    Err(EngineError::TableExists { table: spec.id.to_string(), location: url.to_string() })
                 } else {
                     Err(EngineError::delta(&spec.id, "create", e))
                 }
@@ -289,12 +269,7 @@ impl Lake {
     /// delta-rs's MERGE builder for a table: add `when_*` clauses and await it.
     ///
     /// `source` should come from [`Lake::session`] so it shares the lake's object stores.
-    pub async fn merge(
-        &self,
-        id: &TableId,
-        source: DataFrame,
-        predicate: Expr,
-    ) -> Result<MergeBuilder> {
+    pub async fn merge(&self, id: &TableId, source: DataFrame, predicate: Expr) -> Result<MergeBuilder> {
         let table = self.table(id).await?;
         self.merge_into(table, source, predicate)
     }
@@ -358,28 +333,25 @@ impl Lake {
     }
 
     /// A loaded table as a DataFrame in `ctx`.
-    pub async fn read_table(&self, label: impl ToString, table: &DeltaTable, ctx: &SessionContext) -> Result<DataFrame> {
+    pub async fn read_table(
+        &self,
+        label: impl ToString,
+        table: &DeltaTable,
+        ctx: &SessionContext,
+    ) -> Result<DataFrame> {
         let label = label.to_string();
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| EngineError::delta(&label, "read", e))?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| EngineError::query(format!("table {label}: read"), e))?;
-        ctx.read_table(provider)
-            .map_err(|e| EngineError::query(format!("table {label}: read"), e))
+        table.update_datafusion_session(&ctx.state()).map_err(|e| EngineError::delta(&label, "read", e))?;
+        let provider =
+            table.table_provider().await.map_err(|e| EngineError::query(format!("table {label}: read"), e))?;
+        ctx.read_table(provider).map_err(|e| EngineError::query(format!("table {label}: read"), e))
     }
 
     /// The table's commits, newest first.
     pub async fn history(&self, id: &TableId, limit: Option<usize>) -> Result<Vec<Commit>> {
         let table = self.table(id).await?;
         let latest = table.version().unwrap_or_default();
-        let infos: Vec<_> = table
-            .history(limit)
-            .try_collect()
-            .await
-            .map_err(|e| EngineError::delta(id, "history", e))?;
+        let infos: Vec<_> =
+            table.history(limit).try_collect().await.map_err(|e| EngineError::delta(id, "history", e))?;
         Ok(infos
             .into_iter()
             .enumerate()
@@ -387,13 +359,8 @@ impl Lake {
                 version: (latest as u64).saturating_sub(i as u64),
                 timestamp: info.timestamp.and_then(DateTime::from_timestamp_millis),
                 operation: info.operation.unwrap_or_default(),
-                parameters: serde_json::to_value(info.operation_parameters.unwrap_or_default())
-                    .unwrap_or_default(),
-                metrics: info
-                    .info
-                    .get("operationMetrics")
-                    .cloned()
-                    .unwrap_or(serde_json::Value::Null),
+                parameters: serde_json::to_value(info.operation_parameters.unwrap_or_default()).unwrap_or_default(),
+                metrics: info.info.get("operationMetrics").cloned().unwrap_or(serde_json::Value::Null),
             })
             .collect())
     }
@@ -425,11 +392,7 @@ fn is_not_a_table(error: &DeltaTableError) -> bool {
 
 /// The table's schema as Arrow.
 pub fn table_arrow_schema(table: &DeltaTable, id: &TableId) -> Result<SchemaRef> {
-    Ok(table
-        .snapshot()
-        .map_err(|e| EngineError::delta(id, "read schema", e))?
-        .snapshot()
-        .arrow_schema())
+    Ok(table.snapshot().map_err(|e| EngineError::delta(id, "read schema", e))?.snapshot().arrow_schema())
 }
 
 /// Shape batches to the table schema: match columns by name, cast types, fill missing
@@ -439,12 +402,7 @@ pub fn conform_batches(id: &TableId, schema: &SchemaRef, batches: Vec<RecordBatc
         .into_iter()
         .filter(|b| b.num_rows() > 0)
         .map(|batch| {
-            if let Some(extra) = batch
-                .schema()
-                .fields()
-                .iter()
-                .find(|f| schema.field_with_name(f.name()).is_err())
-            {
+            if let Some(extra) = batch.schema().fields().iter().find(|f| schema.field_with_name(f.name()).is_err()) {
                 return Err(EngineError::InvalidName {
                     what: "column",
                     name: extra.name().clone(),
@@ -482,25 +440,18 @@ impl Lake {
         use object_store::ObjectStoreExt;
         self.ensure_writable()?;
         let url = self.location.table_url(id);
-        let store = self
-            .builder(&url)?
-            .build_storage()
-            .map_err(|e| EngineError::delta(id, "purge", e))?
-            .object_store(None);
-        let paths: Vec<_> = store
-            .list(None)
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(|e| EngineError::Store {
+        let store =
+            self.builder(&url)?.build_storage().map_err(|e| EngineError::delta(id, "purge", e))?.object_store(None);
+        let paths: Vec<_> =
+            store.list(None).map_ok(|meta| meta.location).try_collect().await.map_err(|e| EngineError::Store {
                 context: format!("table {id}: listing files to purge"),
                 source: e,
             })?;
         for path in &paths {
-            store.delete(path).await.map_err(|e| EngineError::Store {
-                context: format!("table {id}: deleting {path}"),
-                source: e,
-            })?;
+            store
+                .delete(path)
+                .await
+                .map_err(|e| EngineError::Store { context: format!("table {id}: deleting {path}"), source: e })?;
         }
         if let Some(dir) = self.location.local_dir() {
             // Local stores leave empty directories behind.

@@ -21,10 +21,7 @@ impl LakeLocation {
     /// Storage options (lower- or upper-case AWS keys such as `aws_endpoint_url`) come from
     /// `cdplake.toml`; the standard `AWS_*` environment variables fill in the rest.
     pub fn parse(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
-        let invalid = |reason: String| EngineError::InvalidLocation {
-            root: root.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| EngineError::InvalidLocation { root: root.to_string(), reason };
         let url = if root.contains("://") {
             let url = Url::parse(root).map_err(|e| invalid(e.to_string()))?;
             match url.scheme() {
@@ -44,10 +41,7 @@ impl LakeLocation {
         } else {
             local_dir_url(Path::new(root)).map_err(invalid)?
         };
-        Ok(Self {
-            root: with_trailing_slash(url),
-            storage_options,
-        })
+        Ok(Self { root: with_trailing_slash(url), storage_options })
     }
 
     /// The root URL, always ending in `/`.
@@ -85,13 +79,10 @@ impl LakeLocation {
             return self.root.to_string();
         }
         let bucket = self.root.host_str().unwrap_or_default();
-        let endpoint = self
-            .option("aws_endpoint_url")
-            .or_else(|| self.option("aws_endpoint"))
-            .unwrap_or_else(|| {
-                let region = self.option("aws_region").unwrap_or_else(|| "us-east-1".into());
-                format!("https://s3.{region}.amazonaws.com")
-            });
+        let endpoint = self.option("aws_endpoint_url").or_else(|| self.option("aws_endpoint")).unwrap_or_else(|| {
+            let region = self.option("aws_region").unwrap_or_else(|| "us-east-1".into());
+            format!("https://s3.{region}.amazonaws.com")
+        });
         format!("{} (bucket {bucket})", endpoint.trim_end_matches('/'))
     }
 
@@ -116,9 +107,7 @@ fn with_trailing_slash(mut url: Url) -> Url {
 
 fn local_dir_url(dir: &Path) -> std::result::Result<Url, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create directory: {e}"))?;
-    let abs = dir
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve directory: {e}"))?;
+    let abs = dir.canonicalize().map_err(|e| format!("cannot resolve directory: {e}"))?;
     Url::from_directory_path(&abs).map_err(|_| format!("'{}' is not an absolute path", abs.display()))
 }
 

@@ -19,23 +19,16 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
         Some(format!("it is longer than {MAX_NAME_LEN} characters"))
     } else if name.starts_with(|c: char| c.is_ascii_digit()) {
         Some("it starts with a digit".to_string())
-    } else if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-    {
-        Some(format!(
-            "'{bad}' is not allowed; use lower-case snake_case such as '{}' so Athena can read it",
-            suggest_snake_case(name)
-        ))
     } else {
-        None
+        name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')).map(|bad| {
+            format!(
+                "'{bad}' is not allowed; use lower-case snake_case such as '{}' so Athena can read it",
+                suggest_snake_case(name)
+            )
+        })
     };
     match reason {
-        Some(reason) => Err(EngineError::InvalidName {
-            what,
-            name: name.to_string(),
-            reason,
-        }),
+        Some(reason) => Err(EngineError::InvalidName { what, name: name.to_string(), reason }),
         None => Ok(()),
     }
 }
@@ -60,11 +53,7 @@ pub fn suggest_snake_case(name: &str) -> String {
         }
     }
     let out = out.trim_end_matches('_').to_string();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("_{out}")
-    } else {
-        out
-    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) { format!("_{out}") } else { out }
 }
 
 /// A table's identity in the lake: `zone.table`, stored at `<root>/<zone>/<table>`.

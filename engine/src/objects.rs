@@ -2,10 +2,10 @@
 //! URI a user hands to `cdplake ingest`. Read and written with the lake's storage options.
 
 use bytes::Bytes;
+use deltalake::DeltaTableBuilder;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use futures::TryStreamExt;
-use deltalake::DeltaTableBuilder;
 use std::sync::Arc;
 use url::Url;
 
@@ -26,10 +26,7 @@ impl Lake {
     /// A location as a URL: an `s3://` URI or `file://` URL as is, anything else a local path
     /// (relative to the working directory).
     pub fn object_url(&self, location: &str) -> Result<Url> {
-        let invalid = |reason: String| EngineError::InvalidLocation {
-            root: location.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| EngineError::InvalidLocation { root: location.to_string(), reason };
         if location.contains("://") {
             return Url::parse(location).map_err(|e| invalid(e.to_string()));
         }
@@ -40,11 +37,7 @@ impl Lake {
     /// A store rooted at the directory of `url`, and the object's name in it.
     fn store_for(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
         let mut dir = url.clone();
-        let name = url
-            .path_segments()
-            .and_then(|mut s| s.next_back())
-            .unwrap_or_default()
-            .to_string();
+        let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default().to_string();
         dir.path_segments_mut()
             .map_err(|_| EngineError::InvalidLocation {
                 root: url.to_string(),
@@ -52,20 +45,15 @@ impl Lake {
             })?
             .pop()
             .push("");
-        if dir.scheme() == "file" {
-            if let Ok(local) = dir.to_file_path() {
-                std::fs::create_dir_all(&local).map_err(|e| EngineError::Io {
-                    context: format!("creating {}", local.display()),
-                    source: e,
-                })?;
-            }
+        if dir.scheme() == "file"
+            && let Ok(local) = dir.to_file_path()
+        {
+            std::fs::create_dir_all(&local)
+                .map_err(|e| EngineError::Io { context: format!("creating {}", local.display()), source: e })?;
         }
         let store = DeltaTableBuilder::from_url(dir.clone())
             .and_then(|b| b.with_storage_options(self.location().storage_options().clone()).build_storage())
-            .map_err(|e| EngineError::InvalidLocation {
-                root: dir.to_string(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| EngineError::InvalidLocation { root: dir.to_string(), reason: e.to_string() })?
             .object_store(None);
         let name = percent_decode(&name);
         Ok((store, Path::from(name)))
@@ -75,28 +63,21 @@ impl Lake {
     pub async fn fetch_object(&self, location: &str) -> Result<FetchedObject> {
         let url = self.object_url(location)?;
         let (store, name) = self.store_for(&url)?;
-        let store_error = |e| EngineError::Store {
-            context: format!("reading {url}"),
-            source: e,
-        };
+        let store_error = |e| EngineError::Store { context: format!("reading {url}"), source: e };
         let result = store.get(&name).await.map_err(store_error)?;
         let etag = result.meta.e_tag.clone().filter(|_| url.scheme() != "file");
         let bytes = result.bytes().await.map_err(store_error)?;
-        Ok(FetchedObject {
-            uri: url.to_string(),
-            bytes,
-            etag,
-        })
+        Ok(FetchedObject { uri: url.to_string(), bytes, etag })
     }
 
     /// Write a whole object (demo data, exports).
     pub async fn put_object(&self, location: &str, bytes: Bytes) -> Result<String> {
         let url = self.object_url(location)?;
         let (store, name) = self.store_for(&url)?;
-        store.put(&name, PutPayload::from(bytes)).await.map_err(|e| EngineError::Store {
-            context: format!("writing {url}"),
-            source: e,
-        })?;
+        store
+            .put(&name, PutPayload::from(bytes))
+            .await
+            .map_err(|e| EngineError::Store { context: format!("writing {url}"), source: e })?;
         Ok(url.to_string())
     }
 
@@ -109,14 +90,15 @@ impl Lake {
         if url.scheme() == "file" && url.to_file_path().map(|p| !p.exists()).unwrap_or(true) {
             return Ok(Vec::new());
         }
-        let (store, _) = self.store_for(&url.join("x").map_err(|e| EngineError::InvalidLocation {
-            root: url.to_string(),
-            reason: e.to_string(),
-        })?)?;
-        let metas: Vec<_> = store.list(None).try_collect().await.map_err(|e| EngineError::Store {
-            context: format!("listing {url}"),
-            source: e,
-        })?;
+        let (store, _) = self.store_for(
+            &url.join("x")
+                .map_err(|e| EngineError::InvalidLocation { root: url.to_string(), reason: e.to_string() })?,
+        )?;
+        let metas: Vec<_> = store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|e| EngineError::Store { context: format!("listing {url}"), source: e })?;
         let mut uris: Vec<String> = metas
             .into_iter()
             .filter(|m| !m.location.filename().is_some_and(|f| f.starts_with('.')))
@@ -133,12 +115,15 @@ fn percent_decode(name: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() {
-            if let Ok(byte) = u8::from_str_radix(&name[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+            && let Ok(byte) = u8::from_str_radix(&name[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -23,7 +23,9 @@ pub const RACERS: usize = 8;
 pub enum WriteAccess {
     Allowed,
     /// Writes are refused, and why.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 fn verdicts() -> &'static Mutex<HashMap<String, WriteAccess>> {
@@ -54,18 +56,14 @@ pub async fn check_conditional_writes(endpoint: &str, store: Arc<dyn ObjectStore
 
 async fn probe(store: &dyn ObjectStore) -> (WriteAccess, bool) {
     let path = Path::from(format!("_cdplake/probe/{}", uuid::Uuid::new_v4()));
-    let create = || PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
+    let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
     let refused = |reason: String| WriteAccess::Refused { reason };
 
     let first = store.put_opts(&path, PutPayload::from_static(b"first"), create()).await;
     let outcome = match first {
-        Err(object_store::Error::NotImplemented { .. }) | Err(object_store::Error::NotSupported { .. }) => (
-            refused("the object store does not support conditional writes (If-None-Match: *)".into()),
-            true,
-        ),
+        Err(object_store::Error::NotImplemented { .. }) | Err(object_store::Error::NotSupported { .. }) => {
+            (refused("the object store does not support conditional writes (If-None-Match: *)".into()), true)
+        }
         Err(e) => (refused(format!("the conditional-write probe could not write {path}: {e}")), false),
         Ok(_) => match store.put_opts(&path, PutPayload::from_static(b"second"), create()).await {
             Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
@@ -93,10 +91,7 @@ async fn probe(store: &dyn ObjectStore) -> (WriteAccess, bool) {
 async fn race(store: &dyn ObjectStore) -> (WriteAccess, bool) {
     let path = Path::from(format!("_cdplake/probe/race-{}", uuid::Uuid::new_v4()));
     let attempts = (0..RACERS).map(|i| {
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
         store.put_opts(&path, PutPayload::from(format!("racer {i}").into_bytes()), options)
     });
     let results = futures::future::join_all(attempts).await;

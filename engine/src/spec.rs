@@ -34,13 +34,7 @@ pub struct TableSpec {
 
 impl TableSpec {
     pub fn new(id: TableId, schema: SchemaRef) -> Self {
-        Self {
-            id,
-            schema,
-            partition_columns: Vec::new(),
-            properties: HashMap::new(),
-            description: None,
-        }
+        Self { id, schema, partition_columns: Vec::new(), properties: HashMap::new(), description: None }
     }
 
     pub fn partitioned_by(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -137,11 +131,9 @@ fn normalize_fields(table: &TableId, fields: &Fields) -> Result<Vec<Field>> {
         .iter()
         .map(|f| {
             validate_name("column", f.name()).map_err(|e| match e {
-                EngineError::InvalidName { what, name, reason } => EngineError::InvalidName {
-                    what,
-                    name,
-                    reason: format!("{reason} (table {table})"),
-                },
+                EngineError::InvalidName { what, name, reason } => {
+                    EngineError::InvalidName { what, name, reason: format!("{reason} (table {table})") }
+                }
                 other => other,
             })?;
             let data_type = normalize_type(table, f.name(), f.data_type())?;

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::datafusion::catalog::MemorySchemaProvider;
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
-use deltalake::datafusion::common::TableReference;
-use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::DeltaTable;
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::delta_datafusion::DeltaSessionContext;
 
 use crate::error::{EngineError, Result};
 use crate::lake::Lake;
@@ -24,10 +24,8 @@ pub struct SqlSession {
 
 impl SqlSession {
     pub fn new() -> Result<Self> {
-        let overrides = HashMap::from([(
-            "datafusion.sql_parser.enable_ident_normalization".to_string(),
-            "true".to_string(),
-        )]);
+        let overrides =
+            HashMap::from([("datafusion.sql_parser.enable_ident_normalization".to_string(), "true".to_string())]);
         let ctx = DeltaSessionContext::new_with_session_overrides(&overrides)
             .map_err(|e| EngineError::delta("sql session", "configure", e))?
             .into_inner();
@@ -47,13 +45,9 @@ impl SqlSession {
     /// Register an already loaded Delta table as `schema.name` (e.g. `_catalog.tables`).
     pub async fn register_loaded(&self, schema: &str, name: &str, table: &DeltaTable) -> Result<()> {
         let label = format!("{schema}.{name}");
-        table
-            .update_datafusion_session(&self.ctx.state())
-            .map_err(|e| EngineError::delta(&label, "register", e))?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
+        table.update_datafusion_session(&self.ctx.state()).map_err(|e| EngineError::delta(&label, "register", e))?;
+        let provider =
+            table.table_provider().await.map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
         self.ensure_schema(schema)?;
         self.ctx
             .register_table(TableReference::partial(schema, name), provider)
@@ -79,9 +73,6 @@ impl SqlSession {
 
     /// Plan a query; the returned DataFrame runs when collected.
     pub async fn sql(&self, query: &str) -> Result<DataFrame> {
-        self.ctx
-            .sql(query)
-            .await
-            .map_err(|e| EngineError::query("query", e))
+        self.ctx.sql(query).await.map_err(|e| EngineError::query("query", e))
     }
 }

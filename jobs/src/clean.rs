@@ -25,10 +25,10 @@ use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::{EngineError, TableId, TableSpec, applied_version};
+use cdplake_zones::Source;
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, raw_table_id};
-use cdplake_zones::Source;
 use chrono::{DateTime, Utc};
 
 use crate::error::{JobError, Result};
@@ -67,10 +67,7 @@ fn batch_app_id(batch_id: &str) -> String {
 /// Clean every raw batch of `source` not cleaned yet.
 pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -> Result<CleanReport> {
     let lake = workspace.lake();
-    let mut report = CleanReport {
-        source: source.name.clone(),
-        ..Default::default()
-    };
+    let mut report = CleanReport { source: source.name.clone(), ..Default::default() };
     let raw_id = raw_table_id(source);
     if !lake.table_exists(&raw_id).await? {
         return Ok(report);
@@ -82,7 +79,8 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
         "Clean {}: typed, normalised, PII hashed, one row per key. {}",
         source.name, source.description
     ));
-    let key = if source.primary_key.is_empty() { vec![contract::ROW_KEY.to_string()] } else { source.primary_key.clone() };
+    let key =
+        if source.primary_key.is_empty() { vec![contract::ROW_KEY.to_string()] } else { source.primary_key.clone() };
     let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
     let (clean_table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
 
@@ -106,7 +104,12 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
 
     // Collapse rows with the same key: the latest version wins.
     valid.sort_by(|(a, la), (b, lb)| {
-        (a.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(b.order, lb.ingested_at, &lb.source_uri, lb.source_row))
+        (a.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(
+            b.order,
+            lb.ingested_at,
+            &lb.source_uri,
+            lb.source_row,
+        ))
     });
     let mut winner: HashMap<&str, usize> = HashMap::new();
     for (i, (row, _)) in valid.iter().enumerate() {
@@ -197,7 +200,16 @@ pub fn describe_report(r: &CleanReport) -> String {
     let mut text = format!(
         "clean.{}: {} batches, {} rows read = {} kept + {} duplicates + {} quarantined; \
          {} inserted, {} updated, {} deleted, {} unchanged",
-        r.source, r.batches, r.rows_read, r.kept, r.duplicates, r.quarantined, r.inserted, r.updated, r.deleted, r.unchanged
+        r.source,
+        r.batches,
+        r.rows_read,
+        r.kept,
+        r.duplicates,
+        r.quarantined,
+        r.inserted,
+        r.updated,
+        r.deleted,
+        r.unchanged
     );
     for (reason, n) in &r.quarantined_by_reason {
         text.push_str(&format!("\n  quarantined {n}: {reason}"));
@@ -219,7 +231,10 @@ async fn pending_batches(
         .lake()
         .read(raw_id)
         .await?
-        .aggregate(vec![col(raw::BATCH_ID)], vec![cdplake_engine::datafusion::functions_aggregate::expr_fn::min(col(raw::INGESTED_AT)).alias("first")])
+        .aggregate(
+            vec![col(raw::BATCH_ID)],
+            vec![cdplake_engine::datafusion::functions_aggregate::expr_fn::min(col(raw::INGESTED_AT)).alias("first")],
+        )
         .and_then(|df| df.sort(vec![col("first").sort(true, false), col(raw::BATCH_ID).sort(true, false)]))
         .map_err(|e| JobError::query("clean: listing raw batches", e))?
         .collect()
@@ -277,7 +292,8 @@ fn apply_contract(
     let index = |name: &str| schema.index_of(name).map_err(|e| JobError::arrow("raw lineage", e));
     let uris = text_column(index(raw::SOURCE_URI)?)?;
     let batch_ids = text_column(index(raw::BATCH_ID)?)?;
-    let rows = cast(batch.column(index(raw::SOURCE_ROW)?), &DataType::Int64).map_err(|e| JobError::arrow("raw rows", e))?;
+    let rows =
+        cast(batch.column(index(raw::SOURCE_ROW)?), &DataType::Int64).map_err(|e| JobError::arrow("raw rows", e))?;
     let ingested = batch.column(index(raw::INGESTED_AT)?).clone();
     let (uris, batch_ids) = (uris.as_string::<i32>(), batch_ids.as_string::<i32>());
     let rows = rows.as_primitive::<Int64Type>();
@@ -301,11 +317,9 @@ fn apply_contract(
         };
         let outcome = match &layout {
             Ok(layout) => contract.apply(layout, &values, warnings),
-            Err(reason) => Err(contract::Rejection {
-                field: String::new(),
-                rule: "missing_column",
-                reason: reason.clone(),
-            }),
+            Err(reason) => {
+                Err(contract::Rejection { field: String::new(), rule: "missing_column", reason: reason.clone() })
+            }
         };
         match outcome {
             Ok(row) => valid.push((row, lineage)),
@@ -315,10 +329,8 @@ fn apply_contract(
                     .zip(&values)
                     .filter_map(|(n, v)| v.map(|v| (n.clone(), serde_json::Value::String(v.to_string()))))
                     .collect();
-                *report
-                    .quarantined_by_reason
-                    .entry(format!("{}: {}", rejection.field, rejection.rule))
-                    .or_default() += 1;
+                *report.quarantined_by_reason.entry(format!("{}: {}", rejection.field, rejection.rule)).or_default() +=
+                    1;
                 quarantine.push(QuarantinedRow {
                     source: source.name.clone(),
                     stage: "clean",
@@ -328,7 +340,10 @@ fn apply_contract(
                     source_row: lineage.source_row,
                     field: rejection.field.clone(),
                     rule: rejection.rule.into(),
-                    reason: format!("{} row {}, field {}: {}", lineage.source_uri, lineage.source_row, rejection.field, rejection.reason),
+                    reason: format!(
+                        "{} row {}, field {}: {}",
+                        lineage.source_uri, lineage.source_row, rejection.field, rejection.reason
+                    ),
                     raw_values: serde_json::Value::Object(raw_values).to_string(),
                 });
             }
@@ -348,50 +363,41 @@ async fn merge(
     txns: Vec<Transaction>,
 ) -> Result<(Option<u64>, Option<cdplake_engine::deltalake::operations::merge::MergeMetrics>)> {
     let lake = workspace.lake();
-    let columns: Vec<String> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| n != contract::OP)
-        .collect();
+    let columns: Vec<String> =
+        batch.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
     let newer = match &source.order_by {
         Some(order) => format!("(target.{order} IS NULL OR source.{order} >= target.{order})"),
         None => "TRUE".to_string(),
     };
-    let source_df = lake
-        .session()
-        .read_batch(batch)
-        .map_err(|e| JobError::query("clean: merge source", e))?;
-    let commit = CommitProperties::default()
-        .with_application_transactions(txns)
-        .with_max_retries(100);
+    let source_df = lake.session().read_batch(batch).map_err(|e| JobError::query("clean: merge source", e))?;
+    let commit = CommitProperties::default().with_application_transactions(txns).with_max_retries(100);
     // On the snapshot the pending batches were read from: a concurrent clean of the same
     // batches committed since makes this commit conflict instead of applying them twice.
     let merge = lake
-        .merge_into(clean_table, source_df, col(format!("target.{}", contract::ROW_KEY)).eq(col(format!("source.{}", contract::ROW_KEY))))?
+        .merge_into(
+            clean_table,
+            source_df,
+            col(format!("target.{}", contract::ROW_KEY)).eq(col(format!("source.{}", contract::ROW_KEY))),
+        )?
         .with_source_alias("source")
         .with_target_alias("target")
         .with_commit_properties(commit)
         .when_matched_delete(|d| d.predicate(format!("source.{} = 'delete' AND {newer}", contract::OP)))
         .and_then(|m| {
             m.when_matched_update(|u| {
-                columns.iter().fold(
-                    u.predicate(format!("source.{} = 'upsert' AND {newer}", contract::OP)),
-                    |u, c| u.update(c.as_str(), format!("source.{c}")),
-                )
+                columns.iter().fold(u.predicate(format!("source.{} = 'upsert' AND {newer}", contract::OP)), |u, c| {
+                    u.update(c.as_str(), format!("source.{c}"))
+                })
             })
         })
         .and_then(|m| {
             m.when_not_matched_insert(|i| {
-                columns.iter().fold(
-                    i.predicate(format!("source.{} = 'upsert'", contract::OP)),
-                    |i, c| i.set(c.as_str(), format!("source.{c}")),
-                )
+                columns.iter().fold(i.predicate(format!("source.{} = 'upsert'", contract::OP)), |i, c| {
+                    i.set(c.as_str(), format!("source.{c}"))
+                })
             })
         })
         .map_err(|e| EngineError::delta(clean_id, "merge", e))?;
     let (table, metrics) = merge.await.map_err(|e| EngineError::delta(clean_id, "merge", e))?;
     Ok((table.version(), Some(metrics)))
 }
-

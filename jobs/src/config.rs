@@ -109,10 +109,7 @@ impl Config {
         if !required && !path.exists() {
             return Ok(Self::default());
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
         Self::parse(&text).map_err(|message| ConfigError::Parse { path, message })
     }
 
@@ -140,10 +137,7 @@ impl Config {
 
     /// The lake root: the explicit one (flag or env) wins, then the file, then `./lake`.
     pub fn lake_root(&self, explicit: Option<&str>) -> String {
-        explicit
-            .map(str::to_string)
-            .or_else(|| self.lake.root.clone())
-            .unwrap_or_else(|| DEFAULT_LAKE.to_string())
+        explicit.map(str::to_string).or_else(|| self.lake.root.clone()).unwrap_or_else(|| DEFAULT_LAKE.to_string())
     }
 }
 
@@ -171,7 +165,8 @@ mod tests {
         assert_eq!(loyalty.name, "loyalty");
         assert_eq!(loyalty.columns[1].column_type, cdplake_zones::ColumnType::Int);
         assert!(config.source("crm_members").is_some(), "presets still there");
-        let err = Config::parse("[sources.x]\nformat = 'csv'\nprimary_key = ['nope']\ncolumns = [{ name = 'a' }]\n").unwrap_err();
+        let err = Config::parse("[sources.x]\nformat = 'csv'\nprimary_key = ['nope']\ncolumns = [{ name = 'a' }]\n")
+            .unwrap_err();
         assert!(err.contains("nope"), "{err}");
     }
 

@@ -57,10 +57,5 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
     }
     let identity = crate::identity::resolve(workspace, now).await?;
     let answer = crate::query::run_query(workspace, DEMO_QUERY).await?;
-    Ok(DemoReport {
-        ingested,
-        cleaned,
-        identity,
-        answer,
-    })
+    Ok(DemoReport { ingested, cleaned, identity, answer })
 }

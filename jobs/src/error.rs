@@ -38,16 +38,10 @@ pub enum JobError {
 
 impl JobError {
     pub fn arrow(context: impl Into<String>, source: cdplake_engine::arrow::error::ArrowError) -> Self {
-        Self::Arrow {
-            context: context.into(),
-            source,
-        }
+        Self::Arrow { context: context.into(), source }
     }
 
     pub fn query(context: impl Into<String>, source: cdplake_engine::datafusion::error::DataFusionError) -> Self {
-        Self::Query {
-            context: context.into(),
-            source,
-        }
+        Self::Query { context: context.into(), source }
     }
 }

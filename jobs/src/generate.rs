@@ -47,21 +47,31 @@ impl Rng {
     }
 }
 
-const FIRST: &[&str] = &["Alice", "Bob", "Carol", "David", "Eve", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Yasmin"];
-const LAST: &[&str] = &["Wang", "Chen", "Liu", "Zhang", "Li", "Smith", "Jones", "Brown", "Garcia", "Muller", "Rossi", "Dubois", "Silva", "Kim", "Sato", "Novak"];
-const COUNTRIES: &[&str] = &["United Kingdom", "GB", "France", "DE", "Germany", "Ireland", "EIRE", "Spain", "NL", "USA"];
+const FIRST: &[&str] = &[
+    "Alice", "Bob", "Carol", "David", "Eve", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia",
+    "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Yasmin",
+];
+const LAST: &[&str] = &[
+    "Wang", "Chen", "Liu", "Zhang", "Li", "Smith", "Jones", "Brown", "Garcia", "Muller", "Rossi", "Dubois", "Silva",
+    "Kim", "Sato", "Novak",
+];
+const COUNTRIES: &[&str] =
+    &["United Kingdom", "GB", "France", "DE", "Germany", "Ireland", "EIRE", "Spain", "NL", "USA"];
 
 /// Generate every source for `persons` people.
 pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
     let mut rng = Rng(seed);
     let base = NaiveDate::from_ymd_opt(2024, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
     let mut truth = String::from("person_id,id_type,id_value\n");
-    let mut customers = String::from("customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at\n");
+    let mut customers = String::from(
+        "customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at\n",
+    );
     let mut transactions = String::from("transaction_id,customer_id,product_id,amount,transaction_date,status\n");
     let mut web = String::new();
     let mut members = String::new();
     let mut app = String::new();
-    let mut orders = String::from("order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n");
+    let mut orders =
+        String::from("order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n");
     let mut tickets = String::from("ticket_id,customer_id,status,category,created_at,resolved_at\n");
     let mut behavior = String::new();
     let ts = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
@@ -107,7 +117,11 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
             for d in 0..devices {
                 let device = format!("DEV{p:07}{d}");
                 // A few app installs report a junk union id.
-                let union_id = if rng.chance(3) { rng.pick(&["unknown", "null", "0"]).to_string() } else { format!("union_{p:07}") };
+                let union_id = if rng.chance(3) {
+                    rng.pick(&["unknown", "null", "0"]).to_string()
+                } else {
+                    format!("union_{p:07}")
+                };
                 let open_id = format!("open_{p:07}{d}");
                 let _ = writeln!(truth, "{person},device_id,{device}");
                 if union_id.starts_with("union_") {
@@ -118,8 +132,18 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
                     let at = signup + Duration::hours(rng.below(24 * 200) as i64);
                     let (event_type, page, item, price) = match if e == 0 { 0 } else { rng.below(4) } {
                         0 if is_member => ("login", member_id.clone(), String::new(), String::from("null")),
-                        1 => ("purchase", "checkout".into(), format!("SKU{:03}", rng.below(200)), format!("{}.{}", 5 + rng.below(500), rng.below(10))),
-                        2 => ("add_cart", "product".into(), format!("SKU{:03}", rng.below(200)), format!("{}.0", 5 + rng.below(500))),
+                        1 => (
+                            "purchase",
+                            "checkout".into(),
+                            format!("SKU{:03}", rng.below(200)),
+                            format!("{}.{}", 5 + rng.below(500), rng.below(10)),
+                        ),
+                        2 => (
+                            "add_cart",
+                            "product".into(),
+                            format!("SKU{:03}", rng.below(200)),
+                            format!("{}.0", 5 + rng.below(500)),
+                        ),
                         _ => ("view", "home".into(), String::new(), String::from("null")),
                     };
                     let item = if item.is_empty() { "null".to_string() } else { format!("\"{item}\"") };
@@ -239,9 +263,14 @@ pub fn generate(persons: u64, seed: u64) -> (Vec<GeneratedFile>, String) {
         }
     }
     // A change file as AWS DMS writes it: one cancellation, one order deleted.
-    let mut dms = String::from("Op,order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n");
+    let mut dms =
+        String::from("Op,order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n");
     if let [(cancelled, customer), (deleted, _), ..] = order_ids.as_slice() {
-        let _ = writeln!(dms, "U,{cancelled},{customer},cancelled,10.00,1,web,2024-01-01 00:00:00,{}", ts(base + Duration::days(400)));
+        let _ = writeln!(
+            dms,
+            "U,{cancelled},{customer},cancelled,10.00,1,web,2024-01-01 00:00:00,{}",
+            ts(base + Duration::days(400))
+        );
         let _ = writeln!(dms, "D,{deleted},,,,,,,2024-12-31 00:00:00");
     }
     let files = vec![

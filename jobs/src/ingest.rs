@@ -12,11 +12,11 @@ use cdplake_engine::arrow::datatypes::{DataType, Field};
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::{EngineError, applied_version};
+use cdplake_zones::Source;
 use cdplake_zones::contract::Contract;
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, Delivery, raw_table_spec};
 use cdplake_zones::reader::{format_of, read_records};
-use cdplake_zones::Source;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -58,7 +58,12 @@ pub fn landing_prefix(workspace: &Workspace, source: &Source) -> String {
 }
 
 /// Ingest `locations` (paths or URIs), or everything under the source's landing prefix.
-pub async fn ingest(workspace: &Workspace, source: &Source, locations: &[String], now: DateTime<Utc>) -> Result<Vec<IngestReport>> {
+pub async fn ingest(
+    workspace: &Workspace,
+    source: &Source,
+    locations: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestReport>> {
     let locations = if locations.is_empty() {
         workspace.lake().list_objects(&landing_prefix(workspace, source)).await?
     } else {
@@ -76,14 +81,16 @@ fn app_id(uri: &str, etag: &str) -> String {
 }
 
 /// Ingest one object.
-pub async fn ingest_object(workspace: &Workspace, source: &Source, location: &str, now: DateTime<Utc>) -> Result<IngestReport> {
+pub async fn ingest_object(
+    workspace: &Workspace,
+    source: &Source,
+    location: &str,
+    now: DateTime<Utc>,
+) -> Result<IngestReport> {
     let lake = workspace.lake();
     lake.ensure_writable()?;
     let object = lake.fetch_object(location).await?;
-    let etag = object
-        .etag
-        .clone()
-        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&object.bytes))));
+    let etag = object.etag.clone().unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&object.bytes))));
     let app = app_id(&object.uri, &etag);
     let mut report = IngestReport {
         source: source.name.clone(),
@@ -123,12 +130,7 @@ pub async fn ingest_object(workspace: &Workspace, source: &Source, location: &st
     }
 
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let delivery = Delivery {
-        uri: object.uri.clone(),
-        etag,
-        batch_id: batch_id.clone(),
-        ingested_at: now,
-    };
+    let delivery = Delivery { uri: object.uri.clone(), etag, batch_id: batch_id.clone(), ingested_at: now };
     add_new_columns(workspace, &raw_id, &records.columns).await?;
 
     // Unreadable rows go to the quarantine first, under the same identity, so a crash between
@@ -158,7 +160,8 @@ pub async fn ingest_object(workspace: &Workspace, source: &Source, location: &st
         report.rows_rejected = rows.len() as u64;
     }
 
-    let batches = raw::raw_batches(&records, &delivery).map_err(|e| JobError::arrow(format!("{}: raw rows", object.uri), e))?;
+    let batches =
+        raw::raw_batches(&records, &delivery).map_err(|e| JobError::arrow(format!("{}: raw rows", object.uri), e))?;
     // Check and append on one snapshot: a replay committed since makes this commit conflict.
     let table = lake.table(&raw_id).await?;
     if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
@@ -206,11 +209,7 @@ fn raw_pii_columns(source: &Source, spec: &cdplake_engine::TableSpec) -> Vec<Str
 
 fn unknown_columns(source: &Source, columns: &[String]) -> Vec<String> {
     let known: Vec<String> = source.columns.iter().flat_map(|c| c.raw_names()).collect();
-    columns
-        .iter()
-        .filter(|c| !known.contains(c) && !["op", "before", "after"].contains(&c.as_str()))
-        .cloned()
-        .collect()
+    columns.iter().filter(|c| !known.contains(c) && !["op", "before", "after"].contains(&c.as_str())).cloned().collect()
 }
 
 /// Add the file's columns the raw table does not have yet (all strings).
@@ -228,7 +227,9 @@ async fn add_new_columns(workspace: &Workspace, raw_id: &cdplake_engine::TableId
     match workspace.catalog.add_columns(raw_id, &new).await {
         Ok(_) => Ok(()),
         // Another ingest added them first.
-        Err(cdplake_catalog::CatalogError::Engine(e)) if e.is_commit_conflict() || matches!(e, EngineError::InvalidName { .. }) => {
+        Err(cdplake_catalog::CatalogError::Engine(e))
+            if e.is_commit_conflict() || matches!(e, EngineError::InvalidName { .. }) =>
+        {
             workspace.catalog.refresh(raw_id).await?;
             Ok(())
         }
@@ -241,12 +242,13 @@ pub fn summarize(reports: &[IngestReport]) -> BTreeMap<&'static str, u64> {
     let mut totals = BTreeMap::new();
     for r in reports {
         *totals.entry("files").or_default() += 1;
-        *totals.entry(match r.status {
-            IngestStatus::Ingested => "ingested",
-            IngestStatus::AlreadyIngested => "already_ingested",
-            IngestStatus::Empty => "empty",
-        })
-        .or_default() += 1;
+        *totals
+            .entry(match r.status {
+                IngestStatus::Ingested => "ingested",
+                IngestStatus::AlreadyIngested => "already_ingested",
+                IngestStatus::Empty => "empty",
+            })
+            .or_default() += 1;
         *totals.entry("rows_in").or_default() += r.rows_in;
         *totals.entry("rows_written").or_default() += r.rows_written;
         *totals.entry("rows_rejected").or_default() += r.rows_rejected;

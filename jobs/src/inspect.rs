@@ -12,10 +12,7 @@ use crate::error::{JobError, Result};
 
 fn batch(fields: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
-        fields
-            .iter()
-            .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
-            .collect::<Vec<_>>(),
+        fields.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>(),
     );
     RecordBatch::try_new(Arc::new(schema), fields.into_iter().map(|(_, a)| a).collect())
         .map_err(|e| JobError::arrow("building a listing", e))
@@ -84,16 +81,12 @@ pub fn history_batch(commits: &[Commit]) -> Result<RecordBatch> {
     let json = |v: &serde_json::Value| if v.is_null() { String::new() } else { v.to_string() };
     batch(vec![
         ("version", Arc::new(UInt64Array::from_iter_values(commits.iter().map(|c| c.version))) as ArrayRef),
-        (
-            "timestamp",
-            strings(commits, |c| c.timestamp.map(|t| t.to_rfc3339()).unwrap_or_default()),
-        ),
+        ("timestamp", strings(commits, |c| c.timestamp.map(|t| t.to_rfc3339()).unwrap_or_default())),
         ("operation", strings(commits, |c| c.operation.clone())),
         ("parameters", strings(commits, |c| json(&c.parameters))),
         ("metrics", strings(commits, |c| json(&c.metrics))),
     ])
 }
-
 
 /// `cdplake sources`: one row per source.
 pub fn sources_batch(sources: &[cdplake_zones::Source]) -> Result<RecordBatch> {

@@ -54,11 +54,15 @@ enum Command {
     Init,
 
     /// Run the demo on built-in sample data: generate seed-style files into landing/, ingest, clean, query.
-    #[command(after_help = "Runs on ./lake unless --lake says otherwise; running it again changes nothing.\n\nExamples:\n  cdplake demo\n  cdplake query \"SELECT * FROM clean.crm_members LIMIT 5\"\n  cdplake query \"SELECT source, rule, count(*) FROM clean._quarantine GROUP BY source, rule\"")]
+    #[command(
+        after_help = "Runs on ./lake unless --lake says otherwise; running it again changes nothing.\n\nExamples:\n  cdplake demo\n  cdplake query \"SELECT * FROM clean.crm_members LIMIT 5\"\n  cdplake query \"SELECT source, rule, count(*) FROM clean._quarantine GROUP BY source, rule\""
+    )]
     Demo(FormatArg),
 
     /// Write the demo's sources at any scale, plus the hidden ground truth (truth.csv).
-    #[command(after_help = "Example:\n  cdplake generate --persons 100000 --out /tmp/cdp-data\n  cdplake ingest --source customers /tmp/cdp-data/customers/customers.csv")]
+    #[command(
+        after_help = "Example:\n  cdplake generate --persons 100000 --out /tmp/cdp-data\n  cdplake ingest --source customers /tmp/cdp-data/customers/customers.csv"
+    )]
     Generate {
         /// How many people
         #[arg(long, default_value_t = 1000)]
@@ -127,12 +131,10 @@ cdplake sources   # the built-in and configured sources"
     },
 
     /// Clean raw batches not cleaned yet: typed, normalised, PII hashed, upserted by key.
-    #[command(
-        after_help = "Rejected rows and duplicates go to clean._quarantine with the reason; the report \
+    #[command(after_help = "Rejected rows and duplicates go to clean._quarantine with the reason; the report \
 reconciles rows read = kept + duplicates + quarantined.\n\nExamples:\n  cdplake clean\n  \
 cdplake clean --source crm_members --json\n  \
-cdplake query \"SELECT rule, count(*) FROM clean._quarantine GROUP BY rule\""
-    )]
+cdplake query \"SELECT rule, count(*) FROM clean._quarantine GROUP BY rule\"")]
     Clean {
         /// Only this source [default: every source with a raw table]
         #[arg(long)]
@@ -192,10 +194,8 @@ cdplake identity unlink device_id:KIOSK-7 member_id:MBR0000042\n  cdplake identi
 #[derive(Subcommand)]
 enum CatalogCommand {
     /// Print Athena DDL: one CREATE EXTERNAL TABLE ... TBLPROPERTIES ('table_type'='DELTA') per table.
-    #[command(
-        after_help = "Athena reads each table's schema from its Delta log, so the DDL has no column list. \
-A table `zone.table` becomes `zone_table` in the database.\n\nExamples:\n  cdplake --lake s3://my-bucket/cdp catalog export-athena --database cdp\n  cdplake catalog export-athena --database cdp --location-root s3://my-bucket/cdp"
-    )]
+    #[command(after_help = "Athena reads each table's schema from its Delta log, so the DDL has no column list. \
+A table `zone.table` becomes `zone_table` in the database.\n\nExamples:\n  cdplake --lake s3://my-bucket/cdp catalog export-athena --database cdp\n  cdplake catalog export-athena --database cdp --location-root s3://my-bucket/cdp")]
     ExportAthena {
         /// The Athena (Glue) database to create the tables in
         #[arg(long)]
@@ -254,7 +254,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init => {
             let report = init::init(&workspace).await?;
-            out!("lake ready at {} ({} tables in the catalog at {})", report.root, report.tables, report.catalog_location);
+            out!(
+                "lake ready at {} ({} tables in the catalog at {})",
+                report.root,
+                report.tables,
+                report.catalog_location
+            );
         }
         Command::Demo(FormatArg { format }) => {
             let report = demo::run_demo(&workspace, chrono::Utc::now()).await?;
@@ -287,10 +292,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for file in &files {
                 let dir = out.join(file.source);
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                std::fs::write(dir.join(&file.name), &file.content).with_context(|| format!("writing into {}", dir.display()))?;
+                std::fs::write(dir.join(&file.name), &file.content)
+                    .with_context(|| format!("writing into {}", dir.display()))?;
             }
-            std::fs::write(out.join("truth.csv"), truth).with_context(|| format!("writing {}/truth.csv", out.display()))?;
-            out!("{} files for {persons} people in {}/<source>/, ground truth in {}/truth.csv", files.len(), out.display(), out.display());
+            std::fs::write(out.join("truth.csv"), truth)
+                .with_context(|| format!("writing {}/truth.csv", out.display()))?;
+            out!(
+                "{} files for {persons} people in {}/<source>/, ground truth in {}/truth.csv",
+                files.len(),
+                out.display(),
+                out.display()
+            );
         }
         Command::Tables(FormatArg { format }) => {
             let entries = workspace.catalog.list().await?;
@@ -321,7 +333,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
                 if reports.is_empty() {
-                    out!("no files to ingest for {} (looked in {})", source.name, ingest::landing_prefix(&workspace, &source));
+                    out!(
+                        "no files to ingest for {} (looked in {})",
+                        source.name,
+                        ingest::landing_prefix(&workspace, &source)
+                    );
                 }
                 for r in &reports {
                     if r.status == ingest::IngestStatus::AlreadyIngested {
@@ -336,7 +352,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         r.rows_written,
                         r.source,
                         r.rows_rejected,
-                        if r.unknown_columns.is_empty() { String::new() } else { format!("; unknown columns kept in raw: {}", r.unknown_columns.join(", ")) }
+                        if r.unknown_columns.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; unknown columns kept in raw: {}", r.unknown_columns.join(", "))
+                        }
                     );
                 }
             }
@@ -370,10 +390,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 out!("{}", serde_json::to_string_pretty(&explanation)?);
             } else {
-                out!("{} (user_int_id {}): {} identifiers", explanation.one_id, explanation.user_int_id, explanation.identifiers.len());
+                out!(
+                    "{} (user_int_id {}): {} identifiers",
+                    explanation.one_id,
+                    explanation.user_int_id,
+                    explanation.identifiers.len()
+                );
                 for step in &explanation.identifiers {
                     match (&step.via, &step.evidence) {
-                        (Some(via), Some(evidence)) => out!("  {}:{}  ← {via}  ({evidence})", step.id_type, step.id_value),
+                        (Some(via), Some(evidence)) => {
+                            out!("  {}:{}  ← {via}  ({evidence})", step.id_type, step.id_value)
+                        }
                         (None, Some(evidence)) => out!("  {}:{}  ({evidence})", step.id_type, step.id_value),
                         _ => out!("  {}:{}", step.id_type, step.id_value),
                     }
@@ -388,9 +415,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.parts == 1 {
-                out!("{} is still one person (other links hold it together); the link will not be used again", report.one_id);
+                out!(
+                    "{} is still one person (other links hold it together); the link will not be used again",
+                    report.one_id
+                );
             } else {
-                out!("{} split into {} parts: it keeps the largest; new persons {}", report.one_id, report.parts, report.new_one_ids.join(", "));
+                out!(
+                    "{} split into {} parts: it keeps the largest; new persons {}",
+                    report.one_id,
+                    report.parts,
+                    report.new_one_ids.join(", ")
+                );
             }
         }
         Command::Identity { action: None, json } => {
@@ -422,11 +457,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!("{}", athena_ddl(&database, &root, &entries).trim_end());
         }
         Command::Catalog(CatalogCommand::Drop { table, purge }) => {
-            workspace
-                .catalog
-                .drop_table(&table, purge)
-                .await
-                .with_context(|| format!("dropping {table}"))?;
+            workspace.catalog.drop_table(&table, purge).await.with_context(|| format!("dropping {table}"))?;
             out!("dropped {table}{}", if purge { " and deleted its files" } else { " (files kept)" });
         }
     }
@@ -452,7 +483,10 @@ fn describe_error(err: &anyhow::Error) -> String {
 fn find_source(workspace: &Workspace, name: &str) -> anyhow::Result<cdplake_zones::Source> {
     workspace.config.source(name).ok_or_else(|| {
         let known: Vec<String> = workspace.config.all_sources().into_iter().map(|s| s.name).collect();
-        anyhow::anyhow!("no source named {name:?}; known sources: {} (or declare [sources.{name}] in cdplake.toml)", known.join(", "))
+        anyhow::anyhow!(
+            "no source named {name:?}; known sources: {} (or declare [sources.{name}] in cdplake.toml)",
+            known.join(", ")
+        )
     })
 }
 
@@ -466,9 +500,9 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
     });
     match engine? {
         EngineError::TableNotFound { .. } => Some("`cdplake tables` lists the tables in this lake; check --lake"),
-        EngineError::UnsafeStore { .. } => Some(
-            "use an S3 server that honours If-None-Match (AWS S3, SeaweedFS: `bash infra/s3/seaweedfs.sh start`)",
-        ),
+        EngineError::UnsafeStore { .. } => {
+            Some("use an S3 server that honours If-None-Match (AWS S3, SeaweedFS: `bash infra/s3/seaweedfs.sh start`)")
+        }
         EngineError::Query { .. } => Some("tables are named zone.table; `cdplake tables` lists them"),
         _ => None,
     }

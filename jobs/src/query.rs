@@ -8,10 +8,5 @@ use crate::workspace::Workspace;
 /// Run one SQL statement and collect its rows.
 pub async fn run_query(workspace: &Workspace, sql: &str) -> Result<Vec<RecordBatch>> {
     let session = workspace.catalog.sql_session().await?;
-    session
-        .sql(sql)
-        .await?
-        .collect()
-        .await
-        .map_err(|e| JobError::query("query", e))
+    session.sql(sql).await?.collect().await.map_err(|e| JobError::query("query", e))
 }

@@ -104,11 +104,7 @@ pub struct RawLayout {
 impl<'a> Contract<'a> {
     pub fn new(source: &'a Source, pii_key: Option<Vec<u8>>) -> Self {
         let columns = source.columns.iter().filter(|c| c.clean_name().is_some()).collect();
-        Self {
-            source,
-            columns,
-            pii_key,
-        }
+        Self { source, columns, pii_key }
     }
 
     pub fn source(&self) -> &Source {
@@ -142,11 +138,7 @@ impl<'a> Contract<'a> {
 
     /// Clean names of the columns that hold personal data (hashed, masked or kept).
     pub fn pii_columns(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| c.pii.is_some())
-            .filter_map(|c| c.clean_name())
-            .collect()
+        self.columns.iter().filter(|c| c.pii.is_some()).filter_map(|c| c.clean_name()).collect()
     }
 
     /// Map the raw columns of a batch; fails (whole batch) when a required column is missing.
@@ -155,21 +147,14 @@ impl<'a> Contract<'a> {
         let op = find("op");
         let (before, after) = (find("before"), find("after"));
         let contract_has_op = self.source.column("op").is_some();
-        let cdc = match self.source.cdc {
-            CdcStyle::None => CdcStyle::None,
-            CdcStyle::Debezium => CdcStyle::Debezium,
-            CdcStyle::Dms => CdcStyle::Dms,
-        };
+        let cdc = self.source.cdc;
         let cdc = if cdc == CdcStyle::None && !contract_has_op && op.is_some() {
             if before.is_some() || after.is_some() { CdcStyle::Debezium } else { CdcStyle::Dms }
         } else {
             cdc
         };
-        let positions: Vec<Vec<usize>> = self
-            .columns
-            .iter()
-            .map(|c| c.raw_names().iter().filter_map(|n| find(n)).collect())
-            .collect();
+        let positions: Vec<Vec<usize>> =
+            self.columns.iter().map(|c| c.raw_names().iter().filter_map(|n| find(n)).collect()).collect();
         if cdc != CdcStyle::Debezium {
             let missing: Vec<String> = self
                 .columns
@@ -178,7 +163,11 @@ impl<'a> Contract<'a> {
                 .filter(|(c, p)| c.required && p.is_empty())
                 .map(|(c, _)| {
                     let names = c.raw_names();
-                    if names == [c.name.clone()] { c.name.clone() } else { format!("{} (as {})", c.name, names.join(" or ")) }
+                    if names == [c.name.clone()] {
+                        c.name.clone()
+                    } else {
+                        format!("{} (as {})", c.name, names.join(" or "))
+                    }
                 })
                 .collect();
             if !missing.is_empty() {
@@ -190,22 +179,17 @@ impl<'a> Contract<'a> {
                 ));
             }
         }
-        Ok(RawLayout {
-            positions,
-            cdc,
-            op,
-            before,
-            after,
-        })
+        Ok(RawLayout { positions, cdc, op, before, after })
     }
 
     /// Apply the contract to one raw row (values in raw column order).
-    pub fn apply(&self, layout: &RawLayout, raw: &[Option<&str>], warnings: &mut Vec<Warning>) -> Result<CleanRow, Rejection> {
-        let reject = |field: &str, (rule, reason): Failure| Rejection {
-            field: field.to_string(),
-            rule,
-            reason,
-        };
+    pub fn apply(
+        &self,
+        layout: &RawLayout,
+        raw: &[Option<&str>],
+        warnings: &mut Vec<Warning>,
+    ) -> Result<CleanRow, Rejection> {
+        let reject = |field: &str, (rule, reason): Failure| Rejection { field: field.to_string(), rule, reason };
         let get = |i: Option<usize>| i.and_then(|i| raw.get(i).copied().flatten());
         let (op, debezium_row) = match layout.cdc {
             CdcStyle::None => (Op::Upsert, None),
@@ -213,7 +197,12 @@ impl<'a> Contract<'a> {
             CdcStyle::Dms => match get(layout.op).map(|o| o.trim().to_ascii_uppercase()).as_deref() {
                 None | Some("I") | Some("U") => (Op::Upsert, None),
                 Some("D") => (Op::Delete, None),
-                other => return Err(reject("op", ("bad_operation", format!("DMS operation must be I, U or D, got {other:?}")))),
+                other => {
+                    return Err(reject(
+                        "op",
+                        ("bad_operation", format!("DMS operation must be I, U or D, got {other:?}")),
+                    ));
+                }
             },
             CdcStyle::Debezium if get(layout.op).is_none() => (Op::Upsert, None),
             CdcStyle::Debezium => {
@@ -221,10 +210,18 @@ impl<'a> Contract<'a> {
                 let (op, image) = match op.as_deref() {
                     Some("c") | Some("r") | Some("u") => (Op::Upsert, get(layout.after)),
                     Some("d") => (Op::Delete, get(layout.before)),
-                    other => return Err(reject("op", ("bad_operation", format!("Debezium op must be c, r, u or d, got {other:?}")))),
+                    other => {
+                        return Err(reject(
+                            "op",
+                            ("bad_operation", format!("Debezium op must be c, r, u or d, got {other:?}")),
+                        ));
+                    }
                 };
                 let image = image.ok_or_else(|| {
-                    reject(if op == Op::Delete { "before" } else { "after" }, ("missing", "the row image is missing".into()))
+                    reject(
+                        if op == Op::Delete { "before" } else { "after" },
+                        ("missing", "the row image is missing".into()),
+                    )
                 })?;
                 let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(image)
                     .map_err(|e| reject("after", ("bad_image", format!("the row image is not a JSON object: {e}"))))?;
@@ -244,9 +241,8 @@ impl<'a> Contract<'a> {
                 None => position.iter().find_map(|&p| get(Some(p))).map(str::to_string),
             };
             let is_key = self.source.primary_key.contains(&column.name);
-            let value = self
-                .value(column, input.as_deref(), warnings)
-                .map_err(|failure| reject(&column.name, failure))?;
+            let value =
+                self.value(column, input.as_deref(), warnings).map_err(|failure| reject(&column.name, failure))?;
             if value == Value::Null && column.required && (op == Op::Upsert || is_key) {
                 return Err(reject(&column.name, ("missing", "required value is missing".into())));
             }
@@ -283,10 +279,7 @@ impl<'a> Contract<'a> {
             return Ok(Value::Null);
         };
         let mut warn = |reason: String| {
-            warnings.push(Warning {
-                field: column.name.clone(),
-                reason,
-            });
+            warnings.push(Warning { field: column.name.clone(), reason });
             Ok(Value::Null)
         };
         let normalised = match column.normalize {
@@ -299,7 +292,12 @@ impl<'a> Contract<'a> {
             },
             Normalize::Phone => match normalize::phone(text, &self.source.phone_region) {
                 Some(phone) => phone,
-                None => return warn(format!("not a valid phone number (region {}); stored as null", self.source.phone_region)),
+                None => {
+                    return warn(format!(
+                        "not a valid phone number (region {}); stored as null",
+                        self.source.phone_region
+                    ));
+                }
             },
             Normalize::Country => match normalize::country(text) {
                 Some(code) => code,
@@ -340,7 +338,9 @@ pub fn arrow_type(column_type: ColumnType) -> DataType {
 fn parse(column: &ColumnDef, text: &str, source: &Source) -> Result<Value, Failure> {
     let value = match column.column_type {
         ColumnType::String => return Ok(Value::Text(text.to_string())),
-        ColumnType::Int => Value::Int(parse_int(text).ok_or_else(|| ("not_a_whole_number", format!("{text:?} is not a whole number")))?),
+        ColumnType::Int => Value::Int(
+            parse_int(text).ok_or_else(|| ("not_a_whole_number", format!("{text:?} is not a whole number")))?,
+        ),
         ColumnType::Float => {
             let f: f64 = text.parse().map_err(|_| ("not_a_number", format!("{text:?} is not a number")))?;
             if !f.is_finite() {
@@ -385,12 +385,9 @@ fn parse_int(text: &str) -> Option<i64> {
 fn parse_date(text: &str, source: &Source) -> Option<i32> {
     let epoch = DateTime::UNIX_EPOCH.date_naive();
     let days = |d: NaiveDate| (d - epoch).num_days() as i32;
-    source
-        .date_formats
-        .iter()
-        .find_map(|f| NaiveDate::parse_from_str(text, f).ok())
-        .map(days)
-        .or_else(|| parse_timestamp(text, source).and_then(DateTime::from_timestamp_micros).map(|t| days(t.date_naive())))
+    source.date_formats.iter().find_map(|f| NaiveDate::parse_from_str(text, f).ok()).map(days).or_else(|| {
+        parse_timestamp(text, source).and_then(DateTime::from_timestamp_micros).map(|t| days(t.date_naive()))
+    })
 }
 
 fn parse_timestamp(text: &str, source: &Source) -> Option<i64> {
@@ -430,28 +427,81 @@ mod tests {
     #[test]
     fn retail_lines_both_spellings() {
         let source = preset("retail_transactions").unwrap();
-        let uci = ["invoice_no", "stock_code", "description", "quantity", "invoice_date", "unit_price", "customer_id", "country"];
+        let uci = [
+            "invoice_no",
+            "stock_code",
+            "description",
+            "quantity",
+            "invoice_date",
+            "unit_price",
+            "customer_id",
+            "country",
+        ];
         let (row, warnings) = apply(
             &source,
             &uci,
-            &[Some("C536379"), Some("D"), Some("Discount"), Some("-1"), Some("2010-12-01 09:41:00"), Some("27.5"), Some("14527.0"), Some("EIRE")],
+            &[
+                Some("C536379"),
+                Some("D"),
+                Some("Discount"),
+                Some("-1"),
+                Some("2010-12-01 09:41:00"),
+                Some("27.5"),
+                Some("14527.0"),
+                Some("EIRE"),
+            ],
         );
         let row = row.unwrap();
         assert!(warnings.is_empty());
         assert_eq!(row.values[3], Value::Int(-1));
         assert_eq!(row.values[6], Value::Text("14527.0".into()));
         assert_eq!(row.values[7], Value::Text("IE".into()));
-        let ii = ["invoice", "stock_code", "description", "quantity", "invoice_date", "price", "customer_id", "country"];
-        let (row, _) = apply(&source, &ii, &[Some("536365"), Some("85123A"), None, Some("6"), Some("12/1/2010 8:26"), Some("2.55"), None, Some("Unspecified")]);
+        let ii =
+            ["invoice", "stock_code", "description", "quantity", "invoice_date", "price", "customer_id", "country"];
+        let (row, _) = apply(
+            &source,
+            &ii,
+            &[
+                Some("536365"),
+                Some("85123A"),
+                None,
+                Some("6"),
+                Some("12/1/2010 8:26"),
+                Some("2.55"),
+                None,
+                Some("Unspecified"),
+            ],
+        );
         let row = row.unwrap();
         assert_eq!(row.values[4], Value::Timestamp(1_291_191_960_000_000));
-        let (row, warnings) = apply(&source, &ii, &[Some("A563185"), Some("B"), Some("Adjust bad debt"), Some("1"), Some("8/12/2011 14:50"), Some("-11062.06"), None, Some("United Kingdom")]);
+        let (row, warnings) = apply(
+            &source,
+            &ii,
+            &[
+                Some("A563185"),
+                Some("B"),
+                Some("Adjust bad debt"),
+                Some("1"),
+                Some("8/12/2011 14:50"),
+                Some("-11062.06"),
+                None,
+                Some("United Kingdom"),
+            ],
+        );
         assert_eq!(
             row.unwrap_err(),
-            Rejection { field: "price".into(), rule: "negative", reason: "-11062.06 is negative; price cannot be below zero".into() }
+            Rejection {
+                field: "price".into(),
+                rule: "negative",
+                reason: "-11062.06 is negative; price cannot be below zero".into()
+            }
         );
         assert!(warnings.is_empty());
-        let (row, _) = apply(&source, &ii, &[Some("1"), Some("B"), None, Some("x"), Some("8/12/2011 14:50"), Some("NaN"), None, None]);
+        let (row, _) = apply(
+            &source,
+            &ii,
+            &[Some("1"), Some("B"), None, Some("x"), Some("8/12/2011 14:50"), Some("NaN"), None, None],
+        );
         assert_eq!(row.unwrap_err().field, "quantity");
     }
 
@@ -470,13 +520,18 @@ mod tests {
     #[test]
     fn cdc_dms_and_debezium() {
         let source = preset("orders").unwrap();
-        let (row, _) = apply(&source, &["op", "order_id", "updated_at"], &[Some("D"), Some("o1"), Some("2024-05-01 10:00:00")]);
+        let (row, _) =
+            apply(&source, &["op", "order_id", "updated_at"], &[Some("D"), Some("o1"), Some("2024-05-01 10:00:00")]);
         let row = row.unwrap();
         assert_eq!((row.op, row.key.as_str()), (Op::Delete, "o1"));
         let (row, _) = apply(
             &source,
             &["op", "before", "after"],
-            &[Some("u"), None, Some(r#"{"order_id":"o2","order_status":"SHIPPED","updated_at":"2024-05-01T10:00:00Z"}"#)],
+            &[
+                Some("u"),
+                None,
+                Some(r#"{"order_id":"o2","order_status":"SHIPPED","updated_at":"2024-05-01T10:00:00Z"}"#),
+            ],
         );
         let row = row.unwrap();
         assert_eq!((row.op, row.key.as_str()), (Op::Upsert, "o2"));
@@ -506,21 +561,60 @@ pub fn clean_batch(
     rows: &[(&CleanRow, &Lineage)],
 ) -> Result<cdplake_engine::arrow::array::RecordBatch, cdplake_engine::arrow::error::ArrowError> {
     use cdplake_engine::arrow::array::{
-        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
     };
     let schema = contract.clean_schema();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 1);
     for (i, column) in contract.columns().iter().enumerate() {
         let values = rows.iter().map(|(row, _)| &row.values[i]);
         let array: ArrayRef = match column.column_type {
-            ColumnType::String => Arc::new(values.map(|v| match v { Value::Text(t) => Some(t.as_str()), _ => None }).collect::<StringArray>()),
-            ColumnType::Int => Arc::new(values.map(|v| match v { Value::Int(i) => Some(*i), _ => None }).collect::<Int64Array>()),
-            ColumnType::Float => Arc::new(values.map(|v| match v { Value::Float(f) => Some(*f), _ => None }).collect::<Float64Array>()),
-            ColumnType::Bool => Arc::new(values.map(|v| match v { Value::Bool(b) => Some(*b), _ => None }).collect::<BooleanArray>()),
-            ColumnType::Date => Arc::new(values.map(|v| match v { Value::Date(d) => Some(*d), _ => None }).collect::<Date32Array>()),
+            ColumnType::String => Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect::<StringArray>(),
+            ),
+            ColumnType::Int => Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect::<Int64Array>(),
+            ),
+            ColumnType::Float => Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::Float(f) => Some(*f),
+                        _ => None,
+                    })
+                    .collect::<Float64Array>(),
+            ),
+            ColumnType::Bool => Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::Bool(b) => Some(*b),
+                        _ => None,
+                    })
+                    .collect::<BooleanArray>(),
+            ),
+            ColumnType::Date => Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::Date(d) => Some(*d),
+                        _ => None,
+                    })
+                    .collect::<Date32Array>(),
+            ),
             ColumnType::Timestamp => Arc::new(
                 values
-                    .map(|v| match v { Value::Timestamp(t) => Some(*t), _ => None })
+                    .map(|v| match v {
+                        Value::Timestamp(t) => Some(*t),
+                        _ => None,
+                    })
                     .collect::<TimestampMicrosecondArray>()
                     .with_timezone("UTC"),
             ),
@@ -535,9 +629,7 @@ pub fn clean_batch(
         rows.iter().map(|(_, l)| Some(l.ingested_at)).collect::<TimestampMicrosecondArray>().with_timezone("UTC"),
     ));
     columns.push(Arc::new(
-        rows.iter()
-            .map(|(r, _)| Some(if r.op == Op::Delete { "delete" } else { "upsert" }))
-            .collect::<StringArray>(),
+        rows.iter().map(|(r, _)| Some(if r.op == Op::Delete { "delete" } else { "upsert" })).collect::<StringArray>(),
     ));
     // All nullable: a CDC delete carries only its key.
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();

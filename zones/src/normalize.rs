@@ -35,20 +35,17 @@ pub fn country(value: &str) -> Option<String> {
     if let Some(code) = ALIASES.iter().find(|(alias, _)| *alias == key).map(|(_, code)| *code) {
         return Some(code.to_string());
     }
-    if key.len() == 2 {
-        if let Some(c) = rust_iso3166::from_alpha2(&key) {
-            return Some(c.alpha2.to_string());
-        }
+    if key.len() == 2
+        && let Some(c) = rust_iso3166::from_alpha2(&key)
+    {
+        return Some(c.alpha2.to_string());
     }
-    if key.len() == 3 {
-        if let Some(c) = rust_iso3166::from_alpha3(&key) {
-            return Some(c.alpha2.to_string());
-        }
+    if key.len() == 3
+        && let Some(c) = rust_iso3166::from_alpha3(&key)
+    {
+        return Some(c.alpha2.to_string());
     }
-    rust_iso3166::ALL
-        .iter()
-        .find(|c| c.name.to_uppercase() == key)
-        .map(|c| c.alpha2.to_string())
+    rust_iso3166::ALL.iter().find(|c| c.name.to_uppercase() == key).map(|c| c.alpha2.to_string())
 }
 
 /// Common names that differ from the ISO short names.
@@ -122,7 +119,9 @@ pub fn mask(value: &str) -> String {
     let keep_start = if value.starts_with('+') { 3 } else { 1 }.min(chars.len());
     let keep_end = 3.min(chars.len().saturating_sub(keep_start));
     let hidden = chars.len() - keep_start - keep_end;
-    chars[..keep_start].iter().collect::<String>() + &"*".repeat(hidden) + &chars[chars.len() - keep_end..].iter().collect::<String>()
+    chars[..keep_start].iter().collect::<String>()
+        + &"*".repeat(hidden)
+        + &chars[chars.len() - keep_end..].iter().collect::<String>()
 }
 
 #[cfg(test)]
@@ -145,7 +144,9 @@ mod tests {
 
     #[test]
     fn countries() {
-        for (input, code) in [("United Kingdom", "GB"), ("EIRE", "IE"), ("fr", "FR"), ("DEU", "DE"), ("RSA", "ZA"), ("Japan", "JP")] {
+        for (input, code) in
+            [("United Kingdom", "GB"), ("EIRE", "IE"), ("fr", "FR"), ("DEU", "DE"), ("RSA", "ZA"), ("Japan", "JP")]
+        {
             assert_eq!(country(input).as_deref(), Some(code), "{input}");
         }
         assert_eq!(country("Unspecified"), None);

@@ -155,9 +155,7 @@ fn retail_transactions() -> Source {
             C::new("quantity", Int).from(&["Quantity"]).required(),
             C::new("invoice_date", Timestamp).from(&["InvoiceDate"]).required(),
             C::new("price", Float).from(&["Price", "UnitPrice"]).required().non_negative(),
-            C::new("customer_id", Text)
-                .from(&["Customer ID", "CustomerID"])
-                .id_type("retail_customer_id"),
+            C::new("customer_id", Text).from(&["Customer ID", "CustomerID"]).id_type("retail_customer_id"),
             C::new("country", Text).from(&["Country"]).normalize(Country),
         ],
     )

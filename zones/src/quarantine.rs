@@ -74,7 +74,9 @@ pub fn quarantine_table_spec() -> TableSpec {
 }
 
 pub fn quarantine_batch(rows: &[QuarantinedRow], at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
-    let text = |f: fn(&QuarantinedRow) -> &str| -> ArrayRef { Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>()) };
+    let text = |f: fn(&QuarantinedRow) -> &str| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+    };
     RecordBatch::try_new(
         schema(),
         vec![

@@ -74,11 +74,7 @@ pub struct Delivery {
 
 /// The file's rows as raw batches (its own columns, then lineage).
 pub fn raw_batches(records: &RawRecords, delivery: &Delivery) -> Result<Vec<RecordBatch>, ArrowError> {
-    let mut fields: Vec<Field> = records
-        .columns
-        .iter()
-        .map(|c| Field::new(c, DataType::Utf8, true))
-        .collect();
+    let mut fields: Vec<Field> = records.columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect();
     fields.extend(lineage_fields());
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let date = delivery.ingested_at.format("%Y-%m-%d").to_string();

@@ -49,12 +49,7 @@ pub enum ReadError {
     #[error("{file}: {reason}")]
     Unreadable { file: String, reason: String },
     #[error("{file}: row {row}, field {field}: {reason}")]
-    Field {
-        file: String,
-        row: u64,
-        field: String,
-        reason: String,
-    },
+    Field { file: String, row: u64, field: String, reason: String },
 }
 
 /// The format of a file: from its name (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`,
@@ -75,10 +70,7 @@ pub fn format_of(name: &str, default: FileFormat) -> FileFormat {
 
 /// Read a file's bytes (gzip detected from its magic bytes).
 pub fn read_records(file: &str, bytes: &[u8], format: FileFormat) -> Result<RawRecords, ReadError> {
-    let unreadable = |reason: String| ReadError::Unreadable {
-        file: file.to_string(),
-        reason,
-    };
+    let unreadable = |reason: String| ReadError::Unreadable { file: file.to_string(), reason };
     let decompressed;
     let mut bytes = bytes;
     if bytes.starts_with(&[0x1f, 0x8b]) {
@@ -146,11 +138,7 @@ fn read_csv(file: &str, bytes: &[u8]) -> Result<RawRecords, ReadError> {
         .map(|(i, h)| utf8(file, 0, &format!("header column {}", i + 1), h).map(|s| s.trim().to_string()))
         .collect::<Result<_, _>>()?;
     let columns = column_names(&original);
-    let mut records = RawRecords {
-        columns,
-        original_columns: original,
-        ..Default::default()
-    };
+    let mut records = RawRecords { columns, original_columns: original, ..Default::default() };
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
     loop {
@@ -196,17 +184,17 @@ fn read_csv(file: &str, bytes: &[u8]) -> Result<RawRecords, ReadError> {
     }
     // An opening quote that is never closed swallows the rest of the file into one value;
     // the reader cannot tell, but an odd number of quote characters can.
-    if bytes.iter().filter(|b| **b == b'"').count() % 2 == 1 {
-        if let Some((row, values)) = records.rows.pop() {
-            let text: Vec<String> = values.into_iter().map(Option::unwrap_or_default).collect();
-            records.unreadable.push(UnreadableRow {
-                row,
-                reason: "a quote opened in this row is never closed, so the rest of the file was read as \
+    if bytes.iter().filter(|b| **b == b'"').count() % 2 == 1
+        && let Some((row, values)) = records.rows.pop()
+    {
+        let text: Vec<String> = values.into_iter().map(Option::unwrap_or_default).collect();
+        records.unreadable.push(UnreadableRow {
+            row,
+            reason: "a quote opened in this row is never closed, so the rest of the file was read as \
                          one value (a quote inside a value must be doubled)"
-                    .into(),
-                text: serde_json::to_string(&text).unwrap_or_default(),
-            });
-        }
+                .into(),
+            text: serde_json::to_string(&text).unwrap_or_default(),
+        });
     }
     Ok(records)
 }
@@ -270,12 +258,7 @@ fn read_ndjson(file: &str, bytes: &[u8]) -> Result<RawRecords, ReadError> {
             (row, values)
         })
         .collect();
-    Ok(RawRecords {
-        columns,
-        original_columns: original,
-        rows,
-        unreadable,
-    })
+    Ok(RawRecords { columns, original_columns: original, rows, unreadable })
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -300,10 +283,7 @@ pub fn json_text(value: serde_json::Value) -> Option<String> {
 }
 
 fn read_parquet(file: &str, bytes: &[u8]) -> Result<RawRecords, ReadError> {
-    let unreadable = |reason: String| ReadError::Unreadable {
-        file: file.to_string(),
-        reason,
-    };
+    let unreadable = |reason: String| ReadError::Unreadable { file: file.to_string(), reason };
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
         .and_then(|b| b.build())
         .map_err(|e| unreadable(format!("not a readable Parquet file: {e}")))?;
@@ -326,10 +306,8 @@ fn read_parquet(file: &str, bytes: &[u8]) -> Result<RawRecords, ReadError> {
             .collect::<Result<Vec<_>, _>>()?;
         for i in 0..batch.num_rows() {
             row += 1;
-            let values = strings
-                .iter()
-                .map(|c| (!c.is_null(i)).then(|| c.as_string::<i32>().value(i).to_string()))
-                .collect();
+            let values =
+                strings.iter().map(|c| (!c.is_null(i)).then(|| c.as_string::<i32>().value(i).to_string())).collect();
             records.rows.push((row, values));
         }
     }

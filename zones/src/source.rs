@@ -205,15 +205,9 @@ pub fn default_date_formats() -> Vec<String> {
 }
 
 pub fn default_timestamp_formats() -> Vec<String> {
-    [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%m/%d/%Y %H:%M:%S",
-        "%m/%d/%Y %H:%M",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_phone_region() -> String {

@@ -30,16 +30,14 @@ pub struct Explanation {
 
 /// `id_type:value` → the identifier.
 pub fn parse_identifier(text: &str) -> Result<Identifier> {
-    let (t, v) = text
-        .split_once(':')
-        .ok_or_else(|| JobError::Invalid(format!("{text:?}: write an identifier as ID_TYPE:VALUE, e.g. member_id:MBR001")))?;
+    let (t, v) = text.split_once(':').ok_or_else(|| {
+        JobError::Invalid(format!("{text:?}: write an identifier as ID_TYPE:VALUE, e.g. member_id:MBR001"))
+    })?;
     Ok((t.trim().to_string(), v.trim().to_string()))
 }
 
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| JobError::Invalid(format!("no column {name}")))?;
+    let column = batch.column_by_name(name).ok_or_else(|| JobError::Invalid(format!("no column {name}")))?;
     let column = cast(column, &DataType::Utf8).map_err(|e| JobError::arrow(name.to_string(), e))?;
     let column = column.as_string::<i32>();
     Ok((0..column.len()).map(|i| (!column.is_null(i)).then(|| column.value(i).to_string())).collect())
@@ -90,10 +88,14 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
     .await?;
     let mut adjacent: HashMap<Identifier, Vec<(Identifier, String)>> = HashMap::new();
     for b in &links {
-        let (ta, va, tb, vb) = (strings(b, "id_type_a")?, strings(b, "id_value_a")?, strings(b, "id_type_b")?, strings(b, "id_value_b")?);
+        let (ta, va, tb, vb) =
+            (strings(b, "id_type_a")?, strings(b, "id_value_a")?, strings(b, "id_type_b")?, strings(b, "id_value_b")?);
         let (source, uri) = (strings(b, "source")?, strings(b, "_source_uri")?);
-        let rows = cast(b.column_by_name("_source_row").ok_or_else(|| JobError::Invalid("no _source_row".into()))?, &DataType::Utf8)
-            .map_err(|e| JobError::arrow("_source_row", e))?;
+        let rows = cast(
+            b.column_by_name("_source_row").ok_or_else(|| JobError::Invalid("no _source_row".into()))?,
+            &DataType::Utf8,
+        )
+        .map_err(|e| JobError::arrow("_source_row", e))?;
         let rows = rows.as_string::<i32>();
         for i in 0..b.num_rows() {
             let a = (ta[i].clone().unwrap_or_default(), va[i].clone().unwrap_or_default());
@@ -112,12 +114,8 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
         }
     }
     // Breadth-first from the identifier asked about: each step is the link that reached it.
-    let mut steps = vec![Step {
-        id_type: identifier.0.clone(),
-        id_value: identifier.1.clone(),
-        via: None,
-        evidence: None,
-    }];
+    let mut steps =
+        vec![Step { id_type: identifier.0.clone(), id_value: identifier.1.clone(), via: None, evidence: None }];
     let mut reached: HashSet<Identifier> = HashSet::from([identifier.clone()]);
     let mut queue = VecDeque::from([identifier.clone()]);
     while let Some(current) = queue.pop_front() {
@@ -143,9 +141,5 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
             evidence: Some("joined by a link no longer recorded".into()),
         });
     }
-    Ok(Explanation {
-        one_id,
-        user_int_id,
-        identifiers: steps,
-    })
+    Ok(Explanation { one_id, user_int_id, identifiers: steps })
 }

@@ -68,8 +68,17 @@ pub fn describe_report(r: &IdentityReport) -> String {
     format!(
         "identity: {} clean rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
          {} refused links (conflicts), {} hubs, {} junk values skipped, {} blocklist splits; {} id_mapping rows written",
-        r.rows, r.batches, r.identifiers_seen, r.new_links, r.persons_created, r.merges, r.conflicts, r.hubs,
-        r.junk_values_skipped, r.splits, r.mapping_rows_written
+        r.rows,
+        r.batches,
+        r.identifiers_seen,
+        r.new_links,
+        r.persons_created,
+        r.merges,
+        r.conflicts,
+        r.hubs,
+        r.junk_values_skipped,
+        r.splits,
+        r.mapping_rows_written
     )
 }
 
@@ -147,7 +156,9 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     }
     report.new_links = links.len() as u64;
     report.identifiers_seen = seen.len() as u64;
-    links.sort_by(|x, y| (x.seen, &x.source, &x.uri, x.row, &x.a, &x.b).cmp(&(y.seen, &y.source, &y.uri, y.row, &y.a, &y.b)));
+    links.sort_by(|x, y| {
+        (x.seen, &x.source, &x.uri, x.row, &x.a, &x.b).cmp(&(y.seen, &y.source, &y.uri, y.row, &y.a, &y.b))
+    });
     store_links(workspace, &links).await?;
 
     // 2. Hubs among the identifiers touched now.
@@ -184,7 +195,10 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
             Ok(true) => causes.push((
                 link.a.clone(),
                 link.b.clone(),
-                format!("{}:{} = {}:{} ({} {} row {})", link.a.0, link.a.1, link.b.0, link.b.1, link.source, link.uri, link.row),
+                format!(
+                    "{}:{} = {}:{} ({} {} row {})",
+                    link.a.0, link.a.1, link.b.0, link.b.1, link.source, link.uri, link.row
+                ),
             )),
             Ok(false) => {}
             Err(refusal) => conflicts.push((link.clone(), refusal)),
@@ -231,7 +245,12 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
                     .map(|m| m.source_channel.clone())
                     .or_else(|| new_seen.map(|s| s.2.clone()))
                     .unwrap_or_default(),
-                first_seen: old.map(|m| m.first_seen).into_iter().chain(new_seen.map(|s| s.0)).min().unwrap_or_default(),
+                first_seen: old
+                    .map(|m| m.first_seen)
+                    .into_iter()
+                    .chain(new_seen.map(|s| s.0))
+                    .min()
+                    .unwrap_or_default(),
                 last_seen: old.map(|m| m.last_seen).into_iter().chain(new_seen.map(|s| s.1)).max().unwrap_or_default(),
                 user_int_id,
             };
@@ -262,11 +281,7 @@ fn identifier_columns(source: &Source, config: &IdentityConfig) -> Vec<IdColumn>
     if ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().all(|c| source.column(c).is_some()) {
         return ["a", "b"]
             .iter()
-            .map(|side| IdColumn {
-                column: format!("id_value_{side}"),
-                id_type: format!("id_type_{side}"),
-                when: None,
-            })
+            .map(|side| IdColumn { column: format!("id_value_{side}"), id_type: format!("id_type_{side}"), when: None })
             .map(|mut c| {
                 c.id_type = format!("{PAIR_TYPE_PREFIX}{}", c.id_type);
                 c
@@ -307,10 +322,7 @@ impl JunkFilter {
     fn new(config: &IdentityConfig) -> Self {
         let mut values: HashSet<String> = config.junk_values.iter().map(|v| v.trim().to_lowercase()).collect();
         values.insert(cdplake_zones::normalize::pii_hash("", None));
-        Self {
-            values,
-            blocked: config.blocklist.iter().map(|v| v.trim().to_string()).collect(),
-        }
+        Self { values, blocked: config.blocklist.iter().map(|v| v.trim().to_string()).collect() }
     }
 
     fn is_junk(&self, id_type: &str, value: &str) -> bool {
@@ -322,7 +334,11 @@ impl JunkFilter {
     }
 }
 
-async fn pending_batches(workspace: &Workspace, source: &Source, mapping: &cdplake_engine::deltalake::DeltaTable) -> Result<Vec<String>> {
+async fn pending_batches(
+    workspace: &Workspace,
+    source: &Source,
+    mapping: &cdplake_engine::deltalake::DeltaTable,
+) -> Result<Vec<String>> {
     let batches = workspace
         .lake()
         .read(&clean_table_id(source))
@@ -347,7 +363,8 @@ async fn pending_batches(workspace: &Workspace, source: &Source, mapping: &cdpla
 }
 
 async fn read_rows(workspace: &Workspace, source: &Source, pending: &[String]) -> Result<Vec<RecordBatch>> {
-    let filter = col(cdplake_zones::contract::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
+    let filter =
+        col(cdplake_zones::contract::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
     workspace
         .lake()
         .read(&clean_table_id(source))
@@ -397,7 +414,8 @@ fn extract(
         .column_by_name(INGESTED_AT)
         .ok_or_else(|| JobError::Invalid("clean row without _ingested_at".into()))?
         .clone();
-    let (uris, rows, at) = (uris.as_string::<i32>(), rows.as_primitive::<Int64Type>(), at.as_primitive::<TimestampMicrosecondType>());
+    let (uris, rows, at) =
+        (uris.as_string::<i32>(), rows.as_primitive::<Int64Type>(), at.as_primitive::<TimestampMicrosecondType>());
     for r in 0..batch.num_rows() {
         report.rows += 1;
         let when_ok = |c: &IdColumn, w: &Option<ArrayRef>| match (&c.when, w) {
@@ -431,7 +449,8 @@ fn extract(
             entry.1 = entry.1.max(t);
         }
         for other in ids.iter().skip(1) {
-            let (a, b) = if ids[0] <= *other { (ids[0].clone(), other.clone()) } else { (other.clone(), ids[0].clone()) };
+            let (a, b) =
+                if ids[0] <= *other { (ids[0].clone(), other.clone()) } else { (other.clone(), ids[0].clone()) };
             links.push(Link {
                 a,
                 b,
@@ -447,13 +466,18 @@ fn extract(
 
 /// Append rows to a side table once per run: the run's batch ids go in the commit, and a rerun
 /// after a crash (same batches) finds them there and skips the append.
-async fn append_once(workspace: &Workspace, id: &cdplake_engine::TableId, batch: RecordBatch, txns: &[Transaction]) -> Result<()> {
+async fn append_once(
+    workspace: &Workspace,
+    id: &cdplake_engine::TableId,
+    batch: RecordBatch,
+    txns: &[Transaction],
+) -> Result<()> {
     let lake = workspace.lake();
     let table = lake.table(id).await?;
-    if let Some(first) = txns.first() {
-        if applied_version(&table, &id.to_string(), &first.app_id).await?.is_some() {
-            return Ok(());
-        }
+    if let Some(first) = txns.first()
+        && applied_version(&table, &id.to_string(), &first.app_id).await?.is_some()
+    {
+        return Ok(());
     }
     let commit = CommitProperties::default().with_application_transactions(txns.to_vec());
     lake.append_to(table, id, vec![batch], commit).await?;
@@ -511,8 +535,12 @@ async fn store_links(workspace: &Workspace, links: &[Link]) -> Result<()> {
         .await?
         .with_source_alias("source")
         .with_target_alias("target")
-        .when_matched_update(|u| u.predicate("source.last_seen > target.last_seen").update("last_seen", "source.last_seen"))
-        .and_then(|m| m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}")))))
+        .when_matched_update(|u| {
+            u.predicate("source.last_seen > target.last_seen").update("last_seen", "source.last_seen")
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
+        })
         .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?
         .await
         .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?;
@@ -585,7 +613,10 @@ pub(crate) async fn find_hubs(
 }
 
 /// The mapping rows of every component that one of `seen` belongs to.
-async fn load_components(workspace: &Workspace, seen: &HashMap<Identifier, (i64, i64, String)>) -> Result<HashMap<Identifier, Mapping>> {
+async fn load_components(
+    workspace: &Workspace,
+    seen: &HashMap<Identifier, (i64, i64, String)>,
+) -> Result<HashMap<Identifier, Mapping>> {
     let lake = workspace.lake();
     let ctx = lake.session();
     let touched = RecordBatch::try_from_iter(vec![
@@ -598,13 +629,21 @@ async fn load_components(workspace: &Workspace, seen: &HashMap<Identifier, (i64,
     let query_error = |e| JobError::query("identity: loading components", e);
     let owners = mapping
         .clone()
-        .join(touched, cdplake_engine::datafusion::common::JoinType::Inner, &["id_type", "id_value"], &["t_type", "t_value"], None)
+        .join(
+            touched,
+            cdplake_engine::datafusion::common::JoinType::Inner,
+            &["id_type", "id_value"],
+            &["t_type", "t_value"],
+            None,
+        )
         .and_then(|df| df.select(vec![col("one_id").alias("owner")]))
         .and_then(|df| df.distinct())
         .map_err(query_error)?;
     let rows = mapping
         .filter(col("is_active").eq(lit(true)))
-        .and_then(|df| df.join(owners, cdplake_engine::datafusion::common::JoinType::LeftSemi, &["one_id"], &["owner"], None))
+        .and_then(|df| {
+            df.join(owners, cdplake_engine::datafusion::common::JoinType::LeftSemi, &["one_id"], &["owner"], None)
+        })
         .map_err(query_error)?
         .collect()
         .await
@@ -612,16 +651,22 @@ async fn load_components(workspace: &Workspace, seen: &HashMap<Identifier, (i64,
     parse_mapping(&rows)
 }
 
-
 /// `curated.id_mapping` rows by identifier.
 pub(crate) fn parse_mapping(rows: &[RecordBatch]) -> Result<HashMap<Identifier, Mapping>> {
     let mut out = HashMap::new();
     for batch in rows {
-        let (t, v, o, s) = (text(batch, "id_type"), text(batch, "id_value"), text(batch, "one_id"), text(batch, "source_channel"));
+        let (t, v, o, s) =
+            (text(batch, "id_type"), text(batch, "id_value"), text(batch, "one_id"), text(batch, "source_channel"));
         let (Some(t), Some(v), Some(o), Some(s)) = (t, v, o, s) else { continue };
-        let first = batch.column_by_name("first_seen").ok_or_else(|| JobError::Invalid("id_mapping without first_seen".into()))?;
-        let last = batch.column_by_name("last_seen").ok_or_else(|| JobError::Invalid("id_mapping without last_seen".into()))?;
-        let ints = batch.column_by_name("user_int_id").ok_or_else(|| JobError::Invalid("id_mapping without user_int_id".into()))?;
+        let first = batch
+            .column_by_name("first_seen")
+            .ok_or_else(|| JobError::Invalid("id_mapping without first_seen".into()))?;
+        let last = batch
+            .column_by_name("last_seen")
+            .ok_or_else(|| JobError::Invalid("id_mapping without last_seen".into()))?;
+        let ints = batch
+            .column_by_name("user_int_id")
+            .ok_or_else(|| JobError::Invalid("id_mapping without user_int_id".into()))?;
         let (first, last, ints) = (
             first.as_primitive::<TimestampMicrosecondType>(),
             last.as_primitive::<TimestampMicrosecondType>(),
@@ -632,7 +677,11 @@ pub(crate) fn parse_mapping(rows: &[RecordBatch]) -> Result<HashMap<Identifier, 
                 (t.as_string::<i32>().value(i).to_string(), v.as_string::<i32>().value(i).to_string()),
                 Mapping {
                     one_id: o.as_string::<i32>().value(i).to_string(),
-                    source_channel: if s.is_null(i) { String::new() } else { s.as_string::<i32>().value(i).to_string() },
+                    source_channel: if s.is_null(i) {
+                        String::new()
+                    } else {
+                        s.as_string::<i32>().value(i).to_string()
+                    },
                     first_seen: first.value(i),
                     last_seen: last.value(i),
                     user_int_id: ints.value(i),
@@ -691,7 +740,8 @@ async fn append_conflicts(
         return Ok(());
     }
     let list = |ids: &[Identifier]| ids.iter().map(|i| format!("{}:{}", i.0, i.1)).collect::<Vec<_>>().join(",");
-    let (left, right): (Vec<String>, Vec<String>) = conflicts.iter().map(|(_, r)| (list(&r.left), list(&r.right))).unzip();
+    let (left, right): (Vec<String>, Vec<String>) =
+        conflicts.iter().map(|(_, r)| (list(&r.left), list(&r.right))).unzip();
     let spec = curated::conflicts_spec();
     let batch = batch_for(
         &spec,
@@ -750,10 +800,11 @@ pub(crate) async fn merge_mapping(
         .with_target_alias("target")
         .with_commit_properties(commit)
         .when_matched_update(|u| names.iter().fold(u, |u, c| u.update(c.as_str(), format!("source.{c}"))))
-        .and_then(|m| m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}")))))
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
+        })
         .map_err(|e| EngineError::delta(&spec.id, "merge", e))?
         .await
         .map_err(|e| EngineError::delta(&spec.id, "merge", e))?;
     Ok(table)
 }
-

@@ -28,10 +28,7 @@ pub struct Refusal {
 impl Components {
     /// `unique_types`: id types of which one person holds at most one value (`member_id`).
     pub fn new(unique_types: &[String]) -> Self {
-        Self {
-            unique_types: unique_types.to_vec(),
-            ..Default::default()
-        }
+        Self { unique_types: unique_types.to_vec(), ..Default::default() }
     }
 
     /// The node of an identifier, adding it if new.
@@ -69,19 +66,13 @@ impl Components {
             return Ok(false);
         }
         let (ua, ub) = (&self.unique[ra], &self.unique[rb]);
-        let clash = self
-            .unique_types
-            .iter()
-            .any(|t| {
-                let left: Vec<_> = ua.iter().filter(|i| &i.0 == t).collect();
-                let right: Vec<_> = ub.iter().filter(|i| &i.0 == t).collect();
-                !left.is_empty() && !right.is_empty() && left != right
-            });
+        let clash = self.unique_types.iter().any(|t| {
+            let left: Vec<_> = ua.iter().filter(|i| &i.0 == t).collect();
+            let right: Vec<_> = ub.iter().filter(|i| &i.0 == t).collect();
+            !left.is_empty() && !right.is_empty() && left != right
+        });
         if clash {
-            return Err(Refusal {
-                left: ua.iter().cloned().collect(),
-                right: ub.iter().cloned().collect(),
-            });
+            return Err(Refusal { left: ua.iter().cloned().collect(), right: ub.iter().cloned().collect() });
         }
         if self.size[ra] < self.size[rb] {
             std::mem::swap(&mut ra, &mut rb);

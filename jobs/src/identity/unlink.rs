@@ -10,8 +10,8 @@
 use std::collections::HashSet;
 
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use chrono::{DateTime, Utc};
 use cdplake_zones::curated;
+use chrono::{DateTime, Utc};
 
 use super::union_find::{Components, Identifier};
 use super::{Mapping, append_history, batch_for, max_user_int_id, merge_mapping, micros, parse_mapping, strings, text};
@@ -48,8 +48,11 @@ pub async fn load_unlinks(workspace: &Workspace) -> Result<Unlinks> {
         .await
         .map_err(|e| JobError::query("identity: reading unlinks", e))?;
     for batch in &batches {
-        let columns: Vec<_> = ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().map(|c| text(batch, c)).collect();
-        let [Some(ta), Some(va), Some(tb), Some(vb)] = <[_; 4]>::try_from(columns).map_err(|_| JobError::Invalid("unlinks".into()))? else {
+        let columns: Vec<_> =
+            ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().map(|c| text(batch, c)).collect();
+        let [Some(ta), Some(va), Some(tb), Some(vb)] =
+            <[_; 4]>::try_from(columns).map_err(|_| JobError::Invalid("unlinks".into()))?
+        else {
             continue;
         };
         use cdplake_engine::arrow::array::AsArray;
@@ -99,7 +102,12 @@ pub async fn apply_blocklist(workspace: &Workspace, now: DateTime<Utc>) -> Resul
     Ok(reports)
 }
 
-pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier>, now: DateTime<Utc>) -> Result<UnlinkReport> {
+pub async fn unlink(
+    workspace: &Workspace,
+    a: &Identifier,
+    b: Option<&Identifier>,
+    now: DateTime<Utc>,
+) -> Result<UnlinkReport> {
     let lake = workspace.lake();
     lake.ensure_writable()?;
     let session = workspace.catalog.sql_session().await?;
@@ -173,11 +181,7 @@ pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier
     let anchored = |part: &Vec<Identifier>| part.iter().any(|i| unique_types.contains(&i.0));
     let first_seen = |part: &Vec<Identifier>| part.iter().map(|i| members[i].first_seen).min().unwrap_or_default();
     parts.sort_by(|x, y| {
-        y.len()
-            .cmp(&x.len())
-            .then(anchored(y).cmp(&anchored(x)))
-            .then(first_seen(x).cmp(&first_seen(y)))
-            .then(x.cmp(y))
+        y.len().cmp(&x.len()).then(anchored(y).cmp(&anchored(x))).then(first_seen(x).cmp(&first_seen(y))).then(x.cmp(y))
     });
     let mut next_int = max_user_int_id(workspace).await? + 1;
     let mut rows: Vec<(Identifier, Mapping)> = Vec::new();
@@ -204,10 +208,5 @@ pub async fn unlink(workspace: &Workspace, a: &Identifier, b: Option<&Identifier
         let table = lake.table(&curated::id_mapping_id()).await?;
         merge_mapping(workspace, table, &rows, CommitProperties::default()).await?;
     }
-    Ok(UnlinkReport {
-        one_id: owner.one_id,
-        parts: parts.len(),
-        new_one_ids,
-        mapping_rows_written: rows.len() as u64,
-    })
+    Ok(UnlinkReport { one_id: owner.one_id, parts: parts.len(), new_one_ids, mapping_rows_written: rows.len() as u64 })
 }

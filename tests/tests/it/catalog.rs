@@ -25,10 +25,8 @@ async fn round_trip(backend: Backend) {
     let spec = TableSpec::new(id("raw.events"), events_schema())
         .partitioned_by(["dt"])
         .with_description("Events as received.");
-    let meta = TableMeta::default()
-        .with_primary_key(["event_id"])
-        .with_pii_columns(["customer_id"])
-        .with_retention_days(400);
+    let meta =
+        TableMeta::default().with_primary_key(["event_id"]).with_pii_columns(["customer_id"]).with_retention_days(400);
     catalog.create_table(&spec, &meta).await.unwrap();
     t.lake.append(&id("raw.events"), vec![events(&[("e1", "c1", 2.5, "2024-05-01")])]).await.unwrap();
 
@@ -70,10 +68,8 @@ async fn round_trip(backend: Backend) {
 
     // A schema change updates the entry and keeps created_at.
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let updated = reopened
-        .add_columns(&id("raw.events"), &[Field::new("channel", DataType::Utf8, true)])
-        .await
-        .unwrap();
+    let updated =
+        reopened.add_columns(&id("raw.events"), &[Field::new("channel", DataType::Utf8, true)]).await.unwrap();
     assert!(updated.columns().iter().any(|c| c.0 == "channel"));
     assert_eq!(updated.created_at, entry.created_at);
     assert!(updated.updated_at > entry.updated_at);
@@ -82,17 +78,11 @@ async fn round_trip(backend: Backend) {
     reopened.drop_table(&id("raw.events"), false).await.unwrap();
     assert!(reopened.list().await.unwrap().is_empty());
     assert!(t.lake.table_exists(&id("raw.events")).await.unwrap(), "files kept");
-    assert!(matches!(
-        reopened.describe(&id("raw.events")).await,
-        Err(CatalogError::NotRegistered { .. })
-    ));
+    assert!(matches!(reopened.describe(&id("raw.events")).await, Err(CatalogError::NotRegistered { .. })));
     reopened.ensure_table(&spec, &meta).await.unwrap();
     reopened.drop_table(&id("raw.events"), true).await.unwrap();
     assert!(!t.lake.table_exists(&id("raw.events")).await.unwrap(), "files purged");
-    assert!(matches!(
-        reopened.drop_table(&id("raw.events"), false).await,
-        Err(CatalogError::NotRegistered { .. })
-    ));
+    assert!(matches!(reopened.drop_table(&id("raw.events"), false).await, Err(CatalogError::NotRegistered { .. })));
 }
 
 #[tokio::test]
@@ -100,10 +90,7 @@ async fn unknown_key_columns_are_rejected() {
     let t = TestLake::new(Backend::Local).await;
     let catalog = Catalog::open(&t.lake).await.unwrap();
     let spec = TableSpec::new(id("raw.events"), events_schema());
-    let err = catalog
-        .create_table(&spec, &TableMeta::default().with_primary_key(["evnt_id"]))
-        .await
-        .unwrap_err();
+    let err = catalog.create_table(&spec, &TableMeta::default().with_primary_key(["evnt_id"])).await.unwrap_err();
     assert!(err.to_string().contains("evnt_id"), "{err}");
 }
 
@@ -112,22 +99,14 @@ async fn invalid_names_are_rejected_with_a_suggestion() {
     let t = TestLake::new(Backend::Local).await;
     let schema = |name: &str| std::sync::Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
 
-    let err = t
-        .lake
-        .create_table(&TableSpec::new(id("raw.members"), schema("CustomerID")))
-        .await
-        .unwrap_err();
+    let err = t.lake.create_table(&TableSpec::new(id("raw.members"), schema("CustomerID"))).await.unwrap_err();
     assert!(matches!(err, EngineError::InvalidName { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("'CustomerID'") && message.contains("customer_id"), "{message}");
     assert!(message.contains("raw.members"), "names the table: {message}");
 
-    let message = t
-        .lake
-        .create_table(&TableSpec::new(id("raw.members"), schema("first name")))
-        .await
-        .unwrap_err()
-        .to_string();
+    let message =
+        t.lake.create_table(&TableSpec::new(id("raw.members"), schema("first name"))).await.unwrap_err().to_string();
     assert!(message.contains("first_name"), "{message}");
 
     let message = "raw.Members".parse::<TableId>().unwrap_err().to_string();

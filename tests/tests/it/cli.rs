@@ -10,7 +10,11 @@ fn binary() -> PathBuf {
     // target/debug/deps/it-HASH → target/debug/cdplake
     let exe = std::env::current_exe().expect("test binary path");
     let path = exe.parent().and_then(Path::parent).expect("target dir").join("cdplake");
-    assert!(path.exists(), "{} is missing: build it with `cargo build --bin cdplake` (tests/run.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --bin cdplake` (tests/run.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -47,7 +51,10 @@ fn demo_on_the_default_local_lake() {
 
     // Idempotent: a second run finds every file ingested and every batch cleaned.
     let out = stdout(&cdplake(dir.path(), &["demo"]));
-    assert!(out.contains("(0 new, 9 already ingested)") && out.contains("clean.customers: nothing new to clean"), "{out}");
+    assert!(
+        out.contains("(0 new, 9 already ingested)") && out.contains("clean.customers: nothing new to clean"),
+        "{out}"
+    );
     let versions = stdout(&cdplake(dir.path(), &["history", "clean.customers", "--format", "json"]));
     let history: serde_json::Value = serde_json::from_str(&versions).unwrap();
     let operations: Vec<_> = history.as_array().unwrap().iter().map(|c| c["operation"].as_str().unwrap()).collect();
@@ -72,7 +79,9 @@ fn demo_on_the_default_local_lake() {
         &["catalog", "export-athena", "--database", "cdp", "--location-root", "s3://bucket/lake"],
     ));
     assert!(
-        ddl.contains("CREATE EXTERNAL TABLE IF NOT EXISTS `cdp`.`clean_customers`\nLOCATION 's3://bucket/lake/clean/customers/'"),
+        ddl.contains(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS `cdp`.`clean_customers`\nLOCATION 's3://bucket/lake/clean/customers/'"
+        ),
         "{ddl}"
     );
 }
@@ -86,7 +95,10 @@ fn generate_writes_every_source_and_the_ground_truth() {
     assert!(std::fs::read_to_string(out.join("truth.csv")).unwrap().starts_with("person_id,id_type,id_value\n"));
     stdout(&cdplake(dir.path(), &["generate", "--persons", "50", "--out", out.to_str().unwrap()]));
     assert_eq!(std::fs::read_to_string(out.join("crm_members/crm_members.json")).unwrap(), first, "deterministic");
-    let ingest = stdout(&cdplake(dir.path(), &["ingest", "--source", "customers", out.join("customers/customers.csv").to_str().unwrap()]));
+    let ingest = stdout(&cdplake(
+        dir.path(),
+        &["ingest", "--source", "customers", out.join("customers/customers.csv").to_str().unwrap()],
+    ));
     assert!(ingest.starts_with("Ingested:"), "{ingest}");
     let clean = stdout(&cdplake(dir.path(), &["clean", "--source", "customers", "--json"]));
     let reports: serde_json::Value = serde_json::from_str(&clean).unwrap();

@@ -7,8 +7,7 @@ use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::{EngineError, TableSpec, TimeTravel};
 
-use crate::support::{on_every_backend, Backend, TestLake, count, event_rows, events, events_schema, id};
-
+use crate::support::{Backend, TestLake, count, event_rows, events, events_schema, id, on_every_backend};
 
 on_every_backend!(
     create_append_read,
@@ -30,10 +29,7 @@ async fn create_append_read(backend: Backend) {
     let t = TestLake::new(backend).await;
     let table = t.lake.create_table(&events_spec("raw.events")).await.unwrap();
     assert_eq!(table.version(), Some(0));
-    assert!(matches!(
-        t.lake.create_table(&events_spec("raw.events")).await,
-        Err(EngineError::TableExists { .. })
-    ));
+    assert!(matches!(t.lake.create_table(&events_spec("raw.events")).await, Err(EngineError::TableExists { .. })));
 
     t.lake
         .append(&id("raw.events"), vec![events(&[("e1", "c1", 10.0, "2024-05-01"), ("e2", "c2", 5.5, "2024-05-02")])])
@@ -130,7 +126,8 @@ async fn merge_insert_update_delete(backend: Backend) {
         .await
         .unwrap();
     // Changes: e1 updated, e2 deleted (amount < 0 marks a delete here), e4 new.
-    let changes = events(&[("e1", "c1", 100.0, "2024-05-01"), ("e2", "c2", -1.0, "2024-05-01"), ("e4", "c4", 4.0, "2024-05-03")]);
+    let changes =
+        events(&[("e1", "c1", 100.0, "2024-05-01"), ("e2", "c2", -1.0, "2024-05-01"), ("e4", "c4", 4.0, "2024-05-03")]);
     let source = t.lake.session().read_batch(changes).unwrap();
     let (table, metrics) = t
         .lake
@@ -226,24 +223,14 @@ async fn add_columns(backend: Backend) {
     let events_id = id("raw.events");
     t.lake.create_table(&events_spec("raw.events")).await.unwrap();
     t.lake.append(&events_id, vec![events(&[("e1", "c1", 1.0, "2024-05-01")])]).await.unwrap();
-    t.lake
-        .add_columns(&events_id, &[Field::new("channel", DataType::Utf8, true)])
-        .await
-        .unwrap();
+    t.lake.add_columns(&events_id, &[Field::new("channel", DataType::Utf8, true)]).await.unwrap();
     let df = t.lake.read(&events_id).await.unwrap();
     assert!(df.schema().field_with_unqualified_name("channel").is_ok());
     assert_eq!(count(df).await, 1);
-    let err = t
-        .lake
-        .add_columns(&events_id, &[Field::new("Channel2", DataType::Utf8, true)])
-        .await
-        .unwrap_err();
+    let err = t.lake.add_columns(&events_id, &[Field::new("Channel2", DataType::Utf8, true)]).await.unwrap_err();
     assert!(err.to_string().contains("channel2"), "suggests the snake_case name: {err}");
     assert!(
-        t.lake
-            .add_columns(&events_id, &[Field::new("required", DataType::Utf8, false)])
-            .await
-            .is_err(),
+        t.lake.add_columns(&events_id, &[Field::new("required", DataType::Utf8, false)]).await.is_err(),
         "a new column must be nullable"
     );
 }
@@ -260,24 +247,11 @@ async fn tables_stay_readable_by_athena(backend: Backend) {
         // Nanoseconds without a zone would be timestamp_ntz (writer 7); it is stored as µs UTC.
         Field::new("seen_at", DataType::Timestamp(cdplake_engine::arrow::datatypes::TimeUnit::Nanosecond, None), true),
     ]));
-    let table = t
-        .lake
-        .create_table(&TableSpec::new(id("curated.profiles"), schema))
-        .await
-        .unwrap();
+    let table = t.lake.create_table(&TableSpec::new(id("curated.profiles"), schema)).await.unwrap();
     let store = table.log_store().object_store(None);
-    let commit = store
-        .get(&Path::from("_delta_log/00000000000000000000.json"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let actions: Vec<serde_json::Value> = String::from_utf8(commit.to_vec())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let commit = store.get(&Path::from("_delta_log/00000000000000000000.json")).await.unwrap().bytes().await.unwrap();
+    let actions: Vec<serde_json::Value> =
+        String::from_utf8(commit.to_vec()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let protocol = actions.iter().find_map(|a| a.get("protocol")).expect("protocol action");
     assert_eq!(protocol["minReaderVersion"], 1);
     assert_eq!(protocol["minWriterVersion"], 2);

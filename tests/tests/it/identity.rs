@@ -52,7 +52,8 @@ fn column(batch: &RecordBatch, name: &str) -> Vec<String> {
 }
 
 async fn mapping(ws: &Workspace) -> HashMap<(String, String), String> {
-    let batches = cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping").await.unwrap();
+    let batches =
+        cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping").await.unwrap();
     let mut out = HashMap::new();
     for b in &batches {
         for ((t, v), o) in column(b, "id_type").into_iter().zip(column(b, "id_value")).zip(column(b, "one_id")) {
@@ -133,7 +134,12 @@ async fn matches_the_ground_truth_and_stays_stable_across_batches(backend: Backe
     let last = ws.lake().history(&"curated.id_mapping".parse().unwrap(), Some(1)).await.unwrap();
     let removed = last[0].metrics["num_target_files_removed"].as_u64().unwrap();
     assert!(files >= 12 && removed <= 4, "{removed} of {files} files rewritten");
-    let history = cdplake_jobs::query::run_query(&ws, "SELECT absorbed_one_id, surviving_one_id, cause FROM curated.id_merge_history").await.unwrap();
+    let history = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT absorbed_one_id, surviving_one_id, cause FROM curated.id_merge_history",
+    )
+    .await
+    .unwrap();
     assert_eq!(column(&history[0], "absorbed_one_id"), [before[&device].clone()]);
     assert_eq!(column(&history[0], "surviving_one_id"), [before[&member].clone()]);
     assert!(column(&history[0], "cause")[0].contains("identity_links"), "the merge names its link");
@@ -161,9 +167,13 @@ async fn guards_keep_hubs_junk_and_conflicts_out(backend: Backend) {
     assert_eq!(members.len(), 6, "no two members share a one_id");
     assert!(!ids.contains_key(&("device_id".to_string(), "KIOSK".to_string())), "the hub is kept out");
     assert!(!ids.keys().any(|(_, v)| v == "unknown"));
-    let hubs = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_hubs WHERE id_value = 'KIOSK'").await.unwrap();
+    let hubs =
+        cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_hubs WHERE id_value = 'KIOSK'")
+            .await
+            .unwrap();
     assert_eq!(single_i64(&hubs), 1);
-    let conflicts = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_conflicts").await.unwrap();
+    let conflicts =
+        cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_conflicts").await.unwrap();
     assert_eq!(single_i64(&conflicts), 1);
 }
 
@@ -171,7 +181,9 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
     let header = "id_type_a,id_value_a,id_type_b,id_value_b,source\n";
-    let links = format!("{header}member_id,M1,email_hash,e1,crm\nemail_hash,e1,device_id,d1,app\ndevice_id,d1,union_id,u1,app\nmember_id,M2,email_hash,e2,crm\n");
+    let links = format!(
+        "{header}member_id,M1,email_hash,e1,crm\nemail_hash,e1,device_id,d1,app\ndevice_id,d1,union_id,u1,app\nmember_id,M2,email_hash,e2,crm\n"
+    );
     load(&ws, &[("identity_links", "day1.csv".into(), links)], 1).await;
     cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
     let before = mapping(&ws).await;
@@ -182,13 +194,23 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     let why = cdplake_jobs::identity::explain::explain(&ws, &key("member_id", "M1")).await.unwrap();
     assert_eq!(why.one_id, before[&key("member_id", "M1")]);
     let steps: Vec<_> = why.identifiers.iter().map(|s| (s.id_value.as_str(), s.via.as_deref())).collect();
-    assert_eq!(steps, [("M1", None), ("e1", Some("member_id:M1")), ("d1", Some("email_hash:e1")), ("u1", Some("device_id:d1"))]);
+    assert_eq!(
+        steps,
+        [("M1", None), ("e1", Some("member_id:M1")), ("d1", Some("email_hash:e1")), ("u1", Some("device_id:d1"))]
+    );
     assert!(why.identifiers[2].evidence.as_deref().unwrap().contains("day1.csv row 2"), "{:?}", why.identifiers[2]);
 
-    let report = cdplake_jobs::identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2)).await.unwrap();
+    let report =
+        cdplake_jobs::identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2))
+            .await
+            .unwrap();
     assert_eq!((report.parts, report.mapping_rows_written), (2, 2), "{report:?}");
     let after = mapping(&ws).await;
-    assert_eq!(after[&key("member_id", "M1")], before[&key("member_id", "M1")], "M1's part keeps the one_id (a tie: the part with the member_id)");
+    assert_eq!(
+        after[&key("member_id", "M1")],
+        before[&key("member_id", "M1")],
+        "M1's part keeps the one_id (a tie: the part with the member_id)"
+    );
     assert_eq!(after[&key("device_id", "d1")], after[&key("union_id", "u1")]);
     assert_ne!(after[&key("device_id", "d1")], after[&key("member_id", "M1")]);
     assert_eq!(after[&key("member_id", "M2")], before[&key("member_id", "M2")], "nobody else is touched");
@@ -199,7 +221,10 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     assert_eq!(rerun.merges, 0, "{rerun:?}");
     let last = mapping(&ws).await;
     assert_ne!(last[&key("device_id", "d1")], last[&key("member_id", "M1")]);
-    let splits = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split'").await.unwrap();
+    let splits =
+        cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split'")
+            .await
+            .unwrap();
     assert_eq!(single_i64(&splits), 1);
 
     // Adding an identifier to the blocklist splits its person on the next run, once.

@@ -27,10 +27,7 @@ async fn a_server_ignoring_if_none_match_is_refused_and_nothing_is_written() {
     };
     assert!(reason.contains("If-None-Match"), "{reason}");
 
-    let err = lake
-        .create_table(&TableSpec::new(id("raw.events"), events_schema()))
-        .await
-        .unwrap_err();
+    let err = lake.create_table(&TableSpec::new(id("raw.events"), events_schema())).await.unwrap_err();
     assert!(matches!(err, EngineError::UnsafeStore { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains(&server.endpoint()), "names the endpoint: {message}");

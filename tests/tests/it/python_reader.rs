@@ -60,10 +60,7 @@ async fn read_back(backend: Backend) {
         Field::new("country", DataType::Utf8, true),
     ]));
     let table_id = id("curated.profiles");
-    t.lake
-        .create_table(&TableSpec::new(table_id.clone(), schema.clone()).partitioned_by(["country"]))
-        .await
-        .unwrap();
+    t.lake.create_table(&TableSpec::new(table_id.clone(), schema.clone()).partitioned_by(["country"])).await.unwrap();
     let batch = RecordBatch::try_new(
         schema,
         vec![
@@ -86,17 +83,15 @@ async fn read_back(backend: Backend) {
     let uri = t.lake.location().table_url(&table_id).to_string();
     let options: HashMap<String, String> = match backend {
         Backend::Local => HashMap::new(),
-        Backend::S3 => s3_env().iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Backend::S3 => {
+            s3_env().iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
     };
     let output = Command::new(python())
         .args(["-c", READER, &uri, &serde_json::to_string(&options).unwrap()])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {} (tests/run.sh makes it): {e}", python()));
-    assert!(
-        output.status.success(),
-        "python deltalake failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "python deltalake failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
     assert_eq!(seen["version"], 3);

@@ -43,11 +43,7 @@ pub fn s3_env() -> &'static HashMap<String, String> {
 
 /// The S3 settings as delta-rs storage options (lower-case keys).
 pub fn s3_options() -> HashMap<String, String> {
-    s3_env()
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .map(|(k, v)| (k.to_lowercase(), v.clone()))
-        .collect()
+    s3_env().iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_lowercase(), v.clone())).collect()
 }
 
 /// Where a test lake lives.
@@ -71,11 +67,7 @@ impl TestLake {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let root = dir.path().join("lake").display().to_string();
                 let lake = Lake::open(&root).await.expect("open local lake");
-                Self {
-                    lake,
-                    root,
-                    _dir: Some(Arc::new(dir)),
-                }
+                Self { lake, root, _dir: Some(Arc::new(dir)) }
             }
             Backend::S3 => {
                 let bucket = s3_env().get("CDPLAKE_S3_BUCKET").cloned().unwrap_or_else(|| "lake".into());
@@ -133,7 +125,9 @@ pub async fn event_rows(df: DataFrame) -> Vec<(String, String, f64, String)> {
         let amounts = cast(batch.column_by_name("amount").expect("amount"), &DataType::Float64).expect("cast");
         let amounts = amounts.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>();
         for i in 0..batch.num_rows() {
-            let s = |a: &Arc<dyn Array>| if a.is_null(i) { String::new() } else { a.as_string::<i32>().value(i).to_string() };
+            let s = |a: &Arc<dyn Array>| {
+                if a.is_null(i) { String::new() } else { a.as_string::<i32>().value(i).to_string() }
+            };
             rows.push((s(&ids), s(&customers), amounts.value(i), s(&dts)));
         }
     }

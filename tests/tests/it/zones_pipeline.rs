@@ -10,7 +10,7 @@ use cdplake_jobs::ingest::{IngestStatus, ingest};
 use cdplake_jobs::{Config, JobError, Workspace};
 use chrono::{TimeZone, Utc};
 
-use crate::support::{on_every_backend, Backend, TestLake, s3_options, single_i64};
+use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
     let mut config = Config::default();
@@ -38,12 +38,18 @@ fn strings_of(batches: &[RecordBatch]) -> Vec<String> {
     for batch in batches {
         let column = cast(batch.column(0), &DataType::Utf8).unwrap();
         let column = column.as_string::<i32>();
-        out.extend((0..column.len()).map(|i| if column.is_null(i) { "NULL".to_string() } else { column.value(i).to_string() }));
+        out.extend(
+            (0..column.len()).map(|i| if column.is_null(i) { "NULL".to_string() } else { column.value(i).to_string() }),
+        );
     }
     out
 }
 
-async fn ingest_file(ws: &Workspace, source: &str, path: &Path) -> cdplake_jobs::Result<Vec<cdplake_jobs::ingest::IngestReport>> {
+async fn ingest_file(
+    ws: &Workspace,
+    source: &str,
+    path: &Path,
+) -> cdplake_jobs::Result<Vec<cdplake_jobs::ingest::IngestReport>> {
     let source = ws.config.source(source).unwrap();
     ingest(ws, &source, &[path.display().to_string()], now()).await
 }
@@ -57,7 +63,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     std::fs::write(&path, bytes).unwrap();
     path
 }
-
 
 on_every_backend!(
     online_retail_ingests_and_cleans_with_reconciled_counts,
@@ -100,7 +105,8 @@ async fn online_retail_ingests_and_cleans_with_reconciled_counts(backend: Backen
         .await,
     );
     assert!(((clean_revenue + set_aside) - 9_747_747.934).abs() < 0.0005, "{clean_revenue} + {set_aside}");
-    let cancellations = sql(&ws, "SELECT count(*) FROM clean.retail_transactions WHERE invoice LIKE 'C%' AND quantity < 0").await;
+    let cancellations =
+        sql(&ws, "SELECT count(*) FROM clean.retail_transactions WHERE invoice LIKE 'C%' AND quantity < 0").await;
     assert!(single_i64(&cancellations) > 9_000, "cancellations kept as negative lines");
 
     // Replays change nothing; a second clean finds nothing to do.
@@ -127,10 +133,17 @@ async fn bad_input_is_refused_or_quarantined_with_reasons(backend: Backend) {
     latin1.extend_from_slice(b"\xe9\n");
     let err = ingest_file(&ws, "transactions", &write(d, "latin1.csv", &latin1)).await;
     let err = err.unwrap_err().to_string();
-    assert!(err.contains("latin1.csv") && err.contains("row 1") && err.contains("field status") && err.contains("UTF-8"), "{err}");
-    let err = ingest_file(&ws, "transactions", &write(d, "no_amount.csv", b"transaction_id,customer_id,transaction_date\nt1,c1,2024-05-01\n"))
-        .await
-        .unwrap_err();
+    assert!(
+        err.contains("latin1.csv") && err.contains("row 1") && err.contains("field status") && err.contains("UTF-8"),
+        "{err}"
+    );
+    let err = ingest_file(
+        &ws,
+        "transactions",
+        &write(d, "no_amount.csv", b"transaction_id,customer_id,transaction_date\nt1,c1,2024-05-01\n"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, JobError::Rejected(_)), "{err:?}");
     assert!(err.to_string().contains("no_amount.csv") && err.to_string().contains("amount"), "{err}");
     let gz = {
@@ -145,8 +158,14 @@ async fn bad_input_is_refused_or_quarantined_with_reasons(backend: Backend) {
     assert_eq!(single_i64(&rows), 0, "refused files leave raw untouched");
 
     // Empty and header-only files: nothing to do.
-    assert_eq!(ingest_file(&ws, "transactions", &write(d, "empty.csv", b"")).await.unwrap()[0].status, IngestStatus::Empty);
-    assert_eq!(ingest_file(&ws, "transactions", &write(d, "header.csv", header.as_bytes())).await.unwrap()[0].status, IngestStatus::Empty);
+    assert_eq!(
+        ingest_file(&ws, "transactions", &write(d, "empty.csv", b"")).await.unwrap()[0].status,
+        IngestStatus::Empty
+    );
+    assert_eq!(
+        ingest_file(&ws, "transactions", &write(d, "header.csv", header.as_bytes())).await.unwrap()[0].status,
+        IngestStatus::Empty
+    );
 
     // Row-level problems: the rest of the file goes through, every row accounted for.
     let body = "\u{feff}transaction_id,customer_id,product_id,amount,transaction_date,status,note\n\
@@ -162,18 +181,32 @@ async fn bad_input_is_refused_or_quarantined_with_reasons(backend: Backend) {
     assert_eq!(r.rows_in, 6);
     assert_eq!(r.rows_written + r.rows_rejected, 6);
     assert_eq!(r.rows_rejected, 1, "the row with a surplus field");
-    let quoting = ingest_file(&ws, "transactions", &write(d, "quotes.csv", format!("{header}t7,c4,\"p7,9.5,2024-05-01,completed\nt8,c4,p8,1,2024-05-01,completed\n").as_bytes()))
-        .await
-        .unwrap();
+    let quoting = ingest_file(
+        &ws,
+        "transactions",
+        &write(
+            d,
+            "quotes.csv",
+            format!("{header}t7,c4,\"p7,9.5,2024-05-01,completed\nt8,c4,p8,1,2024-05-01,completed\n").as_bytes(),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(quoting[0].rows_rejected, 1, "an unclosed quote is quarantined, not guessed");
 
     let report = clean_source(&ws, "transactions").await;
     assert_eq!(report.rows_read, report.kept + report.duplicates + report.quarantined);
-    assert_eq!(report.quarantined_by_reason.get("amount: not_a_number"), Some(&2), "{:?}", report.quarantined_by_reason);
+    assert_eq!(
+        report.quarantined_by_reason.get("amount: not_a_number"),
+        Some(&2),
+        "{:?}",
+        report.quarantined_by_reason
+    );
     assert_eq!(report.quarantined_by_reason.get("transaction_date: not_a_date"), Some(&1));
     let kept = strings_of(&sql(&ws, "SELECT transaction_id FROM clean.transactions ORDER BY transaction_id").await);
     assert_eq!(kept, ["t1", "t6"], "negative amounts are refunds here: transactions has no non-negative rule");
-    let quarantined = single_i64(&sql(&ws, "SELECT count(*) FROM clean._quarantine WHERE source = 'transactions'").await);
+    let quarantined =
+        single_i64(&sql(&ws, "SELECT count(*) FROM clean._quarantine WHERE source = 'transactions'").await);
     assert_eq!(quarantined, 3 + 2, "3 rejected at clean + 2 unreadable at ingest");
     let clean_columns = ws.catalog.describe(&"clean.transactions".parse().unwrap()).await.unwrap().columns();
     assert!(clean_columns.iter().all(|c| c.0 != "note"), "clean ignores unknown columns");
@@ -192,9 +225,17 @@ async fn latest_version_wins_and_cdc_applies(backend: Backend) {
     assert_eq!((first.kept, first.duplicates, first.inserted), (2, 1, 2), "o2's older version collapses");
 
     // An older version of o1 arrives late: it must not win.
-    ingest_file(&ws, "orders", &write(d, "day1_late.csv", format!("{h}o1,c1,placed,10,1,web,2024-05-01 09:00:00,2024-05-01 09:00:00\n").as_bytes()))
-        .await
-        .unwrap();
+    ingest_file(
+        &ws,
+        "orders",
+        &write(
+            d,
+            "day1_late.csv",
+            format!("{h}o1,c1,placed,10,1,web,2024-05-01 09:00:00,2024-05-01 09:00:00\n").as_bytes(),
+        ),
+    )
+    .await
+    .unwrap();
     let late = clean_source(&ws, "orders").await;
     assert_eq!((late.updated, late.unchanged), (0, 1));
     let status = strings_of(&sql(&ws, "SELECT order_status FROM clean.orders WHERE order_id = 'o1'").await);
@@ -214,7 +255,8 @@ async fn latest_version_wins_and_cdc_applies(backend: Backend) {
         .unwrap();
     let dbz = clean_source(&ws, "orders").await;
     assert_eq!((dbz.updated, dbz.deleted), (1, 1));
-    let orders = strings_of(&sql(&ws, "SELECT order_id || ':' || order_status FROM clean.orders ORDER BY order_id").await);
+    let orders =
+        strings_of(&sql(&ws, "SELECT order_id || ':' || order_status FROM clean.orders ORDER BY order_id").await);
     assert_eq!(orders, ["o1:delivered"]);
 }
 
@@ -240,7 +282,9 @@ async fn pii_is_hashed_and_never_reaches_clean_in_plaintext(backend: Backend) {
     let entry = ws.catalog.describe(&"clean.customers".parse().unwrap()).await.unwrap();
     assert!(entry.columns().iter().all(|c| c.0 != "email" && c.0 != "phone"), "no plaintext columns");
     assert!(!entry.schema_json.contains("\"email\""));
-    let plain = single_i64(&sql(&ws, "SELECT count(*) FROM clean.customers WHERE email_hash LIKE '%@%' OR phone_hash LIKE '+%'").await);
+    let plain = single_i64(
+        &sql(&ws, "SELECT count(*) FROM clean.customers WHERE email_hash LIKE '%@%' OR phone_hash LIKE '+%'").await,
+    );
     assert_eq!(plain, 0);
 }
 
