@@ -14,6 +14,8 @@
 #
 # Settings (environment): CDPLAKE_S3_PORT (8333), CDPLAKE_S3_BUCKET (lake),
 # CDPLAKE_S3_DIR (.cache/seaweedfs), CDPLAKE_PY (.cache/py, the Python venv holding `weed`).
+# `weed mini` also opens its master, volume and filer ports (the filer on 8888), so run one
+# server per machine: stop another checkout's server before starting this one.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -113,5 +115,5 @@ case "${1:-}" in
   env) start; print_env ;;
   stop) stop ;;
   status) if running && ready; then echo "running on 127.0.0.1:$port"; else echo "not running"; exit 1; fi ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
