@@ -53,6 +53,7 @@ pub struct IdentityReport {
     pub persons_created: u64,
     pub merges: u64,
     pub conflicts: u64,
+    /// Identifiers newly found to be hubs in this run.
     pub hubs: u64,
     /// Persons split because an identifier was added to the blocklist.
     pub splits: u64,
@@ -67,7 +68,7 @@ pub fn describe_report(r: &IdentityReport) -> String {
     }
     format!(
         "identity: {} clean rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
-         {} refused links (conflicts), {} hubs, {} junk values skipped, {} blocklist splits; {} id_mapping rows written",
+         {} refused links (conflicts), {} new hubs, {} junk values skipped, {} blocklist splits; {} id_mapping rows written",
         r.rows,
         r.batches,
         r.identifiers_seen,
@@ -162,8 +163,8 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     store_links(workspace, &links).await?;
 
     // 2. Hubs among the identifiers touched now.
-    let hubs = find_hubs(workspace, config, &seen, &txns, now).await?;
-    report.hubs = hubs.len() as u64;
+    let (hubs, new_hubs) = find_hubs(workspace, config, &seen, &txns, now).await?;
+    report.hubs = new_hubs;
 
     // 3. The components the new identifiers reach.
     let existing = load_components(workspace, &seen).await?;
@@ -555,7 +556,7 @@ pub(crate) async fn find_hubs(
     seen: &HashMap<Identifier, (i64, i64, String)>,
     txns: &[Transaction],
     now: DateTime<Utc>,
-) -> Result<HashSet<Identifier>> {
+) -> Result<(HashSet<Identifier>, u64)> {
     let session = workspace.catalog.sql_session().await?;
     let query = |sql: String| {
         let session = session.clone();
@@ -608,8 +609,9 @@ pub(crate) async fn find_hubs(
         )?;
         append_once(workspace, &spec.id, batch, txns).await?;
     }
+    let new_hubs = found.len() as u64;
     hubs.extend(found.into_iter().map(|f| f.0));
-    Ok(hubs)
+    Ok((hubs, new_hubs))
 }
 
 /// The mapping rows of every component that one of `seen` belongs to.
