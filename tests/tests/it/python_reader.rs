@@ -31,6 +31,11 @@ print(json.dumps({
     "partitions": dt.metadata().partition_columns,
     "rows": rows,
 }))
+# The reader's background threads can abort the interpreter's teardown under load
+# ("terminate called without an active exception"); the answer is out, so leave at once.
+sys.stdout.flush()
+import os
+os._exit(0)
 "#;
 
 fn python() -> String {
@@ -87,10 +92,19 @@ async fn read_back(backend: Backend) {
             s3_env().iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.clone(), v.clone())).collect()
         }
     };
-    let output = Command::new(python())
-        .args(["-c", READER, &uri, &serde_json::to_string(&options).unwrap()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (tests/run.sh makes it): {e}", python()));
+    // The reader process itself sometimes aborts under heavy load ("terminate called without an
+    // active exception", inside its native runtime); that is the reader's crash, not a wrong
+    // answer, so it gets one more try. Any other failure fails the test at once.
+    let read = || {
+        Command::new(python())
+            .args(["-c", READER, &uri, &serde_json::to_string(&options).unwrap()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} (tests/run.sh makes it): {e}", python()))
+    };
+    let mut output = read();
+    if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("terminate called") {
+        output = read();
+    }
     assert!(output.status.success(), "python deltalake failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
