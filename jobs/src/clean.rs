@@ -84,7 +84,8 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
     let (clean_table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
 
-    let pending = pending_batches(workspace, &raw_id, &clean_table, &clean_id).await?;
+    let pending =
+        crate::batches::pending_batches(workspace, &raw_id, &clean_table, &clean_id.to_string(), batch_app_id).await?;
     if pending.is_empty() {
         return Ok(report);
     }
@@ -218,38 +219,6 @@ pub fn describe_report(r: &CleanReport) -> String {
         text.push_str(&format!("\n  kept as null {n}: {reason}"));
     }
     text
-}
-
-/// Raw batch ids not yet applied to the clean table, oldest first.
-async fn pending_batches(
-    workspace: &Workspace,
-    raw_id: &TableId,
-    clean_table: &cdplake_engine::deltalake::DeltaTable,
-    clean_id: &TableId,
-) -> Result<Vec<String>> {
-    let batches = workspace
-        .lake()
-        .read(raw_id)
-        .await?
-        .aggregate(
-            vec![col(raw::BATCH_ID)],
-            vec![cdplake_engine::datafusion::functions_aggregate::expr_fn::min(col(raw::INGESTED_AT)).alias("first")],
-        )
-        .and_then(|df| df.sort(vec![col("first").sort(true, false), col(raw::BATCH_ID).sort(true, false)]))
-        .map_err(|e| JobError::query("clean: listing raw batches", e))?
-        .collect()
-        .await
-        .map_err(|e| JobError::query("clean: listing raw batches", e))?;
-    let mut pending = Vec::new();
-    for batch in &batches {
-        let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("batch ids", e))?;
-        for id in ids.as_string::<i32>().iter().flatten() {
-            if applied_version(clean_table, &clean_id.to_string(), &batch_app_id(id)).await?.is_none() {
-                pending.push(id.to_string());
-            }
-        }
-    }
-    Ok(pending)
 }
 
 async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -> Result<Vec<RecordBatch>> {

@@ -2,6 +2,7 @@
 //! the `cdplake` command line that calls them. Lambda handlers (in `infra/`) call the same
 //! functions with the same parameters.
 
+pub mod batches;
 pub mod clean;
 pub mod config;
 pub mod demo;

@@ -141,7 +141,14 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         if id_columns.is_empty() || !lake.table_exists(&clean_table_id(&source)).await? {
             continue;
         }
-        let pending = pending_batches(workspace, &source, &mapping_table).await?;
+        let pending = crate::batches::pending_batches(
+            workspace,
+            &clean_table_id(&source),
+            &mapping_table,
+            "curated.id_mapping",
+            |batch| batch_app_id(&source.name, batch),
+        )
+        .await?;
         if pending.is_empty() {
             continue;
         }
@@ -333,34 +340,6 @@ impl JunkFilter {
             || self.blocked.contains(v)
             || self.blocked.contains(&format!("{id_type}:{v}"))
     }
-}
-
-async fn pending_batches(
-    workspace: &Workspace,
-    source: &Source,
-    mapping: &cdplake_engine::deltalake::DeltaTable,
-) -> Result<Vec<String>> {
-    let batches = workspace
-        .lake()
-        .read(&clean_table_id(source))
-        .await?
-        .select(vec![col(cdplake_zones::contract::BATCH_ID)])
-        .and_then(|df| df.distinct())
-        .map_err(|e| JobError::query("identity: listing clean batches", e))?
-        .collect()
-        .await
-        .map_err(|e| JobError::query("identity: listing clean batches", e))?;
-    let mut pending = Vec::new();
-    for batch in &batches {
-        let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("batch ids", e))?;
-        for id in ids.as_string::<i32>().iter().flatten() {
-            if applied_version(mapping, "curated.id_mapping", &batch_app_id(&source.name, id)).await?.is_none() {
-                pending.push(id.to_string());
-            }
-        }
-    }
-    pending.sort();
-    Ok(pending)
 }
 
 async fn read_rows(workspace: &Workspace, source: &Source, pending: &[String]) -> Result<Vec<RecordBatch>> {

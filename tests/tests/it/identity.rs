@@ -51,6 +51,19 @@ fn column(batch: &RecordBatch, name: &str) -> Vec<String> {
     (0..c.len()).map(|i| if c.is_null(i) { String::new() } else { c.value(i).to_string() }).collect()
 }
 
+/// The generator's `truth.csv`: identifier → person.
+fn persons_of_truth(truth: &str) -> HashMap<(String, String), String> {
+    truth
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ',');
+            let (p, t, v) = (f.next()?, f.next()?, f.next()?);
+            Some(((t.to_string(), v.to_string()), p.to_string()))
+        })
+        .collect()
+}
+
 async fn mapping(ws: &Workspace) -> HashMap<(String, String), String> {
     let batches =
         cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping").await.unwrap();
@@ -78,15 +91,7 @@ async fn matches_the_ground_truth_and_stays_stable_across_batches(backend: Backe
 
     // Precision: no one_id holds identifiers of two people. Recall: pairs of one person's
     // identifiers that the data links end up together.
-    let person: HashMap<(String, String), String> = truth
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ',');
-            let (p, t, v) = (f.next()?, f.next()?, f.next()?);
-            Some(((t.to_string(), v.to_string()), p.to_string()))
-        })
-        .collect();
+    let person = persons_of_truth(&truth);
     let ids = mapping(&ws).await;
     let mut persons_of: HashMap<&str, HashSet<&str>> = HashMap::new();
     for (identifier, one_id) in &ids {
@@ -250,15 +255,7 @@ async fn precision_and_recall_at_ten_thousand_persons() {
     let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
     assert_eq!(report.hubs, 100, "every kiosk is a hub: {report:?}");
 
-    let person: HashMap<(String, String), String> = truth
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ',');
-            let (p, t, v) = (f.next()?, f.next()?, f.next()?);
-            Some(((t.to_string(), v.to_string()), p.to_string()))
-        })
-        .collect();
+    let person = persons_of_truth(&truth);
     let ids = mapping(&ws).await;
     let pairs = |n: usize| (n * n.saturating_sub(1) / 2) as f64;
     let mut per_cluster: HashMap<&str, usize> = HashMap::new();
