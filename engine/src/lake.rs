@@ -246,6 +246,23 @@ impl Lake {
             .map_err(|e| EngineError::delta(id, "record transactions", e))
     }
 
+    /// Replace every row of a table with `batches`, in one commit (schema unchanged).
+    pub async fn overwrite(&self, id: &TableId, batches: Vec<RecordBatch>, commit: CommitProperties) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let table = self.table(id).await?;
+        let schema = table_arrow_schema(&table, id)?;
+        let mut batches = conform_batches(id, &schema, batches)?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "overwrite", e))
+    }
+
     /// Replace the rows matching `predicate` (SQL over partition columns, e.g. `dt = '2024-05-01'`)
     /// with `batches`, in one commit. Every new row must match the predicate.
     pub async fn overwrite_partition(
@@ -317,7 +334,9 @@ impl Lake {
 
     /// A DataFusion session configured for Delta, for building merge sources and ad-hoc reads.
     pub fn session(&self) -> SessionContext {
-        DeltaSessionContext::new().into_inner()
+        let ctx = DeltaSessionContext::new().into_inner();
+        crate::functions::register_functions(&ctx);
+        ctx
     }
 
     /// The latest version of a table as a DataFrame.

@@ -5,11 +5,13 @@
 //!   delete, read as a DataFrame, time travel, history.
 //! * [`TableSpec`] — what a table is, normalised so Athena engine v3 can read it.
 //! * [`SqlSession`] — DataFusion with lake tables registered as `zone.table`.
+//! * [`functions`] — SQL functions users' warehouse SQL needs (`datediff`), on every session.
 //! * [`probe`] — the conditional-write probe that keeps racing commits safe on S3.
 //!
 //! One arrow / datafusion / parquet in the tree: use the re-exports below.
 
 pub mod error;
+pub mod functions;
 pub mod lake;
 pub mod location;
 pub mod naming;

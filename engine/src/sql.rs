@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
@@ -29,6 +32,7 @@ impl SqlSession {
         let ctx = DeltaSessionContext::new_with_session_overrides(&overrides)
             .map_err(|e| EngineError::delta("sql session", "configure", e))?
             .into_inner();
+        crate::functions::register_functions(&ctx);
         Ok(Self { ctx })
     }
 
@@ -53,6 +57,37 @@ impl SqlSession {
             .register_table(TableReference::partial(schema, name), provider)
             .map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
         Ok(())
+    }
+
+    /// Register rows held in memory as `name` or `schema.name` (intermediate results a job
+    /// queries more than once, or an empty stand-in for a table not created yet).
+    pub fn register_rows(&self, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
+        let reference = match name.split_once('.') {
+            Some((zone, table)) => {
+                self.ensure_schema(zone)?;
+                TableReference::partial(zone, table)
+            }
+            None => TableReference::bare(name),
+        };
+        self.ctx.deregister_table(reference.clone()).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
+        self.ctx
+            .register_table(reference, Arc::new(table))
+            .map_err(|e| EngineError::query(format!("{name}: register"), e))?;
+        Ok(())
+    }
+
+    /// Run a query and keep its rows.
+    pub async fn rows(&self, query: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.rows_with_schema(query).await?.1)
+    }
+
+    /// Run a query and keep its rows and their schema (known even when there are no rows).
+    pub async fn rows_with_schema(&self, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let df = self.sql(query).await?;
+        let schema = df.schema().inner().clone();
+        let rows = df.collect().await.map_err(|e| EngineError::query("query", e))?;
+        Ok((schema, rows))
     }
 
     fn ensure_schema(&self, schema: &str) -> Result<()> {

@@ -40,6 +40,8 @@ pub struct Config {
     /// Sources by name (`[sources.NAME]`); they replace built-in presets of the same name.
     pub sources: std::collections::BTreeMap<String, Source>,
     pub identity: IdentityConfig,
+    pub profiles: crate::profiles::config::ProfilesConfig,
+    pub quality: crate::quality::QualityConfig,
 }
 
 /// `[identity]`: the guards of identity stitching.

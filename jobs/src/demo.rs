@@ -2,8 +2,9 @@
 //!
 //! Generates a small seed-style multi-channel data set (deterministic, no network, nothing
 //! from outside the binary) into `<lake>/landing/<source>/`, ingests every source into the raw
-//! zone, cleans it into the clean zone, stitches identities into persons, and answers a question in SQL. Running it again finds
-//! every file already ingested and every batch already cleaned: nothing changes.
+//! zone, cleans it into the clean zone, stitches identities into persons, builds their profiles
+//! as of [`DEMO_AS_OF`], and prints the segment counts. Running it again finds every file
+//! already ingested and every batch already cleaned: nothing changes.
 
 use cdplake_engine::arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -18,15 +19,21 @@ use crate::workspace::Workspace;
 pub const DEMO_PERSONS: u64 = 200;
 pub const DEMO_SEED: u64 = 42;
 
-/// The question the demo asks once the data is in.
-pub const DEMO_QUERY: &str = "SELECT id_count AS identifiers_per_person, count(*) AS persons FROM \
-     (SELECT one_id, count(*) AS id_count FROM curated.id_mapping GROUP BY one_id) GROUP BY id_count ORDER BY id_count";
+/// The business date of the demo's profiles (the generated data spans 2024).
+pub fn demo_as_of() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2024, 12, 31).expect("valid date")
+}
+
+/// The question the demo asks once the data is in: persons per segment.
+pub const DEMO_QUERY: &str = "SELECT lifecycle_stage, coalesce(rfm_segment, '-') AS rfm_segment, count(*) AS persons \
+     FROM curated.customer_profiles GROUP BY 1, 2 ORDER BY 1, 2";
 
 #[derive(Debug, Clone)]
 pub struct DemoReport {
     pub ingested: Vec<IngestReport>,
     pub cleaned: Vec<CleanReport>,
     pub identity: crate::identity::IdentityReport,
+    pub profiles: crate::profiles::ProfilesReport,
     pub answer: Vec<RecordBatch>,
 }
 
@@ -56,6 +63,8 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
         cleaned.push(clean(workspace, &source, now).await?);
     }
     let identity = crate::identity::resolve(workspace, now).await?;
+    let options = crate::profiles::RefreshOptions { as_of: demo_as_of(), full: false, force: false };
+    let profiles = crate::profiles::refresh(workspace, &options, now).await?;
     let answer = crate::query::run_query(workspace, DEMO_QUERY).await?;
-    Ok(DemoReport { ingested, cleaned, identity, answer })
+    Ok(DemoReport { ingested, cleaned, identity, profiles, answer })
 }

@@ -31,6 +31,9 @@ pub enum JobError {
     /// A whole file refused (unreadable, a required column missing); nothing was written.
     #[error("file rejected, nothing written: {0}")]
     Rejected(String),
+    /// A data-quality rule failed: the job published nothing.
+    #[error("quality gate failed: {0}")]
+    QualityGate(String),
     /// Counts that must add up did not: a bug, reported rather than hidden.
     #[error("counts do not reconcile: {0}")]
     Reconciliation(String),

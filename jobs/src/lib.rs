@@ -14,6 +14,8 @@ pub mod init;
 pub mod inspect;
 mod normalize_for_truth;
 pub mod output;
+pub mod profiles;
+pub mod quality;
 pub mod query;
 pub mod workspace;
 

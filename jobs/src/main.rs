@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use cdplake_catalog::athena_ddl;
 use cdplake_engine::{EngineError, TableId};
 use cdplake_jobs::output::{Format, format_batches};
-use cdplake_jobs::{JobError, Workspace, clean, demo, ingest, init, inspect, query};
+use cdplake_jobs::{JobError, Workspace, clean, demo, ingest, init, inspect, profiles, query};
 use clap::{Args, Parser, Subcommand};
 
 /// Warnings only. The Delta kernel logs a missing table as an error although cdplake expects
@@ -109,6 +109,30 @@ enum Command {
         sql: String,
         #[command(flatten)]
         format: FormatArg,
+    },
+
+    /// Build unified events and customer profiles (RFM, segments, lifecycle) as of a date, incrementally.
+    #[command(
+        after_help = "Recomputes only the persons touched since the last run (new events, identity merges and splits, \
+new CRM rows); a new --as-of date recomputes everyone. Quality rules ([quality] in cdplake.toml) run before \
+publishing: a failed rule keeps the previous version and exits non-zero unless --force.\n\nExamples:\n  \
+cdplake profiles --as-of 2011-12-10\n  \
+cdplake query \"SELECT rfm_segment, count(*) FROM curated.customer_profiles GROUP BY rfm_segment\"\n  \
+cdplake query \"SELECT * FROM curated.customer_profiles_daily WHERE dt = '2011-12-10' LIMIT 5\""
+    )]
+    Profiles {
+        /// Business date the profiles are computed as of (YYYY-MM-DD) [default: today, UTC]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Recompute every event and profile from the clean tables
+        #[arg(long)]
+        full: bool,
+        /// Publish even when a quality rule fails (the failure is still recorded)
+        #[arg(long)]
+        force: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
     },
 
     /// Append source files to raw.SOURCE exactly as received, with lineage; replays are no-ops.
@@ -283,6 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 out!("{}", cdplake_jobs::identity::describe_report(&report.identity));
+                out!("{}", profiles::describe_report(&report.profiles));
                 out!("\n{}\n", demo::DEMO_QUERY);
             }
             out!("{}", format_batches(&report.answer, format)?);
@@ -434,6 +459,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 out!("{}", cdplake_jobs::identity::describe_report(&report));
+            }
+        }
+        Command::Profiles { as_of, full, force, json } => {
+            let now = chrono::Utc::now();
+            let options = profiles::RefreshOptions { as_of: as_of.unwrap_or_else(|| now.date_naive()), full, force };
+            let report = profiles::refresh(&workspace, &options, now).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", profiles::describe_report(&report));
             }
         }
         Command::Sources(FormatArg { format }) => {

@@ -11,5 +11,6 @@ mod concurrency;
 mod engine_suite;
 mod identity;
 mod probe;
+mod profiles;
 mod python_reader;
 mod zones_pipeline;

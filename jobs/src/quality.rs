@@ -1,0 +1,250 @@
+//! Data-quality gates (seed 000's three rules): checked on a job's candidate output before it
+//! commits. A failed rule blocks the publish unless the job is forced; every result goes to
+//! `_quality.results`.
+
+use std::sync::Arc;
+
+use cdplake_catalog::TableMeta;
+use cdplake_engine::arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::error::{JobError, Result};
+use crate::identity::{micros, strings};
+use crate::workspace::Workspace;
+
+/// `[quality]`: rules per table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    pub rules: Vec<QualityRule>,
+}
+
+/// What a rule measures.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Rows now ≥ `threshold` × the average rows of the trailing `window` passed runs.
+    RowCountRatio,
+    /// Share of rows (matching `filter`) where `column` is null ≤ `threshold`.
+    NullRate,
+    /// Rows sharing a value of `column` ≤ `threshold` (default 0).
+    Unique,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QualityRule {
+    /// `zone.table` the rule guards.
+    pub table: String,
+    pub check: Check,
+    pub column: Option<String>,
+    /// SQL predicate: only these rows are measured (null rate among CRM-known persons).
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub threshold: f64,
+    #[serde(default = "default_window")]
+    pub window: usize,
+}
+
+fn default_window() -> usize {
+    7
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        let profiles = crate::profiles::profiles_id().to_string();
+        Self {
+            rules: vec![
+                QualityRule {
+                    table: profiles.clone(),
+                    check: Check::RowCountRatio,
+                    column: None,
+                    filter: None,
+                    threshold: 0.8,
+                    window: 7,
+                },
+                QualityRule {
+                    table: profiles.clone(),
+                    check: Check::NullRate,
+                    column: Some("email".into()),
+                    filter: Some("customer_id IS NOT NULL OR member_id IS NOT NULL".into()),
+                    threshold: 0.05,
+                    window: 7,
+                },
+                QualityRule {
+                    table: profiles,
+                    check: Check::Unique,
+                    column: Some("one_id".into()),
+                    filter: None,
+                    threshold: 0.0,
+                    window: 7,
+                },
+            ],
+        }
+    }
+}
+
+impl QualityRule {
+    /// The rule's name in results: `null_rate(email)`.
+    pub fn name(&self) -> String {
+        let check = match self.check {
+            Check::RowCountRatio => "row_count_ratio",
+            Check::NullRate => "null_rate",
+            Check::Unique => "unique",
+        };
+        match &self.column {
+            Some(c) => format!("{check}({c})"),
+            None => check.to_string(),
+        }
+    }
+}
+
+/// One rule's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QualityResult {
+    pub table: String,
+    pub rule: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub passed: bool,
+}
+
+pub fn results_id() -> TableId {
+    TableId::new("_quality", "results").expect("static name is valid")
+}
+
+pub fn results_spec() -> TableSpec {
+    TableSpec::new(
+        results_id(),
+        Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("rule", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("threshold", DataType::Float64, false),
+            Field::new("passed", DataType::Boolean, false),
+            Field::new("job", DataType::Utf8, false),
+            Field::new("at", timestamp_type(), false),
+        ])),
+    )
+    .with_description("Every data-quality rule checked before a job published: value, threshold, passed.")
+}
+
+/// Check the rules of `table` on `candidate` (a table name registered in `session`).
+pub async fn check(
+    workspace: &Workspace,
+    session: &SqlSession,
+    table: &TableId,
+    candidate: &str,
+) -> Result<Vec<QualityResult>> {
+    let label = table.to_string();
+    let mut results = Vec::new();
+    for rule in workspace.config.quality.rules.iter().filter(|r| r.table == label) {
+        let filter = rule.filter.as_deref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        let column = || {
+            rule.column.clone().ok_or_else(|| JobError::Invalid(format!("quality rule {} on {label} needs a column", rule.name())))
+        };
+        // For row counts the value is the row count and the threshold the minimum it had to
+        // reach (`threshold` × the trailing average), so the history averages row counts.
+        let (value, threshold) = match rule.check {
+            Check::RowCountRatio => {
+                let rows = scalar(session, &format!("SELECT CAST(count(*) AS DOUBLE) FROM {candidate}{filter}")).await?;
+                let average = trailing_average(workspace, session, &label, &rule.name(), rule.window).await?;
+                (rows.unwrap_or(0.0), rule.threshold * average.unwrap_or(0.0))
+            }
+            Check::NullRate => {
+                let c = column()?;
+                let sql = format!("SELECT avg(CASE WHEN \"{c}\" IS NULL THEN 1.0 ELSE 0.0 END) FROM {candidate}{filter}");
+                (scalar(session, &sql).await?.unwrap_or(0.0), rule.threshold)
+            }
+            Check::Unique => {
+                let c = column()?;
+                let sql = format!("SELECT CAST(count(*) - count(DISTINCT \"{c}\") AS DOUBLE) FROM {candidate}{filter}");
+                (scalar(session, &sql).await?.unwrap_or(0.0), rule.threshold)
+            }
+        };
+        let passed = match rule.check {
+            Check::RowCountRatio => value >= threshold,
+            Check::NullRate | Check::Unique => value <= threshold,
+        };
+        results.push(QualityResult {
+            table: label.clone(),
+            rule: rule.name(),
+            value,
+            threshold,
+            passed,
+        });
+    }
+    Ok(results)
+}
+
+/// Average value of the last `window` passed results of a row-count rule.
+async fn trailing_average(
+    workspace: &Workspace,
+    session: &SqlSession,
+    table: &str,
+    rule: &str,
+    window: usize,
+) -> Result<Option<f64>> {
+    if !workspace.lake().table_exists(&results_id()).await? {
+        return Ok(None);
+    }
+    session.register(workspace.lake(), &results_id()).await?;
+    let sql = format!(
+        "SELECT avg(value) FROM (SELECT value FROM _quality.results WHERE \"table\" = '{}' AND rule = '{}' \
+         AND passed ORDER BY at DESC LIMIT {window})",
+        table.replace('\'', "''"),
+        rule.replace('\'', "''")
+    );
+    scalar(session, &sql).await
+}
+
+async fn scalar(session: &SqlSession, sql: &str) -> Result<Option<f64>> {
+    let batches = session
+        .sql(sql)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| JobError::query(format!("quality rule: {sql}"), e))?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+    let value = cast(batch.column(0), &DataType::Float64).map_err(|e| JobError::arrow("quality rule value", e))?;
+    let value = value.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>();
+    Ok(value.is_valid(0).then(|| value.value(0)))
+}
+
+/// Append results to `_quality.results`.
+pub async fn record(workspace: &Workspace, results: &[QualityResult], job: &str, now: DateTime<Utc>) -> Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let spec = results_spec();
+    workspace.catalog.ensure_table(&spec, &TableMeta::default()).await?;
+    let batch = RecordBatch::try_new(
+        spec.normalized_schema()?,
+        vec![
+            strings(results.iter().map(|r| r.table.as_str())),
+            strings(results.iter().map(|r| r.rule.as_str())),
+            Arc::new(Float64Array::from_iter_values(results.iter().map(|r| r.value))),
+            Arc::new(Float64Array::from_iter_values(results.iter().map(|r| r.threshold))),
+            Arc::new(BooleanArray::from_iter(results.iter().map(|r| Some(r.passed)))),
+            strings(results.iter().map(|_| job)),
+            micros(results.iter().map(|_| now.timestamp_micros())),
+        ],
+    )
+    .map_err(|e| JobError::arrow("quality results", e))?;
+    workspace.lake().append(&spec.id, vec![batch]).await?;
+    Ok(())
+}
+
+/// The failed results as lines for people.
+pub fn describe_failures(results: &[QualityResult]) -> String {
+    results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{} {}: {:.4} (threshold {})", r.table, r.rule, r.value, r.threshold))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
