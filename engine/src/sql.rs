@@ -53,6 +53,10 @@ impl SqlSession {
         let provider =
             table.table_provider().await.map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
         self.ensure_schema(schema)?;
+        // Registering again replaces: a job may read a table before and after writing it.
+        self.ctx
+            .deregister_table(TableReference::partial(schema, name))
+            .map_err(|e| EngineError::query(format!("table {label}: register"), e))?;
         self.ctx
             .register_table(TableReference::partial(schema, name), provider)
             .map_err(|e| EngineError::query(format!("table {label}: register"), e))?;

@@ -24,6 +24,17 @@ pub async fn pending_batches(
     output_label: &str,
     app_id: impl Fn(&str) -> String,
 ) -> Result<Vec<String>> {
+    let mut pending = Vec::new();
+    for id in batch_ids(workspace, upstream).await? {
+        if applied_version(output, output_label, &app_id(&id)).await?.is_none() {
+            pending.push(id);
+        }
+    }
+    Ok(pending)
+}
+
+/// Every batch id of `upstream`, oldest ingest first.
+pub async fn batch_ids(workspace: &Workspace, upstream: &TableId) -> Result<Vec<String>> {
     let context = format!("listing the batches of {upstream}");
     let batches = workspace
         .lake()
@@ -35,14 +46,10 @@ pub async fn pending_batches(
         .collect()
         .await
         .map_err(|e| JobError::query(context.clone(), e))?;
-    let mut pending = Vec::new();
+    let mut all = Vec::new();
     for batch in &batches {
         let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("batch ids", e))?;
-        for id in ids.as_string::<i32>().iter().flatten() {
-            if applied_version(output, output_label, &app_id(id)).await?.is_none() {
-                pending.push(id.to_string());
-            }
-        }
+        all.extend(ids.as_string::<i32>().iter().flatten().map(String::from));
     }
-    Ok(pending)
+    Ok(all)
 }

@@ -1,5 +1,6 @@
 //! The SQL of `curated.customer_profiles`: one row per person as of a business date.
 //!
+//! Money is summed in whole cents, so the result does not depend on the order rows are added in.
 //! Two steps, so an incremental refresh and a full rebuild compute the same rows:
 //! [`base_sql`] computes everything that depends on one person's data only (for all persons or
 //! just the touched ones); [`scored_sql`] adds the r/f/m quintile scores, which rank each buyer
@@ -103,14 +104,15 @@ pub fn base_sql(
         ),
         "tx AS (SELECT one_id, \
            count(DISTINCT CASE WHEN event_type = 'purchase' THEN order_id END) AS total_orders, \
-           sum(CASE WHEN event_type IN ('purchase', 'cancellation') THEN revenue END) AS net_revenue, \
+           sum(CASE WHEN event_type IN ('purchase', 'cancellation') THEN CAST(round(revenue * 100) AS BIGINT) END) \
+             AS net_cents, \
            min(CASE WHEN event_type = 'purchase' THEN event_date END) AS first_purchase_date, \
            max(CASE WHEN event_type = 'purchase' THEN event_date END) AS last_purchase_date, \
            count(DISTINCT CASE WHEN event_type = 'purchase' THEN event_date END) AS frequency \
-         FROM ev WHERE kind = 'transaction' GROUP BY one_id)"
+         FROM ev WHERE event_type IN ('purchase', 'cancellation') GROUP BY one_id)"
             .into(),
         "last_order AS (SELECT one_id, first_value(status ORDER BY event_time DESC, event_id DESC, event_key DESC) \
-           AS last_order_status FROM ev WHERE kind = 'transaction' AND order_id IS NOT NULL GROUP BY one_id)"
+           AS last_order_status FROM ev WHERE order_id IS NOT NULL GROUP BY one_id)"
             .into(),
         "channels AS (SELECT one_id, first_value(channel ORDER BY n DESC, channel ASC) AS preferred_channel FROM \
            (SELECT one_id, channel, count(*) AS n FROM ev WHERE event_type = 'purchase' AND channel IS NOT NULL \
@@ -176,14 +178,14 @@ pub fn base_sql(
         "SELECT p.one_id, {attribute_select}\
            p.identifier_count, id_counts.identifier_counts, p.first_seen_at, \
            coalesce(tx.total_orders, 0) AS total_orders, \
-           round(coalesce(tx.net_revenue, 0), 2) AS total_revenue, \
-           CASE WHEN tx.total_orders > 0 THEN round(tx.net_revenue / tx.total_orders, 2) END AS avg_order_value, \
+           coalesce(tx.net_cents, 0) / 100.0 AS total_revenue, \
+           CASE WHEN tx.total_orders > 0 THEN round(tx.net_cents / 100.0 / tx.total_orders, 2) END AS avg_order_value, \
            tx.first_purchase_date, tx.last_purchase_date, \
            datediff({as_of}, tx.last_purchase_date) AS days_since_last_purchase, \
            last_order.last_order_status, channels.preferred_channel, \
            datediff({as_of}, tx.last_purchase_date) AS recency_days, \
            coalesce(tx.frequency, 0) AS frequency, \
-           round(coalesce(tx.net_revenue, 0), 2) AS monetary, \
+           coalesce(tx.net_cents, 0) / 100.0 AS monetary, \
            coalesce(behavior.total_page_views, 0) AS total_page_views, \
            CAST(behavior.last_active_at AS DATE) AS last_session_date, \
            coalesce(behavior.events_last_30d, 0) AS events_last_30d, \

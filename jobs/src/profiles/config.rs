@@ -312,7 +312,7 @@ pub fn default_attributes() -> Vec<AttributeSource> {
             columns: columns(&[
                 ("customer_id", "customer_id"),
                 ("email", "email_hash"),
-                ("mobile", "mobile_hash"),
+                ("mobile", "phone_hash"),
                 ("first_name", "first_name"),
                 ("last_name", "last_name"),
                 ("full_name", "concat_ws(' ', first_name, last_name)"),

@@ -36,7 +36,7 @@ use cdplake_zones::contract::Contract;
 use cdplake_zones::{Source, curated};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::batches::pending_batches;
+use crate::batches::{batch_ids, pending_batches};
 use crate::clean::clean_table_id;
 use crate::error::{JobError, Result};
 use crate::quality::{self, QualityResult};
@@ -232,14 +232,18 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         let Some(source) = workspace.config.source(&a.source) else { continue };
         let exists = register_clean(workspace, &session, &source).await?;
         let table = format!("clean.{}", a.source);
-        if let (true, Some(stored)) = (exists, &stored) {
-            let pending =
-                pending_batches(workspace, &clean_table_id(&source), stored, &profiles_label, |b| {
-                    profiles_batch_app_id(&a.source, b)
-                })
-                .await?;
+        if exists {
+            let pending = match &stored {
+                Some(stored) => {
+                    pending_batches(workspace, &clean_table_id(&source), stored, &profiles_label, |b| {
+                        profiles_batch_app_id(&a.source, b)
+                    })
+                    .await?
+                }
+                None => batch_ids(workspace, &clean_table_id(&source)).await?,
+            };
             profile_txns.extend(pending.iter().map(|b| Transaction::new(profiles_batch_app_id(&a.source, b), 1)));
-            if !pending.is_empty() {
+            if !pending.is_empty() && stored.is_some() {
                 let batches = pending.iter().map(|b| format!("'{}'", b.replace('\'', "''"))).collect::<Vec<_>>();
                 touched_sql.push(format!(
                     "SELECT i.one_id FROM {table} s JOIN ids i ON i.id_type = '{}' AND i.id_value = trim(CAST(s.\"{}\" AS VARCHAR)) \
@@ -279,19 +283,19 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         session.register_loaded("curated", "customer_profiles", stored_table).await?;
         touched_sql.push(format!(
             "SELECT one_id FROM curated.user_events WHERE {REFRESH_SEQ} > {} AND one_id IS NOT NULL \
-             UNION SELECT previous_one_id FROM curated.user_events WHERE {REFRESH_SEQ} > {} AND previous_one_id IS NOT NULL",
+             UNION SELECT previous_one_id AS one_id FROM curated.user_events WHERE {REFRESH_SEQ} > {} AND previous_one_id IS NOT NULL",
             stored_seq.unwrap_or(0),
             stored_seq.unwrap_or(0)
         ));
         if let Some(v) = stored_mapping.filter(|v| *v != mapping_version) {
             let changed = register_changed_identifiers(workspace, &session, v as u64, "changed_for_profiles").await?;
             touched_sql.push(format!(
-                "SELECT old_one_id FROM {changed} WHERE old_one_id IS NOT NULL \
-                 UNION SELECT new_one_id FROM {changed} WHERE new_one_id IS NOT NULL"
+                "SELECT old_one_id AS one_id FROM {changed} WHERE old_one_id IS NOT NULL \
+                 UNION SELECT new_one_id AS one_id FROM {changed} WHERE new_one_id IS NOT NULL"
             ));
         }
         let touched_rows = session
-            .rows(&format!("SELECT DISTINCT one_id FROM ({}) t(one_id)", touched_sql.join(" UNION ")))
+            .rows(&format!("SELECT DISTINCT one_id FROM ({}) t", touched_sql.join(" UNION ")))
             .await
             .map_err(query_error("profiles: finding touched persons"))?;
         report.persons_touched = touched_rows.iter().map(|b| b.num_rows() as u64).sum();
@@ -521,7 +525,7 @@ async fn merge_profiles(
     let id = profiles_id();
     let schema = table_arrow_schema(&stored, &id)?;
     let score_changed: String =
-        SCORE_COLUMNS.iter().map(|c| format!(" OR c.{c} IS DISTINCT FROM s.{c}")).collect();
+        SCORE_COLUMNS.iter().map(|c| format!(" OR (c.{c} IS DISTINCT FROM s.{c})")).collect();
     let changes = session
         .rows(&format!(
             "SELECT c.*, false AS __delete FROM candidate c LEFT JOIN curated.customer_profiles s ON s.one_id = c.one_id \
