@@ -14,7 +14,7 @@ pub enum CatalogError {
     Delta {
         table: String,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     #[error("table {table} is not in the catalog; `cdplake tables` lists the registered tables")]

@@ -92,7 +92,8 @@ impl Catalog {
                 return Err(CatalogError::UnknownColumn { table: spec.id.to_string(), column: column.clone() });
             }
         }
-        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta { table: spec.id.to_string(), source: e })?;
+        let snapshot =
+            table.snapshot().map_err(|e| CatalogError::Delta { table: spec.id.to_string(), source: Box::new(e) })?;
         let schema_json = serde_json::to_string(snapshot.schema().as_ref()).map_err(|e| CatalogError::Corrupt {
             reason: format!("cannot serialise the schema of {}: {e}", spec.id),
         })?;
@@ -125,7 +126,8 @@ impl Catalog {
     pub async fn refresh(&self, id: &TableId) -> Result<TableEntry> {
         let existing = self.describe(id).await?;
         let table = self.lake.table(id).await?;
-        let snapshot = table.snapshot().map_err(|e| CatalogError::Delta { table: id.to_string(), source: e })?;
+        let snapshot =
+            table.snapshot().map_err(|e| CatalogError::Delta { table: id.to_string(), source: Box::new(e) })?;
         let schema_json = serde_json::to_string(snapshot.schema().as_ref())
             .map_err(|e| CatalogError::Corrupt { reason: format!("cannot serialise the schema of {id}: {e}") })?;
         let entry = TableEntry {
@@ -153,9 +155,7 @@ impl Catalog {
             let id = id.clone();
             async move {
                 let ctx = self.lake.session();
-                let source = ctx
-                    .read_batch(batch)
-                    .map_err(|e| EngineError::Query { context: "catalog: register".into(), source: e })?;
+                let source = ctx.read_batch(batch).map_err(|e| EngineError::query("catalog: register", e))?;
                 let merge = self
                     .lake
                     .merge(&id, source, col("target.name").eq(col("source.name")))
@@ -182,12 +182,8 @@ impl Catalog {
                                 .fold(i, |i, f| i.set(f.name(), col(format!("source.{}", f.name()))))
                         })
                     })
-                    .map_err(|e| EngineError::Delta { table: id.to_string(), operation: "register", source: e })?;
-                merge.await.map_err(|e| EngineError::Delta {
-                    table: id.to_string(),
-                    operation: "register",
-                    source: e,
-                })?;
+                    .map_err(|e| EngineError::delta(&id, "register", e))?;
+                merge.await.map_err(|e| EngineError::delta(&id, "register", e))?;
                 Ok(())
             }
         })
@@ -205,11 +201,11 @@ impl Catalog {
             let predicate = col("name").eq(lit(name.clone()));
             async move {
                 let table = self.lake.table(&catalog_table_id()).await?;
-                table.delete().with_predicate(predicate).await.map_err(|e| EngineError::Delta {
-                    table: catalog_table_id().to_string(),
-                    operation: "drop",
-                    source: e,
-                })?;
+                table
+                    .delete()
+                    .with_predicate(predicate)
+                    .await
+                    .map_err(|e| EngineError::delta(catalog_table_id(), "drop", e))?;
                 Ok(())
             }
         })
@@ -228,7 +224,7 @@ impl Catalog {
             .await?
             .collect()
             .await
-            .map_err(|e| EngineError::Query { context: "catalog: list".into(), source: e })?;
+            .map_err(|e| EngineError::query("catalog: list", e))?;
         let mut entries = Vec::new();
         for batch in &batches {
             entries.extend(batch_to_entries(batch)?);

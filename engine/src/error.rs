@@ -41,8 +41,9 @@ pub enum EngineError {
     Delta {
         table: String,
         operation: &'static str,
+        /// Boxed: delta-rs's error is large, and every `Result` would carry its size.
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     /// A query or expression failed.
@@ -50,7 +51,7 @@ pub enum EngineError {
     Query {
         context: String,
         #[source]
-        source: DataFusionError,
+        source: Box<DataFusionError>,
     },
 
     /// Talking to the object store failed.
@@ -58,7 +59,7 @@ pub enum EngineError {
     Store {
         context: String,
         #[source]
-        source: deltalake::ObjectStoreError,
+        source: Box<deltalake::ObjectStoreError>,
     },
 
     /// Arrow-level failure while shaping data.
@@ -80,11 +81,11 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn delta(table: impl ToString, operation: &'static str, source: DeltaTableError) -> Self {
-        EngineError::Delta { table: table.to_string(), operation, source }
+        EngineError::Delta { table: table.to_string(), operation, source: Box::new(source) }
     }
 
     pub fn query(context: impl Into<String>, source: DataFusionError) -> Self {
-        EngineError::Query { context: context.into(), source }
+        EngineError::Query { context: context.into(), source: Box::new(source) }
     }
 
     /// True when a commit lost a race with another writer and the operation may be rerun.
@@ -92,7 +93,7 @@ impl EngineError {
         use deltalake::kernel::transaction::TransactionError;
         match self {
             EngineError::Delta { source, .. } => matches!(
-                source,
+                source.as_ref(),
                 DeltaTableError::VersionAlreadyExists(_)
                     | DeltaTableError::Transaction {
                         source: TransactionError::CommitConflict(_)

@@ -247,7 +247,12 @@ impl Lake {
     }
 
     /// Replace every row of a table with `batches`, in one commit (schema unchanged).
-    pub async fn overwrite(&self, id: &TableId, batches: Vec<RecordBatch>, commit: CommitProperties) -> Result<DeltaTable> {
+    pub async fn overwrite(
+        &self,
+        id: &TableId,
+        batches: Vec<RecordBatch>,
+        commit: CommitProperties,
+    ) -> Result<DeltaTable> {
         self.ensure_writable()?;
         let table = self.table(id).await?;
         let schema = table_arrow_schema(&table, id)?;
@@ -402,11 +407,11 @@ pub async fn applied_version(table: &DeltaTable, label: &str, app_id: &str) -> R
 /// `NotATable`, and the kernel's invalid-location error for a missing directory.
 fn is_not_a_table(error: &DeltaTableError) -> bool {
     use delta_kernel::Error as KernelError;
-    match error {
-        DeltaTableError::NotATable(_) => true,
-        DeltaTableError::KernelError(KernelError::InvalidTableLocation(_) | KernelError::FileNotFound(_)) => true,
-        _ => false,
-    }
+    matches!(
+        error,
+        DeltaTableError::NotATable(_)
+            | DeltaTableError::KernelError(KernelError::InvalidTableLocation(_) | KernelError::FileNotFound(_))
+    )
 }
 
 /// The table's schema as Arrow.
@@ -461,16 +466,14 @@ impl Lake {
         let url = self.location.table_url(id);
         let store =
             self.builder(&url)?.build_storage().map_err(|e| EngineError::delta(id, "purge", e))?.object_store(None);
-        let paths: Vec<_> =
-            store.list(None).map_ok(|meta| meta.location).try_collect().await.map_err(|e| EngineError::Store {
-                context: format!("table {id}: listing files to purge"),
-                source: e,
-            })?;
+        let paths: Vec<_> = store.list(None).map_ok(|meta| meta.location).try_collect().await.map_err(|e| {
+            EngineError::Store { context: format!("table {id}: listing files to purge"), source: Box::new(e) }
+        })?;
         for path in &paths {
-            store
-                .delete(path)
-                .await
-                .map_err(|e| EngineError::Store { context: format!("table {id}: deleting {path}"), source: e })?;
+            store.delete(path).await.map_err(|e| EngineError::Store {
+                context: format!("table {id}: deleting {path}"),
+                source: Box::new(e),
+            })?;
         }
         if let Some(dir) = self.location.local_dir() {
             // Local stores leave empty directories behind.

@@ -63,7 +63,10 @@ impl Lake {
     pub async fn fetch_object(&self, location: &str) -> Result<FetchedObject> {
         let url = self.object_url(location)?;
         let (store, name) = self.store_for(&url)?;
-        let store_error = |e| EngineError::Store { context: format!("reading {url}"), source: e };
+        let store_error = |e: deltalake::ObjectStoreError| EngineError::Store {
+            context: format!("reading {url}"),
+            source: Box::new(e),
+        };
         let result = store.get(&name).await.map_err(store_error)?;
         let etag = result.meta.e_tag.clone().filter(|_| url.scheme() != "file");
         let bytes = result.bytes().await.map_err(store_error)?;
@@ -77,7 +80,7 @@ impl Lake {
         store
             .put(&name, PutPayload::from(bytes))
             .await
-            .map_err(|e| EngineError::Store { context: format!("writing {url}"), source: e })?;
+            .map_err(|e| EngineError::Store { context: format!("writing {url}"), source: Box::new(e) })?;
         Ok(url.to_string())
     }
 
@@ -98,7 +101,7 @@ impl Lake {
             .list(None)
             .try_collect()
             .await
-            .map_err(|e| EngineError::Store { context: format!("listing {url}"), source: e })?;
+            .map_err(|e| EngineError::Store { context: format!("listing {url}"), source: Box::new(e) })?;
         let mut uris: Vec<String> = metas
             .into_iter()
             .filter(|m| !m.location.filename().is_some_and(|f| f.starts_with('.')))

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
 
@@ -66,7 +66,8 @@ impl SqlSession {
     /// Register rows held in memory as `name` or `schema.name` (intermediate results a job
     /// queries more than once, or an empty stand-in for a table not created yet).
     pub fn register_rows(&self, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
-        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
+        let table =
+            MemTable::try_new(schema, vec![batches]).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
         let reference = match name.split_once('.') {
             Some((zone, table)) => {
                 self.ensure_schema(zone)?;

@@ -22,7 +22,7 @@ pub enum JobError {
     Query {
         context: String,
         #[source]
-        source: cdplake_engine::datafusion::error::DataFusionError,
+        source: Box<cdplake_engine::datafusion::error::DataFusionError>,
     },
     #[error("{0}")]
     Invalid(String),
@@ -45,6 +45,6 @@ impl JobError {
     }
 
     pub fn query(context: impl Into<String>, source: cdplake_engine::datafusion::error::DataFusionError) -> Self {
-        Self::Query { context: context.into(), source }
+        Self::Query { context: context.into(), source: Box::new(source) }
     }
 }

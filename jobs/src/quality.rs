@@ -145,19 +145,23 @@ pub async fn check(
     for rule in workspace.config.quality.rules.iter().filter(|r| r.table == label) {
         let filter = rule.filter.as_deref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
         let column = || {
-            rule.column.clone().ok_or_else(|| JobError::Invalid(format!("quality rule {} on {label} needs a column", rule.name())))
+            rule.column
+                .clone()
+                .ok_or_else(|| JobError::Invalid(format!("quality rule {} on {label} needs a column", rule.name())))
         };
         // For row counts the value is the row count and the threshold the minimum it had to
         // reach (`threshold` × the trailing average), so the history averages row counts.
         let (value, threshold) = match rule.check {
             Check::RowCountRatio => {
-                let rows = scalar(session, &format!("SELECT CAST(count(*) AS DOUBLE) FROM {candidate}{filter}")).await?;
+                let rows =
+                    scalar(session, &format!("SELECT CAST(count(*) AS DOUBLE) FROM {candidate}{filter}")).await?;
                 let average = trailing_average(workspace, session, &label, &rule.name(), rule.window).await?;
                 (rows.unwrap_or(0.0), rule.threshold * average.unwrap_or(0.0))
             }
             Check::NullRate => {
                 let c = column()?;
-                let sql = format!("SELECT avg(CASE WHEN \"{c}\" IS NULL THEN 1.0 ELSE 0.0 END) FROM {candidate}{filter}");
+                let sql =
+                    format!("SELECT avg(CASE WHEN \"{c}\" IS NULL THEN 1.0 ELSE 0.0 END) FROM {candidate}{filter}");
                 (scalar(session, &sql).await?.unwrap_or(0.0), rule.threshold)
             }
             Check::Unique => {
@@ -170,13 +174,7 @@ pub async fn check(
             Check::RowCountRatio => value >= threshold,
             Check::NullRate | Check::Unique => value <= threshold,
         };
-        results.push(QualityResult {
-            table: label.clone(),
-            rule: rule.name(),
-            value,
-            threshold,
-            passed,
-        });
+        results.push(QualityResult { table: label.clone(), rule: rule.name(), value, threshold, passed });
     }
     Ok(results)
 }
@@ -203,12 +201,8 @@ async fn trailing_average(
 }
 
 async fn scalar(session: &SqlSession, sql: &str) -> Result<Option<f64>> {
-    let batches = session
-        .sql(sql)
-        .await?
-        .collect()
-        .await
-        .map_err(|e| JobError::query(format!("quality rule: {sql}"), e))?;
+    let batches =
+        session.sql(sql).await?.collect().await.map_err(|e| JobError::query(format!("quality rule: {sql}"), e))?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
     let value = cast(batch.column(0), &DataType::Float64).map_err(|e| JobError::arrow("quality rule value", e))?;
     let value = value.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>();

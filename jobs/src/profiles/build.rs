@@ -168,7 +168,8 @@ pub fn base_sql(
                 .filter(|(_, a)| a.columns.iter().any(|(c, _)| c == name))
                 .map(|(n, _)| format!("attr{n}.\"{name}\""))
                 .collect();
-            let value = if sources.len() == 1 { sources[0].clone() } else { format!("coalesce({})", sources.join(", ")) };
+            let value =
+                if sources.len() == 1 { sources[0].clone() } else { format!("coalesce({})", sources.join(", ")) };
             format!("{value} AS \"{name}\", ")
         })
         .collect();

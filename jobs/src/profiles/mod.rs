@@ -93,6 +93,9 @@ pub struct ProfilesReport {
 }
 
 pub fn describe_report(r: &ProfilesReport) -> String {
+    if !r.published && r.quality.is_empty() {
+        return format!("profiles as of {}: nothing new ({} profiles)", r.as_of, r.profiles);
+    }
     let mode = if r.full_rebuild { "full rebuild" } else { "incremental" };
     let failed = r.quality.iter().filter(|q| !q.passed).count();
     format!(
@@ -169,8 +172,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             Selection::Incremental { batches: &pending, changed_ids_table: changed_for_events.as_deref() }
         };
         let table = format!("clean.{name}");
-        if let Some(sql) = events::source_events_sql(&source, &table, &event_mapping, "ids", unique_types, &selection)
-        {
+        if let Some(sql) = events::source_events_sql(&source, &table, &event_mapping, "ids", unique_types, &selection) {
             selects.push(sql);
         }
     }
@@ -215,8 +217,11 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             }
         }
     };
-    let (stored_seq, stored_mapping, stored_as_of) =
-        (watermark(PROFILES_EVENTS_TXN).await?, watermark(PROFILES_MAPPING_TXN).await?, watermark(PROFILES_AS_OF_TXN).await?);
+    let (stored_seq, stored_mapping, stored_as_of) = (
+        watermark(PROFILES_EVENTS_TXN).await?,
+        watermark(PROFILES_MAPPING_TXN).await?,
+        watermark(PROFILES_AS_OF_TXN).await?,
+    );
     let full = full_events || stored.is_none() || stored_seq.is_none() || stored_as_of != Some(days(options.as_of));
     report.full_rebuild = full;
     let current_seq = max_refresh_seq(&session).await?;
@@ -271,11 +276,17 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         }
     }
 
+    // New CRM batches add application transactions beyond the three watermarks.
+    let watermarks_moved =
+        stored_seq != Some(current_seq) || stored_mapping != Some(mapping_version) || profile_txns.len() > 3;
+
     // 3. Candidate rows.
     let config = &workspace.config.profiles;
     let (base_schema, base) = if full {
-        let sql = build::base_sql(config, options.as_of, "ids", "curated.user_events", &attributes, &attribute_columns, None);
-        let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: computing profiles"))?;
+        let sql =
+            build::base_sql(config, options.as_of, "ids", "curated.user_events", &attributes, &attribute_columns, None);
+        let (schema, rows) =
+            session.rows_with_schema(&sql).await.map_err(query_error("profiles: computing profiles"))?;
         report.persons_touched = rows.iter().map(|b| b.num_rows() as u64).sum();
         (schema, rows)
     } else {
@@ -299,10 +310,20 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             .await
             .map_err(query_error("profiles: finding touched persons"))?;
         report.persons_touched = touched_rows.iter().map(|b| b.num_rows() as u64).sum();
+        if report.persons_touched == 0 && !watermarks_moved {
+            // Nothing new since the last run: no gate to pass, nothing to commit.
+            let count = session.rows("SELECT count(*) FROM curated.customer_profiles").await?;
+            report.profiles = count.first().map_or(0, |b| {
+                b.column(0).as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>().value(0) as u64
+            });
+            return Ok(report);
+        }
         let touched_schema = Arc::new(Schema::new(vec![Field::new("one_id", DataType::Utf8, true)]));
         let touched_rows = touched_rows
             .iter()
-            .map(|b| RecordBatch::try_new(touched_schema.clone(), vec![cast(b.column(0), &DataType::Utf8).expect("utf8")]))
+            .map(|b| {
+                RecordBatch::try_new(touched_schema.clone(), vec![cast(b.column(0), &DataType::Utf8).expect("utf8")])
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| JobError::arrow("touched persons", e))?;
         session.register_rows("touched", touched_schema, touched_rows)?;
@@ -348,7 +369,6 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             quality::describe_failures(&report.quality)
         )));
     }
-    let profile_txns_len = profile_txns.len();
     let commit = CommitProperties::default().with_application_transactions(profile_txns);
     let changed = match &stored {
         None => {
@@ -364,8 +384,8 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             true
         }
         Some(stored) => {
-            let moved = stored_seq != Some(current_seq) || stored_mapping != Some(mapping_version) || profile_txns_len > 3;
-            let (written, retired) = merge_profiles(workspace, &session, stored.clone(), commit, moved).await?;
+            let (written, retired) =
+                merge_profiles(workspace, &session, stored.clone(), commit, watermarks_moved).await?;
             report.profiles_written = written;
             report.profiles_retired = retired;
             written + retired > 0
@@ -412,9 +432,8 @@ async fn register_identifiers(
     } else {
         ""
     };
-    let sql = format!(
-        "SELECT one_id, id_type, id_value, first_seen FROM curated.id_mapping m WHERE is_active{not_hub}"
-    );
+    let sql =
+        format!("SELECT one_id, id_type, id_value, first_seen FROM curated.id_mapping m WHERE is_active{not_hub}");
     let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: reading identifiers"))?;
     session.register_rows(name, schema, rows)?;
     Ok(())
@@ -444,7 +463,8 @@ async fn register_changed_identifiers(
     let rows = rows
         .iter()
         .map(|b| {
-            let columns = (0..4).map(|i| cast(b.column(i), &DataType::Utf8)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let columns =
+                (0..4).map(|i| cast(b.column(i), &DataType::Utf8)).collect::<std::result::Result<Vec<_>, _>>()?;
             RecordBatch::try_new(schema.clone(), columns)
         })
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -501,11 +521,14 @@ async fn merge_events(
         .with_commit_properties(commit.with_max_retries(100))
         .when_matched_update(|u| {
             names.iter().fold(u, |u, c| {
-                let value = if c == events::PREVIOUS_ONE_ID { "target.one_id".to_string() } else { format!("source.{c}") };
+                let value =
+                    if c == events::PREVIOUS_ONE_ID { "target.one_id".to_string() } else { format!("source.{c}") };
                 u.update(c.as_str(), value)
             })
         })
-        .and_then(|m| m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}")))))
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
+        })
         .map_err(|e| EngineError::delta(&id, "merge", e))?
         .await
         .map_err(|e| EngineError::delta(&id, "merge", e))?;
@@ -524,8 +547,7 @@ async fn merge_profiles(
 ) -> Result<(u64, u64)> {
     let id = profiles_id();
     let schema = table_arrow_schema(&stored, &id)?;
-    let score_changed: String =
-        SCORE_COLUMNS.iter().map(|c| format!(" OR (c.{c} IS DISTINCT FROM s.{c})")).collect();
+    let score_changed: String = SCORE_COLUMNS.iter().map(|c| format!(" OR (c.{c} IS DISTINCT FROM s.{c})")).collect();
     let changes = session
         .rows(&format!(
             "SELECT c.*, false AS __delete FROM candidate c LEFT JOIN curated.customer_profiles s ON s.one_id = c.one_id \
@@ -535,10 +557,8 @@ async fn merge_profiles(
         ))
         .await
         .map_err(query_error("profiles: rows to publish"))?;
-    let deleted: u64 = changes
-        .iter()
-        .map(|b| b.column_by_name("__delete").map_or(0, |c| c.as_boolean().true_count() as u64))
-        .sum();
+    let deleted: u64 =
+        changes.iter().map(|b| b.column_by_name("__delete").map_or(0, |c| c.as_boolean().true_count() as u64)).sum();
     let total: u64 = changes.iter().map(|b| b.num_rows() as u64).sum();
     let lake = workspace.lake();
     if total == 0 {
@@ -556,7 +576,9 @@ async fn merge_profiles(
         .when_matched_delete(|d| d.predicate("source.__delete"))
         .and_then(|m| {
             m.when_matched_update(|u| {
-                names.iter().fold(u.predicate("NOT source.__delete"), |u, c| u.update(c.as_str(), format!("source.{c}")))
+                names
+                    .iter()
+                    .fold(u.predicate("NOT source.__delete"), |u, c| u.update(c.as_str(), format!("source.{c}")))
             })
         })
         .and_then(|m| {
@@ -571,7 +593,12 @@ async fn merge_profiles(
 }
 
 /// Replace the as-of date's partition of `curated.customer_profiles_daily` with the profiles.
-async fn write_daily(workspace: &Workspace, schema: &SchemaRef, rows: Vec<RecordBatch>, as_of: NaiveDate) -> Result<()> {
+async fn write_daily(
+    workspace: &Workspace,
+    schema: &SchemaRef,
+    rows: Vec<RecordBatch>,
+    as_of: NaiveDate,
+) -> Result<()> {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(DT, DataType::Utf8, false));
     let daily_schema = Arc::new(Schema::new(fields));

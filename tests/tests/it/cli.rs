@@ -45,7 +45,10 @@ fn demo_on_the_default_local_lake() {
     assert!(out.contains("ingest: 9 files (9 new, 0 already ingested)"), "{out}");
     assert!(out.contains("clean.crm_members: 1 batches"), "{out}");
     assert!(out.contains(": transaction_date: not_a_date"), "the broken rows are reported: {out}");
-    assert!(out.contains("lifecycle_stage") && out.contains("new persons") && out.contains("profiles as of 2024-12-31"), "{out}");
+    assert!(
+        out.contains("lifecycle_stage") && out.contains("new persons") && out.contains("profiles as of 2024-12-31"),
+        "{out}"
+    );
     assert!(dir.path().join("lake/landing/crm_members/crm_members.json").is_file(), "default lake is ./lake");
     assert!(dir.path().join("lake/clean/customers/_delta_log").is_dir());
 

@@ -62,7 +62,8 @@ fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("∅");
     let mut rows = Vec::new();
     for b in batches {
-        let formatters: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        let formatters: Vec<_> =
+            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
         for r in 0..b.num_rows() {
             let fields: Vec<String> = b
                 .schema()
@@ -116,10 +117,14 @@ async fn incremental_refresh_equals_a_full_rebuild(backend: Backend) {
     assert_eq!(version(&ws, "curated.customer_profiles").await, profiles_version);
 
     // Day 2: an anonymous device browses and buys; a known customer orders again.
-    let customer = texts(&sql(&ws, "SELECT customer_id FROM clean.customers ORDER BY customer_id LIMIT 1").await[0], "customer_id")
-        .remove(0);
-    let member = texts(&sql(&ws, "SELECT member_id FROM clean.crm_members ORDER BY member_id LIMIT 1").await[0], "member_id")
-        .remove(0);
+    let customer = texts(
+        &sql(&ws, "SELECT customer_id FROM clean.customers ORDER BY customer_id LIMIT 1").await[0],
+        "customer_id",
+    )
+    .remove(0);
+    let member =
+        texts(&sql(&ws, "SELECT member_id FROM clean.crm_members ORDER BY member_id LIMIT 1").await[0], "member_id")
+            .remove(0);
     let app = [
         r#"{"event_id":"LATE1","device_id":"DEV-LATE","event_type":"product_view","page_name":"p","event_time":"2024-12-20 09:00:00","session_id":"s-late"}"#,
         r#"{"event_id":"LATE2","device_id":"DEV-LATE","event_type":"purchase","item_id":"SKU9","item_price":420.0,"channel":"app","platform":"ios","event_time":"2024-12-21 10:00:00","session_id":"s-late"}"#,
@@ -149,7 +154,8 @@ async fn incremental_refresh_equals_a_full_rebuild(backend: Backend) {
     load(&ws, &[("app_events", "login.json".into(), login + "\n")], 3).await;
     let third = profiles(&ws, "2024-12-31", false).await.unwrap();
     assert!(third.profiles_retired >= 1, "{third:?}");
-    let gone = sql(&ws, &format!("SELECT count(*) FROM curated.customer_profiles WHERE one_id = '{device_one_id}'")).await;
+    let gone =
+        sql(&ws, &format!("SELECT count(*) FROM curated.customer_profiles WHERE one_id = '{device_one_id}'")).await;
     assert_eq!(single_i64(&gone), 0, "the absorbed one_id has no profile");
     let unique = sql(&ws, "SELECT count(*) - count(DISTINCT one_id) FROM curated.customer_profiles").await;
     assert_eq!(single_i64(&unique), 0);
@@ -172,7 +178,9 @@ async fn incremental_refresh_equals_a_full_rebuild(backend: Backend) {
     }
     let win_back = sql(
         &ws,
-        &seed_queries()[0].replace("${bizdate}", bizdate).replace("SELECT customer_id, email, first_name, last_purchase_date", "SELECT count(*)")
+        &seed_queries()[0]
+            .replace("${bizdate}", bizdate)
+            .replace("SELECT customer_id, email, first_name, last_purchase_date", "SELECT count(*)")
             .replace("ORDER BY days_since_last_purchase ASC", ""),
     )
     .await;
@@ -262,7 +270,8 @@ async fn a_failed_quality_rule_blocks_the_publish() {
     assert_eq!(single_i64(&failed), 1);
 
     // --force publishes, and still records the failure.
-    let forced = refresh(&ws, &RefreshOptions { as_of: as_of("2024-12-31"), full: false, force: true }, at(3)).await.unwrap();
+    let forced =
+        refresh(&ws, &RefreshOptions { as_of: as_of("2024-12-31"), full: false, force: true }, at(3)).await.unwrap();
     assert!(forced.published && forced.quality.iter().any(|q| !q.passed));
     let new_rows = sql(&ws, "SELECT count(*) FROM curated.customer_profiles WHERE customer_id LIKE 'NOEMAIL%'").await;
     assert_eq!(single_i64(&new_rows), 40);
@@ -310,7 +319,7 @@ async fn online_retail_rfm_agrees_with_duckdb() {
     let ws = workspace(&t, Backend::Local).await;
     let source = ws.config.source("retail_transactions").unwrap();
     let path = file.display().to_string();
-    cdplake_jobs::ingest::ingest(&ws, &source, &[path.clone()], at(1)).await.unwrap();
+    cdplake_jobs::ingest::ingest(&ws, &source, std::slice::from_ref(&path), at(1)).await.unwrap();
     cdplake_jobs::clean::clean(&ws, &source, at(1)).await.unwrap();
     cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
     let report = profiles(&ws, "2011-12-10", false).await.unwrap();
@@ -332,8 +341,13 @@ async fn online_retail_rfm_agrees_with_duckdb() {
     .await;
     let mut by_customer: HashMap<String, (String, String, f64, String)> = HashMap::new();
     for b in &ours {
-        let (c, r, f, m, s) =
-            (texts(b, "customer"), texts(b, "recency_days"), texts(b, "frequency"), texts(b, "monetary"), texts(b, "rfm_segment"));
+        let (c, r, f, m, s) = (
+            texts(b, "customer"),
+            texts(b, "recency_days"),
+            texts(b, "frequency"),
+            texts(b, "monetary"),
+            texts(b, "rfm_segment"),
+        );
         for i in 0..c.len() {
             by_customer.insert(c[i].clone(), (r[i].clone(), f[i].clone(), m[i].parse().unwrap(), s[i].clone()));
         }
@@ -341,7 +355,12 @@ async fn online_retail_rfm_agrees_with_duckdb() {
     assert_eq!(by_customer.len(), expected.len(), "the same customers have purchases");
     for row in &expected {
         let (r, f, m, s) = by_customer.get(&row[0]).unwrap_or_else(|| panic!("customer {} has no profile", row[0]));
-        assert_eq!((r.as_str(), f.as_str(), s.as_str()), (row[1].as_str(), row[2].as_str(), row[4].as_str()), "customer {}", row[0]);
+        assert_eq!(
+            (r.as_str(), f.as_str(), s.as_str()),
+            (row[1].as_str(), row[2].as_str(), row[4].as_str()),
+            "customer {}",
+            row[0]
+        );
         let theirs: f64 = row[3].parse().unwrap();
         assert!((m - theirs).abs() < 0.015, "customer {}: monetary {m} vs {theirs}", row[0]);
     }
