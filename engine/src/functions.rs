@@ -2,6 +2,7 @@
 //!
 //! - `datediff(end, start)`: whole days from `start` to `end` (MaxCompute, Hive, Spark and
 //!   seed 000 spell it this way); each side a date, a timestamp or `'YYYY-MM-DD[ HH:MM:SS]'` text.
+//! - seed 001's bitmap functions ([`crate::bitmap`]).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use deltalake::datafusion::prelude::SessionContext;
 /// Register cdplake's SQL functions on a session.
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
+    crate::bitmap::register_bitmap_functions(ctx);
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

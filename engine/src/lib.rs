@@ -10,6 +10,7 @@
 //!
 //! One arrow / datafusion / parquet in the tree: use the re-exports below.
 
+pub mod bitmap;
 pub mod error;
 pub mod functions;
 pub mod lake;
