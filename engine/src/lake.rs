@@ -278,7 +278,12 @@ impl Lake {
     ) -> Result<DeltaTable> {
         self.ensure_writable()?;
         let table = self.table(id).await?;
-        let batches = conform_batches(id, &table_arrow_schema(&table, id)?, batches)?;
+        let schema = table_arrow_schema(&table, id)?;
+        let mut batches = conform_batches(id, &schema, batches)?;
+        if batches.is_empty() {
+            // No rows: the matching rows are still replaced (by nothing).
+            batches.push(RecordBatch::new_empty(schema));
+        }
         table
             .write(batches)
             .with_save_mode(SaveMode::Overwrite)

@@ -42,6 +42,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub profiles: crate::profiles::config::ProfilesConfig,
     pub quality: crate::quality::QualityConfig,
+    pub segments: crate::segments::SegmentsConfig,
+    pub audiences: crate::audience::AudiencesConfig,
 }
 
 /// `[identity]`: the guards of identity stitching.

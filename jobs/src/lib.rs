@@ -2,6 +2,7 @@
 //! the `cdplake` command line that calls them. Lambda handlers (in `infra/`) call the same
 //! functions with the same parameters.
 
+pub mod audience;
 pub mod batches;
 pub mod clean;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod output;
 pub mod profiles;
 pub mod quality;
 pub mod query;
+pub mod segments;
 pub mod workspace;
 
 pub use config::Config;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use cdplake_catalog::athena_ddl;
 use cdplake_engine::{EngineError, TableId};
+use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest};
 use cdplake_jobs::output::{Format, format_batches};
-use cdplake_jobs::{JobError, Workspace, clean, demo, ingest, init, inspect, profiles, query};
+use cdplake_jobs::{JobError, Workspace, audience, clean, demo, ingest, init, inspect, profiles, query, segments};
 use clap::{Args, Parser, Subcommand};
 
 /// Warnings only. The Delta kernel logs a missing table as an error although cdplake expects
@@ -135,6 +136,26 @@ cdplake query \"SELECT * FROM curated.customer_profiles_daily WHERE dt = '2011-1
         json: bool,
     },
 
+    /// Build one Roaring bitmap per segment (RFM, lifecycle, engagement, monetary, channels, [segments.custom]).
+    #[command(
+        after_help = "Reads the profiles as of the date from curated.customer_profiles_daily and replaces that date's rows \
+of curated.segment_bitmaps (one row per segment); curated.ads_user_bitmap (seed 001's table) gets the same bitmaps.\n\n\
+Examples:\n  cdplake segments\n  \
+cdplake query \"SELECT segment_tag, bitmap_count(user_bitmap) FROM curated.ads_user_bitmap ORDER BY 2 DESC\""
+    )]
+    Segments {
+        /// Business date (YYYY-MM-DD) [default: the as-of date of curated.customer_profiles]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Audiences: expressions over segment bitmaps, their members, changes and exports.
+    #[command(subcommand)]
+    Audience(AudienceCommand),
+
     /// Append source files to raw.SOURCE exactly as received, with lineage; replays are no-ops.
     #[command(
         after_help = "With no PATH, ingests every file under <lake>/landing/SOURCE/. Files may be CSV, JSON lines \
@@ -212,6 +233,55 @@ cdplake identity unlink device_id:KIOSK-7 member_id:MBR0000042\n  cdplake identi
         a: String,
         /// ID_TYPE:VALUE [default: every link of A]
         b: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AudienceCommand {
+    /// Evaluate an expression over segment tags on bitmaps and store the members (idempotent per date).
+    #[command(
+        after_help = "Tags are the segment_tag values of curated.segment_bitmaps; quote those with spaces. NOT is \
+taken against every person. Members go to curated.audience_packages, who entered or left since the previous \
+build to curated.audience_changes.\n\nExamples:\n  \
+cdplake audience build win_back --expr '\"At Risk\" AND \"High Value\" AND NOT channel_miniapp'\n  \
+cdplake audience build engaged --expr '(\"Highly Engaged\" OR active) AND NOT Champions'"
+    )]
+    Build {
+        /// The audience's name
+        name: String,
+        /// The expression: segment tags with AND, OR, NOT and parentheses
+        #[arg(long)]
+        expr: String,
+        /// Business date of the segments [default: the latest built]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an audience's members to a directory or file (local or s3://), as one_ids or hashed identifiers.
+    #[command(
+        after_help = "Refuses audiences smaller than [audiences] min_export_size (default 100).\n\nExamples:\n  \
+cdplake audience export win_back --to exports/ --format csv\n  \
+cdplake audience export win_back --to s3://my-bucket/exports/ --format parquet --ids email_hash"
+    )]
+    Export {
+        /// The audience's name
+        name: String,
+        /// Directory (a file name is made up) or file path ending in .csv / .json / .parquet
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Identifier written per member
+        #[arg(long, value_enum, default_value_t = ExportIds::OneId)]
+        ids: ExportIds,
+        /// The build to export [default: the latest]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Minimum audience size [default: [audiences] min_export_size]
+        #[arg(long)]
+        min_size: Option<u64>,
     },
 }
 
@@ -470,6 +540,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 out!("{}", profiles::describe_report(&report));
             }
+        }
+        Command::Segments { as_of, json } => {
+            let report = segments::build_segments(&workspace, as_of, chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", segments::describe_report(&report));
+            }
+        }
+        Command::Audience(AudienceCommand::Build { name, expr, as_of, json }) => {
+            let report = audience::build_audience(&workspace, &name, &expr, as_of, chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", audience::describe_report(&report));
+            }
+        }
+        Command::Audience(AudienceCommand::Export { name, to, format, ids, as_of, min_size }) => {
+            let request = ExportRequest { name, as_of, to, format, ids, min_size };
+            let report = audience::export::export_audience(&workspace, &request).await?;
+            out!(
+                "exported {} rows ({} members as of {}) to {}",
+                report.rows,
+                report.members,
+                report.as_of,
+                report.location
+            );
         }
         Command::Sources(FormatArg { format }) => {
             let sources = workspace.config.all_sources();

@@ -58,7 +58,9 @@ pub const DT: &str = "dt";
 const EVENTS_MAPPING_TXN: &str = "cdplake-events-id-mapping";
 const PROFILES_MAPPING_TXN: &str = "cdplake-profiles-id-mapping";
 const PROFILES_EVENTS_TXN: &str = "cdplake-profiles-user-events";
-const PROFILES_AS_OF_TXN: &str = "cdplake-profiles-as-of";
+/// The application transaction on `curated.customer_profiles` whose version is its as-of date
+/// (days since 1970-01-01).
+pub const AS_OF_TXN: &str = "cdplake-profiles-as-of";
 
 fn events_batch_app_id(source: &str, batch: &str) -> String {
     format!("cdplake-events-{source}-{batch}")
@@ -217,11 +219,8 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             }
         }
     };
-    let (stored_seq, stored_mapping, stored_as_of) = (
-        watermark(PROFILES_EVENTS_TXN).await?,
-        watermark(PROFILES_MAPPING_TXN).await?,
-        watermark(PROFILES_AS_OF_TXN).await?,
-    );
+    let (stored_seq, stored_mapping, stored_as_of) =
+        (watermark(PROFILES_EVENTS_TXN).await?, watermark(PROFILES_MAPPING_TXN).await?, watermark(AS_OF_TXN).await?);
     let full = full_events || stored.is_none() || stored_seq.is_none() || stored_as_of != Some(days(options.as_of));
     report.full_rebuild = full;
     let current_seq = max_refresh_seq(&session).await?;
@@ -229,7 +228,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     let mut profile_txns = vec![
         Transaction::new(PROFILES_MAPPING_TXN, mapping_version),
         Transaction::new(PROFILES_EVENTS_TXN, current_seq),
-        Transaction::new(PROFILES_AS_OF_TXN, days(options.as_of)),
+        Transaction::new(AS_OF_TXN, days(options.as_of)),
     ];
     let mut attributes = Vec::new();
     let mut touched_sql = Vec::new();

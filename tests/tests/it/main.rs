@@ -5,6 +5,7 @@
 
 mod support;
 
+mod audiences;
 mod catalog;
 mod cli;
 mod concurrency;
