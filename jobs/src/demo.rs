@@ -3,7 +3,7 @@
 //! Generates a small seed-style multi-channel data set (deterministic, no network, nothing
 //! from outside the binary) into `<lake>/landing/<source>/`, ingests every source into the raw
 //! zone, cleans it into the clean zone, stitches identities into persons, builds their profiles
-//! as of [`DEMO_AS_OF`], and prints the segment counts. Running it again finds every file
+//! as of [`demo_as_of`], builds the segment bitmaps, and prints the segment counts. Running it again finds every file
 //! already ingested and every batch already cleaned: nothing changes.
 
 use cdplake_engine::arrow::array::RecordBatch;
@@ -34,6 +34,7 @@ pub struct DemoReport {
     pub cleaned: Vec<CleanReport>,
     pub identity: crate::identity::IdentityReport,
     pub profiles: crate::profiles::ProfilesReport,
+    pub segments: crate::segments::SegmentsReport,
     pub answer: Vec<RecordBatch>,
 }
 
@@ -65,6 +66,7 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
     let identity = crate::identity::resolve(workspace, now).await?;
     let options = crate::profiles::RefreshOptions { as_of: demo_as_of(), full: false, force: false };
     let profiles = crate::profiles::refresh(workspace, &options, now).await?;
+    let segments = crate::segments::build_segments(workspace, Some(demo_as_of()), now).await?;
     let answer = crate::query::run_query(workspace, DEMO_QUERY).await?;
-    Ok(DemoReport { ingested, cleaned, identity, profiles, answer })
+    Ok(DemoReport { ingested, cleaned, identity, profiles, segments, answer })
 }

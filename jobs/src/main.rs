@@ -378,6 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 out!("{}", cdplake_jobs::identity::describe_report(&report.identity));
                 out!("{}", profiles::describe_report(&report.profiles));
+                out!("{}", segments::describe_report(&report.segments));
                 out!("\n{}\n", demo::DEMO_QUERY);
             }
             out!("{}", format_batches(&report.answer, format)?);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{AsArray, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::lake::conform_batches;
 use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
@@ -208,7 +209,11 @@ pub async fn build_segments(
     }
     report.segments.sort();
 
-    lake.overwrite_partition(&spec.id, &format!("as_of = {}", quote(&dt)), with_time.clone()).await?;
+    // Rebuilding what is stored already commits nothing.
+    let contents = segment_contents(&with_time);
+    if stored_segments(workspace, &session, &dt).await? != contents {
+        lake.overwrite_partition(&spec.id, &format!("as_of = {}", quote(&dt)), with_time.clone()).await?;
+    }
 
     let seed = ads_user_bitmap_spec();
     workspace.catalog.ensure_table(&seed, &TableMeta::default().with_primary_key(["segment_tag"])).await?;
@@ -225,10 +230,68 @@ pub async fn build_segments(
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| JobError::arrow("ads_user_bitmap rows", e))?;
-    lake.overwrite(&seed.id, seed_rows, Default::default()).await?;
+    let seed_now = stored_seed_bitmaps(workspace, &session).await?;
+    let wanted: Vec<(String, Vec<u8>)> = contents.into_iter().map(|(t, b, _)| (t, b)).collect();
+    if seed_now != wanted {
+        lake.overwrite(&seed.id, seed_rows, Default::default()).await?;
+    }
     Ok(report)
 }
 
 fn curated_mapping() -> TableId {
     cdplake_zones::curated::id_mapping_id()
+}
+
+/// (tag, bitmap, definition) of segment rows, sorted.
+fn segment_contents(batches: &[RecordBatch]) -> Vec<(String, Vec<u8>, String)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let column = |name: &str| b.column_by_name(name).expect("segment column").clone();
+        let (tags, maps, definitions) = (column("segment_tag"), column("bitmap"), column("definition"));
+        let (tags, maps, definitions) =
+            (tags.as_string::<i32>(), maps.as_binary::<i32>(), definitions.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.push((tags.value(i).to_string(), maps.value(i).to_vec(), definitions.value(i).to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn stored_segments(
+    workspace: &Workspace,
+    session: &SqlSession,
+    dt: &str,
+) -> Result<Vec<(String, Vec<u8>, String)>> {
+    session.register(workspace.lake(), &segment_bitmaps_id()).await?;
+    let rows = session
+        .rows(&format!(
+            "SELECT segment_tag, bitmap, definition FROM curated.segment_bitmaps WHERE as_of = {}",
+            quote(dt)
+        ))
+        .await?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("segment_tag", DataType::Utf8, true),
+        Field::new("bitmap", DataType::Binary, true),
+        Field::new("definition", DataType::Utf8, true),
+    ]));
+    let rows = conform_batches(&segment_bitmaps_id(), &schema, rows)?;
+    Ok(segment_contents(&rows))
+}
+
+/// The (tag, bitmap) rows of `curated.ads_user_bitmap`, sorted.
+async fn stored_seed_bitmaps(workspace: &Workspace, session: &SqlSession) -> Result<Vec<(String, Vec<u8>)>> {
+    session.register(workspace.lake(), &ads_user_bitmap_id()).await?;
+    let rows = session.rows("SELECT segment_tag, user_bitmap FROM curated.ads_user_bitmap").await?;
+    let mut out = Vec::new();
+    for b in &rows {
+        let tags = cast(b.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("segment tags", e))?;
+        let maps = cast(b.column(1), &DataType::Binary).map_err(|e| JobError::arrow("segment bitmaps", e))?;
+        let (tags, maps) = (tags.as_string::<i32>(), maps.as_binary::<i32>());
+        for i in 0..b.num_rows() {
+            out.push((tags.value(i).to_string(), maps.value(i).to_vec()));
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -60,8 +60,14 @@ async fn bitmap_set_operations_agree_with_sql_joins_and_seed_statements_run() {
     let ws = lake_with_profiles(&t, 300, "2024-12-31").await;
     let first = build_segments(&ws, None, at(2)).await.unwrap();
     assert_eq!(first.as_of, "2024-12-31");
+    let version = |ws: &Workspace| {
+        let ws = ws.clone();
+        async move { ws.lake().table(&"curated.segment_bitmaps".parse().unwrap()).await.unwrap().version() }
+    };
+    let before = version(&ws).await;
     let again = build_segments(&ws, None, at(3)).await.unwrap();
     assert_eq!(first.segments, again.segments);
+    assert_eq!(version(&ws).await, before, "rebuilding the same bitmaps commits nothing");
     let duplicates = sql(
         &ws,
         "SELECT count(*) FROM (SELECT segment_tag, as_of, count(*) AS n FROM curated.segment_bitmaps \

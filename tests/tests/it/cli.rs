@@ -46,7 +46,10 @@ fn demo_on_the_default_local_lake() {
     assert!(out.contains("clean.crm_members: 1 batches"), "{out}");
     assert!(out.contains(": transaction_date: not_a_date"), "the broken rows are reported: {out}");
     assert!(
-        out.contains("lifecycle_stage") && out.contains("new persons") && out.contains("profiles as of 2024-12-31"),
+        out.contains("lifecycle_stage")
+            && out.contains("new persons")
+            && out.contains("profiles as of 2024-12-31")
+            && out.contains("segments as of 2024-12-31"),
         "{out}"
     );
     assert!(dir.path().join("lake/landing/crm_members/crm_members.json").is_file(), "default lake is ./lake");
@@ -62,6 +65,16 @@ fn demo_on_the_default_local_lake() {
     let history: serde_json::Value = serde_json::from_str(&versions).unwrap();
     let operations: Vec<_> = history.as_array().unwrap().iter().map(|c| c["operation"].as_str().unwrap()).collect();
     assert_eq!(operations, ["MERGE", "CREATE TABLE"], "the second run committed nothing");
+
+    // Audiences on the demo's segments: counted on bitmaps, exported above the floor only.
+    let built =
+        stdout(&cdplake(dir.path(), &["audience", "build", "vip", "--expr", "Champions AND active AND NOT prospect"]));
+    assert!(built.contains("audience vip") && built.contains("ms on bitmaps"), "{built}");
+    let refused = cdplake(dir.path(), &["audience", "export", "vip", "--to", "exports"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("below the export floor of 100"), "{refused:?}");
+    let exported = stdout(&cdplake(dir.path(), &["audience", "export", "vip", "--to", "exports", "--min-size", "1"]));
+    assert!(exported.contains("exports/vip-2024-12-31.csv"), "{exported}");
 
     let csv = stdout(&cdplake(
         dir.path(),
