@@ -91,7 +91,7 @@ async fn bitmap_set_operations_agree_with_sql_joins_and_seed_statements_run() {
         let (_, members, _) = evaluate(&ws, &session, expr, None).await.unwrap();
         let expected = sql(&ws, &format!("SELECT count(*) FROM curated.customer_profiles WHERE {predicate}")).await;
         assert_eq!(members.len() as i64, single_i64(&expected), "{expr}");
-        assert!(members.len() > 0, "{expr} selects someone");
+        assert!(!members.is_empty(), "{expr} selects someone");
     }
     // Channels come from purchases: an anti-join on events.
     let (_, app_not_web, _) = evaluate(&ws, &session, "channel_app AND NOT channel_web", None).await.unwrap();
