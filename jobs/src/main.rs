@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use cdplake_catalog::athena_ddl;
 use cdplake_engine::{EngineError, TableId};
+use cdplake_jobs::audience::bench::Layout;
 use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest};
 use cdplake_jobs::output::{Format, format_batches};
 use cdplake_jobs::{JobError, Workspace, audience, clean, demo, ingest, init, inspect, profiles, query, segments};
@@ -156,6 +157,10 @@ cdplake query \"SELECT segment_tag, bitmap_count(user_bitmap) FROM curated.ads_u
     #[command(subcommand)]
     Audience(AudienceCommand),
 
+    /// Benchmark helpers (see benches/).
+    #[command(subcommand, hide = true)]
+    Bench(BenchCommand),
+
     /// Append source files to raw.SOURCE exactly as received, with lineage; replays are no-ops.
     #[command(
         after_help = "With no PATH, ingests every file under <lake>/landing/SOURCE/. Files may be CSV, JSON lines \
@@ -282,6 +287,21 @@ cdplake audience export win_back --to s3://my-bucket/exports/ --format parquet -
         /// Minimum audience size [default: [audiences] min_export_size]
         #[arg(long)]
         min_size: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Synthetic segments a, b, c for benches/bitmaps.sh: stored in curated.segment_bitmaps, ids as Parquet.
+    Bitmaps {
+        /// Members per segment (from a population of twice as many)
+        #[arg(long, default_value_t = 1_000_000)]
+        members: u32,
+        #[arg(long, value_enum, default_value_t = Layout::Random)]
+        layout: Layout,
+        /// Directory for the Parquet id lists
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -568,6 +588,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.as_of,
                 report.location
             );
+        }
+        Command::Bench(BenchCommand::Bitmaps { members, layout, out }) => {
+            let report = audience::bench::bench_bitmaps(&workspace, members, layout, &out, chrono::Utc::now()).await?;
+            out!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Sources(FormatArg { format }) => {
             let sources = workspace.config.all_sources();

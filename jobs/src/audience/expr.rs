@@ -10,6 +10,8 @@
 //! ```
 //! A bare tag is letters, digits, `_` and `-`; quote any other tag.
 
+use std::borrow::Cow;
+
 use roaring::RoaringBitmap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,17 +160,22 @@ impl Expr {
         }
     }
 
-    /// Evaluate on bitmaps; `NOT x` is everyone in `universe` but x.
-    pub fn evaluate(
+    /// Evaluate on bitmaps; `NOT x` is everyone in `universe` but x. Segments are borrowed,
+    /// never copied: only the results of operations are new bitmaps.
+    pub fn evaluate<'a>(
         &self,
-        bitmap_of: &impl Fn(&str) -> Option<RoaringBitmap>,
+        bitmap_of: &impl Fn(&str) -> Option<&'a RoaringBitmap>,
         universe: &RoaringBitmap,
-    ) -> Result<RoaringBitmap, String> {
+    ) -> Result<Cow<'a, RoaringBitmap>, String> {
         Ok(match self {
-            Expr::Tag(t) => bitmap_of(t).ok_or_else(|| format!("no segment {t:?}"))?,
-            Expr::Not(e) => universe - e.evaluate(bitmap_of, universe)?,
-            Expr::And(a, b) => a.evaluate(bitmap_of, universe)? & b.evaluate(bitmap_of, universe)?,
-            Expr::Or(a, b) => a.evaluate(bitmap_of, universe)? | b.evaluate(bitmap_of, universe)?,
+            Expr::Tag(t) => Cow::Borrowed(bitmap_of(t).ok_or_else(|| format!("no segment {t:?}"))?),
+            Expr::Not(e) => Cow::Owned(universe - e.evaluate(bitmap_of, universe)?.as_ref()),
+            Expr::And(a, b) => {
+                Cow::Owned(a.evaluate(bitmap_of, universe)?.as_ref() & b.evaluate(bitmap_of, universe)?.as_ref())
+            }
+            Expr::Or(a, b) => {
+                Cow::Owned(a.evaluate(bitmap_of, universe)?.as_ref() | b.evaluate(bitmap_of, universe)?.as_ref())
+            }
         })
     }
 }
@@ -205,12 +212,12 @@ mod tests {
 
     #[test]
     fn evaluates_on_bitmaps() {
-        let sets = |t: &str| -> Option<RoaringBitmap> {
-            match t {
-                "a" => Some([1u32, 2, 3].into_iter().collect()),
-                "b" => Some([2u32, 3, 4].into_iter().collect()),
-                _ => None,
-            }
+        let a: RoaringBitmap = [1u32, 2, 3].into_iter().collect();
+        let b: RoaringBitmap = [2u32, 3, 4].into_iter().collect();
+        let sets = |t: &str| match t {
+            "a" => Some(&a),
+            "b" => Some(&b),
+            _ => None,
         };
         let universe: RoaringBitmap = (1u32..=5).collect();
         let eval = |s: &str| Expr::parse(s).unwrap().evaluate(&sets, &universe).map(|b| b.iter().collect::<Vec<_>>());

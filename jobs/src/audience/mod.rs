@@ -6,6 +6,7 @@
 //! joining profile tables; a build replaces exactly its (package, as-of) rows, so rebuilding is
 //! idempotent.
 
+pub mod bench;
 pub mod export;
 pub mod expr;
 
@@ -173,8 +174,9 @@ pub async fn evaluate(
     let universe = bitmaps.get(ALL_PERSONS).cloned().unwrap_or_default();
     let started = Instant::now();
     let members = expr
-        .evaluate(&|t: &str| bitmaps.get(t).cloned(), &universe)
-        .map_err(|e| JobError::Invalid(format!("audience expression {rule:?}: {e}")))?;
+        .evaluate(&|t: &str| bitmaps.get(t), &universe)
+        .map_err(|e| JobError::Invalid(format!("audience expression {rule:?}: {e}")))?
+        .into_owned();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok((as_of, members, ms))
 }
