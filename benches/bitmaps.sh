@@ -22,7 +22,7 @@ for layout in random clustered; do
     | "$py" -c 'import json,sys; r=json.load(sys.stdin); [print(f"  cdplake in process: {n}: {ms:.2f} ms, {c} ids") for n,ms,c in r["timings_ms"]]; print("  serialized:", r["serialized_bytes"])'
   as_of=$([ "$layout" = random ] && echo 2099-01-01 || echo 2099-01-02)
   for expr in "a AND b" "a OR b" "a AND NOT b" "(a OR b) AND NOT c"; do
-    /usr/bin/time -f "    (whole command: %e s, %M KB)" "$bin" audience build "bench-$layout" --expr "$expr" --as-of "$as_of" \
+    /usr/bin/time -f "    (whole command: %e s, %M KB)" "$bin" audience build "bench-$layout" --expr "$expr" --as-of "$as_of" --count-only \
       | sed 's/^/  cdplake audience build: /'
   done
   "$py" - "ids-$layout" <<'PY'

@@ -260,6 +260,9 @@ cdplake audience build engaged --expr '(\"Highly Engaged\" OR active) AND NOT Ch
         /// Business date of the segments [default: the latest built]
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
+        /// Only count the members: store nothing
+        #[arg(long)]
+        count_only: bool,
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
@@ -570,8 +573,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out!("{}", segments::describe_report(&report));
             }
         }
-        Command::Audience(AudienceCommand::Build { name, expr, as_of, json }) => {
-            let report = audience::build_audience(&workspace, &name, &expr, as_of, chrono::Utc::now()).await?;
+        Command::Audience(AudienceCommand::Build { name, expr, as_of, count_only, json }) => {
+            let report = if count_only {
+                audience::count_audience(&workspace, &name, &expr, as_of).await?
+            } else {
+                audience::build_audience(&workspace, &name, &expr, as_of, chrono::Utc::now()).await?
+            };
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {

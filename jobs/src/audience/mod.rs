@@ -105,11 +105,14 @@ pub struct AudienceReport {
     pub previous_as_of: Option<String>,
     /// Time to evaluate the expression on the bitmaps, in milliseconds.
     pub evaluate_ms: f64,
+    /// Whether the members were stored (false for `--count-only`).
+    pub stored: bool,
 }
 
 pub fn describe_report(r: &AudienceReport) -> String {
     let since = match &r.previous_as_of {
         Some(p) => format!("since {p}: {} entered, {} left", r.entered, r.left),
+        None if !r.stored => "counted only, nothing stored".into(),
         None => "first build".into(),
     };
     format!(
@@ -179,6 +182,26 @@ pub async fn evaluate(
         .into_owned();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok((as_of, members, ms))
+}
+
+/// Count audience `name`'s members without storing anything.
+pub async fn count_audience(
+    workspace: &Workspace,
+    name: &str,
+    rule: &str,
+    as_of: Option<NaiveDate>,
+) -> Result<AudienceReport> {
+    let session = SqlSession::new()?;
+    let (as_of, members, evaluate_ms) = evaluate(workspace, &session, rule, as_of).await?;
+    Ok(AudienceReport {
+        name: name.to_string(),
+        package_id: package_id(name),
+        rule: rule.to_string(),
+        as_of,
+        members: members.len(),
+        evaluate_ms,
+        ..Default::default()
+    })
 }
 
 /// Build (or rebuild) audience `name` from `rule`, record its members and what changed.
@@ -301,5 +324,6 @@ pub async fn build_audience(
         left: left.len(),
         previous_as_of,
         evaluate_ms,
+        stored: true,
     })
 }
