@@ -5,6 +5,7 @@
 
 mod support;
 
+mod athena;
 mod audiences;
 mod catalog;
 mod cli;
