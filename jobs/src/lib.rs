@@ -13,11 +13,13 @@ pub mod identity;
 pub mod ingest;
 pub mod init;
 pub mod inspect;
+pub mod lambda;
 mod normalize_for_truth;
 pub mod output;
 pub mod profiles;
 pub mod quality;
 pub mod query;
+pub mod retry;
 pub mod segments;
 pub mod workspace;
 

@@ -9,7 +9,9 @@ use cdplake_engine::{EngineError, TableId};
 use cdplake_jobs::audience::bench::Layout;
 use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest};
 use cdplake_jobs::output::{Format, format_batches};
-use cdplake_jobs::{JobError, Workspace, audience, clean, demo, ingest, init, inspect, profiles, query, segments};
+use cdplake_jobs::{
+    JobError, Workspace, audience, clean, demo, ingest, init, inspect, lambda, profiles, query, segments,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// Warnings only. The Delta kernel logs a missing table as an error although cdplake expects
@@ -157,6 +159,10 @@ cdplake query \"SELECT segment_tag, bitmap_count(user_bitmap) FROM curated.ads_u
     #[command(subcommand)]
     Audience(AudienceCommand),
 
+    /// Run a Lambda handler locally on an event file (the same code the deployed functions run).
+    #[command(subcommand)]
+    Lambda(LambdaCommand),
+
     /// Benchmark helpers (see benches/).
     #[command(subcommand, hide = true)]
     Bench(BenchCommand),
@@ -290,6 +296,24 @@ cdplake audience export win_back --to s3://my-bucket/exports/ --format parquet -
         /// Minimum audience size [default: [audiences] min_export_size]
         #[arg(long)]
         min_size: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LambdaCommand {
+    /// Invoke a handler with an event JSON file and print its response.
+    #[command(
+        after_help = "Examples:\n  cdplake --lake s3://bucket/cdp lambda invoke --handler s3 --event s3-put.json\n  \
+cdplake lambda invoke --handler query --event query.json   # {\"sql\": \"SELECT ...\", \"format\": \"json\"}\n  \
+cdplake lambda invoke --handler schedule --event scheduled.json"
+    )]
+    Invoke {
+        /// The handler [default: guessed from the event's shape]
+        #[arg(long, value_enum)]
+        handler: Option<lambda::Handler>,
+        /// The event, as JSON
+        #[arg(long)]
+        event: PathBuf,
     },
 }
 
@@ -595,6 +619,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.as_of,
                 report.location
             );
+        }
+        Command::Lambda(LambdaCommand::Invoke { handler, event }) => {
+            let text = std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?;
+            let payload: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
+            let handler = handler.or_else(|| lambda::Handler::detect(&payload)).ok_or_else(|| {
+                anyhow::anyhow!("cannot tell which handler {} is for; pass --handler", event.display())
+            })?;
+            let response = lambda::invoke(&workspace, handler, payload, chrono::Utc::now()).await?;
+            out!("{}", serde_json::to_string_pretty(&response)?);
         }
         Command::Bench(BenchCommand::Bitmaps { members, layout, out }) => {
             let report = audience::bench::bench_bitmaps(&workspace, members, layout, &out, chrono::Utc::now()).await?;

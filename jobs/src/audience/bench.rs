@@ -89,7 +89,10 @@ pub async fn bench_bitmaps(
     for expression in ["a AND b", "a OR b", "a AND NOT b", "(a OR b) AND NOT c"] {
         let expr = Expr::parse(expression).map_err(JobError::Invalid)?;
         let started = Instant::now();
-        let decoded: Vec<RoaringBitmap> = bytes.iter().map(|b| from_bytes(b)).collect::<std::result::Result<_, _>>()
+        let decoded: Vec<RoaringBitmap> = bytes
+            .iter()
+            .map(|b| from_bytes(b))
+            .collect::<std::result::Result<_, _>>()
             .map_err(|e| JobError::query("bench", e))?;
         let lookup = |t: &str| tags.iter().position(|x| *x == t).map(|i| &decoded[i]);
         let result = expr.evaluate(&lookup, &everyone).map_err(JobError::Invalid)?.into_owned();
@@ -135,7 +138,8 @@ pub async fn bench_bitmaps(
         let schema = Arc::new(Schema::new(vec![Field::new("user_int_id", DataType::UInt32, false)]));
         let path = out.join(format!("{tag}.parquet"));
         let file = std::fs::File::create(&path).map_err(|e| JobError::Invalid(format!("{}: {e}", path.display())))?;
-        let parquet = |e: cdplake_engine::parquet::errors::ParquetError| JobError::Invalid(format!("{}: {e}", path.display()));
+        let parquet =
+            |e: cdplake_engine::parquet::errors::ParquetError| JobError::Invalid(format!("{}: {e}", path.display()));
         let mut writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(parquet)?;
         let ids: Vec<u32> = set.iter().collect();
         for chunk in ids.chunks(1 << 20) {

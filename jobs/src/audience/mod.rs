@@ -36,11 +36,13 @@ use expr::Expr;
 pub struct AudiencesConfig {
     /// Exports of audiences smaller than this are refused, so they cannot single people out.
     pub min_export_size: u64,
+    /// Audiences the daily schedule rebuilds: name → expression.
+    pub packages: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for AudiencesConfig {
     fn default() -> Self {
-        Self { min_export_size: 100 }
+        Self { min_export_size: 100, packages: Default::default() }
     }
 }
 

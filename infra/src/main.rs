@@ -1,0 +1,36 @@
+//! `cdplake-lambda`: the Lambda binary for the `provided.al2023` runtime.
+//!
+//! One binary serves the three functions of `infra/template.yaml`; `CDPLAKE_HANDLER`
+//! (`s3`, `schedule`, `query`) names the one a function runs, else the event's shape decides.
+//! The lake is `CDPLAKE_LAKE` (`s3://bucket/prefix`); logs are JSON lines carrying the request
+//! id when the function's log format is JSON.
+
+use cdplake_jobs::Workspace;
+use cdplake_jobs::lambda::{Handler, invoke};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let fixed = match std::env::var("CDPLAKE_HANDLER") {
+        Ok(name) => Some(
+            Handler::from_name(&name).ok_or_else(|| format!("CDPLAKE_HANDLER={name}: use s3, schedule or query"))?,
+        ),
+        Err(_) => None,
+    };
+    // Opened once per execution environment and reused by every invocation it serves.
+    let workspace = Workspace::open(None, None).await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let workspace = workspace.clone();
+        async move {
+            let handler = fixed
+                .or_else(|| Handler::detect(&event.payload))
+                .ok_or("cannot tell which handler this event is for: set CDPLAKE_HANDLER")?;
+            tracing::info!(request_id = %event.context.request_id, ?handler, "invocation");
+            let response = invoke(&workspace, handler, event.payload, chrono::Utc::now()).await?;
+            Ok::<Value, Error>(response)
+        }
+    }))
+    .await
+}
