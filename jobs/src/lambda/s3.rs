@@ -13,6 +13,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::{DateTime, Utc};
 
 use crate::error::{JobError, Result};
+use crate::ingest::IngestStatus;
 use crate::profiles::RefreshOptions;
 use crate::retry::retry_step;
 use crate::workspace::Workspace;
@@ -107,7 +108,12 @@ pub async fn handle(workspace: &Workspace, event: S3Event, now: DateTime<Utc>) -
         .await;
         match result {
             Ok((source, report)) => {
-                outcome.objects.insert(uri.clone(), format!("{:?}", report.status).to_lowercase());
+                let status = match report.status {
+                    IngestStatus::Ingested => "ingested",
+                    IngestStatus::AlreadyIngested => "already_ingested",
+                    IngestStatus::Empty => "empty",
+                };
+                outcome.objects.insert(uri.clone(), status.to_string());
                 sources.insert(source.name.clone());
                 business_date = business_date.max(Some(event_time.date_naive()));
             }

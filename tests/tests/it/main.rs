@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod engine_suite;
 mod identity;
+mod lambda;
 mod probe;
 mod profiles;
 mod python_reader;
