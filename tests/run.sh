@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone, with nothing installed by hand:
 #   1. starts the local S3 server (SeaweedFS, installed into .cache/py if missing),
 #   2. installs the independent readers for the interop tests (Python deltalake + pyarrow, and
-#      DuckDB, which recomputes RFM on the raw Online Retail file),
+#      DuckDB, which recomputes RFM on the raw Online Retail file) and cfn-lint, which checks
+#      the deployment template infra/template.yaml,
 #   3. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
 #   4. runs every test of the workspace.
 # .ci/run calls this script. Extra arguments go to `cargo test` (e.g. a test-name filter).
@@ -17,10 +18,14 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "S3 server"
 bash infra/s3/seaweedfs.sh start
 
-step "Python readers (deltalake, pyarrow, duckdb) in $venv"
-if ! "$venv/bin/python" -c 'import deltalake, pyarrow, duckdb' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "deltalake==1.6.6" "pyarrow==26.0.1" "duckdb==2.0.0"
+step "Python tools (deltalake, pyarrow, duckdb, cfn-lint) in $venv"
+if ! "$venv/bin/python" -c 'import deltalake, pyarrow, duckdb, cfnlint' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "deltalake==1.6.6" "pyarrow==26.0.1" "duckdb==2.0.0" "cfn-lint==1.51.0"
 fi
+
+step "deployment template (cfn-lint)"
+"$venv/bin/cfn-lint" infra/template.yaml
 
 step "build (dev profile)"
 cargo build --locked --workspace --all-targets
