@@ -2,7 +2,8 @@
 //!
 //! - `datediff(end, start)`: whole days from `start` to `end` (MaxCompute, Hive, Spark and
 //!   seed 000 spell it this way); each side a date, a timestamp or `'YYYY-MM-DD[ HH:MM:SS]'` text.
-//! - seed 001's bitmap functions ([`crate::bitmap`]).
+//! - seed 001's bitmap functions ([`crate::bitmap`]);
+//! - Athena's (Trino's) functions DataFusion lacks ([`crate::trino`]).
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use deltalake::datafusion::prelude::SessionContext;
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
     crate::bitmap::register_bitmap_functions(ctx);
+    crate::trino::register_trino_functions(ctx);
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -21,6 +21,7 @@ pub mod probe;
 pub mod retry;
 pub mod spec;
 pub mod sql;
+pub mod trino;
 
 pub use deltalake;
 pub use deltalake::arrow;
