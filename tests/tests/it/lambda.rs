@@ -101,8 +101,7 @@ async fn s3_events_run_the_pipeline_replays_change_nothing_and_concurrent_invoca
 
     // A key outside landing/ is reported by key; the other records of the batch still run.
     let mut mixed = s3_put_event(&bucket, &format!("{prefix}/elsewhere/x.csv"), "01");
-    let good =
-        s3_put_event(&bucket, &events[0]["Records"][0]["s3"]["object"]["key"].as_str().unwrap().to_string(), "02");
+    let good = s3_put_event(&bucket, events[0]["Records"][0]["s3"]["object"]["key"].as_str().unwrap(), "02");
     mixed["Records"].as_array_mut().unwrap().push(good["Records"][0].clone());
     let response = invoke(&ws, Handler::S3, mixed, now).await.unwrap();
     assert_eq!(response["failures"].as_array().unwrap().len(), 1, "{response}");
