@@ -2,8 +2,8 @@
 # The whole test suite, from a fresh clone, with nothing installed by hand:
 #   1. starts the local S3 server (SeaweedFS, installed into .cache/py if missing),
 #   2. installs the independent readers for the interop tests (Python deltalake + pyarrow, and
-#      DuckDB, which recomputes RFM on the raw Online Retail file) and cfn-lint, which checks
-#      the deployment template infra/template.yaml,
+#      DuckDB, which recomputes RFM on the raw Online Retail file; DuckDB's delta extension in a
+#      venv of its own) and cfn-lint, which checks the deployment template infra/template.yaml,
 #   3. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
 #   4. runs every test of the workspace.
 # .ci/run calls this script. Extra arguments go to `cargo test` (e.g. a test-name filter).
@@ -22,6 +22,13 @@ step "Python tools (deltalake, pyarrow, duckdb, cfn-lint) in $venv"
 if ! "$venv/bin/python" -c 'import deltalake, pyarrow, duckdb, cfnlint' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "deltalake==1.6.6" "pyarrow==26.0.1" "duckdb==2.0.0" "cfn-lint==1.51.0"
+fi
+
+step "DuckDB with its delta extension in $repo/.cache/py-duckdb-delta (the extension pins its DuckDB)"
+ddb=$repo/.cache/py-duckdb-delta
+if ! "$ddb/bin/python" -c 'import duckdb, duckdb_extension_delta' 2>/dev/null; then
+  python3 -m venv "$ddb"
+  "$ddb/bin/pip" install --quiet --disable-pip-version-check "duckdb==1.5.5" "duckdb-extension-delta==1.5.5"
 fi
 
 step "deployment template (cfn-lint)"
