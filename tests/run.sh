@@ -3,7 +3,8 @@
 #   1. starts the local S3 server (SeaweedFS, installed into .cache/py if missing),
 #   2. installs the independent readers for the interop tests (Python deltalake + pyarrow, and
 #      DuckDB, which recomputes RFM on the raw Online Retail file; DuckDB's delta extension in a
-#      venv of its own) and cfn-lint, which checks the deployment template infra/template.yaml,
+#      venv of its own), cfn-lint, which checks the deployment template infra/template.yaml, and
+#      cargo-lambda, whose Lambda runtime emulator runs the Lambda binary in a test,
 #   3. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
 #   4. runs every test of the workspace.
 # .ci/run calls this script. Extra arguments go to `cargo test` (e.g. a test-name filter).
@@ -18,10 +19,10 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "S3 server"
 bash infra/s3/seaweedfs.sh start
 
-step "Python tools (deltalake, pyarrow, duckdb, cfn-lint) in $venv"
-if ! "$venv/bin/python" -c 'import deltalake, pyarrow, duckdb, cfnlint' 2>/dev/null; then
+step "Python tools (deltalake, pyarrow, duckdb, cfn-lint, cargo-lambda) in $venv"
+if ! "$venv/bin/python" -c 'import deltalake, pyarrow, duckdb, cfnlint' 2>/dev/null || [ ! -x "$venv/bin/cargo-lambda" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "deltalake==1.6.6" "pyarrow==26.0.1" "duckdb==2.0.0" "cfn-lint==1.51.0"
+    "deltalake==1.6.6" "pyarrow==26.0.1" "duckdb==2.0.0" "cfn-lint==1.51.0" "cargo-lambda==1.9.2"
 fi
 
 step "DuckDB with its delta extension in $repo/.cache/py-duckdb-delta (the extension pins its DuckDB)"

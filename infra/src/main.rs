@@ -2,8 +2,9 @@
 //!
 //! One binary serves the three functions of `infra/template.yaml`; `CDPLAKE_HANDLER`
 //! (`s3`, `schedule`, `query`) names the one a function runs, else the event's shape decides.
-//! The lake is `CDPLAKE_LAKE` (`s3://bucket/prefix`); logs are JSON lines carrying the request
-//! id when the function's log format is JSON.
+//! The lake is `CDPLAKE_LAKE` (`s3://bucket/prefix`), the config `CDPLAKE_CONFIG` (else a
+//! `cdplake.toml` beside the binary's working directory); logs are JSON lines carrying the request
+//! id (`CDPLAKE_LOG` sets the filter).
 
 use cdplake_jobs::Workspace;
 use cdplake_jobs::lambda::{Handler, invoke};
@@ -12,7 +13,17 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    // JSON lines with the current span's fields: the runtime's span carries the request id.
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CDPLAKE_LOG").unwrap_or_else(|_| {
+            format!("{},cdplake_lambda=info,cdplake_jobs=info,lambda_runtime=info", cdplake_jobs::output::DEFAULT_LOG)
+                .into()
+        }))
+        .without_time()
+        .init();
     let fixed = match std::env::var("CDPLAKE_HANDLER") {
         Ok(name) => Some(
             Handler::from_name(&name).ok_or_else(|| format!("CDPLAKE_HANDLER={name}: use s3, schedule or query"))?,
@@ -20,7 +31,9 @@ async fn main() -> Result<(), Error> {
         Err(_) => None,
     };
     // Opened once per execution environment and reused by every invocation it serves.
-    let workspace = Workspace::open(None, None).await?;
+    let config = std::env::var("CDPLAKE_CONFIG").ok().map(std::path::PathBuf::from);
+    let lake = std::env::var("CDPLAKE_LAKE").ok();
+    let workspace = Workspace::open(config.as_deref(), lake.as_deref()).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let workspace = workspace.clone();
         async move {

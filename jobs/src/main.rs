@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 /// Warnings only. The Delta kernel logs a missing table as an error although cdplake expects
 /// (and reports) it, e.g. on a lake's first use.
 /// delta-rs's merge warns about a metric name on every MERGE; that is noise to a user.
-const DEFAULT_LOG: &str = "warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error";
+use cdplake_jobs::output::DEFAULT_LOG;
 
 #[derive(Parser)]
 #[command(

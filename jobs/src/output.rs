@@ -4,6 +4,11 @@ use cdplake_engine::arrow::array::RecordBatch;
 use cdplake_engine::arrow::error::ArrowError;
 use cdplake_engine::arrow::util::pretty::pretty_format_batches;
 
+/// Log filter when `CDPLAKE_LOG` is not set: warnings, minus the delta kernel's and MERGE's
+/// routine chatter and the note that binary columns (bitmaps) get no statistics.
+pub const DEFAULT_LOG: &str = "warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error,\
+deltalake_core::writer::stats=error";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// An aligned text table.

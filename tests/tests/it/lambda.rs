@@ -185,3 +185,89 @@ async fn the_query_handler_answers_reads_and_refuses_writes() {
     }
     assert_eq!(Handler::detect(&json!({"sql": "SELECT 1"})), Some(Handler::Query));
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The S3 handler as Lambda runs it: the `cdplake-lambda` binary on cargo-lambda's emulator of
+/// the Lambda runtime API, invoked with `cargo lambda invoke` and AWS's sample S3 put event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_handles_an_s3_put_event_under_cargo_lambda() {
+    use std::process::{Command, Stdio};
+    let repo = crate::support::repo_root();
+    let cargo_lambda = repo.join(".cache/py/bin/cargo-lambda");
+    let binary = repo.join("target/debug/cdplake-lambda");
+    assert!(cargo_lambda.exists(), "{} missing: tests/run.sh installs cargo-lambda", cargo_lambda.display());
+    assert!(binary.exists(), "{} missing: cargo build --workspace builds it", binary.display());
+
+    let t = TestLake::new(Backend::S3).await;
+    let mut config = Config::default();
+    config.lake.storage = s3_options();
+    let ws = Workspace::open_with(config, Some(&t.root)).await.unwrap();
+    let (bucket, prefix) = bucket_and_prefix(&t.root);
+    let (files, _) = cdplake_jobs::generate::generate(20, 8);
+    let crm = files.iter().find(|f| f.source == "crm_members").unwrap();
+    let key = format!("{prefix}/landing/crm_members/new members.json");
+    ws.lake().put_object(&format!("s3://{bucket}/{key}"), crm.content.clone().into()).await.unwrap();
+
+    let port = 9300 + (std::process::id() % 500) as u16;
+    let _emulator = Child(
+        Command::new(&cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _function = Child(
+        Command::new(&binary)
+            .envs(crate::support::s3_env())
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env("CDPLAKE_LAKE", &t.root)
+            .env("CDPLAKE_HANDLER", "s3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let event = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(event.path(), s3_put_event(&bucket, &key.replace(' ', "+"), "0A").to_string()).unwrap();
+    let invoke = || {
+        Command::new(&cargo_lambda)
+            .args(["lambda", "invoke", "-A", "127.0.0.1", "-P", &port.to_string(), "--data-file"])
+            .arg(event.path())
+            .arg("_")
+            .output()
+            .unwrap()
+    };
+    let mut output = invoke();
+    for _ in 0..10 {
+        if output.status.success() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await; // the emulator may still be starting
+        output = invoke();
+    }
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let response: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["failures"], json!([]), "{response}");
+    assert_eq!(response["objects"].as_object().unwrap().values().next().unwrap(), "ingested", "{response}");
+    let members = sql(&ws, "SELECT count(*) FROM curated.customer_profiles WHERE member_id IS NOT NULL").await;
+    assert!(single_i64(&members) > 0, "the members have profiles");
+
+    // The same event again (at-least-once delivery): nothing new.
+    let output = invoke();
+    let response: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["objects"].as_object().unwrap().values().next().unwrap(), "already_ingested", "{response}");
+}
