@@ -253,44 +253,44 @@ impl Lake {
         batches: Vec<RecordBatch>,
         commit: CommitProperties,
     ) -> Result<DeltaTable> {
-        self.ensure_writable()?;
-        let table = self.table(id).await?;
-        let schema = table_arrow_schema(&table, id)?;
-        let mut batches = conform_batches(id, &schema, batches)?;
-        if batches.is_empty() {
-            batches.push(RecordBatch::new_empty(schema));
-        }
-        table
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
-            .await
-            .map_err(|e| EngineError::delta(id, "overwrite", e))
+        self.replace(id, None, batches, commit).await
     }
 
-    /// Replace the rows matching `predicate` (SQL over partition columns, e.g. `dt = '2024-05-01'`)
-    /// with `batches`, in one commit. Every new row must match the predicate.
+    /// Replace the rows matching `predicate` (SQL, e.g. `dt = '2024-05-01'`; over partition
+    /// columns it only rewrites those partitions) with `batches`, in one commit. Every new row
+    /// must match the predicate.
     pub async fn overwrite_partition(
         &self,
         id: &TableId,
         predicate: &str,
         batches: Vec<RecordBatch>,
     ) -> Result<DeltaTable> {
+        self.replace(id, Some(predicate), batches, CommitProperties::default()).await
+    }
+
+    async fn replace(
+        &self,
+        id: &TableId,
+        predicate: Option<&str>,
+        batches: Vec<RecordBatch>,
+        commit: CommitProperties,
+    ) -> Result<DeltaTable> {
         self.ensure_writable()?;
         let table = self.table(id).await?;
         let schema = table_arrow_schema(&table, id)?;
         let mut batches = conform_batches(id, &schema, batches)?;
         if batches.is_empty() {
-            // No rows: the matching rows are still replaced (by nothing).
+            // No rows: what is replaced is still replaced (by nothing).
             batches.push(RecordBatch::new_empty(schema));
         }
-        table
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate.to_string())
-            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+        let mut write = table.write(batches).with_save_mode(SaveMode::Overwrite);
+        if let Some(predicate) = predicate {
+            write = write.with_replace_where(predicate.to_string());
+        }
+        write
+            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
             .await
-            .map_err(|e| EngineError::delta(id, "overwrite partition", e))
+            .map_err(|e| EngineError::delta(id, "overwrite", e))
     }
 
     /// delta-rs's MERGE builder for a table: add `when_*` clauses and await it.

@@ -3,7 +3,6 @@
 //! its application transactions make the rerun skip whatever the winner already did.
 
 use std::future::Future;
-use std::time::Duration;
 
 use crate::error::{JobError, Result};
 
@@ -19,21 +18,10 @@ impl JobError {
 }
 
 /// Run `step` until it succeeds, fails otherwise, or has lost `attempts` races.
-pub async fn retry_step<T, F, Fut>(attempts: usize, mut step: F) -> Result<T>
+pub async fn retry_step<T, F, Fut>(attempts: usize, step: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match step().await {
-            Err(e) if e.is_commit_conflict() && attempt < attempts => {
-                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 100;
-                tracing::info!(attempt, error = %e, "commit conflict, rerunning the step");
-                tokio::time::sleep(Duration::from_millis(50 * attempt as u64 + jitter)).await;
-            }
-            other => return other,
-        }
-    }
+    cdplake_engine::retry::retry_when(attempts, JobError::is_commit_conflict, step).await
 }

@@ -36,19 +36,8 @@ fn texts(batch: &RecordBatch, column: usize) -> Vec<String> {
 async fn lake_with_profiles(t: &TestLake, persons: u64, as_of: &str) -> Workspace {
     let ws = Workspace::open_with(Config::default(), Some(&t.root)).await.unwrap();
     let (files, _) = cdplake_jobs::generate::generate(persons, 9);
-    let mut sources = Vec::new();
-    for f in &files {
-        let location = ws.lake().location().join(&format!("landing/{}/{}", f.source, f.name)).to_string();
-        ws.lake().put_object(&location, f.content.clone().into()).await.unwrap();
-        if !sources.contains(&f.source) {
-            sources.push(f.source);
-        }
-    }
-    for name in sources {
-        let source = ws.config.source(name).unwrap();
-        cdplake_jobs::ingest::ingest(&ws, &source, &[], at(1)).await.unwrap();
-        cdplake_jobs::clean::clean(&ws, &source, at(1)).await.unwrap();
-    }
+    let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
+    crate::support::land_ingest_clean(&ws, &files, at(1)).await;
     cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
     refresh(&ws, &RefreshOptions { as_of: date(as_of), full: false, force: false }, at(1)).await.unwrap();
     ws

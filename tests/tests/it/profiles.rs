@@ -29,19 +29,7 @@ async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
 
 /// Land files, ingest and clean every source that got one, then resolve identities.
 async fn load(ws: &Workspace, files: &[(&str, String, String)], day: u32) {
-    let mut sources = Vec::new();
-    for (source, name, content) in files {
-        let location = ws.lake().location().join(&format!("landing/{source}/{name}")).to_string();
-        ws.lake().put_object(&location, content.clone().into()).await.unwrap();
-        if !sources.contains(source) {
-            sources.push(*source);
-        }
-    }
-    for name in sources {
-        let source = ws.config.source(name).unwrap();
-        cdplake_jobs::ingest::ingest(ws, &source, &[], at(day)).await.unwrap();
-        cdplake_jobs::clean::clean(ws, &source, at(day)).await.unwrap();
-    }
+    crate::support::land_ingest_clean(ws, files, at(day)).await;
     cdplake_jobs::identity::resolve(ws, at(day)).await.unwrap();
 }
 

@@ -157,3 +157,24 @@ macro_rules! on_every_backend {
     };
 }
 pub(crate) use on_every_backend;
+
+/// Land files under `landing/<source>/`, then ingest and clean every source that got one.
+pub async fn land_ingest_clean(
+    ws: &cdplake_jobs::Workspace,
+    files: &[(&str, String, String)],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let mut sources = Vec::new();
+    for (source, name, content) in files {
+        let location = ws.lake().location().join(&format!("landing/{source}/{name}")).to_string();
+        ws.lake().put_object(&location, content.clone().into()).await.unwrap();
+        if !sources.contains(source) {
+            sources.push(*source);
+        }
+    }
+    for name in sources {
+        let source = ws.config.source(name).unwrap();
+        cdplake_jobs::ingest::ingest(ws, &source, &[], now).await.unwrap();
+        cdplake_jobs::clean::clean(ws, &source, now).await.unwrap();
+    }
+}
