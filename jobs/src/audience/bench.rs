@@ -44,8 +44,12 @@ fn segment(members: u32, layout: Layout, seed: u64) -> RoaringBitmap {
     let mut bitmap = RoaringBitmap::new();
     match layout {
         Layout::Random => {
-            while bitmap.len() < u64::from(members) {
-                bitmap.insert(1 + (next(&mut state) % u64::from(population)) as u32);
+            // Count inserts as they happen: `len()` walks every container.
+            let mut count = 0;
+            while count < members {
+                if bitmap.insert(1 + (next(&mut state) % u64::from(population)) as u32) {
+                    count += 1;
+                }
             }
         }
         Layout::Clustered => {

@@ -170,6 +170,13 @@ impl Expr {
         Ok(match self {
             Expr::Tag(t) => Cow::Borrowed(bitmap_of(t).ok_or_else(|| format!("no segment {t:?}"))?),
             Expr::Not(e) => Cow::Owned(universe - e.evaluate(bitmap_of, universe)?.as_ref()),
+            // `x AND NOT y` is a difference: no need to build everyone-but-y first.
+            Expr::And(x, not_y) | Expr::And(not_y, x)
+                if matches!(**not_y, Expr::Not(_)) && !matches!(**x, Expr::Not(_)) =>
+            {
+                let Expr::Not(y) = &**not_y else { unreachable!("matched above") };
+                Cow::Owned(x.evaluate(bitmap_of, universe)?.as_ref() - y.evaluate(bitmap_of, universe)?.as_ref())
+            }
             Expr::And(a, b) => {
                 Cow::Owned(a.evaluate(bitmap_of, universe)?.as_ref() & b.evaluate(bitmap_of, universe)?.as_ref())
             }
@@ -222,6 +229,8 @@ mod tests {
         let universe: RoaringBitmap = (1u32..=5).collect();
         let eval = |s: &str| Expr::parse(s).unwrap().evaluate(&sets, &universe).map(|b| b.iter().collect::<Vec<_>>());
         assert_eq!(eval("a AND NOT b").unwrap(), [1]);
+        assert_eq!(eval("NOT b AND a").unwrap(), [1]);
+        assert_eq!(eval("NOT a AND NOT b").unwrap(), [5]);
         assert_eq!(eval("NOT (a OR b)").unwrap(), [5]);
         assert!(eval("a AND zzz").unwrap_err().contains("zzz"));
     }
