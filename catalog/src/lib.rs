@@ -7,7 +7,7 @@ pub mod entry;
 pub mod error;
 pub mod registry;
 
-pub use athena::{athena_ddl, athena_table_name};
+pub use athena::{athena_ddl, athena_table_name, glue_table_resources};
 pub use entry::{TableEntry, TableMeta};
 pub use error::{CatalogError, Result};
 pub use registry::{Catalog, catalog_table_id};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use cdplake_catalog::athena_ddl;
+use cdplake_catalog::{athena_ddl, glue_table_resources};
 use cdplake_engine::{EngineError, TableId};
 use cdplake_jobs::audience::bench::Layout;
 use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest};
@@ -220,7 +220,7 @@ cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id 
     #[command(after_help = "Example:\n  cdplake sources --format json")]
     Sources(FormatArg),
 
-    /// Catalog maintenance: Athena DDL, dropping tables.
+    /// Catalog maintenance: Athena DDL, Glue tables for the deployment template, dropping tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
 }
@@ -345,6 +345,12 @@ A table `zone.table` becomes `zone_table` in the database.\n\nExamples:\n  cdpla
         #[arg(long, value_name = "S3_URI")]
         location_root: Option<String>,
     },
+
+    /// Print CloudFormation Glue tables (one per table) for the Resources of infra/template.yaml.
+    #[command(after_help = "The output replaces the block between `# BEGIN cdplake catalog export-glue` and `# END ...` \
+in infra/template.yaml, which holds the demo pipeline's tables; regenerate it after adding sources so Athena \
+sees their raw and clean tables.\n\nExample:\n  cdplake catalog export-glue > glue-tables.yaml")]
+    ExportGlue,
 
     /// Remove a table from the catalog; with --purge also delete its files.
     #[command(after_help = "Example:\n  cdplake catalog drop clean.customers --purge")]
@@ -653,6 +659,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let entries = workspace.catalog.list().await?;
             out!("{}", athena_ddl(&database, &root, &entries).trim_end());
+        }
+        Command::Catalog(CatalogCommand::ExportGlue) => {
+            out!("{}", glue_table_resources(&workspace.catalog.list().await?).trim_end());
         }
         Command::Catalog(CatalogCommand::Drop { table, purge }) => {
             workspace.catalog.drop_table(&table, purge).await.with_context(|| format!("dropping {table}"))?;

@@ -109,6 +109,28 @@ async fn every_table_of_the_pipeline_is_readable_by_athena_engine_v3() {
             entry.name
         );
     }
+    glue_tables_of_the_template_match_the_catalog(&entries);
+}
+
+/// infra/template.yaml declares a Glue table for every table of the pipeline (raw, clean,
+/// curated, quarantine, quality): its generated block is what `cdplake catalog export-glue`
+/// prints for this catalog.
+fn glue_tables_of_the_template_match_the_catalog(entries: &[cdplake_catalog::TableEntry]) {
+    use cdplake_catalog::athena::{GLUE_BLOCK_BEGIN, GLUE_BLOCK_END};
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let begin = template.find(GLUE_BLOCK_BEGIN).expect("infra/template.yaml has no generated Glue block");
+    let end = template.find(GLUE_BLOCK_END).expect("the Glue block of infra/template.yaml is not closed") + GLUE_BLOCK_END.len();
+    let expected = cdplake_catalog::glue_table_resources(entries);
+    assert_eq!(
+        &template[begin..end],
+        expected.trim_end(),
+        "infra/template.yaml's Glue tables differ from the catalog: regenerate the block with \
+         `cdplake demo && cdplake audience build everyone --expr all_persons && cdplake catalog export-glue`"
+    );
+    for entry in entries {
+        let name = cdplake_catalog::athena_table_name(entry);
+        assert!(template.contains(&format!("        Name: {name}\n")), "no Glue table for {}", entry.name);
+    }
 }
 
 fn column_strings(batches: &[cdplake_engine::arrow::array::RecordBatch], i: usize) -> Vec<String> {
