@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
-use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::common::{ScalarValue, TableReference};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
@@ -85,6 +86,17 @@ impl SqlSession {
     /// Run a query and keep its rows.
     pub async fn rows(&self, query: &str) -> Result<Vec<RecordBatch>> {
         Ok(self.rows_with_schema(query).await?.1)
+    }
+
+    /// The first column of a query's first row, cast to `data_type`: `SELECT max(x) FROM t` and
+    /// the like. A query without rows gives a null of that type.
+    pub async fn first_value(&self, query: &str, data_type: &DataType) -> Result<ScalarValue> {
+        let rows = self.rows(query).await?;
+        let Some(batch) = rows.iter().find(|b| b.num_rows() > 0) else {
+            return ScalarValue::try_from(data_type).map_err(|e| EngineError::query(query, e));
+        };
+        let column = cast(batch.column(0), data_type).map_err(|e| EngineError::query(query, e.into()))?;
+        ScalarValue::try_from_array(&column, 0).map_err(|e| EngineError::query(query, e))
     }
 
     /// Run a query and keep its rows and their schema (known even when there are no rows).

@@ -24,6 +24,13 @@ pub enum JobError {
         #[source]
         source: Box<cdplake_engine::datafusion::error::DataFusionError>,
     },
+    /// An engine error with what the job was doing when it happened.
+    #[error("{context}: {source}")]
+    Step {
+        context: String,
+        #[source]
+        source: Box<cdplake_engine::EngineError>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]

@@ -21,6 +21,7 @@ pub mod quality;
 pub mod query;
 pub mod retry;
 pub mod segments;
+pub mod stopwatch;
 pub mod workspace;
 
 pub use config::Config;

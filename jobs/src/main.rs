@@ -347,9 +347,11 @@ A table `zone.table` becomes `zone_table` in the database.\n\nExamples:\n  cdpla
     },
 
     /// Print CloudFormation Glue tables (one per table) for the Resources of infra/template.yaml.
-    #[command(after_help = "The output replaces the block between `# BEGIN cdplake catalog export-glue` and `# END ...` \
+    #[command(
+        after_help = "The output replaces the block between `# BEGIN cdplake catalog export-glue` and `# END ...` \
 in infra/template.yaml, which holds the demo pipeline's tables; regenerate it after adding sources so Athena \
-sees their raw and clean tables.\n\nExample:\n  cdplake catalog export-glue > glue-tables.yaml")]
+sees their raw and clean tables.\n\nExample:\n  cdplake catalog export-glue > glue-tables.yaml"
+    )]
     ExportGlue,
 
     /// Remove a table from the catalog; with --purge also delete its files.

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::array::{BooleanArray, Float64Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -201,12 +201,10 @@ async fn trailing_average(
 }
 
 async fn scalar(session: &SqlSession, sql: &str) -> Result<Option<f64>> {
-    let batches =
-        session.sql(sql).await?.collect().await.map_err(|e| JobError::query(format!("quality rule: {sql}"), e))?;
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
-    let value = cast(batch.column(0), &DataType::Float64).map_err(|e| JobError::arrow("quality rule value", e))?;
-    let value = value.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>();
-    Ok(value.is_valid(0).then(|| value.value(0)))
+    match session.first_value(sql, &DataType::Float64).await? {
+        ScalarValue::Float64(value) => Ok(value),
+        other => unreachable!("cast to Float64 gave {other:?}"),
+    }
 }
 
 /// Append results to `_quality.results`.

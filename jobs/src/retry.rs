@@ -11,6 +11,7 @@ impl JobError {
     pub fn is_commit_conflict(&self) -> bool {
         match self {
             JobError::Engine(e) => e.is_commit_conflict(),
+            JobError::Step { source, .. } => source.is_commit_conflict(),
             JobError::Catalog(cdplake_catalog::CatalogError::Engine(e)) => e.is_commit_conflict(),
             _ => false,
         }

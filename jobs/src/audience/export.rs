@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use cdplake_engine::SqlSession;
 use cdplake_engine::arrow::array::RecordBatch;
+use cdplake_engine::arrow::datatypes::DataType;
+use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::parquet::arrow::ArrowWriter;
 use chrono::NaiveDate;
 
@@ -75,10 +77,10 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
     let as_of = match request.as_of {
         Some(d) => d.format("%Y-%m-%d").to_string(),
         None => single_string(
-            &session
-                .rows(&format!("SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {}", quote(name)))
-                .await?,
+            &session,
+            &format!("SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {}", quote(name)),
         )
+        .await?
         .ok_or_else(|| {
             JobError::NotFound(format!("no audience {name:?}: run `cdplake audience build {name} --expr ...`"))
         })?,
@@ -88,9 +90,10 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         quote(name),
         quote(&as_of)
     );
-    let members = single_string(&session.rows(&format!("SELECT count(*) FROM ({members_of})")).await?)
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
+    let members = match session.first_value(&format!("SELECT count(*) FROM ({members_of})"), &DataType::UInt64).await? {
+        ScalarValue::UInt64(n) => n.unwrap_or(0),
+        other => unreachable!("cast to UInt64 gave {other:?}"),
+    };
     let floor = request.min_size.unwrap_or(workspace.config.audiences.min_export_size);
     if members < floor {
         return Err(JobError::Invalid(format!(

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use cdplake_engine::bitmap::from_bytes;
+use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 use roaring::RoaringBitmap;
@@ -127,11 +128,12 @@ fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-pub(crate) fn single_string(batches: &[RecordBatch]) -> Option<String> {
-    let batch = batches.iter().find(|b| b.num_rows() > 0)?;
-    let column = cdplake_engine::arrow::compute::cast(batch.column(0), &DataType::Utf8).ok()?;
-    let column = column.as_string::<i32>();
-    column.is_valid(0).then(|| column.value(0).to_string())
+/// The first value of a query as a string; None without rows or for a null.
+pub(crate) async fn single_string(session: &SqlSession, sql: &str) -> Result<Option<String>> {
+    match session.first_value(sql, &DataType::Utf8).await? {
+        ScalarValue::Utf8(value) => Ok(value),
+        other => unreachable!("cast to Utf8 gave {other:?}"),
+    }
 }
 
 /// The newest as-of date segments were built for.
@@ -141,7 +143,7 @@ async fn latest_segments_as_of(workspace: &Workspace, session: &SqlSession) -> R
         return Err(missing());
     }
     session.register(workspace.lake(), &segment_bitmaps_id()).await?;
-    single_string(&session.rows("SELECT max(as_of) FROM curated.segment_bitmaps").await?).ok_or_else(missing)
+    single_string(session, "SELECT max(as_of) FROM curated.segment_bitmaps").await?.ok_or_else(missing)
 }
 
 /// Evaluate `rule` on the segment bitmaps as of `as_of` (default: the latest build).
@@ -231,14 +233,14 @@ pub async fn build_audience(
 
     // The previous build: the latest as-of before this one.
     let previous_as_of = single_string(
-        &session
-            .rows(&format!(
-                "SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {} AND as_of < {}",
-                quote(name),
-                quote(&as_of)
-            ))
-            .await?,
-    );
+        &session,
+        &format!(
+            "SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {} AND as_of < {}",
+            quote(name),
+            quote(&as_of)
+        ),
+    )
+    .await?;
     let mut previous = RoaringBitmap::new();
     if let Some(p) = &previous_as_of {
         let rows = session

@@ -26,6 +26,7 @@ use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::datafusion::prelude::col;
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
@@ -40,6 +41,7 @@ use crate::batches::{batch_ids, pending_batches};
 use crate::clean::clean_table_id;
 use crate::error::{JobError, Result};
 use crate::quality::{self, QualityResult};
+use crate::stopwatch::Stopwatch;
 use crate::workspace::Workspace;
 use build::{AttributeInput, SCORE_COLUMNS};
 use events::{REFRESH_SEQ, Selection, user_events_id, user_events_spec};
@@ -121,7 +123,7 @@ fn days(date: NaiveDate) -> i64 {
 }
 
 fn query_error(context: &str) -> impl Fn(EngineError) -> JobError + '_ {
-    move |e| JobError::Invalid(format!("{context}: {e}"))
+    move |e| JobError::Step { context: context.to_string(), source: Box::new(e) }
 }
 
 /// Refresh `curated.user_events`, `curated.customer_profiles` and the daily snapshot.
@@ -134,10 +136,12 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         ));
     }
     let mut report = ProfilesReport { as_of: options.as_of.to_string(), ..Default::default() };
+    let mut watch = Stopwatch::start("profiles");
     let session = SqlSession::new()?;
     let mapping = lake.table(&curated::id_mapping_id()).await?;
     let mapping_version = mapping.version().unwrap_or(0) as i64;
     register_identifiers(workspace, &session, &mapping, "ids").await?;
+    watch.lap("identifiers loaded");
 
     // 1. Events.
     let (events_table, _) = workspace
@@ -188,6 +192,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         );
         session.rows(&sql).await.map_err(query_error("profiles: mapping clean rows to events"))?
     };
+    watch.lap("clean rows mapped to events");
     report.events_written = new_events.iter().map(|b| b.num_rows() as u64).sum();
     report.anonymous_events_written =
         new_events.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
@@ -205,6 +210,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         }
     };
     session.register_loaded("curated", "user_events", &events_table).await?;
+    watch.lap("user_events written");
 
     // 2. Which persons to recompute.
     let profiles_label = profiles_id().to_string();
@@ -284,6 +290,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     let (base_schema, base) = if full {
         let sql =
             build::base_sql(config, options.as_of, "ids", "curated.user_events", &attributes, &attribute_columns, None);
+        tracing::debug!(%sql, "profiles: full build");
         let (schema, rows) =
             session.rows_with_schema(&sql).await.map_err(query_error("profiles: computing profiles"))?;
         report.persons_touched = rows.iter().map(|b| b.num_rows() as u64).sum();
@@ -309,6 +316,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             .await
             .map_err(query_error("profiles: finding touched persons"))?;
         report.persons_touched = touched_rows.iter().map(|b| b.num_rows() as u64).sum();
+        watch.lap("touched persons found");
         if report.persons_touched == 0 && !watermarks_moved {
             // Nothing new since the last run: no gate to pass, nothing to commit.
             let count = session.rows("SELECT count(*) FROM curated.customer_profiles").await?;
@@ -348,6 +356,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             .await
             .map_err(query_error("profiles: combining kept and recomputed profiles"))?
     };
+    watch.lap("profiles computed");
     session.register_rows("base", loosen(&base_schema), base)?;
     let (scored_schema, mut candidate) =
         session.rows_with_schema(&build::scored_sql("base")).await.map_err(query_error("profiles: scoring"))?;
@@ -358,9 +367,11 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     candidate = conform_batches(&profiles_id(), &candidate_schema, candidate)?;
     session.register_rows("candidate", candidate_schema.clone(), candidate.clone())?;
     report.profiles = candidate.iter().map(|b| b.num_rows() as u64).sum();
+    watch.lap("scores ranked");
 
     // 4. Gates, then publish.
     report.quality = quality::check(workspace, &session, &profiles_id(), "candidate").await?;
+    watch.lap("quality rules checked");
     if report.quality.iter().any(|q| !q.passed) && !options.force {
         quality::record(workspace, &report.quality, "profiles", now).await?;
         return Err(JobError::QualityGate(format!(
@@ -390,8 +401,10 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             written + retired > 0
         }
     };
+    watch.lap("customer_profiles written");
     if changed || !lake.table_exists(&profiles_daily_id()).await? {
         write_daily(workspace, &candidate_schema, candidate, options.as_of).await?;
+        watch.lap("daily snapshot written");
     }
     quality::record(workspace, &report.quality, "profiles", now).await?;
     report.published = true;
@@ -486,17 +499,11 @@ async fn register_clean(workspace: &Workspace, session: &SqlSession, source: &So
 }
 
 async fn max_refresh_seq(session: &SqlSession) -> Result<i64> {
-    let rows = session
-        .rows(&format!("SELECT CAST(max({REFRESH_SEQ}) AS BIGINT) FROM curated.user_events"))
-        .await
-        .map_err(query_error("profiles: reading the events watermark"))?;
-    Ok(rows
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| b.column(0).as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>())
-        .filter(|c| c.is_valid(0))
-        .map(|c| c.value(0))
-        .unwrap_or(0))
+    let sql = format!("SELECT max({REFRESH_SEQ}) FROM curated.user_events");
+    match session.first_value(&sql, &DataType::Int64).await? {
+        ScalarValue::Int64(value) => Ok(value.unwrap_or(0)),
+        other => unreachable!("cast to Int64 gave {other:?}"),
+    }
 }
 
 /// MERGE event rows by (source, event_key); an updated row remembers its previous one_id.
