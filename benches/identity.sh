@@ -3,7 +3,9 @@
 #   benches/identity.sh [PERSONS]      (default 100000; the issue's target is 1000000)
 # Builds the release binary (reuses target/release), generates PERSONS people, ingests and
 # cleans every source, runs `cdplake identity` under /usr/bin/time, then runs the iterative
-# min-label propagation that dbt-style identity packages use over the same links in DuckDB.
+# min-label propagation that dbt-style identity packages use over the same links in DuckDB,
+# then an incremental batch: one new customers file (existing and new customers) on top.
+# The lake stays in BENCH_DIR, so `REUSE=1 BENCH_DIR=... benches/profiles.sh` can go on from it.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 persons=${1:-100000}
@@ -44,3 +46,9 @@ components = con.execute("SELECT count(DISTINCT label) FROM labels").fetchone()[
 print(f"duckdb label propagation: {time.time() - t:.2f} s, {rounds} rounds, {components} components, "
       f"peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KB (includes reading the links)")
 PY
+# An incremental batch on top: a customers file of existing and new customers.
+"$bin" generate --persons 1000 --seed 99 --out late > /dev/null
+echo "incremental batch: $(($(wc -l < late/customers/customers.csv) - 1)) customer rows"
+"$bin" ingest --source customers late/customers/customers.csv > /dev/null
+/usr/bin/time -f "clean (incremental): %e s, %M KB" "$bin" clean --source customers
+/usr/bin/time -f "identity (incremental): %e s, %M KB" "$bin" identity

@@ -3,26 +3,34 @@
 #   benches/profiles.sh [PERSONS]      (default 100000; the issue's target is 1000000)
 # Builds the release binary (reuses target/release; CDPLAKE_BIN picks another build), generates
 # PERSONS people, ingests, cleans and resolves identities, then times:
-#   1. `cdplake profiles` (events + profiles, full build, quality gates, daily snapshot);
+#   1. `cdplake profiles` (events + profiles, full build, quality gates, daily snapshot), with the
+#      time of each step (its stopwatch lines);
 #   2. DuckDB running the equivalent aggregation SQL over the same curated.user_events,
 #      curated.id_mapping and clean CRM Parquet files (reading them through Python deltalake);
 #   3. an incremental `cdplake profiles` after one 1,000-row orders file for existing customers.
+# REUSE=1 with the BENCH_DIR of benches/identity.sh goes on from that lake (identity already run).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 persons=${1:-100000}
 bin=${CDPLAKE_BIN:-$repo/target/release/cdplake}
 py=$repo/.cache/py/bin/python
 work=${BENCH_DIR:-/tmp/cdplake-bench-profiles}
+# The default log filter plus the step timings.
+log=warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,cdplake_jobs::stopwatch=info
 [ -x "$bin" ] || (cd "$repo" && cargo build --release --bin cdplake)
 "$py" -c 'import duckdb, deltalake, pyarrow' 2>/dev/null || "$repo/.cache/py/bin/pip" install --quiet duckdb==2.0.0 deltalake==1.6.6 pyarrow==26.0.1
-rm -rf "$work" && mkdir -p "$work" && cd "$work"
-"$bin" generate --persons "$persons" --out data > /dev/null
-for dir in data/*/; do
-  "$bin" ingest --source "$(basename "$dir")" "$dir"* > /dev/null
-done
-"$bin" clean > /dev/null
-"$bin" identity > /dev/null
-/usr/bin/time -f "cdplake profiles (full build): %e s, %M KB" "$bin" profiles --as-of 2024-12-31
+if [ "${REUSE:-0}" = 1 ] && [ -d "$work/lake/curated/id_mapping" ]; then
+  cd "$work"
+else
+  rm -rf "$work" && mkdir -p "$work" && cd "$work"
+  "$bin" generate --persons "$persons" --out data > /dev/null
+  for dir in data/*/; do
+    "$bin" ingest --source "$(basename "$dir")" "$dir"* > /dev/null
+  done
+  "$bin" clean > /dev/null
+  "$bin" identity > /dev/null
+fi
+CDPLAKE_LOG=${CDPLAKE_LOG:-$log} /usr/bin/time -f "cdplake profiles (full build): %e s, %M KB" "$bin" profiles --as-of 2024-12-31
 "$bin" query "SELECT count(*) AS events FROM curated.user_events" --format csv
 "$py" - <<'PY'
 import time, resource, duckdb, deltalake
@@ -69,4 +77,4 @@ mkdir -p late
 "$bin" ingest --source orders late/orders.csv > /dev/null
 "$bin" clean --source orders > /dev/null
 "$bin" identity > /dev/null
-/usr/bin/time -f "cdplake profiles (incremental, 1,000 new orders): %e s, %M KB" "$bin" profiles --as-of 2024-12-31
+CDPLAKE_LOG=${CDPLAKE_LOG:-$log} /usr/bin/time -f "cdplake profiles (incremental, 1,000 new orders): %e s, %M KB" "$bin" profiles --as-of 2024-12-31

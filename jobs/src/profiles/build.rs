@@ -63,6 +63,21 @@ fn rfm_case(config: &ProfilesConfig) -> String {
     format!("CASE WHEN last_purchase_date IS NULL THEN NULL{whens} ELSE {} END", quote(&config.rfm_else))
 }
 
+/// `name AS (...)`: `columns` of each person's first row of `from` in `order`. A window rather
+/// than `first_value(x ORDER BY ...)` aggregates: DataFusion's ordered aggregates keep per-group
+/// state row by row and took 2.4 times as long and twice the memory (BENCHMARKS.md).
+/// `columns` are (expression, name) pairs; `from` is a table or a parenthesised query.
+fn latest_per_person(name: &str, columns: &[(&str, &str)], from: &str, order: &str) -> String {
+    let inner: Vec<String> = columns.iter().map(|(expr, alias)| format!("{expr} AS \"{alias}\"")).collect();
+    let outer: Vec<String> = columns.iter().map(|(_, alias)| format!("\"{alias}\"")).collect();
+    format!(
+        "{name} AS (SELECT one_id, {outer} FROM (SELECT one_id, {inner}, \
+         row_number() OVER (PARTITION BY one_id ORDER BY {order}) AS __rank FROM {from} latest) WHERE __rank = 1)",
+        outer = outer.join(", "),
+        inner = inner.join(", "),
+    )
+}
+
 /// One attribute source, registered as a clean table: its latest values per person.
 pub struct AttributeInput {
     pub table: String,
@@ -114,13 +129,19 @@ pub fn base_sql(
            count(DISTINCT CASE WHEN event_type = 'purchase' THEN event_date END) AS frequency \
          FROM ev WHERE event_type IN ('purchase', 'cancellation') GROUP BY one_id)"
             .into(),
-        "last_order AS (SELECT one_id, first_value(status ORDER BY event_time DESC, event_id DESC, event_key DESC) \
-           AS last_order_status FROM ev WHERE order_id IS NOT NULL GROUP BY one_id)"
-            .into(),
-        "channels AS (SELECT one_id, first_value(channel ORDER BY n DESC, channel ASC) AS preferred_channel FROM \
-           (SELECT one_id, channel, count(*) AS n FROM ev WHERE event_type = 'purchase' AND channel IS NOT NULL \
-           GROUP BY one_id, channel) GROUP BY one_id)"
-            .into(),
+        latest_per_person(
+            "last_order",
+            &[("status", "last_order_status")],
+            "(SELECT * FROM ev WHERE order_id IS NOT NULL)",
+            "event_time DESC, event_id DESC, event_key DESC, source DESC",
+        ),
+        latest_per_person(
+            "channels",
+            &[("channel", "preferred_channel")],
+            "(SELECT one_id, channel, count(*) AS n FROM ev WHERE event_type = 'purchase' AND channel IS NOT NULL \
+             GROUP BY one_id, channel)",
+            "n DESC, channel ASC",
+        ),
         format!(
             "behavior AS (SELECT one_id, \
                sum(CASE WHEN event_type IN ({page_views}) THEN 1 ELSE 0 END) AS total_page_views, \
@@ -143,23 +164,19 @@ pub fn base_sql(
         ),
     ];
     for (n, a) in attributes.iter().enumerate() {
-        let values: String = a
-            .columns
-            .iter()
-            .map(|(name, expr)| {
-                format!(
-                    ", first_value({expr} ORDER BY s.\"{order}\" DESC NULLS LAST, s._row_key DESC) AS \"{name}\"",
-                    order = a.order_by
-                )
-            })
-            .collect();
-        ctes.push(format!(
-            "attr{n} AS (SELECT i.one_id{values} FROM {table} s JOIN {ids} i ON i.id_type = {t} \
-             AND i.id_value = trim(CAST(s.\"{key}\" AS VARCHAR)) WHERE TRUE{only} GROUP BY i.one_id)",
-            table = a.table,
-            t = quote(&a.key_id_type),
-            key = a.key_column,
-            only = only("i"),
+        let values: Vec<(&str, &str)> = a.columns.iter().map(|(name, expr)| (expr.as_str(), name.as_str())).collect();
+        ctes.push(latest_per_person(
+            &format!("attr{n}"),
+            &values,
+            &format!(
+                "(SELECT i.one_id, s.* FROM {table} s JOIN {ids} i ON i.id_type = {t} \
+                 AND i.id_value = trim(CAST(s.\"{key}\" AS VARCHAR)) WHERE TRUE{only})",
+                table = a.table,
+                t = quote(&a.key_id_type),
+                key = a.key_column,
+                only = only("i"),
+            ),
+            &format!("\"{}\" DESC NULLS LAST, _row_key DESC", a.order_by),
         ));
     }
     let attribute_select: String = attribute_columns
