@@ -2,6 +2,8 @@
 # The Lambda binary: zipped size and cold start, for each build given (default: the size-optimised
 # `lambda-release` profile, and the plain `--release` build for comparison).
 #   benches/lambda.sh [BINARY...]
+# The default build is `cargo lambda build --profile lambda-release --target
+# x86_64-unknown-linux-gnu.2.34` (about an hour on 2 cores: fat LTO over deltalake + datafusion).
 # For each binary: its size, the size of the deployment zip (`bootstrap` at the zip's root,
 # deflate level 9, as `cargo lambda build --output-format zip` makes it), the newest glibc symbol
 # version it needs (provided.al2023 ships glibc 2.34), then RUNS cold starts against a local
@@ -15,8 +17,12 @@ py=$repo/.cache/py/bin/python
 runs=${RUNS:-10}
 work=${BENCH_DIR:-/tmp/cdplake-bench-lambda}
 if [ $# -eq 0 ]; then
-  (cd "$repo" && cargo build --profile lambda-release --locked --bin cdplake-lambda)
-  set -- "$repo/target/lambda-release/cdplake-lambda"
+  # cargo-lambda and zig (PyPI, as tests/run.sh installs them) link against glibc 2.34, the
+  # version provided.al2023 ships; a plain build on a newer distribution may need newer symbols.
+  "$py" -c 'import ziglang' 2>/dev/null || "$repo/.cache/py/bin/pip" install --quiet ziglang
+  (cd "$repo" && PATH="$repo/.cache/py/bin:$PATH" cargo lambda build --profile lambda-release --locked \
+    --bin cdplake-lambda --target x86_64-unknown-linux-gnu.2.34 --output-format zip)
+  set -- "$repo/target/x86_64-unknown-linux-gnu/lambda-release/cdplake-lambda"
   [ -x "$repo/target/release/cdplake-lambda" ] && set -- "$@" "$repo/target/release/cdplake-lambda"
 fi
 cli=${CDPLAKE_BIN:-$repo/target/debug/cdplake}
