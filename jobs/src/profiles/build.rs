@@ -78,6 +78,15 @@ fn latest_per_person(name: &str, columns: &[(&str, &str)], from: &str, order: &s
     )
 }
 
+/// `name AS (one_id, n)`: the number of distinct non-null `column` values per person in the
+/// events matching `filter`.
+fn distinct_count(name: &str, column: &str, filter: &str) -> String {
+    format!(
+        "{name} AS (SELECT one_id, count(*) AS n FROM (SELECT DISTINCT one_id, {column} FROM ev \
+         WHERE {filter} AND {column} IS NOT NULL) GROUP BY one_id)"
+    )
+}
+
 /// One attribute source, registered as a clean table: its latest values per person.
 pub struct AttributeInput {
     pub table: String,
@@ -120,19 +129,23 @@ pub fn base_sql(
             date(as_of),
             only("e")
         ),
-        "tx AS (SELECT one_id, \
-           count(DISTINCT CASE WHEN event_type = 'purchase' THEN order_id END) AS total_orders, \
+        // Distinct counts as counts of distinct (one_id, value) pairs, joined back: DataFusion keeps a
+        // hash set per group for count(DISTINCT ...), which took 5 GB at 190,000 persons.
+        distinct_count("purchase_orders", "order_id", "event_type = 'purchase'"),
+        distinct_count("purchase_days", "event_date", "event_type = 'purchase'"),
+        "tx AS (SELECT t.one_id, coalesce(o.n, 0) AS total_orders, t.net_cents, t.first_purchase_date, \
+           t.last_purchase_date, coalesce(d.n, 0) AS frequency FROM (SELECT one_id, \
            sum(CASE WHEN event_type IN ('purchase', 'cancellation') THEN CAST(round(revenue * 100) AS BIGINT) END) \
              AS net_cents, \
            min(CASE WHEN event_type = 'purchase' THEN event_date END) AS first_purchase_date, \
-           max(CASE WHEN event_type = 'purchase' THEN event_date END) AS last_purchase_date, \
-           count(DISTINCT CASE WHEN event_type = 'purchase' THEN event_date END) AS frequency \
-         FROM ev WHERE event_type IN ('purchase', 'cancellation') GROUP BY one_id)"
+           max(CASE WHEN event_type = 'purchase' THEN event_date END) AS last_purchase_date \
+         FROM ev WHERE event_type IN ('purchase', 'cancellation') GROUP BY one_id) t \
+         LEFT JOIN purchase_orders o ON o.one_id = t.one_id LEFT JOIN purchase_days d ON d.one_id = t.one_id)"
             .into(),
         latest_per_person(
             "last_order",
             &[("status", "last_order_status")],
-            "(SELECT * FROM ev WHERE order_id IS NOT NULL)",
+            "(SELECT one_id, status, event_time, event_id, event_key, source FROM ev WHERE order_id IS NOT NULL)",
             "event_time DESC, event_id DESC, event_key DESC, source DESC",
         ),
         latest_per_person(
@@ -142,15 +155,19 @@ pub fn base_sql(
              GROUP BY one_id, channel)",
             "n DESC, channel ASC",
         ),
+        distinct_count(
+            "recent_sessions",
+            "session_id",
+            &format!("kind = 'behavior' AND event_date > {}", date(window_start)),
+        ),
         format!(
-            "behavior AS (SELECT one_id, \
+            "behavior AS (SELECT b.*, coalesce(r.n, 0) AS sessions_last_30d FROM (SELECT one_id, \
                sum(CASE WHEN event_type IN ({page_views}) THEN 1 ELSE 0 END) AS total_page_views, \
                max(event_time) AS last_active_at, \
                sum(CASE WHEN event_date > {start} THEN 1 ELSE 0 END) AS events_last_30d, \
                sum(CASE WHEN event_date > {start} AND event_type IN ({product_views}) THEN 1 ELSE 0 END) \
-                 AS product_views_last_30d, \
-               count(DISTINCT CASE WHEN event_date > {start} THEN session_id END) AS sessions_last_30d \
-             FROM ev WHERE kind = 'behavior' GROUP BY one_id)",
+                 AS product_views_last_30d \
+             FROM ev WHERE kind = 'behavior' GROUP BY one_id) b LEFT JOIN recent_sessions r ON r.one_id = b.one_id)",
             page_views = list(&config.page_view_types),
             product_views = list(&config.product_view_types),
             start = date(window_start),
