@@ -39,7 +39,8 @@ pub const GLUE_BLOCK_END: &str = "  # END cdplake catalog export-glue";
 /// `LakePrefix` parameter, as `infra/template.yaml` does. Delimited by [`GLUE_BLOCK_BEGIN`] and
 /// [`GLUE_BLOCK_END`], so a template's block can be regenerated and checked against a catalog.
 pub fn glue_table_resources(entries: &[TableEntry]) -> String {
-    let mut out = format!("{GLUE_BLOCK_BEGIN} (one Glue table per catalog entry; Athena reads the schema from the Delta log)\n");
+    let mut out =
+        format!("{GLUE_BLOCK_BEGIN} (one Glue table per catalog entry; Athena reads the schema from the Delta log)\n");
     for entry in entries {
         let name = athena_table_name(entry);
         out.push_str(&format!("  {}Table:\n", logical_id(&name)));
@@ -53,7 +54,10 @@ pub fn glue_table_resources(entries: &[TableEntry]) -> String {
         }
         out.push_str("        TableType: EXTERNAL_TABLE\n        Parameters:\n          table_type: DELTA\n");
         out.push_str("        StorageDescriptor:\n");
-        out.push_str(&format!("          Location: !Sub \"s3://${{LakeBucket}}/${{LakePrefix}}/{}/\"\n", entry.location));
+        out.push_str(&format!(
+            "          Location: !Sub \"s3://${{LakeBucket}}/${{LakePrefix}}/{}/\"\n",
+            entry.location
+        ));
     }
     out.push_str(GLUE_BLOCK_END);
     out.push('\n');

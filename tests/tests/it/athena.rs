@@ -119,7 +119,8 @@ fn glue_tables_of_the_template_match_the_catalog(entries: &[cdplake_catalog::Tab
     use cdplake_catalog::athena::{GLUE_BLOCK_BEGIN, GLUE_BLOCK_END};
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
     let begin = template.find(GLUE_BLOCK_BEGIN).expect("infra/template.yaml has no generated Glue block");
-    let end = template.find(GLUE_BLOCK_END).expect("the Glue block of infra/template.yaml is not closed") + GLUE_BLOCK_END.len();
+    let end = template.find(GLUE_BLOCK_END).expect("the Glue block of infra/template.yaml is not closed")
+        + GLUE_BLOCK_END.len();
     let expected = cdplake_catalog::glue_table_resources(entries);
     assert_eq!(
         &template[begin..end],
