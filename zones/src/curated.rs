@@ -25,10 +25,10 @@ pub fn hubs_id() -> TableId {
     id("identity_hubs")
 }
 
-/// Partition column of `curated.id_mapping`: a stable hash of the identifier into
-/// [`ID_BUCKETS`] buckets.
+/// Partition column of `curated.id_mapping` (after id_type): a stable hash of the identifier
+/// into [`ID_BUCKETS`] buckets.
 pub const ID_BUCKET: &str = "id_bucket";
-pub const ID_BUCKETS: u32 = 16;
+pub const ID_BUCKETS: u32 = 8;
 
 /// The bucket of an identifier (the first bytes of its SHA-256, so any engine can recompute it).
 pub fn id_bucket(id_type: &str, id_value: &str) -> i32 {
@@ -54,10 +54,11 @@ pub fn id_mapping_spec() -> TableSpec {
             Field::new(ID_BUCKET, DataType::Int32, false),
         ])),
     )
-    .partitioned_by([ID_BUCKET])
+    .partitioned_by(["id_type", ID_BUCKET])
     .with_description(
-        "One row per identifier (id_type, id_value): the person (one_id) it belongs to. Partitioned by \
-         id_bucket (a hash of the identifier) so a MERGE rewrites only the buckets it touches.",
+        "One row per identifier (id_type, id_value): the person (one_id) it belongs to, with the link \
+         confidence (1 / the member_ids it was seen with). Partitioned by id_type and id_bucket (a hash \
+         of the identifier) so a MERGE rewrites only the files of the types and buckets it touches.",
     )
 }
 

@@ -14,6 +14,7 @@
 //! 5. Only identifiers whose row changed are MERGEd into `curated.id_mapping`.
 
 pub mod explain;
+mod split;
 pub mod union_find;
 pub mod unlink;
 
@@ -57,6 +58,8 @@ pub struct IdentityReport {
     pub hubs: u64,
     /// Persons split because an identifier was added to the blocklist.
     pub splits: u64,
+    /// Persons split because one of their identifiers became a hub.
+    pub hub_splits: u64,
     pub mapping_rows_written: u64,
     pub mapping_version: Option<u64>,
 }
@@ -68,7 +71,8 @@ pub fn describe_report(r: &IdentityReport) -> String {
     }
     format!(
         "identity: {} clean rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
-         {} refused links (conflicts), {} new hubs, {} junk values skipped, {} blocklist splits; {} id_mapping rows written",
+         {} refused links (conflicts), {} new hubs ({} persons split by one), {} junk values skipped, {} blocklist splits; \
+         {} id_mapping rows written",
         r.rows,
         r.batches,
         r.identifiers_seen,
@@ -77,6 +81,7 @@ pub fn describe_report(r: &IdentityReport) -> String {
         r.merges,
         r.conflicts,
         r.hubs,
+        r.hub_splits,
         r.junk_values_skipped,
         r.splits,
         r.mapping_rows_written
@@ -102,6 +107,11 @@ pub(crate) struct Mapping {
     pub(crate) first_seen: i64,
     pub(crate) last_seen: i64,
     pub(crate) user_int_id: i64,
+    /// How sure the stitching is that the identifier is this person's: 1 / the number of
+    /// values of a person-unique type it was seen with (a device used by two members: 0.5).
+    pub(crate) confidence: f64,
+    /// False for an identifier that left its person (it turned out to be a hub).
+    pub(crate) active: bool,
 }
 
 fn batch_app_id(source: &str, batch: &str) -> String {
@@ -170,8 +180,11 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     store_links(workspace, &links).await?;
 
     // 2. Hubs among the identifiers touched now.
-    let (hubs, new_hubs) = find_hubs(workspace, config, &seen, &txns, now).await?;
+    let SharedIdentifiers { hubs, new_hubs, shared } = find_hubs(workspace, config, &seen, &txns, now).await?;
     report.hubs = new_hubs;
+    // An identifier already in a person that has now become a hub leaves it, and the person
+    // is re-stitched without it.
+    report.hub_splits = split::split_stitched_hubs(workspace, now).await?;
 
     // 3. The components the new identifiers reach.
     let existing = load_components(workspace, &seen).await?;
@@ -261,6 +274,11 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
                     .unwrap_or_default(),
                 last_seen: old.map(|m| m.last_seen).into_iter().chain(new_seen.map(|s| s.1)).max().unwrap_or_default(),
                 user_int_id,
+                confidence: match new_seen {
+                    Some(_) => 1.0 / shared.get(&identifier).copied().unwrap_or(1).max(1) as f64,
+                    None => old.map_or(1.0, |m| m.confidence),
+                },
+                active: true,
             };
             if old != Some(&mapping) {
                 rows.push((identifier, mapping));
@@ -273,6 +291,12 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     append_conflicts(workspace, &conflicts, &txns, now).await?;
     report.mapping_rows_written = rows.len() as u64;
     let commit = CommitProperties::default().with_application_transactions(txns);
+    // A split above committed to the mapping after it was loaded.
+    let mapping_table = if report.splits + report.hub_splits > 0 {
+        lake.table(&curated::id_mapping_id()).await?
+    } else {
+        mapping_table
+    };
     let table = if rows.is_empty() {
         lake.record_transactions(&curated::id_mapping_id(), commit).await?
     } else {
@@ -527,15 +551,27 @@ async fn store_links(workspace: &Workspace, links: &[Link]) -> Result<()> {
     Ok(())
 }
 
+/// What the links say about identifiers shared between persons.
+pub(crate) struct SharedIdentifiers {
+    /// Every hub, earlier ones included.
+    hubs: HashSet<Identifier>,
+    /// Hubs found in this run.
+    new_hubs: u64,
+    /// Identifiers touched now that were seen with two or more values of a person-unique type,
+    /// and the most values of one such type (a device used by two members: 2).
+    shared: HashMap<Identifier, i64>,
+}
+
 /// Identifiers touched now that are linked to more than `hub_max_unique` values of a
-/// person-unique type, recorded in `curated.identity_hubs` (with the earlier hubs).
+/// person-unique type, recorded in `curated.identity_hubs` (with the earlier hubs); and the
+/// touched identifiers linked to more than one such value.
 pub(crate) async fn find_hubs(
     workspace: &Workspace,
     config: &IdentityConfig,
     seen: &HashMap<Identifier, (i64, i64, String)>,
     txns: &[Transaction],
     now: DateTime<Utc>,
-) -> Result<(HashSet<Identifier>, u64)> {
+) -> Result<SharedIdentifiers> {
     let session = workspace.catalog.sql_session().await?;
     let query = |sql: String| {
         let session = session.clone();
@@ -550,16 +586,18 @@ pub(crate) async fn find_hubs(
             }
         }
     }
-    let mut found = Vec::new();
+    let mut found: Vec<(Identifier, String, i64)> = Vec::new();
+    let mut shared: HashMap<Identifier, i64> = HashMap::new();
     for unique in &config.unique_types {
         let unique_sql = unique.replace('\'', "''");
+        // Distinct (identifier, unique value) pairs first, then a plain count: DataFusion's
+        // count(DISTINCT) per group is slow on tens of millions of links.
         let sql = format!(
-            "SELECT id_type, id_value, count(DISTINCT unique_value) AS n FROM (\
+            "SELECT id_type, id_value, count(*) AS n FROM (SELECT DISTINCT id_type, id_value, unique_value FROM (\
                SELECT id_type_a AS id_type, id_value_a AS id_value, id_value_b AS unique_value FROM curated.identity_links WHERE id_type_b = '{unique_sql}' AND id_type_a <> '{unique_sql}' \
                UNION ALL \
-               SELECT id_type_b, id_value_b, id_value_a FROM curated.identity_links WHERE id_type_a = '{unique_sql}' AND id_type_b <> '{unique_sql}') \
-             GROUP BY id_type, id_value HAVING count(DISTINCT unique_value) > {}",
-            config.hub_max_unique
+               SELECT id_type_b, id_value_b, id_value_a FROM curated.identity_links WHERE id_type_a = '{unique_sql}' AND id_type_b <> '{unique_sql}')) \
+             GROUP BY id_type, id_value HAVING count(*) > 1"
         );
         for batch in query(sql).await? {
             let (t, v) = (text(&batch, "id_type"), text(&batch, "id_value"));
@@ -567,8 +605,14 @@ pub(crate) async fn find_hubs(
             if let (Some(t), Some(v), Some(n)) = (t, v, n) {
                 for i in 0..batch.num_rows() {
                     let id = (t.as_string::<i32>().value(i).to_string(), v.as_string::<i32>().value(i).to_string());
-                    if !hubs.contains(&id) && seen.contains_key(&id) {
-                        found.push((id, unique.clone(), n.as_primitive::<Int64Type>().value(i)));
+                    if !seen.contains_key(&id) {
+                        continue;
+                    }
+                    let n = n.as_primitive::<Int64Type>().value(i);
+                    let most = shared.entry(id.clone()).or_insert(n);
+                    *most = (*most).max(n);
+                    if n > config.hub_max_unique as i64 && !hubs.contains(&id) && !found.iter().any(|f| f.0 == id) {
+                        found.push((id, unique.clone(), n));
                     }
                 }
             }
@@ -590,7 +634,7 @@ pub(crate) async fn find_hubs(
     }
     let new_hubs = found.len() as u64;
     hubs.extend(found.into_iter().map(|f| f.0));
-    Ok((hubs, new_hubs))
+    Ok(SharedIdentifiers { hubs, new_hubs, shared })
 }
 
 /// The mapping rows of every component that one of `seen` belongs to.
@@ -648,10 +692,19 @@ pub(crate) fn parse_mapping(rows: &[RecordBatch]) -> Result<HashMap<Identifier, 
         let ints = batch
             .column_by_name("user_int_id")
             .ok_or_else(|| JobError::Invalid("id_mapping without user_int_id".into()))?;
-        let (first, last, ints) = (
+        let confidence = batch
+            .column_by_name("confidence")
+            .and_then(|c| cast(c, &DataType::Float64).ok())
+            .ok_or_else(|| JobError::Invalid("id_mapping without confidence".into()))?;
+        let active = batch
+            .column_by_name("is_active")
+            .ok_or_else(|| JobError::Invalid("id_mapping without is_active".into()))?
+            .as_boolean();
+        let (first, last, ints, confidence) = (
             first.as_primitive::<TimestampMicrosecondType>(),
             last.as_primitive::<TimestampMicrosecondType>(),
             ints.as_primitive::<Int64Type>(),
+            confidence.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>(),
         );
         for i in 0..batch.num_rows() {
             out.insert(
@@ -666,6 +719,8 @@ pub(crate) fn parse_mapping(rows: &[RecordBatch]) -> Result<HashMap<Identifier, 
                     first_seen: first.value(i),
                     last_seen: last.value(i),
                     user_int_id: ints.value(i),
+                    confidence: confidence.value(i),
+                    active: active.value(i),
                 },
             );
         }
@@ -758,10 +813,10 @@ pub(crate) async fn merge_mapping(
             strings(rows.iter().map(|r| r.0.0.as_str())),
             strings(rows.iter().map(|r| r.0.1.as_str())),
             strings(rows.iter().map(|r| r.1.source_channel.as_str())),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| 1.0))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1.confidence))),
             micros(rows.iter().map(|r| r.1.first_seen)),
             micros(rows.iter().map(|r| r.1.last_seen)),
-            Arc::new(BooleanArray::from(vec![true; rows.len()])),
+            Arc::new(BooleanArray::from(rows.iter().map(|r| r.1.active).collect::<Vec<_>>())),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.user_int_id))),
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| curated::id_bucket(&r.0.0, &r.0.1)))),
         ],

@@ -2,19 +2,17 @@
 //!
 //! `unlink A B` undoes the link between two identifiers; `unlink A` undoes every link of A.
 //! The undo is recorded in `curated.identity_unlinks` (later runs never use those links), and
-//! only the person A belongs to is re-stitched from the links that remain: the largest part
-//! keeps the one_id (ties: the part with a member_id, then the part seen first), every other
-//! part becomes a new person, and the split is recorded in
-//! `curated.id_merge_history`. No other person is touched.
+//! only the person A belongs to is re-stitched from the links that remain ([`restitch`]). No
+//! other person is touched.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_zones::curated;
 use chrono::{DateTime, Utc};
 
-use super::union_find::{Components, Identifier};
-use super::{Mapping, append_history, batch_for, max_user_int_id, merge_mapping, micros, parse_mapping, strings, text};
+use super::split::restitch;
+use super::union_find::Identifier;
+use super::{batch_for, micros, parse_mapping, strings, text};
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
@@ -143,70 +141,17 @@ pub async fn unlink(
     lake.append(&spec.id, vec![row]).await?;
 
     // Re-stitch this person alone from the links that remain.
-    let members = parse_mapping(
-        &run(format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id = {}", quote(&owner.one_id))).await?,
-    )?;
-    let links = run(format!(
-        "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
-         JOIN curated.id_mapping m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a WHERE m.is_active AND m.one_id = {}",
-        quote(&owner.one_id)
-    ))
-    .await?;
-    let unlinks = load_unlinks(workspace).await?;
-    let mut components = Components::new(&workspace.config.identity.unique_types);
-    let mut sorted: Vec<&Identifier> = members.keys().collect();
-    sorted.sort();
-    for identifier in &sorted {
-        components.node(identifier);
-    }
-    for batch in &links {
-        use cdplake_engine::arrow::array::AsArray;
-        let (Some(ta), Some(va), Some(tb), Some(vb)) =
-            (text(batch, "id_type_a"), text(batch, "id_value_a"), text(batch, "id_type_b"), text(batch, "id_value_b"))
-        else {
-            continue;
-        };
-        for i in 0..batch.num_rows() {
-            let x = (ta.as_string::<i32>().value(i).to_string(), va.as_string::<i32>().value(i).to_string());
-            let y = (tb.as_string::<i32>().value(i).to_string(), vb.as_string::<i32>().value(i).to_string());
-            if members.contains_key(&x) && members.contains_key(&y) && !unlinks.blocks(&x, &y) {
-                let _ = components.union(&x, &y);
-            }
-        }
-    }
-    // The largest part keeps the one_id; ties go to the part holding a member_id (the CRM's
-    // person), then to the part seen first.
-    let mut parts = components.clusters();
-    let unique_types = &workspace.config.identity.unique_types;
-    let anchored = |part: &Vec<Identifier>| part.iter().any(|i| unique_types.contains(&i.0));
-    let first_seen = |part: &Vec<Identifier>| part.iter().map(|i| members[i].first_seen).min().unwrap_or_default();
-    parts.sort_by(|x, y| {
-        y.len().cmp(&x.len()).then(anchored(y).cmp(&anchored(x))).then(first_seen(x).cmp(&first_seen(y))).then(x.cmp(y))
-    });
-    let mut next_int = max_user_int_id(workspace).await? + 1;
-    let mut rows: Vec<(Identifier, Mapping)> = Vec::new();
-    let mut history = Vec::new();
-    let mut new_one_ids = Vec::new();
     let cause = match b {
         Some(b) => format!("unlink {}:{} {}:{}", a.0, a.1, b.0, b.1),
         None => format!("unlink {}:{}", a.0, a.1),
     };
-    for part in parts.iter().skip(1) {
-        let one_id = format!("ONE{next_int:010}");
-        for identifier in part {
-            let mut mapping = members[identifier].clone();
-            mapping.one_id = one_id.clone();
-            mapping.user_int_id = next_int;
-            rows.push((identifier.clone(), mapping));
-        }
-        history.push((owner.one_id.clone(), one_id.clone(), cause.clone()));
-        new_one_ids.push(one_id);
-        next_int += 1;
-    }
-    append_history(workspace, "split", &history, &[], now).await?;
-    if !rows.is_empty() {
-        let table = lake.table(&curated::id_mapping_id()).await?;
-        merge_mapping(workspace, table, &rows, CommitProperties::default()).await?;
-    }
-    Ok(UnlinkReport { one_id: owner.one_id, parts: parts.len(), new_one_ids, mapping_rows_written: rows.len() as u64 })
+    let retiring = BTreeMap::from([(owner.one_id.clone(), HashSet::new())]);
+    let (splits, rows) = restitch(workspace, &retiring, &|_| cause.clone(), now).await?;
+    let split = splits.into_iter().next().expect("one person re-stitched");
+    Ok(UnlinkReport {
+        one_id: owner.one_id,
+        parts: split.parts,
+        new_one_ids: split.new_one_ids,
+        mapping_rows_written: rows,
+    })
 }

@@ -14,6 +14,7 @@ on_every_backend!(
     matches_the_ground_truth_and_stays_stable_across_batches,
     guards_keep_hubs_junk_and_conflicts_out,
     unlink_splits_one_person_and_the_link_stays_undone,
+    a_device_that_becomes_a_hub_leaves_its_person,
 );
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
@@ -168,6 +169,68 @@ async fn guards_keep_hubs_junk_and_conflicts_out(backend: Backend) {
     let conflicts =
         cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_conflicts").await.unwrap();
     assert_eq!(single_i64(&conflicts), 1);
+    // Confidence: the email two members used is only half sure to be M3's; a member_id is sure.
+    assert_eq!(confidence(&ws, "e-shared").await, 0.5);
+    assert_eq!(confidence(&ws, "M3").await, 1.0);
+}
+
+async fn confidence(ws: &Workspace, id_value: &str) -> f64 {
+    let rows = cdplake_jobs::query::run_query(
+        ws,
+        &format!("SELECT CAST(confidence * 1000 AS BIGINT) FROM curated.id_mapping WHERE id_value = '{id_value}'"),
+    )
+    .await
+    .unwrap();
+    single_i64(&rows) as f64 / 1000.0
+}
+
+async fn a_device_that_becomes_a_hub_leaves_its_person(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    let header = "id_type_a,id_value_a,id_type_b,id_value_b,source\n";
+    // Day 1: a family tablet used by M1 (and its app's U1), then by M2..M5: below the hub limit,
+    // so it stays M1's (the other members' links are refused as conflicts).
+    let mut day1 = format!(
+        "{header}device_id,TAB,member_id,M1,app\ndevice_id,TAB,union_id,U1,app\nmember_id,M1,email_hash,E1,crm\n"
+    );
+    for m in 2..=5 {
+        day1.push_str(&format!("device_id,TAB,member_id,M{m},app\n"));
+    }
+    load(&ws, &[("identity_links", "day1.csv".into(), day1)], 1).await;
+    let first = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    assert_eq!((first.hubs, first.conflicts), (0, 4), "{first:?}");
+    let key = |t: &str, v: &str| (t.to_string(), v.to_string());
+    let before = mapping(&ws).await;
+    assert_eq!(before[&key("device_id", "TAB")], before[&key("member_id", "M1")]);
+    assert_eq!(before[&key("union_id", "U1")], before[&key("member_id", "M1")]);
+    assert_eq!(confidence(&ws, "TAB").await, 0.2, "seen with five members");
+
+    // Day 2: a sixth member: the tablet is a hub now, so it leaves M1's person, and U1 (joined
+    // only through the tablet) becomes a person of its own. M1 keeps its one_id.
+    load(&ws, &[("identity_links", "day2.csv".into(), format!("{header}device_id,TAB,member_id,M6,app\n"))], 2).await;
+    let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    assert_eq!((second.hubs, second.hub_splits), (1, 1), "{second:?}");
+    let after = mapping(&ws).await;
+    assert_eq!(after[&key("member_id", "M1")], before[&key("member_id", "M1")]);
+    assert_eq!(after[&key("email_hash", "E1")], before[&key("member_id", "M1")]);
+    assert_ne!(after[&key("union_id", "U1")], before[&key("member_id", "M1")]);
+    let active = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT count(*) FROM curated.id_mapping WHERE id_value = 'TAB' AND NOT is_active",
+    )
+    .await
+    .unwrap();
+    assert_eq!(single_i64(&active), 1, "the hub's row stays, inactive");
+    let splits = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split' AND cause LIKE '%TAB became a hub%'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(single_i64(&splits), 1);
+    // Nothing left to split on the next run.
+    load(&ws, &[("identity_links", "day3.csv".into(), format!("{header}member_id,M1,email_hash,E2,crm\n"))], 3).await;
+    assert_eq!(cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap().hub_splits, 0);
 }
 
 async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
