@@ -17,6 +17,7 @@ pub mod lake;
 pub mod location;
 pub mod naming;
 pub mod objects;
+pub mod partition_copy;
 pub mod probe;
 pub mod retry;
 pub mod spec;

@@ -64,6 +64,30 @@ impl SqlSession {
         Ok(())
     }
 
+    /// Register the change data feed of `table` from `starting_version` on (inclusive) as
+    /// `name`: the rows each commit inserted, deleted or updated (pre- and post-image), with
+    /// `_change_type`, `_commit_version` and `_commit_timestamp`. Returns false (and registers
+    /// nothing) when the table does not record one (`delta.enableChangeDataFeed`).
+    pub async fn register_changes(&self, name: &str, table: &DeltaTable, starting_version: u64) -> Result<bool> {
+        let label = format!("{name}: change data feed");
+        let enabled = table.snapshot().is_ok_and(|s| {
+            s.metadata()
+                .configuration()
+                .get("delta.enableChangeDataFeed")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        });
+        if !enabled {
+            return Ok(false);
+        }
+        let builder = table.clone().scan_cdf().with_starting_version(starting_version);
+        let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(builder)
+            .map_err(|e| EngineError::delta(&label, "change data feed", e))?;
+        let reference = TableReference::bare(name);
+        self.ctx.deregister_table(reference.clone()).map_err(|e| EngineError::query(label.clone(), e))?;
+        self.ctx.register_table(reference, Arc::new(provider)).map_err(|e| EngineError::query(label, e))?;
+        Ok(true)
+    }
+
     /// Register rows held in memory as `name` or `schema.name` (intermediate results a job
     /// queries more than once, or an empty stand-in for a table not created yet).
     pub fn register_rows(&self, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
@@ -80,6 +104,16 @@ impl SqlSession {
         self.ctx
             .register_table(reference, Arc::new(table))
             .map_err(|e| EngineError::query(format!("{name}: register"), e))?;
+        Ok(())
+    }
+
+    /// Register a query as the view `name`: queried later, it runs then, reading only the
+    /// columns asked for.
+    pub async fn register_view(&self, name: &str, query: &str) -> Result<()> {
+        let view = self.sql(query).await?.into_view();
+        let reference = TableReference::bare(name);
+        self.ctx.deregister_table(reference.clone()).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
+        self.ctx.register_table(reference, view).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
         Ok(())
     }
 

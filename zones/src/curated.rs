@@ -55,6 +55,9 @@ pub fn id_mapping_spec() -> TableSpec {
         ])),
     )
     .partitioned_by(["id_type", ID_BUCKET])
+    // Profiles read which identifiers changed person from the change data feed instead of
+    // comparing two versions of the whole table.
+    .with_property("delta.enableChangeDataFeed", "true")
     .with_description(
         "One row per identifier (id_type, id_value): the person (one_id) it belongs to, with the link \
          confidence (1 / the member_ids it was seen with). Partitioned by id_type and id_bucket (a hash \

@@ -269,19 +269,28 @@ pub fn base_sql(
     )
 }
 
-/// `base` (a table of [`base_sql`] rows for every person) plus the r/f/m quintile scores: each
+/// The r/f/m quintile scores of the buyers in `base` (a table or parenthesised query with
+/// one_id, recency_days, frequency, monetary and last_purchase_date for every person): each
 /// buyer's rank among all buyers (ties share a score), 5 = most recent / most frequent / most
-/// spent, null for persons who never bought.
-pub fn scored_sql(base: &str) -> String {
+/// spent. Persons who never bought have no row.
+pub fn scores_sql(base: &str) -> String {
     let score = |order: &str| {
         format!("CAST(1 + floor(5.0 * (rank() OVER (ORDER BY {order}) - 1) / count(*) OVER ()) AS BIGINT)")
     };
     format!(
-        "SELECT b.*, s.r_score, s.f_score, s.m_score FROM {base} b LEFT JOIN \
-         (SELECT one_id, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {base} WHERE last_purchase_date IS NOT NULL) s \
-         ON s.one_id = b.one_id",
+        "SELECT one_id, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {base} scored_base \
+         WHERE last_purchase_date IS NOT NULL",
         r = score("recency_days DESC"),
         f = score("frequency ASC"),
         m = score("monetary ASC"),
+    )
+}
+
+/// `base` (a table of [`base_sql`] rows for every person) plus the [`scores_sql`] scores (null
+/// for persons who never bought).
+pub fn scored_sql(base: &str) -> String {
+    format!(
+        "SELECT b.*, s.r_score, s.f_score, s.m_score FROM {base} b LEFT JOIN ({}) s ON s.one_id = b.one_id",
+        scores_sql(base)
     )
 }

@@ -50,9 +50,12 @@ pub fn user_events_spec() -> TableSpec {
             Field::new(REFRESH_SEQ, DataType::Int64, false),
         ])),
     )
+    // By source, so a refresh's MERGE reads and rewrites only the sources its rows come from.
+    .partitioned_by(["source"])
     .with_description(
         "Every clean purchase, order, app/web event and support ticket with the person (one_id) it \
-         resolves to through curated.id_mapping; null one_id = anonymous so far. Key: (source, event_key).",
+         resolves to through curated.id_mapping; null one_id = anonymous so far. Key: (source, event_key); \
+         partitioned by source.",
     )
 }
 

@@ -153,7 +153,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     let full_events = options.full || events_mapping.is_none();
     let changed_for_events = match events_mapping {
         Some(v) if !full_events && v != mapping_version => {
-            Some(register_changed_identifiers(workspace, &session, v as u64, "changed_for_events").await?)
+            register_changed_identifiers(workspace, &session, &mapping, v as u64, "changed_for_events").await?
         }
         _ => None,
     };
@@ -285,16 +285,36 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     let watermarks_moved =
         stored_seq != Some(current_seq) || stored_mapping != Some(mapping_version) || profile_txns.len() > 3;
 
-    // 3. Candidate rows.
+    // 3. Candidate rows, checked by the gates, then published.
     let config = &workspace.config.profiles;
-    let (base_schema, base) = if full {
+    let commit = CommitProperties::default().with_application_transactions(profile_txns);
+    let published = if full {
         let sql =
             build::base_sql(config, options.as_of, "ids", "curated.user_events", &attributes, &attribute_columns, None);
         tracing::debug!(%sql, "profiles: full build");
-        let (schema, rows) =
+        let (base_schema, base) =
             session.rows_with_schema(&sql).await.map_err(query_error("profiles: computing profiles"))?;
-        report.persons_touched = rows.iter().map(|b| b.num_rows() as u64).sum();
-        (schema, rows)
+        report.persons_touched = base.iter().map(|b| b.num_rows() as u64).sum();
+        watch.lap("profiles computed");
+        session.register_rows("base", loosen(&base_schema), base)?;
+        let (scored_schema, candidate) =
+            session.rows_with_schema(&build::scored_sql("base")).await.map_err(query_error("profiles: scoring"))?;
+        let candidate_schema = match &stored {
+            Some(stored) => table_arrow_schema(stored, &profiles_id())?,
+            None => loosen(&scored_schema),
+        };
+        let candidate = conform_batches(&profiles_id(), &candidate_schema, candidate)?;
+        session.register_rows("candidate", candidate_schema.clone(), candidate.clone())?;
+        report.profiles = candidate.iter().map(|b| b.num_rows() as u64).sum();
+        watch.lap("scores ranked");
+        gate(workspace, &session, options, &mut report, now).await?;
+        watch.lap("quality rules checked");
+        if stored.is_none() {
+            let spec = profiles_spec(&candidate_schema);
+            workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["one_id"])).await?;
+        }
+        report.profiles_written = report.profiles;
+        Some(lake.overwrite(&profiles_id(), candidate, commit).await?)
     } else {
         let stored_table = stored.as_ref().expect("incremental refresh has a stored table");
         session.register_loaded("curated", "customer_profiles", stored_table).await?;
@@ -304,8 +324,10 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             stored_seq.unwrap_or(0),
             stored_seq.unwrap_or(0)
         ));
-        if let Some(v) = stored_mapping.filter(|v| *v != mapping_version) {
-            let changed = register_changed_identifiers(workspace, &session, v as u64, "changed_for_profiles").await?;
+        if let Some(v) = stored_mapping.filter(|v| *v != mapping_version)
+            && let Some(changed) =
+                register_changed_identifiers(workspace, &session, &mapping, v as u64, "changed_for_profiles").await?
+        {
             touched_sql.push(format!(
                 "SELECT old_one_id AS one_id FROM {changed} WHERE old_one_id IS NOT NULL \
                  UNION SELECT new_one_id AS one_id FROM {changed} WHERE new_one_id IS NOT NULL"
@@ -334,11 +356,22 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| JobError::arrow("touched persons", e))?;
         session.register_rows("touched", touched_schema, touched_rows)?;
+        // The touched persons' events and identifiers, read once: the profile query uses them
+        // in a dozen places, and DataFusion does not materialise a CTE.
+        for (name, sql) in [
+            ("touched_events", "SELECT * FROM curated.user_events WHERE one_id IN (SELECT one_id FROM touched)"),
+            ("touched_ids", "SELECT * FROM ids WHERE one_id IN (SELECT one_id FROM touched)"),
+        ] {
+            let (schema, rows) =
+                session.rows_with_schema(sql).await.map_err(query_error("profiles: reading touched persons"))?;
+            session.register_rows(name, schema, rows)?;
+        }
+        watch.lap("touched persons' events read");
         let sql = build::base_sql(
             config,
             options.as_of,
-            "ids",
-            "curated.user_events",
+            "touched_ids",
+            "touched_events",
             &attributes,
             &attribute_columns,
             Some("IN (SELECT one_id FROM touched)"),
@@ -347,68 +380,76 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         let table_schema = table_arrow_schema(stored_table, &profiles_id())?;
         let recomputed = conform_batches(&profiles_id(), &table_schema, recomputed)?;
         session.register_rows("recomputed", table_schema, recomputed)?;
-        let scores = SCORE_COLUMNS.join(", ");
-        session
-            .rows_with_schema(&format!(
-                "SELECT * EXCLUDE ({scores}) FROM curated.customer_profiles WHERE one_id NOT IN (SELECT one_id FROM touched) \
-                 UNION ALL SELECT * EXCLUDE ({scores}) FROM recomputed"
-            ))
-            .await
-            .map_err(query_error("profiles: combining kept and recomputed profiles"))?
-    };
-    watch.lap("profiles computed");
-    session.register_rows("base", loosen(&base_schema), base)?;
-    let (scored_schema, mut candidate) =
-        session.rows_with_schema(&build::scored_sql("base")).await.map_err(query_error("profiles: scoring"))?;
-    let candidate_schema = match &stored {
-        Some(stored) => table_arrow_schema(stored, &profiles_id())?,
-        None => loosen(&scored_schema),
-    };
-    candidate = conform_batches(&profiles_id(), &candidate_schema, candidate)?;
-    session.register_rows("candidate", candidate_schema.clone(), candidate.clone())?;
-    report.profiles = candidate.iter().map(|b| b.num_rows() as u64).sum();
-    watch.lap("scores ranked");
+        watch.lap("profiles computed");
 
-    // 4. Gates, then publish.
-    report.quality = quality::check(workspace, &session, &profiles_id(), "candidate").await?;
-    watch.lap("quality rules checked");
-    if report.quality.iter().any(|q| !q.passed) && !options.force {
-        quality::record(workspace, &report.quality, "profiles", now).await?;
-        return Err(JobError::QualityGate(format!(
-            "{profiles_label} not published (it keeps its previous version): {}; fix the input or rerun with --force",
-            quality::describe_failures(&report.quality)
-        )));
-    }
-    let commit = CommitProperties::default().with_application_transactions(profile_txns);
-    let changed = match &stored {
-        None => {
-            let spec = profiles_spec(&candidate_schema);
-            workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["one_id"])).await?;
-            lake.overwrite(&profiles_id(), candidate.clone(), commit).await?;
-            report.profiles_written = report.profiles;
-            true
-        }
-        Some(_) if full => {
-            lake.overwrite(&profiles_id(), candidate.clone(), commit).await?;
-            report.profiles_written = report.profiles;
-            true
-        }
-        Some(stored) => {
-            let (written, retired) =
-                merge_profiles(workspace, &session, stored.clone(), commit, watermarks_moved).await?;
-            report.profiles_written = written;
-            report.profiles_retired = retired;
-            written + retired > 0
-        }
+        // The scores rank everyone, so they are recomputed for everyone, from the four columns
+        // they depend on; the candidate is a view over the kept and recomputed rows.
+        let kept = "(SELECT * FROM curated.customer_profiles WHERE one_id NOT IN (SELECT one_id FROM touched))";
+        let narrow =
+            |t: &str| format!("SELECT one_id, recency_days, frequency, monetary, last_purchase_date FROM {t} n");
+        let everyone = format!("({} UNION ALL {})", narrow(kept), narrow("recomputed"));
+        let (scores_schema, scores) =
+            session.rows_with_schema(&build::scores_sql(&everyone)).await.map_err(query_error("profiles: scoring"))?;
+        session.register_rows("scores", scores_schema, scores)?;
+        let (score_list, new_scores) = score_columns("s");
+        session
+            .register_view(
+                "candidate",
+                &format!(
+                    "SELECT b.*, {new_scores} FROM (SELECT * EXCLUDE ({score_list}) FROM {kept} k \
+                     UNION ALL SELECT * EXCLUDE ({score_list}) FROM recomputed) b LEFT JOIN scores s ON s.one_id = b.one_id"
+                ),
+            )
+            .await?;
+        let count = session.first_value("SELECT count(*) FROM candidate", &DataType::Int64).await?;
+        report.profiles = match count {
+            ScalarValue::Int64(n) => n.unwrap_or(0) as u64,
+            other => unreachable!("cast to Int64 gave {other:?}"),
+        };
+        watch.lap("scores ranked");
+        gate(workspace, &session, options, &mut report, now).await?;
+        watch.lap("quality rules checked");
+        publish_changes(workspace, &session, stored_table.clone(), commit, watermarks_moved, &mut report).await?
     };
     watch.lap("customer_profiles written");
-    if changed || !lake.table_exists(&profiles_daily_id()).await? {
-        write_daily(workspace, &candidate_schema, candidate, options.as_of).await?;
+    let daily = match published {
+        Some(table) => Some(table),
+        None if !lake.table_exists(&profiles_daily_id()).await? => Some(lake.table(&profiles_id()).await?),
+        None => None,
+    };
+    if let Some(profiles) = daily {
+        write_daily(workspace, &profiles, options.as_of).await?;
         watch.lap("daily snapshot written");
     }
     quality::record(workspace, &report.quality, "profiles", now).await?;
     report.published = true;
     Ok(report)
+}
+
+/// `(r_score, f_score, m_score, "{alias}.r_score, {alias}.f_score, {alias}.m_score")`.
+fn score_columns(alias: &str) -> (String, String) {
+    (SCORE_COLUMNS.join(", "), SCORE_COLUMNS.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", "))
+}
+
+/// Run the quality rules on the registered `candidate`; a failed rule blocks the publish (the
+/// results are still recorded) unless `--force`.
+async fn gate(
+    workspace: &Workspace,
+    session: &SqlSession,
+    options: &RefreshOptions,
+    report: &mut ProfilesReport,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    report.quality = quality::check(workspace, session, &profiles_id(), "candidate").await?;
+    if report.quality.iter().any(|q| !q.passed) && !options.force {
+        quality::record(workspace, &report.quality, "profiles", now).await?;
+        return Err(JobError::QualityGate(format!(
+            "{} not published (it keeps its previous version): {}; fix the input or rerun with --force",
+            profiles_id(),
+            quality::describe_failures(&report.quality)
+        )));
+    }
+    Ok(())
 }
 
 /// A query's schema with every column nullable (DataFusion's nullability depends on the plan).
@@ -452,22 +493,42 @@ async fn register_identifiers(
 }
 
 /// Identifiers whose person differs between `curated.id_mapping` at `version` and now (new,
-/// moved, or gone), registered as `name` (id_type, id_value, old_one_id, new_one_id).
+/// moved, or gone), registered as `name` (id_type, id_value, old_one_id, new_one_id); `None`
+/// when there are none. Read from
+/// the table's change data feed (the rows of the commits since), or, for a table without one,
+/// by comparing the two versions whole.
 async fn register_changed_identifiers(
     workspace: &Workspace,
     session: &SqlSession,
+    mapping: &DeltaTable,
     version: u64,
     name: &str,
-) -> Result<String> {
-    let earlier = workspace.lake().table_as_of(&curated::id_mapping_id(), TimeTravel::Version(version)).await?;
-    session.register_loaded("history", &format!("id_mapping_v{version}"), &earlier).await?;
-    let sql = format!(
-        "SELECT coalesce(n.id_type, o.id_type) AS id_type, coalesce(n.id_value, o.id_value) AS id_value, \
-           o.one_id AS old_one_id, n.one_id AS new_one_id \
-         FROM ids n FULL OUTER JOIN (SELECT id_type, id_value, one_id FROM history.id_mapping_v{version} WHERE is_active) o \
-           ON n.id_type = o.id_type AND n.id_value = o.id_value \
-         WHERE n.one_id IS DISTINCT FROM o.one_id"
-    );
+) -> Result<Option<String>> {
+    let feed = format!("{name}_feed");
+    let sql = if session.register_changes(&feed, mapping, version + 1).await? {
+        // Each identifier's first change since `version`: its pre-image is what it was then
+        // (an insert: nothing).
+        format!(
+            "SELECT f.id_type, f.id_value, f.old_one_id, n.one_id AS new_one_id FROM (\
+               SELECT id_type, id_value, CASE WHEN _change_type = 'update_preimage' AND is_active THEN one_id END AS old_one_id \
+               FROM (SELECT id_type, id_value, one_id, is_active, _change_type, row_number() OVER (\
+                 PARTITION BY id_type, id_value ORDER BY _commit_version, \
+                 CASE WHEN _change_type = 'update_preimage' THEN 0 ELSE 1 END) AS __first FROM {feed}) \
+               WHERE __first = 1) f \
+             LEFT JOIN ids n ON n.id_type = f.id_type AND n.id_value = f.id_value \
+             WHERE n.one_id IS DISTINCT FROM f.old_one_id"
+        )
+    } else {
+        let earlier = workspace.lake().table_as_of(&curated::id_mapping_id(), TimeTravel::Version(version)).await?;
+        session.register_loaded("history", &format!("id_mapping_v{version}"), &earlier).await?;
+        format!(
+            "SELECT coalesce(n.id_type, o.id_type) AS id_type, coalesce(n.id_value, o.id_value) AS id_value, \
+               o.one_id AS old_one_id, n.one_id AS new_one_id \
+             FROM ids n FULL OUTER JOIN (SELECT id_type, id_value, one_id FROM history.id_mapping_v{version} WHERE is_active) o \
+               ON n.id_type = o.id_type AND n.id_value = o.id_value \
+             WHERE n.one_id IS DISTINCT FROM o.one_id"
+        )
+    };
     let rows = session.rows(&sql).await.map_err(query_error("profiles: identifiers that changed person"))?;
     let schema = Arc::new(Schema::new(
         ["id_type", "id_value", "old_one_id", "new_one_id"].map(|c| Field::new(c, DataType::Utf8, true)).to_vec(),
@@ -481,8 +542,11 @@ async fn register_changed_identifiers(
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| JobError::arrow("changed identifiers", e))?;
+    if rows.iter().all(|b| b.num_rows() == 0) {
+        return Ok(None);
+    }
     session.register_rows(name, schema, rows)?;
-    Ok(name.to_string())
+    Ok(Some(name.to_string()))
 }
 
 /// Register `clean.<source>`, or an empty stand-in with its contract's schema when the source
@@ -541,87 +605,101 @@ async fn merge_events(
     Ok(table)
 }
 
-/// MERGE the candidate into the stored profiles: rows of touched persons and rows whose scores
-/// moved are written, rows of persons that no longer exist are deleted. Returns (written, deleted).
-/// With no row to change the watermarks are still committed when they `moved`; else nothing is.
-async fn merge_profiles(
+/// What a row of the MERGE source does to the stored profiles.
+const ACTION: &str = "__action";
+
+/// MERGE what changed into the stored profiles: the touched persons' rows (updated or
+/// inserted), the new scores of persons whose rank moved, and the deletion of touched persons
+/// who no longer exist (absorbed by a merge). Counts go to `report`. With nothing to change the
+/// watermarks are still committed when they `moved`. Returns the new table when rows changed.
+async fn publish_changes(
     workspace: &Workspace,
     session: &SqlSession,
     stored: DeltaTable,
     commit: CommitProperties,
     moved: bool,
-) -> Result<(u64, u64)> {
+    report: &mut ProfilesReport,
+) -> Result<Option<DeltaTable>> {
     let id = profiles_id();
     let schema = table_arrow_schema(&stored, &id)?;
-    let score_changed: String = SCORE_COLUMNS.iter().map(|c| format!(" OR (c.{c} IS DISTINCT FROM s.{c})")).collect();
-    let changes = session
-        .rows(&format!(
-            "SELECT c.*, false AS __delete FROM candidate c LEFT JOIN curated.customer_profiles s ON s.one_id = c.one_id \
-             WHERE s.one_id IS NULL OR c.one_id IN (SELECT one_id FROM touched){score_changed} \
-             UNION ALL SELECT s.*, true AS __delete FROM curated.customer_profiles s \
-             WHERE s.one_id NOT IN (SELECT one_id FROM candidate)"
-        ))
-        .await
-        .map_err(query_error("profiles: rows to publish"))?;
-    let deleted: u64 =
-        changes.iter().map(|b| b.column_by_name("__delete").map_or(0, |c| c.as_boolean().true_count() as u64)).sum();
-    let total: u64 = changes.iter().map(|b| b.num_rows() as u64).sum();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(ACTION, DataType::Utf8, false));
+    let source_schema = Arc::new(Schema::new(fields));
+    let (score_list, new_scores) = score_columns("s");
+    let moved_rank = SCORE_COLUMNS.iter().map(|c| format!("(k.{c} IS DISTINCT FROM s.{c})")).collect::<Vec<_>>();
+    let queries = [
+        format!(
+            "SELECT r.* EXCLUDE ({score_list}), {new_scores}, 'row' AS {ACTION} FROM recomputed r \
+             LEFT JOIN scores s ON s.one_id = r.one_id"
+        ),
+        format!(
+            "SELECT k.one_id, {new_scores}, 'scores' AS {ACTION} FROM (SELECT one_id, {score_list} \
+             FROM curated.customer_profiles WHERE one_id NOT IN (SELECT one_id FROM touched)) k \
+             LEFT JOIN scores s ON s.one_id = k.one_id WHERE {}",
+            moved_rank.join(" OR ")
+        ),
+        format!(
+            "SELECT one_id, 'delete' AS {ACTION} FROM curated.customer_profiles \
+             WHERE one_id IN (SELECT one_id FROM touched) AND one_id NOT IN (SELECT one_id FROM recomputed)"
+        ),
+    ];
+    let mut rows = Vec::new();
+    let mut counts = [0u64; 3];
+    for (query, count) in queries.iter().zip(counts.iter_mut()) {
+        let batches = session.rows(query).await.map_err(query_error("profiles: rows to publish"))?;
+        *count = batches.iter().map(|b| b.num_rows() as u64).sum();
+        rows.extend(conform_batches(&id, &source_schema, batches)?);
+    }
+    report.profiles_written = counts[0] + counts[1];
+    report.profiles_retired = counts[2];
     let lake = workspace.lake();
-    if total == 0 {
+    if rows.is_empty() {
         if moved {
             lake.record_transactions(&id, commit).await?;
         }
-        return Ok((0, 0));
+        return Ok(None);
     }
-    let source = lake.session().read_batches(changes).map_err(|e| JobError::query("profiles: rows to publish", e))?;
+    let source = lake.session().read_batches(rows).map_err(|e| JobError::query("profiles: rows to publish", e))?;
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    lake.merge_into(stored, source, col("target.one_id").eq(col("source.one_id")))?
+    let is = |action: &str| format!("source.{ACTION} = '{action}'");
+    let (table, _) = lake
+        .merge_into(stored, source, col("target.one_id").eq(col("source.one_id")))?
         .with_source_alias("source")
         .with_target_alias("target")
         .with_commit_properties(commit.with_max_retries(100))
-        .when_matched_delete(|d| d.predicate("source.__delete"))
+        .when_matched_delete(|d| d.predicate(is("delete")))
         .and_then(|m| {
             m.when_matched_update(|u| {
-                names
-                    .iter()
-                    .fold(u.predicate("NOT source.__delete"), |u, c| u.update(c.as_str(), format!("source.{c}")))
+                names.iter().fold(u.predicate(is("row")), |u, c| u.update(c.as_str(), format!("source.{c}")))
+            })
+        })
+        .and_then(|m| {
+            m.when_matched_update(|u| {
+                SCORE_COLUMNS.iter().fold(u.predicate(is("scores")), |u, c| u.update(*c, format!("source.{c}")))
             })
         })
         .and_then(|m| {
             m.when_not_matched_insert(|i| {
-                names.iter().fold(i.predicate("NOT source.__delete"), |i, c| i.set(c.as_str(), format!("source.{c}")))
+                names.iter().fold(i.predicate(is("row")), |i, c| i.set(c.as_str(), format!("source.{c}")))
             })
         })
         .map_err(|e| EngineError::delta(&id, "merge", e))?
         .await
         .map_err(|e| EngineError::delta(&id, "merge", e))?;
-    Ok((total - deleted, deleted))
+    Ok(Some(table))
 }
 
-/// Replace the as-of date's partition of `curated.customer_profiles_daily` with the profiles.
-async fn write_daily(
-    workspace: &Workspace,
-    schema: &SchemaRef,
-    rows: Vec<RecordBatch>,
-    as_of: NaiveDate,
-) -> Result<()> {
+/// Make the as-of date's partition of `curated.customer_profiles_daily` a copy of `profiles` as
+/// it is now (its files copied, not its rows rewritten).
+async fn write_daily(workspace: &Workspace, profiles: &DeltaTable, as_of: NaiveDate) -> Result<()> {
+    let schema = table_arrow_schema(profiles, &profiles_id())?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(DT, DataType::Utf8, false));
-    let daily_schema = Arc::new(Schema::new(fields));
-    let spec = TableSpec::new(profiles_daily_id(), daily_schema.clone())
+    let spec = TableSpec::new(profiles_daily_id(), Arc::new(Schema::new(fields)))
         .partitioned_by([DT])
         .with_description("curated.customer_profiles as of each business date, partitioned by dt (YYYY-MM-DD).");
     workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["dt", "one_id"])).await?;
     let dt = as_of.format("%Y-%m-%d").to_string();
-    let rows = rows
-        .into_iter()
-        .map(|b| {
-            let mut columns = b.columns().to_vec();
-            columns.push(Arc::new(cdplake_engine::arrow::array::StringArray::from(vec![dt.as_str(); b.num_rows()])));
-            RecordBatch::try_new(daily_schema.clone(), columns)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| JobError::arrow("daily profiles", e))?;
-    workspace.lake().overwrite_partition(&profiles_daily_id(), &format!("{DT} = '{dt}'"), rows).await?;
+    workspace.lake().copy_into_partition(profiles, &profiles_daily_id(), DT, &dt).await?;
     Ok(())
 }
