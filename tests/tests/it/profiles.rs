@@ -147,6 +147,13 @@ async fn incremental_refresh_equals_a_full_rebuild(backend: Backend) {
     assert_eq!(single_i64(&gone), 0, "the absorbed one_id has no profile");
     let unique = sql(&ws, "SELECT count(*) - count(DISTINCT one_id) FROM curated.customer_profiles").await;
     assert_eq!(single_i64(&unique), 0);
+    // The as-of date's daily partition (a copy of the profile files) holds the same rows.
+    let incremental = rows_as_text(&sql(&ws, "SELECT * FROM curated.customer_profiles ORDER BY one_id").await);
+    let snapshot = rows_as_text(
+        &sql(&ws, "SELECT * EXCLUDE (dt) FROM curated.customer_profiles_daily WHERE dt = '2024-12-31' ORDER BY one_id")
+            .await,
+    );
+    assert_eq!(snapshot, incremental, "the daily snapshot is the profiles as of the date");
 
     // The same lake rebuilt in full has exactly the same rows.
     let incremental = rows_as_text(&sql(&ws, "SELECT * FROM curated.customer_profiles").await);
