@@ -90,7 +90,11 @@ impl SqlSession {
 
     /// Register rows held in memory as `name` or `schema.name` (intermediate results a job
     /// queries more than once, or an empty stand-in for a table not created yet).
+    /// String views become plain strings: a view column out of a sort or join can point into
+    /// every buffer its input had, which made each later filter over it take seconds.
     pub fn register_rows(&self, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+        let (schema, batches) = plain_strings(schema, batches)
+            .map_err(|e| EngineError::Arrow { context: format!("{name}: register"), source: e })?;
         let table =
             MemTable::try_new(schema, vec![batches]).map_err(|e| EngineError::query(format!("{name}: register"), e))?;
         let reference = match name.split_once('.') {
@@ -161,4 +165,43 @@ impl SqlSession {
     pub async fn sql(&self, query: &str) -> Result<DataFrame> {
         self.ctx.sql(query).await.map_err(|e| EngineError::query("query", e))
     }
+}
+
+/// `schema` and `batches` with Utf8View / BinaryView columns cast to Utf8 / Binary (compact,
+/// contiguous copies).
+fn plain_strings(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), deltalake::arrow::error::ArrowError> {
+    use deltalake::arrow::datatypes::{Field, Schema};
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if !schema.fields().iter().any(|f| plain(f.data_type()).is_some()) {
+        return Ok((schema, batches));
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match plain(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let target = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(target.fields())
+                .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(target.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((target, batches))
 }

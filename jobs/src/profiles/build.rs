@@ -272,13 +272,14 @@ pub fn base_sql(
 /// The r/f/m quintile scores of the buyers in `base` (a table or parenthesised query with
 /// one_id, recency_days, frequency, monetary and last_purchase_date for every person): each
 /// buyer's rank among all buyers (ties share a score), 5 = most recent / most frequent / most
-/// spent. Persons who never bought have no row.
-pub fn scores_sql(base: &str) -> String {
+/// spent. Persons who never bought have no row. `carry`: more columns of `base` to keep
+/// (`", a, b"`, or empty).
+pub fn scores_sql(base: &str, carry: &str) -> String {
     let score = |order: &str| {
         format!("CAST(1 + floor(5.0 * (rank() OVER (ORDER BY {order}) - 1) / count(*) OVER ()) AS BIGINT)")
     };
     format!(
-        "SELECT one_id, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {base} scored_base \
+        "SELECT one_id{carry}, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {base} scored_base \
          WHERE last_purchase_date IS NOT NULL",
         r = score("recency_days DESC"),
         f = score("frequency ASC"),
@@ -291,6 +292,6 @@ pub fn scores_sql(base: &str) -> String {
 pub fn scored_sql(base: &str) -> String {
     format!(
         "SELECT b.*, s.r_score, s.f_score, s.m_score FROM {base} b LEFT JOIN ({}) s ON s.one_id = b.one_id",
-        scores_sql(base)
+        scores_sql(base, "")
     )
 }

@@ -382,22 +382,55 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         session.register_rows("recomputed", table_schema, recomputed)?;
         watch.lap("profiles computed");
 
-        // The scores rank everyone, so they are recomputed for everyone, from the four columns
-        // they depend on; the candidate is a view over the kept and recomputed rows.
-        let kept = "(SELECT * FROM curated.customer_profiles WHERE one_id NOT IN (SELECT one_id FROM touched))";
-        let narrow =
-            |t: &str| format!("SELECT one_id, recency_days, frequency, monetary, last_purchase_date FROM {t} n");
-        let everyone = format!("({} UNION ALL {})", narrow(kept), narrow("recomputed"));
-        let (scores_schema, scores) =
-            session.rows_with_schema(&build::scores_sql(&everyone)).await.map_err(query_error("profiles: scoring"))?;
-        session.register_rows("scores", scores_schema, scores)?;
+        // The scores rank everyone, so they are recomputed for everyone from the four columns
+        // they depend on, carrying each kept row's old scores along. Kept rows whose scores
+        // moved are `moved`; the candidate is a view: kept rows, moved rows with their new
+        // scores, and the recomputed rows with theirs.
+        let kept = "one_id NOT IN (SELECT one_id FROM touched)";
         let (score_list, new_scores) = score_columns("s");
+        let old_scores = SCORE_COLUMNS.map(|c| format!("{c} AS old_{c}")).join(", ");
+        let no_scores = SCORE_COLUMNS.map(|c| format!("CAST(NULL AS BIGINT) AS old_{c}")).join(", ");
+        let base_columns = "one_id, recency_days, frequency, monetary, last_purchase_date";
+        let carry = format!(", kept, {}", SCORE_COLUMNS.map(|c| format!("old_{c}")).join(", "));
+        let steps = [
+            (
+                "ranked",
+                build::scores_sql(
+                    &format!(
+                        "(SELECT {base_columns}, true AS kept, {old_scores} FROM curated.customer_profiles WHERE {kept} \
+                         UNION ALL SELECT {base_columns}, false AS kept, {no_scores} FROM recomputed)"
+                    ),
+                    &carry,
+                ),
+            ),
+            (
+                "moved",
+                format!(
+                    "SELECT one_id, {score_list} FROM ranked WHERE kept AND ({})",
+                    SCORE_COLUMNS.map(|c| format!("(old_{c} IS DISTINCT FROM {c})")).join(" OR ")
+                ),
+            ),
+            (
+                "recomputed_scored",
+                format!(
+                    "SELECT r.* EXCLUDE ({score_list}), {new_scores} FROM recomputed r \
+                     LEFT JOIN (SELECT * FROM ranked WHERE NOT kept) s ON s.one_id = r.one_id"
+                ),
+            ),
+        ];
+        for (name, sql) in steps {
+            let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: scoring"))?;
+            session.register_rows(name, loosen(&schema), rows)?;
+            watch.lap(name);
+        }
         session
             .register_view(
                 "candidate",
                 &format!(
-                    "SELECT b.*, {new_scores} FROM (SELECT * EXCLUDE ({score_list}) FROM {kept} k \
-                     UNION ALL SELECT * EXCLUDE ({score_list}) FROM recomputed) b LEFT JOIN scores s ON s.one_id = b.one_id"
+                    "SELECT * FROM curated.customer_profiles WHERE {kept} AND one_id NOT IN (SELECT one_id FROM moved) \
+                     UNION ALL SELECT k.* EXCLUDE ({score_list}), {new_scores} FROM moved s \
+                       JOIN curated.customer_profiles k ON k.one_id = s.one_id \
+                     UNION ALL SELECT * FROM recomputed_scored"
                 ),
             )
             .await?;
@@ -608,8 +641,9 @@ async fn merge_events(
 /// What a row of the MERGE source does to the stored profiles.
 const ACTION: &str = "__action";
 
-/// MERGE what changed into the stored profiles: the touched persons' rows (updated or
-/// inserted), the new scores of persons whose rank moved, and the deletion of touched persons
+/// MERGE what changed into the stored profiles: the touched persons' rows (`recomputed_scored`,
+/// updated or inserted), the new scores of persons whose rank moved (`moved`), and the deletion
+/// of touched persons
 /// who no longer exist (absorbed by a merge). Counts go to `report`. With nothing to change the
 /// watermarks are still committed when they `moved`. Returns the new table when rows changed.
 async fn publish_changes(
@@ -625,19 +659,9 @@ async fn publish_changes(
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(ACTION, DataType::Utf8, false));
     let source_schema = Arc::new(Schema::new(fields));
-    let (score_list, new_scores) = score_columns("s");
-    let moved_rank = SCORE_COLUMNS.iter().map(|c| format!("(k.{c} IS DISTINCT FROM s.{c})")).collect::<Vec<_>>();
     let queries = [
-        format!(
-            "SELECT r.* EXCLUDE ({score_list}), {new_scores}, 'row' AS {ACTION} FROM recomputed r \
-             LEFT JOIN scores s ON s.one_id = r.one_id"
-        ),
-        format!(
-            "SELECT k.one_id, {new_scores}, 'scores' AS {ACTION} FROM (SELECT one_id, {score_list} \
-             FROM curated.customer_profiles WHERE one_id NOT IN (SELECT one_id FROM touched)) k \
-             LEFT JOIN scores s ON s.one_id = k.one_id WHERE {}",
-            moved_rank.join(" OR ")
-        ),
+        format!("SELECT *, 'row' AS {ACTION} FROM recomputed_scored"),
+        format!("SELECT *, 'scores' AS {ACTION} FROM moved"),
         format!(
             "SELECT one_id, 'delete' AS {ACTION} FROM curated.customer_profiles \
              WHERE one_id IN (SELECT one_id FROM touched) AND one_id NOT IN (SELECT one_id FROM recomputed)"
