@@ -3,15 +3,12 @@
 //! Money is summed in whole cents, so the result does not depend on the order rows are added in.
 //! Two steps, so an incremental refresh and a full rebuild compute the same rows:
 //! [`base_sql`] computes everything that depends on one person's data only (for all persons or
-//! just the touched ones); [`scored_sql`] adds the r/f/m quintile scores, which rank each buyer
-//! against all buyers and so are computed over the whole table every time.
+//! just the touched ones); [`super::scores`] adds the r/f/m quintile scores, which rank each
+//! buyer against all buyers and so are computed over the whole table every time.
 
 use chrono::{Duration, NaiveDate};
 
 use super::config::{Band, Floor, ProfilesConfig};
-
-/// Columns computed by [`scored_sql`] over all persons.
-pub const SCORE_COLUMNS: [&str; 3] = ["r_score", "f_score", "m_score"];
 
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -266,32 +263,5 @@ pub fn base_sql(
         rfm = rfm_case(config),
         engagement = floor_case("total_page_views", &config.engagement_segments, &config.engagement_else),
         as_of = date(as_of),
-    )
-}
-
-/// The r/f/m quintile scores of the buyers in `base` (a table or parenthesised query with
-/// one_id, recency_days, frequency, monetary and last_purchase_date for every person): each
-/// buyer's rank among all buyers (ties share a score), 5 = most recent / most frequent / most
-/// spent. Persons who never bought have no row. `carry`: more columns of `base` to keep
-/// (`", a, b"`, or empty).
-pub fn scores_sql(base: &str, carry: &str) -> String {
-    let score = |order: &str| {
-        format!("CAST(1 + floor(5.0 * (rank() OVER (ORDER BY {order}) - 1) / count(*) OVER ()) AS BIGINT)")
-    };
-    format!(
-        "SELECT one_id{carry}, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {base} scored_base \
-         WHERE last_purchase_date IS NOT NULL",
-        r = score("recency_days DESC"),
-        f = score("frequency ASC"),
-        m = score("monetary ASC"),
-    )
-}
-
-/// `base` (a table of [`base_sql`] rows for every person) plus the [`scores_sql`] scores (null
-/// for persons who never bought).
-pub fn scored_sql(base: &str) -> String {
-    format!(
-        "SELECT b.*, s.r_score, s.f_score, s.m_score FROM {base} b LEFT JOIN ({}) s ON s.one_id = b.one_id",
-        scores_sql(base, "")
     )
 }

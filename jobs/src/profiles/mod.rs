@@ -19,6 +19,7 @@
 pub mod build;
 pub mod config;
 pub mod events;
+pub mod scores;
 
 use std::sync::Arc;
 
@@ -43,8 +44,9 @@ use crate::error::{JobError, Result};
 use crate::quality::{self, QualityResult};
 use crate::stopwatch::Stopwatch;
 use crate::workspace::Workspace;
-use build::{AttributeInput, SCORE_COLUMNS};
+use build::AttributeInput;
 use events::{REFRESH_SEQ, Selection, user_events_id, user_events_spec};
+use scores::{SCORE_COLUMNS, score_buyers};
 
 pub fn profiles_id() -> TableId {
     TableId::new("curated", "customer_profiles").expect("static name is valid")
@@ -297,8 +299,18 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         report.persons_touched = base.iter().map(|b| b.num_rows() as u64).sum();
         watch.lap("profiles computed");
         session.register_rows("base", loosen(&base_schema), base)?;
-        let (scored_schema, candidate) =
-            session.rows_with_schema(&build::scored_sql("base")).await.map_err(query_error("profiles: scoring"))?;
+        let (narrow_schema, narrow) = session
+            .rows_with_schema("SELECT one_id, recency_days, frequency, monetary, last_purchase_date FROM base")
+            .await?;
+        let ranked = score_buyers(&narrow_schema, &narrow)?;
+        session.register_rows("ranked", ranked.schema(), vec![ranked])?;
+        let (_, new_scores) = score_columns("s");
+        let (scored_schema, candidate) = session
+            .rows_with_schema(&format!(
+                "SELECT b.*, {new_scores} FROM base b LEFT JOIN ranked s ON s.one_id = b.one_id"
+            ))
+            .await
+            .map_err(query_error("profiles: scoring"))?;
         let candidate_schema = match &stored {
             Some(stored) => table_arrow_schema(stored, &profiles_id())?,
             None => loosen(&scored_schema),
@@ -391,18 +403,17 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         let old_scores = SCORE_COLUMNS.map(|c| format!("{c} AS old_{c}")).join(", ");
         let no_scores = SCORE_COLUMNS.map(|c| format!("CAST(NULL AS BIGINT) AS old_{c}")).join(", ");
         let base_columns = "one_id, recency_days, frequency, monetary, last_purchase_date";
-        let carry = format!(", kept, {}", SCORE_COLUMNS.map(|c| format!("old_{c}")).join(", "));
+        let (everyone_schema, everyone) = session
+            .rows_with_schema(&format!(
+                "SELECT {base_columns}, true AS kept, {old_scores} FROM curated.customer_profiles WHERE {kept} \
+                 UNION ALL SELECT {base_columns}, false AS kept, {no_scores} FROM recomputed"
+            ))
+            .await
+            .map_err(query_error("profiles: scoring"))?;
+        let ranked = score_buyers(&everyone_schema, &everyone)?;
+        session.register_rows("ranked", ranked.schema(), vec![ranked])?;
+        watch.lap("ranked");
         let steps = [
-            (
-                "ranked",
-                build::scores_sql(
-                    &format!(
-                        "(SELECT {base_columns}, true AS kept, {old_scores} FROM curated.customer_profiles WHERE {kept} \
-                         UNION ALL SELECT {base_columns}, false AS kept, {no_scores} FROM recomputed)"
-                    ),
-                    &carry,
-                ),
-            ),
             (
                 "moved",
                 format!(

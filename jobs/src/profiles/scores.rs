@@ -1,0 +1,85 @@
+//! The r/f/m quintile scores (seed 001): each buyer's rank among all buyers, as a score 1–5.
+//!
+//! Ranked here rather than with `rank() OVER (ORDER BY ...)`: DataFusion runs a window without
+//! a partition as one single-threaded sort per score, over the whole table, on every refresh.
+//! The rule is SQL's: `1 + floor(5.0 * (rank - 1) / buyers)`, where rank is 1 + the number of
+//! buyers strictly ahead (ties share a rank); 5 = most recent / most frequent / most spent.
+//! Persons who never bought (null last_purchase_date) get no score.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use cdplake_engine::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use cdplake_engine::arrow::compute::{cast, concat_batches, filter_record_batch, is_not_null};
+use cdplake_engine::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+
+use crate::error::{JobError, Result};
+
+/// The score columns, in the order they are appended.
+pub const SCORE_COLUMNS: [&str; 3] = ["r_score", "f_score", "m_score"];
+
+/// The buyers among `batches` (rows with recency_days, frequency, monetary and
+/// last_purchase_date, and whatever else) with [`SCORE_COLUMNS`] appended.
+pub fn score_buyers(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let arrow = |e| JobError::arrow("profiles: scores", e);
+    let all = concat_batches(schema, batches).map_err(arrow)?;
+    let bought = is_not_null(column(&all, "last_purchase_date")?.as_ref()).map_err(arrow)?;
+    let buyers = filter_record_batch(&all, &bought).map_err(arrow)?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = buyers.columns().to_vec();
+    for (name, metric, descending) in
+        [("r_score", "recency_days", true), ("f_score", "frequency", false), ("m_score", "monetary", false)]
+    {
+        let values = cast(&column(&buyers, metric)?, &DataType::Float64).map_err(arrow)?;
+        let values = values.as_primitive::<Float64Type>();
+        let values: Vec<Option<f64>> = (0..values.len()).map(|i| values.is_valid(i).then(|| values.value(i))).collect();
+        fields.push(Field::new(name, DataType::Int64, true));
+        columns.push(Arc::new(quintiles(&values, descending)));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow)
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<cdplake_engine::arrow::array::ArrayRef> {
+    batch.column_by_name(name).cloned().ok_or_else(|| JobError::Invalid(format!("profiles: no column {name} to score")))
+}
+
+/// SQL's order: ascending puts nulls last, descending puts them first.
+fn order(a: Option<f64>, b: Option<f64>, descending: bool) -> Ordering {
+    let ascending = match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+    };
+    if descending { ascending.reverse() } else { ascending }
+}
+
+/// Each value's quintile score among `values`.
+fn quintiles(values: &[Option<f64>], descending: bool) -> Int64Array {
+    let n = values.len();
+    let mut sorted: Vec<usize> = (0..n).collect();
+    sorted.sort_unstable_by(|&a, &b| order(values[a], values[b], descending));
+    let mut scores = vec![0i64; n];
+    let mut rank = 1;
+    for (position, &row) in sorted.iter().enumerate() {
+        if position > 0 && order(values[sorted[position - 1]], values[row], descending) != Ordering::Equal {
+            rank = position + 1;
+        }
+        scores[row] = (1.0 + (5.0 * (rank - 1) as f64 / n as f64).floor()) as i64;
+    }
+    Int64Array::from(scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_share_a_score_and_the_order_decides_the_top() {
+        let values = [Some(10.0), Some(20.0), Some(20.0), Some(30.0), Some(40.0)];
+        let ascending: Vec<i64> = quintiles(&values, false).values().to_vec();
+        assert_eq!(ascending, [1, 2, 2, 4, 5]);
+        let descending: Vec<i64> = quintiles(&values, true).values().to_vec();
+        assert_eq!(descending, [5, 3, 3, 2, 1]);
+    }
+}
