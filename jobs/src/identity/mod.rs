@@ -136,6 +136,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         workspace.catalog.ensure_table(&spec, &TableMeta::default()).await?;
     }
 
+    let mut watch = crate::stopwatch::Stopwatch::start("identity");
     // 0. Identifiers newly blocklisted in cdplake.toml split their person, as `unlink A` would.
     if workspace.lake().table_exists(&curated::id_mapping_id()).await? {
         report.splits = unlink::apply_blocklist(workspace, now).await?.iter().filter(|r| r.parts > 1).count() as u64;
@@ -177,17 +178,22 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     links.sort_by(|x, y| {
         (x.seen, &x.source, &x.uri, x.row, &x.a, &x.b).cmp(&(y.seen, &y.source, &y.uri, y.row, &y.a, &y.b))
     });
+    watch.lap("clean rows read");
     store_links(workspace, &links).await?;
+    watch.lap("links stored");
 
     // 2. Hubs among the identifiers touched now.
     let SharedIdentifiers { hubs, new_hubs, shared } = find_hubs(workspace, config, &seen, &txns, now).await?;
     report.hubs = new_hubs;
     // An identifier already in a person that has now become a hub leaves it, and the person
     // is re-stitched without it.
+    watch.lap("hubs found");
     report.hub_splits = split::split_stitched_hubs(workspace, now).await?;
+    watch.lap("stitched hubs split");
 
     // 3. The components the new identifiers reach.
     let existing = load_components(workspace, &seen).await?;
+    watch.lap("components loaded");
     let mut components = Components::new(&config.unique_types);
     let mut by_one_id: BTreeMap<String, Vec<Identifier>> = BTreeMap::new();
     for (identifier, mapping) in &existing {
@@ -286,6 +292,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         }
     }
 
+    watch.lap("stitched");
     // 5. Side tables, then the mapping with the watermark in its commit.
     append_history(workspace, "merge", &history, &txns, now).await?;
     append_conflicts(workspace, &conflicts, &txns, now).await?;
@@ -302,6 +309,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     } else {
         merge_mapping(workspace, mapping_table, &rows, commit).await?
     };
+    watch.lap("id_mapping merged");
     report.mapping_version = table.version();
     Ok(report)
 }

@@ -367,15 +367,29 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| JobError::arrow("touched persons", e))?;
+        // Up to this many touched persons are listed in the events query itself: a literal list
+        // is pushed into the Parquet scan, which then decodes the other columns only for the
+        // matching rows (a semi-join with `touched` decodes all 20 million).
+        const LISTED_PERSONS: u64 = 20_000;
+        let events_filter = if report.persons_touched <= LISTED_PERSONS {
+            let mut ids = Vec::new();
+            for batch in &touched_rows {
+                let column = batch.column(0).as_string::<i32>();
+                ids.extend(column.iter().flatten().map(|id| format!("'{}'", id.replace('\'', "''"))));
+            }
+            format!("IN ({})", ids.join(", "))
+        } else {
+            "IN (SELECT one_id FROM touched)".to_string()
+        };
         session.register_rows("touched", touched_schema, touched_rows)?;
         // The touched persons' events and identifiers, read once: the profile query uses them
         // in a dozen places, and DataFusion does not materialise a CTE.
         for (name, sql) in [
-            ("touched_events", "SELECT * FROM curated.user_events WHERE one_id IN (SELECT one_id FROM touched)"),
-            ("touched_ids", "SELECT * FROM ids WHERE one_id IN (SELECT one_id FROM touched)"),
+            ("touched_events", format!("SELECT * FROM curated.user_events WHERE one_id {events_filter}")),
+            ("touched_ids", "SELECT * FROM ids WHERE one_id IN (SELECT one_id FROM touched)".to_string()),
         ] {
             let (schema, rows) =
-                session.rows_with_schema(sql).await.map_err(query_error("profiles: reading touched persons"))?;
+                session.rows_with_schema(&sql).await.map_err(query_error("profiles: reading touched persons"))?;
             session.register_rows(name, schema, rows)?;
         }
         watch.lap("touched persons' events read");
@@ -398,14 +412,16 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         // they depend on, carrying each kept row's old scores along. Kept rows whose scores
         // moved are `moved`; the candidate is a view: kept rows, moved rows with their new
         // scores, and the recomputed rows with theirs.
-        let kept = "one_id NOT IN (SELECT one_id FROM touched)";
+        // NOT EXISTS, not NOT IN: an anti join without NOT IN's null handling, which DataFusion
+        // runs in one partition.
+        let kept = "NOT EXISTS (SELECT 1 FROM touched t WHERE t.one_id = p.one_id)";
         let (score_list, new_scores) = score_columns("s");
         let old_scores = SCORE_COLUMNS.map(|c| format!("{c} AS old_{c}")).join(", ");
         let no_scores = SCORE_COLUMNS.map(|c| format!("CAST(NULL AS BIGINT) AS old_{c}")).join(", ");
         let base_columns = "one_id, recency_days, frequency, monetary, last_purchase_date";
         let (everyone_schema, everyone) = session
             .rows_with_schema(&format!(
-                "SELECT {base_columns}, true AS kept, {old_scores} FROM curated.customer_profiles WHERE {kept} \
+                "SELECT {base_columns}, true AS kept, {old_scores} FROM curated.customer_profiles p WHERE {kept} \
                  UNION ALL SELECT {base_columns}, false AS kept, {no_scores} FROM recomputed"
             ))
             .await
@@ -438,7 +454,8 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             .register_view(
                 "candidate",
                 &format!(
-                    "SELECT * FROM curated.customer_profiles WHERE {kept} AND one_id NOT IN (SELECT one_id FROM moved) \
+                    "SELECT * FROM curated.customer_profiles p WHERE {kept} \
+                       AND NOT EXISTS (SELECT 1 FROM moved m WHERE m.one_id = p.one_id) \
                      UNION ALL SELECT k.* EXCLUDE ({score_list}), {new_scores} FROM moved s \
                        JOIN curated.customer_profiles k ON k.one_id = s.one_id \
                      UNION ALL SELECT * FROM recomputed_scored"
