@@ -137,6 +137,30 @@ impl SqlSession {
         ScalarValue::try_from_array(&column, 0).map_err(|e| EngineError::query(query, e))
     }
 
+    /// [`Self::first_value`] as an integer; None without rows or for a null.
+    pub async fn first_i64(&self, query: &str) -> Result<Option<i64>> {
+        match self.first_value(query, &DataType::Int64).await? {
+            ScalarValue::Int64(value) => Ok(value),
+            other => unreachable!("cast to Int64 gave {other:?}"),
+        }
+    }
+
+    /// [`Self::first_value`] as a float; None without rows or for a null.
+    pub async fn first_f64(&self, query: &str) -> Result<Option<f64>> {
+        match self.first_value(query, &DataType::Float64).await? {
+            ScalarValue::Float64(value) => Ok(value),
+            other => unreachable!("cast to Float64 gave {other:?}"),
+        }
+    }
+
+    /// [`Self::first_value`] as a string; None without rows or for a null.
+    pub async fn first_string(&self, query: &str) -> Result<Option<String>> {
+        match self.first_value(query, &DataType::Utf8).await? {
+            ScalarValue::Utf8(value) => Ok(value),
+            other => unreachable!("cast to Utf8 gave {other:?}"),
+        }
+    }
+
     /// Run a query and keep its rows and their schema (known even when there are no rows).
     pub async fn rows_with_schema(&self, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let df = self.sql(query).await?;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{BooleanArray, Float64Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
-use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -201,10 +200,7 @@ async fn trailing_average(
 }
 
 async fn scalar(session: &SqlSession, sql: &str) -> Result<Option<f64>> {
-    match session.first_value(sql, &DataType::Float64).await? {
-        ScalarValue::Float64(value) => Ok(value),
-        other => unreachable!("cast to Float64 gave {other:?}"),
-    }
+    Ok(session.first_f64(sql).await?)
 }
 
 /// Append results to `_quality.results`.

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use cdplake_engine::SqlSession;
 use cdplake_engine::arrow::array::RecordBatch;
-use cdplake_engine::arrow::datatypes::DataType;
-use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::parquet::arrow::ArrowWriter;
 use chrono::NaiveDate;
 
@@ -90,10 +88,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         quote(name),
         quote(&as_of)
     );
-    let members = match session.first_value(&format!("SELECT count(*) FROM ({members_of})"), &DataType::UInt64).await? {
-        ScalarValue::UInt64(n) => n.unwrap_or(0),
-        other => unreachable!("cast to UInt64 gave {other:?}"),
-    };
+    let members = session.first_i64(&format!("SELECT count(*) FROM ({members_of})")).await?.unwrap_or(0) as u64;
     let floor = request.min_size.unwrap_or(workspace.config.audiences.min_export_size);
     if members < floor {
         return Err(JobError::Invalid(format!(

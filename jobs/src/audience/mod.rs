@@ -19,7 +19,6 @@ use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use cdplake_engine::bitmap::from_bytes;
-use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 use roaring::RoaringBitmap;
@@ -130,10 +129,7 @@ fn quote(value: &str) -> String {
 
 /// The first value of a query as a string; None without rows or for a null.
 pub(crate) async fn single_string(session: &SqlSession, sql: &str) -> Result<Option<String>> {
-    match session.first_value(sql, &DataType::Utf8).await? {
-        ScalarValue::Utf8(value) => Ok(value),
-        other => unreachable!("cast to Utf8 gave {other:?}"),
-    }
+    Ok(session.first_string(sql).await?)
 }
 
 /// The newest as-of date segments were built for.

@@ -27,7 +27,6 @@ use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use cdplake_engine::datafusion::common::ScalarValue;
 use cdplake_engine::datafusion::prelude::col;
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
@@ -462,11 +461,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
                 ),
             )
             .await?;
-        let count = session.first_value("SELECT count(*) FROM candidate", &DataType::Int64).await?;
-        report.profiles = match count {
-            ScalarValue::Int64(n) => n.unwrap_or(0) as u64,
-            other => unreachable!("cast to Int64 gave {other:?}"),
-        };
+        report.profiles = session.first_i64("SELECT count(*) FROM candidate").await?.unwrap_or(0) as u64;
         watch.lap("scores ranked");
         gate(workspace, &session, options, &mut report, now).await?;
         watch.lap("quality rules checked");
@@ -625,10 +620,7 @@ async fn register_clean(workspace: &Workspace, session: &SqlSession, source: &So
 
 async fn max_refresh_seq(session: &SqlSession) -> Result<i64> {
     let sql = format!("SELECT max({REFRESH_SEQ}) FROM curated.user_events");
-    match session.first_value(&sql, &DataType::Int64).await? {
-        ScalarValue::Int64(value) => Ok(value.unwrap_or(0)),
-        other => unreachable!("cast to Int64 gave {other:?}"),
-    }
+    Ok(session.first_i64(&sql).await?.unwrap_or(0))
 }
 
 /// MERGE event rows by (source, event_key); an updated row remembers its previous one_id.
