@@ -84,8 +84,14 @@ pub fn identity_links_spec() -> TableSpec {
         Field::new("first_seen", timestamp_type(), false),
         Field::new("last_seen", timestamp_type(), false),
     ]);
+    // By the pair of id types: a batch's MERGE reads only the kinds of links it brings, and the
+    // hub count reads only the links to a person-unique type.
     TableSpec::new(identity_links_id(), Arc::new(Schema::new(fields)))
-        .with_description("Links between two identifiers of one person, with provenance (source, file, row).")
+        .partitioned_by(["id_type_a", "id_type_b"])
+        .with_description(
+            "Links between two identifiers of one person, with provenance (source, file, row); partitioned by \
+             the two id types.",
+        )
 }
 
 /// Every merge (and, later, split) of one_ids.

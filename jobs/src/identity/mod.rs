@@ -660,15 +660,20 @@ async fn load_components(
     let touched = ctx.read_batch(touched).map_err(|e| JobError::query("identity: touched", e))?;
     let mapping = lake.read_table("curated.id_mapping", &lake.table(&curated::id_mapping_id()).await?, &ctx).await?;
     let query_error = |e| JobError::query("identity: loading components", e);
+    // Only the partitions of the id types seen.
+    let types: std::collections::BTreeSet<&str> = seen.keys().map(|i| i.0.as_str()).collect();
     let owners = mapping
         .clone()
-        .join(
-            touched,
-            cdplake_engine::datafusion::common::JoinType::Inner,
-            &["id_type", "id_value"],
-            &["t_type", "t_value"],
-            None,
-        )
+        .filter(col("id_type").in_list(types.into_iter().map(lit).collect(), false))
+        .and_then(|df| {
+            df.join(
+                touched,
+                cdplake_engine::datafusion::common::JoinType::Inner,
+                &["id_type", "id_value"],
+                &["t_type", "t_value"],
+                None,
+            )
+        })
         .and_then(|df| df.select(vec![col("one_id").alias("owner")]))
         .and_then(|df| df.distinct())
         .map_err(query_error)?;

@@ -147,11 +147,23 @@ pub(crate) async fn split_stitched_hubs(workspace: &Workspace, now: DateTime<Utc
         return Ok(0);
     }
     let session = workspace.catalog.sql_session().await?;
+    // Only the mapping partitions of the hubs' id types.
+    let types = session.rows("SELECT DISTINCT id_type FROM curated.identity_hubs").await?;
+    let types: Vec<String> = types
+        .iter()
+        .filter_map(|b| text(b, "id_type"))
+        .flat_map(|c| c.as_string::<i32>().iter().flatten().map(quote).collect::<Vec<_>>())
+        .collect();
+    if types.is_empty() {
+        return Ok(0);
+    }
     let stitched = session
-        .sql(
+        .sql(&format!(
             "SELECT m.one_id, m.id_type, m.id_value, h.unique_type, h.distinct_values FROM curated.id_mapping m \
-             JOIN curated.identity_hubs h ON m.id_type = h.id_type AND m.id_value = h.id_value WHERE m.is_active",
-        )
+             JOIN curated.identity_hubs h ON m.id_type = h.id_type AND m.id_value = h.id_value \
+             WHERE m.is_active AND m.id_type IN ({})",
+            types.join(", ")
+        ))
         .await?
         .collect()
         .await
