@@ -88,6 +88,10 @@ pub fn describe_report(r: &IdentityReport) -> String {
     )
 }
 
+/// The identifiers of the rows read: first and last seen (µs) and the first source. DataFusion's
+/// hashbrown map (foldhash, not SipHash): a first run hashes every identifier of every clean row.
+type Seen = cdplake_engine::datafusion::common::HashMap<Identifier, (i64, i64, String)>;
+
 /// One link found in a clean row.
 #[derive(Debug, Clone)]
 struct Link {
@@ -145,7 +149,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     // 1. New rows → identifiers and links.
     let junk = JunkFilter::new(config);
     let mut links: Vec<Link> = Vec::new();
-    let mut seen: HashMap<Identifier, (i64, i64, String)> = HashMap::new();
+    let mut seen = Seen::default();
     let mut txns = Vec::new();
     for source in workspace.config.all_sources() {
         let id_columns = identifier_columns(&source, config);
@@ -207,26 +211,20 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     }
     report.components_touched = by_one_id.len() as u64;
     let mut conflicts = Vec::new();
-    let mut causes: Vec<(Identifier, Identifier, String)> = Vec::new();
+    // The links that joined two clusters, by index: formatted only for the merge history.
+    let mut causes: Vec<usize> = Vec::new();
     for identifier in seen.keys() {
         if !hubs.contains(identifier) {
             components.node(identifier);
         }
     }
     let unlinked = unlink::load_unlinks(workspace).await?;
-    for link in &links {
+    for (index, link) in links.iter().enumerate() {
         if hubs.contains(&link.a) || hubs.contains(&link.b) || unlinked.blocks(&link.a, &link.b) {
             continue;
         }
         match components.union(&link.a, &link.b) {
-            Ok(true) => causes.push((
-                link.a.clone(),
-                link.b.clone(),
-                format!(
-                    "{}:{} = {}:{} ({} {} row {})",
-                    link.a.0, link.a.1, link.b.0, link.b.1, link.source, link.uri, link.row
-                ),
-            )),
+            Ok(true) => causes.push(index),
             Ok(false) => {}
             Err(refusal) => conflicts.push((link.clone(), refusal)),
         }
@@ -257,8 +255,9 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         for absorbed in owners.keys().filter(|o| **o != one_id) {
             let cause = causes
                 .iter()
-                .find(|(a, b, _)| [a, b].iter().any(|i| existing.get(*i).is_some_and(|m| &m.one_id == absorbed)))
-                .map(|c| c.2.clone())
+                .map(|&i| &links[i])
+                .find(|l| [&l.a, &l.b].iter().any(|i| existing.get(*i).is_some_and(|m| &m.one_id == absorbed)))
+                .map(|l| format!("{}:{} = {}:{} ({} {} row {})", l.a.0, l.a.1, l.b.0, l.b.1, l.source, l.uri, l.row))
                 .unwrap_or_else(|| "links in this run".into());
             history.push((absorbed.clone(), one_id.clone(), cause));
             report.merges += 1;
@@ -398,7 +397,7 @@ fn extract(
     batch: &RecordBatch,
     junk: &JunkFilter,
     links: &mut Vec<Link>,
-    seen: &mut HashMap<Identifier, (i64, i64, String)>,
+    seen: &mut Seen,
     report: &mut IdentityReport,
 ) -> Result<()> {
     use cdplake_zones::contract::{INGESTED_AT, SOURCE_ROW, SOURCE_URI};
@@ -576,7 +575,7 @@ pub(crate) struct SharedIdentifiers {
 pub(crate) async fn find_hubs(
     workspace: &Workspace,
     config: &IdentityConfig,
-    seen: &HashMap<Identifier, (i64, i64, String)>,
+    seen: &Seen,
     txns: &[Transaction],
     now: DateTime<Utc>,
 ) -> Result<SharedIdentifiers> {
@@ -648,7 +647,7 @@ pub(crate) async fn find_hubs(
 /// The mapping rows of every component that one of `seen` belongs to.
 async fn load_components(
     workspace: &Workspace,
-    seen: &HashMap<Identifier, (i64, i64, String)>,
+    seen: &Seen,
 ) -> Result<HashMap<Identifier, Mapping>> {
     let lake = workspace.lake();
     let ctx = lake.session();

@@ -1,7 +1,9 @@
 //! Union-find (disjoint sets) over identifiers, with the per-person guard: two clusters that
 //! each hold a different value of a person-unique id type (a member_id) never join.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use cdplake_engine::datafusion::common::HashMap as FastMap;
 
 /// An identifier: `(id_type, id_value)`.
 pub type Identifier = (String, String);
@@ -9,7 +11,9 @@ pub type Identifier = (String, String);
 /// Disjoint sets with path halving and union by size.
 #[derive(Debug, Default)]
 pub struct Components {
-    index: HashMap<Identifier, usize>,
+    /// DataFusion's hashbrown map (foldhash, not SipHash): a first run looks up every identifier
+    /// of tens of millions of links.
+    index: FastMap<Identifier, usize>,
     nodes: Vec<Identifier>,
     parent: Vec<usize>,
     size: Vec<usize>,
@@ -84,18 +88,19 @@ impl Components {
         Ok(true)
     }
 
-    /// Every identifier grouped by cluster.
+    /// Every identifier grouped by cluster; each cluster sorted, clusters in the order of their
+    /// smallest identifier (clusters are disjoint, so that is their lexicographic order).
     pub fn clusters(&mut self) -> Vec<Vec<Identifier>> {
-        let mut groups: HashMap<usize, Vec<Identifier>> = HashMap::new();
+        let mut groups: FastMap<usize, Vec<Identifier>> = FastMap::default();
         for n in 0..self.nodes.len() {
             let root = self.find(n);
             groups.entry(root).or_default().push(self.nodes[n].clone());
         }
         let mut clusters: Vec<Vec<Identifier>> = groups.into_values().collect();
         for c in &mut clusters {
-            c.sort();
+            c.sort_unstable();
         }
-        clusters.sort();
+        clusters.sort_unstable_by(|a, b| a[0].cmp(&b[0]));
         clusters
     }
 }
