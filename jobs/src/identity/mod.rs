@@ -645,10 +645,7 @@ pub(crate) async fn find_hubs(
 }
 
 /// The mapping rows of every component that one of `seen` belongs to.
-async fn load_components(
-    workspace: &Workspace,
-    seen: &Seen,
-) -> Result<HashMap<Identifier, Mapping>> {
+async fn load_components(workspace: &Workspace, seen: &Seen) -> Result<HashMap<Identifier, Mapping>> {
     let lake = workspace.lake();
     let ctx = lake.session();
     let touched = RecordBatch::try_from_iter(vec![

@@ -15,14 +15,10 @@ use cdplake_zones::curated;
 use chrono::{DateTime, Utc};
 
 use super::union_find::{Components, Identifier};
-use super::unlink::load_unlinks;
+use super::unlink::{load_unlinks, quote};
 use super::{Mapping, append_history, max_user_int_id, merge_mapping, parse_mapping, text};
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
-
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
 
 /// One person re-stitched.
 #[derive(Debug, Clone)]

@@ -76,7 +76,8 @@ pub struct UnlinkReport {
     pub mapping_rows_written: u64,
 }
 
-fn quote(value: &str) -> String {
+/// A SQL string literal.
+pub(crate) fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 

@@ -14,7 +14,8 @@ fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn list(values: &[String]) -> String {
+/// `'a', 'b'` (SQL string literals), or `NULL` for none.
+pub(crate) fn list(values: &[String]) -> String {
     if values.is_empty() {
         return "NULL".into();
     }

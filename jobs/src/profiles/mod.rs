@@ -335,10 +335,15 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
             stored_seq.unwrap_or(0),
             stored_seq.unwrap_or(0)
         ));
-        if let Some(v) = stored_mapping.filter(|v| *v != mapping_version)
-            && let Some(changed) =
+        let changed = match stored_mapping.filter(|v| *v != mapping_version) {
+            // The events step already read the changes since this version.
+            Some(v) if events_mapping == Some(v) && !full_events => changed_for_events.clone(),
+            Some(v) => {
                 register_changed_identifiers(workspace, &session, &mapping, v as u64, "changed_for_profiles").await?
-        {
+            }
+            None => None,
+        };
+        if let Some(changed) = changed {
             touched_sql.push(format!(
                 "SELECT old_one_id AS one_id FROM {changed} WHERE old_one_id IS NOT NULL \
                  UNION SELECT new_one_id AS one_id FROM {changed} WHERE new_one_id IS NOT NULL"
@@ -371,12 +376,11 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         // matching rows (a semi-join with `touched` decodes all 20 million).
         const LISTED_PERSONS: u64 = 20_000;
         let events_filter = if report.persons_touched <= LISTED_PERSONS {
-            let mut ids = Vec::new();
-            for batch in &touched_rows {
-                let column = batch.column(0).as_string::<i32>();
-                ids.extend(column.iter().flatten().map(|id| format!("'{}'", id.replace('\'', "''"))));
-            }
-            format!("IN ({})", ids.join(", "))
+            let ids: Vec<String> = touched_rows
+                .iter()
+                .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_string).collect::<Vec<_>>())
+                .collect();
+            format!("IN ({})", build::list(&ids))
         } else {
             "IN (SELECT one_id FROM touched)".to_string()
         };
@@ -550,9 +554,8 @@ async fn register_identifiers(
 
 /// Identifiers whose person differs between `curated.id_mapping` at `version` and now (new,
 /// moved, or gone), registered as `name` (id_type, id_value, old_one_id, new_one_id); `None`
-/// when there are none. Read from
-/// the table's change data feed (the rows of the commits since), or, for a table without one,
-/// by comparing the two versions whole.
+/// when there are none. Read from the table's change data feed (the rows of the commits since),
+/// or, for a table without one, by comparing the two versions whole.
 async fn register_changed_identifiers(
     workspace: &Workspace,
     session: &SqlSession,
@@ -663,9 +666,9 @@ const ACTION: &str = "__action";
 
 /// MERGE what changed into the stored profiles: the touched persons' rows (`recomputed_scored`,
 /// updated or inserted), the new scores of persons whose rank moved (`moved`), and the deletion
-/// of touched persons
-/// who no longer exist (absorbed by a merge). Counts go to `report`. With nothing to change the
-/// watermarks are still committed when they `moved`. Returns the new table when rows changed.
+/// of touched persons who no longer exist (absorbed by a merge). Counts go to `report`. With
+/// nothing to change the watermarks are still committed when they `moved`. Returns the new table
+/// when rows changed.
 async fn publish_changes(
     workspace: &Workspace,
     session: &SqlSession,
