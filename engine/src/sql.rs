@@ -229,3 +229,35 @@ fn plain_strings(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((target, batches))
 }
+
+/// A SQL string literal: `it's` → `'it''s'`. The one place SQL text quotes a value.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A SQL identifier (a column or table name from configuration): `my col` → `"my col"`.
+/// Lake names are lower-case snake_case, so quoting never changes which column is meant.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The parenthesised list of an `IN` predicate, or `(NULL)` for no values, so that
+/// `x IN (NULL)` matches nothing instead of being a syntax error.
+pub fn in_list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let items: Vec<String> = values.into_iter().map(quote_literal).collect();
+    if items.is_empty() { "(NULL)".to_string() } else { format!("({})", items.join(", ")) }
+}
+
+#[cfg(test)]
+mod quoting_tests {
+    use super::*;
+
+    #[test]
+    fn literals_identifiers_and_lists() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_ident("order"), "\"order\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(in_list(["a", "b'c"]), "('a', 'b''c')");
+        assert_eq!(in_list(std::iter::empty()), "(NULL)");
+    }
+}
