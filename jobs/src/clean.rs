@@ -60,7 +60,7 @@ pub fn clean_table_id(source: &Source) -> TableId {
     TableId::new("clean", &source.name).expect("source names are validated")
 }
 
-fn batch_app_id(batch_id: &str) -> String {
+pub(crate) fn batch_app_id(batch_id: &str) -> String {
     format!("cdplake-clean-{batch_id}")
 }
 

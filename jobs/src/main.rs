@@ -63,7 +63,7 @@ enum Command {
     )]
     Demo(FormatArg),
 
-    /// Write the demo's sources at any scale, plus the hidden ground truth (truth.csv).
+    /// Write the demo's sources at any scale, plus the hidden ground truth (truth.csv, truth_edges.csv).
     #[command(
         after_help = "Example:\n  cdplake generate --persons 100000 --out /tmp/cdp-data\n  cdplake ingest --source customers /tmp/cdp-data/customers/customers.csv"
     )]
@@ -74,7 +74,8 @@ enum Command {
         /// Seed of the deterministic generator
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Directory to write <source>/<file> and truth.csv into
+        /// Directory to write <source>/<file>, truth.csv (owner of every identifier) and
+        /// truth_edges.csv (two identifiers of one person on one row) into
         #[arg(long)]
         out: PathBuf,
     },
@@ -202,10 +203,12 @@ cdplake query \"SELECT rule, count(*) FROM clean._quarantine GROUP BY rule\"")]
 
     /// Stitch identifiers into persons: curated.id_mapping (one_id per identifier), incrementally.
     #[command(
-        after_help = "Reads clean rows not seen yet, links the identifiers of each row, keeps junk values and hub \
-identifiers (a device seen with more than 5 member_ids) out, refuses links that would give a person two member_ids \
-(curated.identity_conflicts), and MERGEs only the changed identifiers. The oldest one_id survives a merge \
-(curated.id_merge_history).\n\nExamples:\n  cdplake identity\n  \
+        after_help = "Reads every version of the rows clean has applied since the last run (a CRM member's old email \
+still links), keeps placeholders (guest, N/A, test@test.com, all-zero ids, their hashes) and hubs (an identifier \
+linked to more values of a type than one person may hold, [identity.types.TYPE] limit) out, refuses links that \
+would give a person more values of a type than its limit (curated.identity_conflicts), and MERGEs only the changed \
+identifiers. first_seen/last_seen are the rows' business times; the oldest one_id survives a merge \
+(curated.id_merge_history).\n\nExamples:\n  cdplake identity\n  cdplake identity report\n  \
 cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id ORDER BY 2 DESC LIMIT 5\""
     )]
     Identity {
@@ -227,6 +230,19 @@ cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id 
 
 #[derive(Subcommand)]
 enum IdentityAction {
+    /// What to check before trusting the graph: persons by size, the largest persons, the
+    /// highest-degree identifiers not flagged, hubs, refused links and values skipped by rule.
+    #[command(
+        after_help = "Read-only. A person with dozens of identifiers, or a high-degree identifier that is not a hub, is \
+where strangers may be glued together: look at it with `cdplake identity explain`, then add the value to \
+[identity] blocklist or tighten [identity.types.TYPE] limit.\n\nExamples:\n  cdplake identity report\n  \
+cdplake identity report --top 20 --json"
+    )]
+    Report {
+        /// Rows per list (largest persons, degrees, hubs, skipped values)
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// Show a person: their one_id, every identifier, and the link (with its source row) that joined each.
     #[command(after_help = "Example:\n  cdplake identity explain member_id:MBR0000001")]
     Explain {
@@ -439,17 +455,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out!("{}", format_batches(&report.answer, format)?);
         }
         Command::Generate { persons, seed, out } => {
-            let (files, truth) = cdplake_jobs::generate::generate(persons, seed);
-            for file in &files {
+            let generated = cdplake_jobs::generate::generate_with_truth(persons, seed);
+            let files = &generated.files;
+            for file in files {
                 let dir = out.join(file.source);
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 std::fs::write(dir.join(&file.name), &file.content)
                     .with_context(|| format!("writing into {}", dir.display()))?;
             }
-            std::fs::write(out.join("truth.csv"), truth)
+            std::fs::write(out.join("truth.csv"), &generated.truth)
                 .with_context(|| format!("writing {}/truth.csv", out.display()))?;
+            std::fs::write(out.join("truth_edges.csv"), &generated.truth_edges)
+                .with_context(|| format!("writing {}/truth_edges.csv", out.display()))?;
             out!(
-                "{} files for {persons} people in {}/<source>/, ground truth in {}/truth.csv",
+                "{} files for {persons} people in {}/<source>/, ground truth in {}/truth.csv and truth_edges.csv",
                 files.len(),
                 out.display(),
                 out.display()
@@ -577,6 +596,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.parts,
                     report.new_one_ids.join(", ")
                 );
+            }
+        }
+        Command::Identity { action: Some(IdentityAction::Report { top }), json } => {
+            let health = cdplake_jobs::identity::report::health(&workspace, top).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&health)?);
+            } else {
+                out!("{}", cdplake_jobs::identity::report::describe(&health));
             }
         }
         Command::Identity { action: None, json } => {

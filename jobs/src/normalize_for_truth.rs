@@ -9,3 +9,8 @@ pub fn email_hash(value: &str) -> String {
 pub fn phone_hash(value: &str) -> String {
     pii_hash(&phone(value, "GB").unwrap_or_default(), None)
 }
+
+/// Plain SHA-256 of a value as given (what a CRM stores for whatever it was handed).
+pub fn sha256(value: &str) -> String {
+    pii_hash(value, None)
+}

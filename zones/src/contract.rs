@@ -62,6 +62,16 @@ pub struct CleanRow {
     pub order: Option<i64>,
 }
 
+/// A row's typed values, before its key is derived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedRow {
+    pub op: Op,
+    /// One value per column of [`Contract::columns`].
+    pub values: Vec<Value>,
+    /// The `order_by` value, if the source has one.
+    pub order: Option<i64>,
+}
+
 /// A row the contract refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -189,6 +199,19 @@ impl<'a> Contract<'a> {
         raw: &[Option<&str>],
         warnings: &mut Vec<Warning>,
     ) -> Result<CleanRow, Rejection> {
+        let TypedRow { op, values, order } = self.typed(layout, raw, warnings)?;
+        let key = self.key(&values, raw);
+        Ok(CleanRow { key, op, values, order })
+    }
+
+    /// The typed values of one raw row, without its key: what a reader of one batch's versions
+    /// (the identity job) needs.
+    pub fn typed(
+        &self,
+        layout: &RawLayout,
+        raw: &[Option<&str>],
+        warnings: &mut Vec<Warning>,
+    ) -> Result<TypedRow, Rejection> {
         let reject = |field: &str, (rule, reason): Failure| Rejection { field: field.to_string(), rule, reason };
         let get = |i: Option<usize>| i.and_then(|i| raw.get(i).copied().flatten());
         let (op, debezium_row) = match layout.cdc {
@@ -251,8 +274,7 @@ impl<'a> Contract<'a> {
             }
             values.push(value);
         }
-        let key = self.key(&values, raw);
-        Ok(CleanRow { key, op, values, order })
+        Ok(TypedRow { op, values, order })
     }
 
     fn key(&self, values: &[Value], raw: &[Option<&str>]) -> String {

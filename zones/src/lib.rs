@@ -15,6 +15,7 @@
 pub mod contract;
 pub mod curated;
 pub mod normalize;
+pub mod placeholders;
 pub mod presets;
 pub mod quarantine;
 pub mod raw;

@@ -60,6 +60,7 @@ fn customers() -> Source {
     )
     .key(&["customer_id"])
     .ordered_by("updated_at")
+    .timed_by("updated_at")
     .describe("Web shop / CRM customers (seeds 000 and 002).")
 }
 
@@ -77,6 +78,7 @@ fn transactions() -> Source {
         ],
     )
     .key(&["transaction_id"])
+    .timed_by("transaction_date")
     .describe("Purchases (seed 000); only `completed` ones count as orders.")
 }
 
@@ -93,6 +95,7 @@ fn web_events() -> Source {
         ],
     )
     .key(&["event_id"])
+    .timed_by("event_time")
     .describe("Website events from log files, CSV or JSON lines (seed 000).")
 }
 
@@ -116,6 +119,7 @@ fn crm_members() -> Source {
     )
     .key(&["member_id"])
     .ordered_by("updated_at")
+    .timed_by("updated_at")
     .describe("CRM members with hashed mobile and email, as CDC delivers them (seed 001).");
     source.phone_region = "CN".into();
     source
@@ -141,6 +145,7 @@ fn app_events() -> Source {
         ],
     )
     .key(&["event_id"])
+    .timed_by("event_time")
     .describe("Mini-program and app events as Kafka / Firehose deliver them (seed 001).")
 }
 
@@ -159,6 +164,7 @@ fn retail_transactions() -> Source {
             C::new("country", Text).from(&["Country"]).normalize(Country),
         ],
     )
+    .timed_by("invoice_date")
     .describe(
         "Online Retail (II) invoice lines (seed 001, UCI). Lines have no id: an exact repeat of a \
          line is reported as a duplicate. Cancellations (invoice C...) are kept as negative lines.",
@@ -182,6 +188,7 @@ fn orders() -> Source {
     )
     .key(&["order_id"])
     .ordered_by("updated_at")
+    .timed_by("created_at")
     .describe("Orders from the shop database's change stream (seed 002).")
 }
 
@@ -199,6 +206,7 @@ fn support_tickets() -> Source {
         ],
     )
     .key(&["ticket_id"])
+    .timed_by("created_at")
     .describe("Support tickets (seed 002).")
 }
 
@@ -218,6 +226,7 @@ fn behavioral_events() -> Source {
         ],
     )
     .key(&["event_id"])
+    .timed_by("event_time")
     .describe("Behavioural events from Kafka (seed 002).")
 }
 

@@ -185,6 +185,11 @@ pub struct Source {
     /// The column that orders versions of a row (`updated_at`): the latest wins.
     #[serde(default)]
     pub order_by: Option<String>,
+    /// The business time of a row (an event's time, an order's date, a record's `updated_at`):
+    /// when its identifiers were used. Identity's first_seen / last_seen come from it; a row
+    /// without a value falls back to `order_by`, then to the time it was ingested.
+    #[serde(default)]
+    pub time_column: Option<String>,
     #[serde(default)]
     pub cdc: CdcStyle,
     /// `chrono` formats tried in order for date columns.
@@ -222,6 +227,7 @@ impl Source {
             columns,
             primary_key: Vec::new(),
             order_by: None,
+            time_column: None,
             cdc: CdcStyle::None,
             date_formats: default_date_formats(),
             timestamp_formats: default_timestamp_formats(),
@@ -238,6 +244,18 @@ impl Source {
     pub fn ordered_by(mut self, column: &str) -> Self {
         self.order_by = Some(column.to_string());
         self
+    }
+
+    pub fn timed_by(mut self, column: &str) -> Self {
+        self.time_column = Some(column.to_string());
+        self
+    }
+
+    /// The columns that give a row's business time, in the order they are tried.
+    pub fn time_columns(&self) -> Vec<&str> {
+        let mut columns: Vec<&str> = self.time_column.iter().chain(&self.order_by).map(String::as_str).collect();
+        columns.dedup();
+        columns
     }
 
     pub fn cdc(mut self, style: CdcStyle) -> Self {
@@ -269,6 +287,14 @@ impl Source {
                 .ok_or_else(|| format!("source {}: key column {key} is not among its columns", self.name))?;
             if matches!(column.pii, Some(PiiTreatment::Drop) | Some(PiiTreatment::Mask)) {
                 return Err(format!("source {}: key column {key} cannot be dropped or masked", self.name));
+            }
+        }
+        if let Some(time) = &self.time_column {
+            let column = self
+                .column(time)
+                .ok_or_else(|| format!("source {}: time_column {time} is not among its columns", self.name))?;
+            if !matches!(column.column_type, ColumnType::Date | ColumnType::Timestamp) {
+                return Err(format!("source {}: time_column {time} must be of type date or timestamp", self.name));
             }
         }
         Ok(())

@@ -6,6 +6,8 @@ use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 
+use cdplake_engine::sql::quote_literal;
+
 use super::union_find::Identifier;
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
@@ -43,10 +45,6 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     Ok((0..column.len()).map(|i| (!column.is_null(i)).then(|| column.value(i).to_string())).collect())
 }
 
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
 pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<Explanation> {
     let session = workspace.catalog.sql_session().await?;
     let run = |sql: String| {
@@ -55,8 +53,8 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
     };
     let owner = run(format!(
         "SELECT one_id, user_int_id FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
-        quote(&identifier.0),
-        quote(&identifier.1)
+        quote_literal(&identifier.0),
+        quote_literal(&identifier.1)
     ))
     .await?;
     let Some(batch) = owner.iter().find(|b| b.num_rows() > 0) else {
@@ -71,7 +69,7 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
 
     let members = run(format!(
         "SELECT id_type, id_value FROM curated.id_mapping WHERE is_active AND one_id = {}",
-        quote(&one_id)
+        quote_literal(&one_id)
     ))
     .await?;
     let mut cluster: HashSet<Identifier> = HashSet::new();
@@ -83,7 +81,7 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
     let links = run(format!(
         "SELECT l.* FROM curated.identity_links l JOIN curated.id_mapping a ON a.id_type = l.id_type_a AND a.id_value = l.id_value_a \
          WHERE a.one_id = {} ORDER BY l.first_seen, l.source, l._source_row",
-        quote(&one_id)
+        quote_literal(&one_id)
     ))
     .await?;
     let mut adjacent: HashMap<Identifier, Vec<(Identifier, String)>> = HashMap::new();

@@ -1,58 +1,74 @@
 //! `cdplake identity`: stitch identifiers into persons (one_id), incrementally and stably.
 //!
-//! 1. Links: every clean row not yet seen by this job (per clean batch, recorded as Delta
-//!    application transactions on `curated.id_mapping`) links its identifiers; junk values and
-//!    blocklisted ones never link. Links are kept with provenance in `curated.identity_links`.
-//! 2. Hubs: an identifier linked to more than `hub_max_unique` values of a person-unique type
-//!    (a kiosk device seen with 6 member_ids) goes to `curated.identity_hubs` and never links.
-//! 3. Only the components the new links reach are loaded from `curated.id_mapping` and
-//!    re-stitched with union-find; a link that would give one person two member_ids is refused
-//!    and recorded in `curated.identity_conflicts`.
-//! 4. Stable ids: when clusters merge the oldest one_id survives (earliest first_seen, then the
-//!    smaller id); merges go to `curated.id_merge_history`. New persons get the next
-//!    `user_int_id` (never reused) and `one_id = ONE<user_int_id>`.
-//! 5. Only identifiers whose row changed are MERGEd into `curated.id_mapping`.
+//! A run goes through typed phases:
+//! 1. **Observe** ([`observe`]): every version of every row of the batches clean has applied
+//!    and identity has not (read from raw with the source's contract, so a CRM member's old
+//!    email still links); placeholders, junk and blocklisted values are screened out; every
+//!    pair of identifiers on a row is a link, timed by the row's business time. Links are kept
+//!    with provenance in `curated.identity_links`.
+//! 2. **Hubs** ([`hubs`]): an identifier linked to more distinct values of an id type than one
+//!    person may hold (`[identity.types]` limits) is a hub in `curated.identity_hubs` and never
+//!    links; a hub already inside a person leaves it and that person is re-stitched ([`split`]).
+//! 3. **Stitch**: only the persons the new identifiers reach are loaded from `curated.id_mapping`;
+//!    new links are applied strongest id type first ([`union_find`]), and a link that would give
+//!    a person more values of a type than its limit is refused (`curated.identity_conflicts`).
+//! 4. **Assign**: the oldest one_id of a merged cluster survives (earliest business first_seen,
+//!    then the smaller id), merges go to `curated.id_merge_history`; new persons get the next
+//!    `user_int_id` and `one_id = ONE<user_int_id>`.
+//! 5. **Publish**: only the identifiers whose row changed are MERGEd into `curated.id_mapping`,
+//!    with the applied batches recorded in that commit.
 
 pub mod explain;
+mod hubs;
+mod observe;
+pub mod report;
 mod split;
 pub mod union_find;
 pub mod unlink;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
+use cdplake_engine::arrow::datatypes::{DataType, Int64Type};
+use cdplake_engine::datafusion::common::HashMap as FastMap;
 use cdplake_engine::datafusion::prelude::{col, lit};
+use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::{EngineError, TableSpec, applied_version};
 use cdplake_zones::Source;
-use cdplake_zones::curated;
+use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
 
 use crate::clean::clean_table_id;
-use crate::config::IdentityConfig;
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
-use union_find::{Components, Identifier};
+use hubs::Degrees;
+use observe::{Evidence, Observations, Screen, priority};
+use union_find::{Components, Identifier, NodeId, Refusal};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IdentityReport {
-    /// Clean batches read (across sources).
+    /// Raw batches read (across sources).
     pub batches: usize,
+    /// Rows read (every version, rows clean rejected left out).
     pub rows: u64,
+    /// Distinct links (pairs of identifiers on one row) read in this run.
     pub new_links: u64,
     pub identifiers_seen: u64,
+    /// Identifier values kept out by a rule (placeholder, junk value, blocklist), in rows.
     pub junk_values_skipped: u64,
+    /// The same, by rule.
+    pub skipped_by_rule: BTreeMap<String, u64>,
     pub components_touched: u64,
     pub persons_created: u64,
     pub merges: u64,
+    /// Links refused because the merge would exceed an id type's limit.
     pub conflicts: u64,
     /// Identifiers newly found to be hubs in this run.
     pub hubs: u64,
@@ -70,9 +86,9 @@ pub fn describe_report(r: &IdentityReport) -> String {
         return "identity: nothing new (every clean batch is resolved)".into();
     }
     format!(
-        "identity: {} clean rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
-         {} refused links (conflicts), {} new hubs ({} persons split by one), {} junk values skipped, {} blocklist splits; \
-         {} id_mapping rows written",
+        "identity: {} rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
+         {} refused links (conflicts), {} new hubs ({} persons split by one), {} values skipped by rule{}, \
+         {} blocklist splits; {} id_mapping rows written",
         r.rows,
         r.batches,
         r.identifiers_seen,
@@ -83,51 +99,149 @@ pub fn describe_report(r: &IdentityReport) -> String {
         r.hubs,
         r.hub_splits,
         r.junk_values_skipped,
+        if r.skipped_by_rule.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                r.skipped_by_rule.iter().map(|(rule, n)| format!("{rule}: {n}")).collect::<Vec<_>>().join(", ")
+            )
+        },
         r.splits,
         r.mapping_rows_written
     )
-}
-
-/// The identifiers of the rows read: first and last seen (µs) and the first source. DataFusion's
-/// hashbrown map (foldhash, not SipHash): a first run hashes every identifier of every clean row.
-type Seen = cdplake_engine::datafusion::common::HashMap<Identifier, (i64, i64, String)>;
-
-/// One link found in a clean row.
-#[derive(Debug, Clone)]
-struct Link {
-    a: Identifier,
-    b: Identifier,
-    source: String,
-    uri: String,
-    row: i64,
-    seen: i64,
-}
-
-/// An identifier's row in `curated.id_mapping`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Mapping {
-    pub(crate) one_id: String,
-    pub(crate) source_channel: String,
-    pub(crate) first_seen: i64,
-    pub(crate) last_seen: i64,
-    pub(crate) user_int_id: i64,
-    /// How sure the stitching is that the identifier is this person's: 1 / the number of
-    /// values of a person-unique type it was seen with (a device used by two members: 0.5).
-    pub(crate) confidence: f64,
-    /// False for an identifier that left its person (it turned out to be a hub).
-    pub(crate) active: bool,
 }
 
 fn batch_app_id(source: &str, batch: &str) -> String {
     format!("cdplake-identity-{source}-{batch}")
 }
 
-/// Run identity resolution on every clean row not processed yet.
+/// A link of this run, deduplicated, in the order stitching applies it.
+#[derive(Debug, Clone, Copy)]
+struct OrderedLink {
+    a: NodeId,
+    b: NodeId,
+    evidence: Evidence,
+}
+
+/// The persons after stitching, before ids are assigned.
+struct Stitched {
+    /// Owns the run's interner while stitching.
+    components: Components,
+    existing: FastMap<NodeId, IdMappingRow>,
+    conflicts: Vec<(OrderedLink, Refusal)>,
+    /// Links that joined two clusters, for naming the cause of a merge.
+    causes: Vec<OrderedLink>,
+}
+
+/// The rows to write after stitching.
+struct Assigned {
+    rows: Vec<IdMappingRow>,
+    /// `(absorbed one_id, surviving one_id, cause)`.
+    history: Vec<(String, String, String)>,
+}
+
+/// Stitching passes at most: a pass that finds identifiers that would join two persons removes
+/// their links and stitches again.
+const MAX_PASSES: usize = 3;
+
+/// Run identity resolution on every batch not resolved yet.
 pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<IdentityReport> {
     let lake = workspace.lake();
     lake.ensure_writable()?;
+    let mapping_table = ensure_tables(workspace).await?;
     let config = &workspace.config.identity;
     let mut report = IdentityReport::default();
+    let mut watch = crate::stopwatch::Stopwatch::start("identity");
+    // Identifiers newly blocklisted in cdplake.toml split their person, as `unlink A` would.
+    report.splits = unlink::apply_blocklist(workspace, now).await?.iter().filter(|r| r.parts > 1).count() as u64;
+
+    // 1. Observe.
+    let pending = pending_by_source(workspace, &mapping_table).await?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    let txns: Vec<Transaction> = pending
+        .iter()
+        .flat_map(|(source, batches)| batches.iter().map(|b| Transaction::new(batch_app_id(&source.name, b), 1)))
+        .collect();
+    report.batches = txns.len();
+    let screen = Screen::new(config, cdplake_zones::normalize::pii_key_from_env());
+    let mut observations = Observations::default();
+    for (source, batches) in &pending {
+        observe::observe_source(workspace, source, batches, &screen, &mut observations).await?;
+    }
+    report.rows = observations.rows;
+    report.identifiers_seen = observations.seen.len() as u64;
+    report.new_links = observations.links.len() as u64;
+    for ((_, _, rule, _), n) in &observations.skipped {
+        report.junk_values_skipped += n;
+        *report.skipped_by_rule.entry(rule.to_string()).or_default() += n;
+    }
+    watch.lap("rows observed");
+
+    // 2. Hubs, before this run's links are stored (the stored ones are earlier runs').
+    let mut degrees = hubs::find_hubs(workspace, &mut observations, &config.types).await?;
+    watch.lap("hubs found");
+    store_links(workspace, &observations).await?;
+    store_skipped(workspace, &observations, &txns, now).await?;
+    watch.lap("links stored");
+
+    // 3. Stitch the persons the new identifiers reach. An identifier a hub rule names whose
+    // remaining links still join two persons loses every link, and the persons are stitched again.
+    let unlinked = unlink::load_unlinks(workspace).await?;
+    let mut rules_applied = 0;
+    let mut pass = 0;
+    let stitched = loop {
+        pass += 1;
+        let found = rules_found(&observations.ids, &degrees, rules_applied);
+        rules_applied = degrees.new_hubs.len();
+        if !found.is_empty() {
+            let named = degrees.rules.named(&observations.ids);
+            report.hub_splits += split::split_for_rules(workspace, &found, &named, now).await?;
+        }
+        let existing = load_components(workspace, &mut observations).await?;
+        let stitched = stitch(&mut observations, existing, &degrees, &unlinked, config);
+        let ambiguous = ambiguous_identifiers(&stitched, &degrees);
+        if ambiguous.is_empty() || pass == MAX_PASSES {
+            break stitched;
+        }
+        observations.ids = stitched.components.ids;
+        for n in ambiguous {
+            degrees.add_full(n, 2);
+        }
+    };
+    report.hubs = degrees.new_hubs.len() as u64;
+    report.conflicts = stitched.conflicts.len() as u64;
+    watch.lap("stitched");
+
+    // 4. Assign one_ids; 5. publish.
+    let next_int = max_user_int_id(workspace).await? + 1;
+    let assigned = assign(&stitched, &observations, &degrees, next_int, &mut report);
+    let ids = &stitched.components.ids;
+    append_hubs(workspace, ids, &degrees, &txns, now).await?;
+    append_history(workspace, "merge", &assigned.history, &txns, now).await?;
+    append_conflicts(workspace, ids, &stitched.conflicts, &observations, &txns, now).await?;
+    report.mapping_rows_written = assigned.rows.len() as u64;
+    let commit = CommitProperties::default().with_application_transactions(txns);
+    // A split above committed to the mapping after it was opened.
+    let mapping_table = if report.splits + report.hub_splits > 0 {
+        lake.table(&curated::id_mapping_id()).await?
+    } else {
+        mapping_table
+    };
+    let table = if assigned.rows.is_empty() {
+        lake.record_transactions(&curated::id_mapping_id(), commit).await?
+    } else {
+        merge_mapping(workspace, mapping_table, &assigned.rows, commit).await?
+    };
+    watch.lap("id_mapping merged");
+    report.mapping_version = table.version();
+    Ok(report)
+}
+
+/// Create the identity tables if needed; the mapping table as loaded.
+async fn ensure_tables(workspace: &Workspace) -> Result<DeltaTable> {
     let meta = TableMeta::default().with_primary_key(["id_type", "id_value"]);
     let (mapping_table, _) = workspace.catalog.ensure_table(&curated::id_mapping_spec(), &meta).await?;
     for spec in [
@@ -136,528 +250,245 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         curated::conflicts_spec(),
         curated::hubs_spec(),
         curated::unlinks_spec(),
+        curated::skipped_spec(),
     ] {
         workspace.catalog.ensure_table(&spec, &TableMeta::default()).await?;
     }
+    Ok(mapping_table)
+}
 
-    let mut watch = crate::stopwatch::Stopwatch::start("identity");
-    // 0. Identifiers newly blocklisted in cdplake.toml split their person, as `unlink A` would.
-    if workspace.lake().table_exists(&curated::id_mapping_id()).await? {
-        report.splits = unlink::apply_blocklist(workspace, now).await?.iter().filter(|r| r.parts > 1).count() as u64;
-    }
-
-    // 1. New rows → identifiers and links.
-    let junk = JunkFilter::new(config);
-    let mut links: Vec<Link> = Vec::new();
-    let mut seen = Seen::default();
-    let mut txns = Vec::new();
+/// Per source with identifiers: the raw batches clean has applied and identity has not.
+async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Result<Vec<(Source, Vec<String>)>> {
+    let lake = workspace.lake();
+    let mut pending = Vec::new();
     for source in workspace.config.all_sources() {
-        let id_columns = identifier_columns(&source, config);
-        if id_columns.is_empty() || !lake.table_exists(&clean_table_id(&source)).await? {
+        let clean_id = clean_table_id(&source);
+        if !observe::carries_identifiers(&source, &workspace.config.identity) || !lake.table_exists(&clean_id).await? {
             continue;
         }
-        let pending = crate::batches::pending_batches(
-            workspace,
-            &clean_table_id(&source),
-            &mapping_table,
-            "curated.id_mapping",
-            |batch| batch_app_id(&source.name, batch),
-        )
+        let raw_id = cdplake_zones::raw::raw_table_id(&source);
+        let unresolved = crate::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
+            batch_app_id(&source.name, batch)
+        })
         .await?;
-        if pending.is_empty() {
+        if unresolved.is_empty() {
             continue;
         }
-        report.batches += pending.len();
-        txns.extend(pending.iter().map(|b| Transaction::new(batch_app_id(&source.name, b), 1)));
-        let batches = read_rows(workspace, &source, &pending).await?;
-        for batch in &batches {
-            extract(&source, &id_columns, batch, &junk, &mut links, &mut seen, &mut report)?;
+        let clean = lake.table(&clean_id).await?;
+        let mut cleaned = Vec::new();
+        for batch in unresolved {
+            if applied_version(&clean, &clean_id.to_string(), &crate::clean::batch_app_id(&batch)).await?.is_some() {
+                cleaned.push(batch);
+            }
+        }
+        if !cleaned.is_empty() {
+            pending.push((source, cleaned));
         }
     }
-    if txns.is_empty() {
-        return Ok(report);
+    Ok(pending)
+}
+
+/// The hub rules found since the first `already` ones, by identifier.
+fn rules_found(ids: &union_find::Interner, degrees: &Degrees, already: usize) -> Vec<split::RuleFound> {
+    degrees.new_hubs[already..]
+        .iter()
+        .map(|h| split::RuleFound {
+            identifier: ids.identifier(h.node),
+            linked_type: h.linked_type.clone(),
+            distinct_values: h.distinct_values,
+            limit: h.limit,
+        })
+        .collect()
+}
+
+/// Identifiers a hub rule names that a refused link shows would still join two persons.
+fn ambiguous_identifiers(stitched: &Stitched, degrees: &Degrees) -> Vec<NodeId> {
+    let mut found: Vec<NodeId> = stitched
+        .conflicts
+        .iter()
+        .flat_map(|(link, _)| [link.a, link.b])
+        .filter(|&n| degrees.rules.names(n) && !degrees.rules.is_full(n))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// Apply the links to the loaded persons, strongest id type first, then oldest first. The run's
+/// interner moves into the components (and back out for another pass).
+fn stitch(
+    observations: &mut Observations,
+    existing: FastMap<NodeId, IdMappingRow>,
+    degrees: &Degrees,
+    unlinked: &unlink::Unlinks,
+    config: &crate::config::IdentityConfig,
+) -> Stitched {
+    let ids = std::mem::take(&mut observations.ids);
+    let mut components = Components::with_interner(ids, &config.types);
+    // The persons as they are: their identifiers together, whatever the limits say now.
+    let mut by_person: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
+    for (&n, row) in &existing {
+        by_person.entry(row.one_id.as_str()).or_default().push(n);
     }
-    report.new_links = links.len() as u64;
-    report.identifiers_seen = seen.len() as u64;
-    links.sort_by(|x, y| {
-        (x.seen, &x.source, &x.uri, x.row, &x.a, &x.b).cmp(&(y.seen, &y.source, &y.uri, y.row, &y.a, &y.b))
+    for members in by_person.values() {
+        components.add(members[0]);
+        for &other in &members[1..] {
+            components.add(other);
+            components.join_unchecked(members[0], other);
+        }
+    }
+    for &n in observations.seen.keys() {
+        if !degrees.rules.is_full(n) {
+            components.add(n);
+        }
+    }
+    let ids = &components.ids;
+    let uris = &observations.uris;
+    let rank = |n: NodeId| priority(&config.types, ids.id_type(n));
+    let mut ordered: Vec<OrderedLink> = observations
+        .links
+        .iter()
+        .filter(|((a, b), _)| !degrees.rules.blocks(ids, *a, *b))
+        .map(|(&(a, b), &evidence)| {
+            let (a, b) = if ids.cmp(a, b).is_le() { (a, b) } else { (b, a) };
+            OrderedLink { a, b, evidence }
+        })
+        .filter(|l| !unlinked.blocks(&ids.identifier(l.a), &ids.identifier(l.b)))
+        .collect();
+    ordered.sort_by(|x, y| {
+        let key = |l: &OrderedLink| {
+            let (pa, pb) = (rank(l.a), rank(l.b));
+            (pa.min(pb), pa.max(pb), l.evidence.first, l.evidence.source, l.evidence.row)
+        };
+        key(x)
+            .cmp(&key(y))
+            .then_with(|| uris[x.evidence.uri as usize].cmp(&uris[y.evidence.uri as usize]))
+            .then_with(|| ids.cmp(x.a, y.a))
+            .then_with(|| ids.cmp(x.b, y.b))
     });
-    watch.lap("clean rows read");
-    store_links(workspace, &links).await?;
-    watch.lap("links stored");
-
-    // 2. Hubs among the identifiers touched now.
-    let SharedIdentifiers { hubs, new_hubs, shared } = find_hubs(workspace, config, &seen, &txns, now).await?;
-    report.hubs = new_hubs;
-    // An identifier already in a person that has now become a hub leaves it, and the person
-    // is re-stitched without it.
-    watch.lap("hubs found");
-    report.hub_splits = split::split_stitched_hubs(workspace, now).await?;
-    watch.lap("stitched hubs split");
-
-    // 3. The components the new identifiers reach.
-    let existing = load_components(workspace, &seen).await?;
-    watch.lap("components loaded");
-    let mut components = Components::new(&config.unique_types);
-    let mut by_one_id: BTreeMap<String, Vec<Identifier>> = BTreeMap::new();
-    for (identifier, mapping) in &existing {
-        by_one_id.entry(mapping.one_id.clone()).or_default().push(identifier.clone());
-    }
-    for members in by_one_id.values() {
-        components.node(&members[0]);
-        for other in &members[1..] {
-            let _ = components.union(&members[0], other);
-        }
-    }
-    report.components_touched = by_one_id.len() as u64;
     let mut conflicts = Vec::new();
-    // The links that joined two clusters, by index: formatted only for the merge history.
-    let mut causes: Vec<usize> = Vec::new();
-    for identifier in seen.keys() {
-        if !hubs.contains(identifier) {
-            components.node(identifier);
+    let mut causes = Vec::new();
+    for link in ordered {
+        match components.union_nodes(link.a, link.b) {
+            Ok(true) => causes.push(link),
+            Ok(false) => {}
+            Err(refusal) => conflicts.push((link, refusal)),
         }
     }
-    let unlinked = unlink::load_unlinks(workspace).await?;
-    for (index, link) in links.iter().enumerate() {
-        if hubs.contains(&link.a) || hubs.contains(&link.b) || unlinked.blocks(&link.a, &link.b) {
+    Stitched { components, existing, conflicts, causes }
+}
+
+/// One one_id per cluster: the oldest existing one survives, new clusters get the next ids.
+fn assign(
+    stitched: &Stitched,
+    observations: &Observations,
+    degrees: &Degrees,
+    mut next_int: i64,
+    report: &mut IdentityReport,
+) -> Assigned {
+    let Stitched { components, existing, causes, .. } = stitched;
+    let ids = &components.ids;
+    // The first link (in stitching order) that reached each existing person: the merge's cause.
+    let mut cause_of: HashMap<&str, &OrderedLink> = HashMap::new();
+    for link in causes {
+        for n in [link.a, link.b] {
+            if let Some(row) = existing.get(&n) {
+                cause_of.entry(row.one_id.as_str()).or_insert(link);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut history = Vec::new();
+    for cluster in components.clusters() {
+        // Identifiers that hub rules cut off from everyone are nobody's: no person for them.
+        if cluster.iter().all(|&n| degrees.rules.names(n)) {
+            let retired = cluster.iter().filter_map(|n| existing.get(n)).filter(|r| r.is_active);
+            rows.extend(retired.map(|r| IdMappingRow { is_active: false, ..r.clone() }));
             continue;
         }
-        match components.union(&link.a, &link.b) {
-            Ok(true) => causes.push(index),
-            Ok(false) => {}
-            Err(refusal) => conflicts.push((link.clone(), refusal)),
-        }
-    }
-    report.conflicts = conflicts.len() as u64;
-
-    // 4. One id per cluster: the oldest existing one survives.
-    let mut next_int = max_user_int_id(workspace).await? + 1;
-    let mut rows: Vec<(Identifier, Mapping)> = Vec::new();
-    let mut history: Vec<(String, String, String)> = Vec::new();
-    for cluster in components.clusters() {
-        let mut owners: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for identifier in &cluster {
-            if let Some(m) = existing.get(identifier) {
-                let entry = owners.entry(m.one_id.clone()).or_insert((m.first_seen, m.user_int_id));
-                entry.0 = entry.0.min(m.first_seen);
+        let mut owners: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for n in &cluster {
+            if let Some(row) = existing.get(n) {
+                let entry = owners.entry(row.one_id.as_str()).or_insert((row.first_seen, row.user_int_id));
+                entry.0 = entry.0.min(row.first_seen);
             }
         }
         let (one_id, user_int_id) = match owners.iter().min_by(|a, b| (a.1.0, a.0).cmp(&(b.1.0, b.0))) {
-            Some((one_id, (_, int_id))) => (one_id.clone(), *int_id),
+            Some((one_id, (_, int_id))) => (one_id.to_string(), *int_id),
             None => {
                 let id = next_int;
                 next_int += 1;
                 report.persons_created += 1;
-                (format!("ONE{id:010}"), id)
+                (curated::one_id(id), id)
             }
         };
         for absorbed in owners.keys().filter(|o| **o != one_id) {
-            let cause = causes
-                .iter()
-                .map(|&i| &links[i])
-                .find(|l| [&l.a, &l.b].iter().any(|i| existing.get(*i).is_some_and(|m| &m.one_id == absorbed)))
-                .map(|l| format!("{}:{} = {}:{} ({} {} row {})", l.a.0, l.a.1, l.b.0, l.b.1, l.source, l.uri, l.row))
-                .unwrap_or_else(|| "links in this run".into());
-            history.push((absorbed.clone(), one_id.clone(), cause));
+            let cause = match cause_of.get(absorbed) {
+                Some(link) => describe_link(ids, link, observations),
+                None => "links in this run".into(),
+            };
+            history.push((absorbed.to_string(), one_id.clone(), cause));
             report.merges += 1;
         }
-        for identifier in cluster {
-            let old = existing.get(&identifier);
-            let new_seen = seen.get(&identifier);
-            let mapping = Mapping {
+        for n in cluster {
+            let old = existing.get(&n);
+            let new = observations.seen.get(&n);
+            let row = IdMappingRow {
                 one_id: one_id.clone(),
+                id_type: ids.id_type(n).to_string(),
+                id_value: ids.value(n).to_string(),
                 source_channel: old
-                    .map(|m| m.source_channel.clone())
-                    .or_else(|| new_seen.map(|s| s.2.clone()))
+                    .map(|r| r.source_channel.clone())
+                    .or_else(|| new.map(|s| observations.sources[s.source as usize].clone()))
                     .unwrap_or_default(),
-                first_seen: old
-                    .map(|m| m.first_seen)
-                    .into_iter()
-                    .chain(new_seen.map(|s| s.0))
-                    .min()
-                    .unwrap_or_default(),
-                last_seen: old.map(|m| m.last_seen).into_iter().chain(new_seen.map(|s| s.1)).max().unwrap_or_default(),
-                user_int_id,
-                confidence: match new_seen {
-                    Some(_) => 1.0 / shared.get(&identifier).copied().unwrap_or(1).max(1) as f64,
-                    None => old.map_or(1.0, |m| m.confidence),
+                confidence: match new {
+                    Some(_) => 1.0 / degrees.shared.get(&n).copied().unwrap_or(1).max(1) as f64,
+                    None => old.map_or(1.0, |r| r.confidence),
                 },
-                active: true,
+                first_seen: old.map(|r| r.first_seen).into_iter().chain(new.map(|s| s.first)).min().unwrap_or_default(),
+                last_seen: old.map(|r| r.last_seen).into_iter().chain(new.map(|s| s.last)).max().unwrap_or_default(),
+                is_active: true,
+                user_int_id,
             };
-            if old != Some(&mapping) {
-                rows.push((identifier, mapping));
+            if old != Some(&row) {
+                rows.push(row);
             }
         }
     }
-
-    watch.lap("stitched");
-    // 5. Side tables, then the mapping with the watermark in its commit.
-    append_history(workspace, "merge", &history, &txns, now).await?;
-    append_conflicts(workspace, &conflicts, &txns, now).await?;
-    report.mapping_rows_written = rows.len() as u64;
-    let commit = CommitProperties::default().with_application_transactions(txns);
-    // A split above committed to the mapping after it was loaded.
-    let mapping_table = if report.splits + report.hub_splits > 0 {
-        lake.table(&curated::id_mapping_id()).await?
-    } else {
-        mapping_table
-    };
-    let table = if rows.is_empty() {
-        lake.record_transactions(&curated::id_mapping_id(), commit).await?
-    } else {
-        merge_mapping(workspace, mapping_table, &rows, commit).await?
-    };
-    watch.lap("id_mapping merged");
-    report.mapping_version = table.version();
-    Ok(report)
+    Assigned { rows, history }
 }
 
-/// The identifier columns of a source's clean table: `(clean column, id_type)`, plus the
-/// conditional ones (`(column, id_type, when_column, equals)`).
-fn identifier_columns(source: &Source, config: &IdentityConfig) -> Vec<IdColumn> {
-    // An explicit link file names the id types in its rows.
-    if ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().all(|c| source.column(c).is_some()) {
-        return ["a", "b"]
-            .iter()
-            .map(|side| IdColumn { column: format!("id_value_{side}"), id_type: format!("id_type_{side}"), when: None })
-            .map(|mut c| {
-                c.id_type = format!("{PAIR_TYPE_PREFIX}{}", c.id_type);
-                c
-            })
-            .collect();
-    }
-    let mut columns: Vec<IdColumn> = source
-        .columns
-        .iter()
-        .filter_map(|c| Some(IdColumn { column: c.clean_name()?, id_type: c.id_type.clone()?, when: None }))
-        .collect();
-    for rule in config.conditional_ids.iter().filter(|r| r.source == source.name) {
-        columns.push(IdColumn {
-            column: rule.column.clone(),
-            id_type: rule.id_type.clone(),
-            when: Some((rule.when_column.clone(), rule.equals.clone())),
-        });
-    }
-    columns
+/// `a = b (source file row N)`: a link and where it was first seen.
+fn describe_link(ids: &union_find::Interner, link: &OrderedLink, observations: &Observations) -> String {
+    let e = &link.evidence;
+    format!(
+        "{} = {} ({} {} row {})",
+        ids.label(link.a),
+        ids.label(link.b),
+        observations.sources[e.source as usize],
+        observations.uris[e.uri as usize],
+        e.row
+    )
 }
 
-/// An [`IdColumn::id_type`] starting with this names the column holding the id type.
-const PAIR_TYPE_PREFIX: &str = "column:";
-
-#[derive(Debug, Clone)]
-struct IdColumn {
-    column: String,
-    id_type: String,
-    when: Option<(String, String)>,
-}
-
-struct JunkFilter {
-    values: HashSet<String>,
-    blocked: HashSet<String>,
-}
-
-impl JunkFilter {
-    fn new(config: &IdentityConfig) -> Self {
-        let mut values: HashSet<String> = config.junk_values.iter().map(|v| v.trim().to_lowercase()).collect();
-        values.insert(cdplake_zones::normalize::pii_hash("", None));
-        Self { values, blocked: config.blocklist.iter().map(|v| v.trim().to_string()).collect() }
-    }
-
-    fn is_junk(&self, id_type: &str, value: &str) -> bool {
-        let v = value.trim();
-        v.is_empty()
-            || self.values.contains(&v.to_lowercase())
-            || self.blocked.contains(v)
-            || self.blocked.contains(&format!("{id_type}:{v}"))
-    }
-}
-
-async fn read_rows(workspace: &Workspace, source: &Source, pending: &[String]) -> Result<Vec<RecordBatch>> {
-    let filter =
-        col(cdplake_zones::contract::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
-    workspace
-        .lake()
-        .read(&clean_table_id(source))
-        .await?
-        .filter(filter)
-        .map_err(|e| JobError::query("identity: reading clean rows", e))?
-        .collect()
-        .await
-        .map_err(|e| JobError::query("identity: reading clean rows", e))
-}
-
-pub(crate) fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
-    batch.column_by_name(name).and_then(|c| cast(c, &DataType::Utf8).ok())
-}
-
-fn extract(
-    source: &Source,
-    id_columns: &[IdColumn],
-    batch: &RecordBatch,
-    junk: &JunkFilter,
-    links: &mut Vec<Link>,
-    seen: &mut Seen,
-    report: &mut IdentityReport,
-) -> Result<()> {
-    use cdplake_zones::contract::{INGESTED_AT, SOURCE_ROW, SOURCE_URI};
-    let columns: Vec<(IdColumn, ArrayRef, Option<ArrayRef>, Option<ArrayRef>)> = id_columns
-        .iter()
-        .filter_map(|c| {
-            let values = text(batch, &c.column)?;
-            let when = match &c.when {
-                Some((w, _)) => Some(text(batch, w)?),
-                None => None,
-            };
-            let types = match c.id_type.strip_prefix(PAIR_TYPE_PREFIX) {
-                Some(column) => Some(text(batch, column)?),
-                None => None,
-            };
-            Some((c.clone(), values, when, types))
-        })
-        .collect();
-    let uris = text(batch, SOURCE_URI).ok_or_else(|| JobError::Invalid("clean row without _source_uri".into()))?;
-    let rows = batch
-        .column_by_name(SOURCE_ROW)
-        .and_then(|c| cast(c, &DataType::Int64).ok())
-        .ok_or_else(|| JobError::Invalid("clean row without _source_row".into()))?;
-    let at = batch
-        .column_by_name(INGESTED_AT)
-        .ok_or_else(|| JobError::Invalid("clean row without _ingested_at".into()))?
-        .clone();
-    let (uris, rows, at) =
-        (uris.as_string::<i32>(), rows.as_primitive::<Int64Type>(), at.as_primitive::<TimestampMicrosecondType>());
-    for r in 0..batch.num_rows() {
-        report.rows += 1;
-        let when_ok = |c: &IdColumn, w: &Option<ArrayRef>| match (&c.when, w) {
-            (Some((_, equals)), Some(w)) => !w.is_null(r) && w.as_string::<i32>().value(r).eq_ignore_ascii_case(equals),
-            _ => true,
-        };
-        let mut ids: Vec<Identifier> = Vec::new();
-        for (c, values, when, types) in &columns {
-            if values.is_null(r) || !when_ok(c, when) {
-                continue;
-            }
-            let id_type = match types {
-                Some(types) if types.is_null(r) => continue,
-                Some(types) => types.as_string::<i32>().value(r).to_string(),
-                None => c.id_type.clone(),
-            };
-            let value = values.as_string::<i32>().value(r);
-            if junk.is_junk(&id_type, value) {
-                report.junk_values_skipped += 1;
-                continue;
-            }
-            let identifier = (id_type, value.trim().to_string());
-            if !ids.contains(&identifier) {
-                ids.push(identifier);
-            }
-        }
-        let t = at.value(r);
-        for identifier in &ids {
-            let entry = seen.entry(identifier.clone()).or_insert((t, t, source.name.clone()));
-            entry.0 = entry.0.min(t);
-            entry.1 = entry.1.max(t);
-        }
-        for other in ids.iter().skip(1) {
-            let (a, b) =
-                if ids[0] <= *other { (ids[0].clone(), other.clone()) } else { (other.clone(), ids[0].clone()) };
-            links.push(Link {
-                a,
-                b,
-                source: source.name.clone(),
-                uri: uris.value(r).to_string(),
-                row: rows.value(r),
-                seen: t,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Append rows to a side table once per run: the run's batch ids go in the commit, and a rerun
-/// after a crash (same batches) finds them there and skips the append.
-async fn append_once(
+/// The mapping rows of every person one of the identifiers seen now belongs to, by node.
+async fn load_components(
     workspace: &Workspace,
-    id: &cdplake_engine::TableId,
-    batch: RecordBatch,
-    txns: &[Transaction],
-) -> Result<()> {
-    let lake = workspace.lake();
-    let table = lake.table(id).await?;
-    if let Some(first) = txns.first()
-        && applied_version(&table, &id.to_string(), &first.app_id).await?.is_some()
-    {
-        return Ok(());
-    }
-    let commit = CommitProperties::default().with_application_transactions(txns.to_vec());
-    lake.append_to(table, id, vec![batch], commit).await?;
-    Ok(())
-}
-
-pub(crate) fn micros(values: impl Iterator<Item = i64>) -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
-}
-
-pub(crate) fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(values.map(Some).collect::<StringArray>())
-}
-
-pub(crate) fn batch_for(spec: &TableSpec, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
-    let schema = spec.normalized_schema()?;
-    RecordBatch::try_new(schema, columns).map_err(|e| JobError::arrow(format!("rows for {}", spec.id), e))
-}
-
-/// Upsert links by their two identifiers: new ones inserted, `last_seen` moved forward.
-async fn store_links(workspace: &Workspace, links: &[Link]) -> Result<()> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    // One row per pair: the first sighting's provenance, the last sighting's time.
-    let mut unique: BTreeMap<(&Identifier, &Identifier), (&Link, i64)> = BTreeMap::new();
-    for link in links {
-        unique.entry((&link.a, &link.b)).and_modify(|e| e.1 = e.1.max(link.seen)).or_insert((link, link.seen));
-    }
-    let rows: Vec<&(&Link, i64)> = unique.values().collect();
-    let spec = curated::identity_links_spec();
-    let batch = batch_for(
-        &spec,
-        vec![
-            strings(rows.iter().map(|(l, _)| l.a.0.as_str())),
-            strings(rows.iter().map(|(l, _)| l.a.1.as_str())),
-            strings(rows.iter().map(|(l, _)| l.b.0.as_str())),
-            strings(rows.iter().map(|(l, _)| l.b.1.as_str())),
-            strings(rows.iter().map(|(l, _)| l.source.as_str())),
-            strings(rows.iter().map(|(l, _)| l.uri.as_str())),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|(l, _)| l.row))),
-            micros(rows.iter().map(|(l, _)| l.seen)),
-            micros(rows.iter().map(|(_, last)| *last)),
-        ],
-    )?;
-    let lake = workspace.lake();
-    let source = lake.session().read_batch(batch).map_err(|e| JobError::query("identity: links", e))?;
-    let on = ["id_type_a", "id_value_a", "id_type_b", "id_value_b"]
-        .iter()
-        .map(|c| col(format!("target.{c}")).eq(col(format!("source.{c}"))))
-        .reduce(|a, b| a.and(b))
-        .unwrap_or(lit(false));
-    let names: Vec<String> = spec.schema.fields().iter().map(|f| f.name().clone()).collect();
-    lake.merge(&spec.id, source, on)
-        .await?
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .when_matched_update(|u| {
-            u.predicate("source.last_seen > target.last_seen").update("last_seen", "source.last_seen")
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
-        })
-        .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?
-        .await
-        .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?;
-    Ok(())
-}
-
-/// What the links say about identifiers shared between persons.
-pub(crate) struct SharedIdentifiers {
-    /// Every hub, earlier ones included.
-    hubs: HashSet<Identifier>,
-    /// Hubs found in this run.
-    new_hubs: u64,
-    /// Identifiers touched now that were seen with two or more values of a person-unique type,
-    /// and the most values of one such type (a device used by two members: 2).
-    shared: HashMap<Identifier, i64>,
-}
-
-/// Identifiers touched now that are linked to more than `hub_max_unique` values of a
-/// person-unique type, recorded in `curated.identity_hubs` (with the earlier hubs); and the
-/// touched identifiers linked to more than one such value.
-pub(crate) async fn find_hubs(
-    workspace: &Workspace,
-    config: &IdentityConfig,
-    seen: &Seen,
-    txns: &[Transaction],
-    now: DateTime<Utc>,
-) -> Result<SharedIdentifiers> {
-    let session = workspace.catalog.sql_session().await?;
-    let query = |sql: String| {
-        let session = session.clone();
-        async move { session.sql(&sql).await?.collect().await.map_err(|e| EngineError::query("identity: hubs", e)) }
-    };
-    let mut hubs = HashSet::new();
-    for batch in query("SELECT id_type, id_value FROM curated.identity_hubs".into()).await? {
-        let (t, v) = (text(&batch, "id_type"), text(&batch, "id_value"));
-        if let (Some(t), Some(v)) = (t, v) {
-            for i in 0..batch.num_rows() {
-                hubs.insert((t.as_string::<i32>().value(i).to_string(), v.as_string::<i32>().value(i).to_string()));
-            }
-        }
-    }
-    let mut found: Vec<(Identifier, String, i64)> = Vec::new();
-    let mut shared: HashMap<Identifier, i64> = HashMap::new();
-    for unique in &config.unique_types {
-        let unique_sql = unique.replace('\'', "''");
-        // Distinct (identifier, unique value) pairs first, then a plain count: DataFusion's
-        // count(DISTINCT) per group is slow on tens of millions of links.
-        let sql = format!(
-            "SELECT id_type, id_value, count(*) AS n FROM (SELECT DISTINCT id_type, id_value, unique_value FROM (\
-               SELECT id_type_a AS id_type, id_value_a AS id_value, id_value_b AS unique_value FROM curated.identity_links WHERE id_type_b = '{unique_sql}' AND id_type_a <> '{unique_sql}' \
-               UNION ALL \
-               SELECT id_type_b, id_value_b, id_value_a FROM curated.identity_links WHERE id_type_a = '{unique_sql}' AND id_type_b <> '{unique_sql}')) \
-             GROUP BY id_type, id_value HAVING count(*) > 1"
-        );
-        for batch in query(sql).await? {
-            let (t, v) = (text(&batch, "id_type"), text(&batch, "id_value"));
-            let n = batch.column_by_name("n").and_then(|c| cast(c, &DataType::Int64).ok());
-            if let (Some(t), Some(v), Some(n)) = (t, v, n) {
-                for i in 0..batch.num_rows() {
-                    let id = (t.as_string::<i32>().value(i).to_string(), v.as_string::<i32>().value(i).to_string());
-                    if !seen.contains_key(&id) {
-                        continue;
-                    }
-                    let n = n.as_primitive::<Int64Type>().value(i);
-                    let most = shared.entry(id.clone()).or_insert(n);
-                    *most = (*most).max(n);
-                    if n > config.hub_max_unique as i64 && !hubs.contains(&id) && !found.iter().any(|f| f.0 == id) {
-                        found.push((id, unique.clone(), n));
-                    }
-                }
-            }
-        }
-    }
-    if !found.is_empty() {
-        let spec = curated::hubs_spec();
-        let batch = batch_for(
-            &spec,
-            vec![
-                strings(found.iter().map(|f| f.0.0.as_str())),
-                strings(found.iter().map(|f| f.0.1.as_str())),
-                strings(found.iter().map(|f| f.1.as_str())),
-                Arc::new(Int64Array::from_iter_values(found.iter().map(|f| f.2))),
-                micros(found.iter().map(|_| now.timestamp_micros())),
-            ],
-        )?;
-        append_once(workspace, &spec.id, batch, txns).await?;
-    }
-    let new_hubs = found.len() as u64;
-    hubs.extend(found.into_iter().map(|f| f.0));
-    Ok(SharedIdentifiers { hubs, new_hubs, shared })
-}
-
-/// The mapping rows of every component that one of `seen` belongs to.
-async fn load_components(workspace: &Workspace, seen: &Seen) -> Result<HashMap<Identifier, Mapping>> {
+    observations: &mut Observations,
+) -> Result<FastMap<NodeId, IdMappingRow>> {
     let lake = workspace.lake();
     let ctx = lake.session();
+    let ids = &observations.ids;
     let touched = RecordBatch::try_from_iter(vec![
-        ("t_type", strings(seen.keys().map(|i| i.0.as_str()))),
-        ("t_value", strings(seen.keys().map(|i| i.1.as_str()))),
+        ("t_type", strings(observations.seen.keys().map(|&n| ids.id_type(n)))),
+        ("t_value", strings(observations.seen.keys().map(|&n| ids.value(n)))),
     ])
     .map_err(|e| JobError::arrow("identity: touched identifiers", e))?;
     let touched = ctx.read_batch(touched).map_err(|e| JobError::query("identity: touched", e))?;
     let mapping = lake.read_table("curated.id_mapping", &lake.table(&curated::id_mapping_id()).await?, &ctx).await?;
-    let query_error = |e| JobError::query("identity: loading components", e);
+    let query_error = |e| JobError::query("identity: loading the persons touched", e);
     // Only the partitions of the id types seen.
-    let types: std::collections::BTreeSet<&str> = seen.keys().map(|i| i.0.as_str()).collect();
+    let types: std::collections::BTreeSet<&str> = observations.seen.keys().map(|&n| ids.id_type(n)).collect();
     let owners = mapping
         .clone()
         .filter(col("id_type").in_list(types.into_iter().map(lit).collect(), false))
@@ -673,7 +504,7 @@ async fn load_components(workspace: &Workspace, seen: &Seen) -> Result<HashMap<I
         .and_then(|df| df.select(vec![col("one_id").alias("owner")]))
         .and_then(|df| df.distinct())
         .map_err(query_error)?;
-    let rows = mapping
+    let batches = mapping
         .filter(col("is_active").eq(lit(true)))
         .and_then(|df| {
             df.join(owners, cdplake_engine::datafusion::common::JoinType::LeftSemi, &["one_id"], &["owner"], None)
@@ -682,56 +513,22 @@ async fn load_components(workspace: &Workspace, seen: &Seen) -> Result<HashMap<I
         .collect()
         .await
         .map_err(query_error)?;
-    parse_mapping(&rows)
+    let mut existing = FastMap::default();
+    for batch in &batches {
+        for row in IdMappingRow::from_batch(batch).map_err(|e| JobError::arrow("curated.id_mapping rows", e))? {
+            let n = observations.ids.intern_named(&row.id_type, &row.id_value);
+            existing.insert(n, row);
+        }
+    }
+    Ok(existing)
 }
 
 /// `curated.id_mapping` rows by identifier.
-pub(crate) fn parse_mapping(rows: &[RecordBatch]) -> Result<HashMap<Identifier, Mapping>> {
+pub(crate) fn parse_mapping(batches: &[RecordBatch]) -> Result<HashMap<Identifier, IdMappingRow>> {
     let mut out = HashMap::new();
-    for batch in rows {
-        let (t, v, o, s) =
-            (text(batch, "id_type"), text(batch, "id_value"), text(batch, "one_id"), text(batch, "source_channel"));
-        let (Some(t), Some(v), Some(o), Some(s)) = (t, v, o, s) else { continue };
-        let first = batch
-            .column_by_name("first_seen")
-            .ok_or_else(|| JobError::Invalid("id_mapping without first_seen".into()))?;
-        let last = batch
-            .column_by_name("last_seen")
-            .ok_or_else(|| JobError::Invalid("id_mapping without last_seen".into()))?;
-        let ints = batch
-            .column_by_name("user_int_id")
-            .ok_or_else(|| JobError::Invalid("id_mapping without user_int_id".into()))?;
-        let confidence = batch
-            .column_by_name("confidence")
-            .and_then(|c| cast(c, &DataType::Float64).ok())
-            .ok_or_else(|| JobError::Invalid("id_mapping without confidence".into()))?;
-        let active = batch
-            .column_by_name("is_active")
-            .ok_or_else(|| JobError::Invalid("id_mapping without is_active".into()))?
-            .as_boolean();
-        let (first, last, ints, confidence) = (
-            first.as_primitive::<TimestampMicrosecondType>(),
-            last.as_primitive::<TimestampMicrosecondType>(),
-            ints.as_primitive::<Int64Type>(),
-            confidence.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>(),
-        );
-        for i in 0..batch.num_rows() {
-            out.insert(
-                (t.as_string::<i32>().value(i).to_string(), v.as_string::<i32>().value(i).to_string()),
-                Mapping {
-                    one_id: o.as_string::<i32>().value(i).to_string(),
-                    source_channel: if s.is_null(i) {
-                        String::new()
-                    } else {
-                        s.as_string::<i32>().value(i).to_string()
-                    },
-                    first_seen: first.value(i),
-                    last_seen: last.value(i),
-                    user_int_id: ints.value(i),
-                    confidence: confidence.value(i),
-                    active: active.value(i),
-                },
-            );
+    for batch in batches {
+        for row in IdMappingRow::from_batch(batch).map_err(|e| JobError::arrow("curated.id_mapping rows", e))? {
+            out.insert((row.id_type.clone(), row.id_value.clone()), row);
         }
     }
     Ok(out)
@@ -777,7 +574,9 @@ pub(crate) async fn append_history(
 
 async fn append_conflicts(
     workspace: &Workspace,
-    conflicts: &[(Link, union_find::Refusal)],
+    ids: &union_find::Interner,
+    conflicts: &[(OrderedLink, Refusal)],
+    observations: &Observations,
     txns: &[Transaction],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -791,15 +590,16 @@ async fn append_conflicts(
     let batch = batch_for(
         &spec,
         vec![
-            strings(conflicts.iter().map(|(l, _)| l.a.0.as_str())),
-            strings(conflicts.iter().map(|(l, _)| l.a.1.as_str())),
-            strings(conflicts.iter().map(|(l, _)| l.b.0.as_str())),
-            strings(conflicts.iter().map(|(l, _)| l.b.1.as_str())),
+            strings(conflicts.iter().map(|(l, _)| ids.id_type(l.a))),
+            strings(conflicts.iter().map(|(l, _)| ids.value(l.a))),
+            strings(conflicts.iter().map(|(l, _)| ids.id_type(l.b))),
+            strings(conflicts.iter().map(|(l, _)| ids.value(l.b))),
+            strings(conflicts.iter().map(|(_, r)| r.id_type.as_str())),
             strings(left.iter().map(String::as_str)),
             strings(right.iter().map(String::as_str)),
-            strings(conflicts.iter().map(|(l, _)| l.source.as_str())),
-            strings(conflicts.iter().map(|(l, _)| l.uri.as_str())),
-            Arc::new(Int64Array::from_iter_values(conflicts.iter().map(|(l, _)| l.row))),
+            strings(conflicts.iter().map(|(l, _)| observations.sources[l.evidence.source as usize].as_str())),
+            strings(conflicts.iter().map(|(l, _)| observations.uris[l.evidence.uri as usize].as_str())),
+            Arc::new(Int64Array::from_iter_values(conflicts.iter().map(|(l, _)| l.evidence.row))),
             micros(conflicts.iter().map(|_| now.timestamp_micros())),
         ],
     )?;
@@ -807,29 +607,167 @@ async fn append_conflicts(
     Ok(())
 }
 
-/// MERGE the changed rows into `curated.id_mapping` by (id_type, id_value).
-pub(crate) async fn merge_mapping(
+/// Append rows to a side table once per run: the run's batch ids go in the commit, and a rerun
+/// after a crash (same batches) finds them there and skips the append.
+async fn append_once(
     workspace: &Workspace,
-    table: cdplake_engine::deltalake::DeltaTable,
-    rows: &[(Identifier, Mapping)],
-    commit: CommitProperties,
-) -> Result<cdplake_engine::deltalake::DeltaTable> {
-    let spec = curated::id_mapping_spec();
+    id: &cdplake_engine::TableId,
+    batch: RecordBatch,
+    txns: &[Transaction],
+) -> Result<()> {
+    let lake = workspace.lake();
+    let table = lake.table(id).await?;
+    if let Some(first) = txns.first()
+        && applied_version(&table, &id.to_string(), &first.app_id).await?.is_some()
+    {
+        return Ok(());
+    }
+    let commit = CommitProperties::default().with_application_transactions(txns.to_vec());
+    lake.append_to(table, id, vec![batch], commit).await?;
+    Ok(())
+}
+
+/// The hubs found in this run, in `curated.identity_hubs`.
+async fn append_hubs(
+    workspace: &Workspace,
+    ids: &union_find::Interner,
+    degrees: &Degrees,
+    txns: &[Transaction],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if degrees.new_hubs.is_empty() {
+        return Ok(());
+    }
+    let hubs = &degrees.new_hubs;
+    let spec = curated::hubs_spec();
     let batch = batch_for(
         &spec,
         vec![
-            strings(rows.iter().map(|r| r.1.one_id.as_str())),
-            strings(rows.iter().map(|r| r.0.0.as_str())),
-            strings(rows.iter().map(|r| r.0.1.as_str())),
-            strings(rows.iter().map(|r| r.1.source_channel.as_str())),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1.confidence))),
-            micros(rows.iter().map(|r| r.1.first_seen)),
-            micros(rows.iter().map(|r| r.1.last_seen)),
-            Arc::new(BooleanArray::from(rows.iter().map(|r| r.1.active).collect::<Vec<_>>())),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.user_int_id))),
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| curated::id_bucket(&r.0.0, &r.0.1)))),
+            strings(hubs.iter().map(|h| ids.id_type(h.node))),
+            strings(hubs.iter().map(|h| ids.value(h.node))),
+            strings(hubs.iter().map(|h| h.linked_type.as_str())),
+            Arc::new(Int64Array::from_iter_values(hubs.iter().map(|h| h.distinct_values as i64))),
+            Arc::new(Int64Array::from_iter_values(hubs.iter().map(|h| h.limit as i64))),
+            micros(hubs.iter().map(|_| now.timestamp_micros())),
         ],
     )?;
+    append_once(workspace, &spec.id, batch, txns).await
+}
+
+/// The values kept out by a rule in this run, counted per type, value, rule and source.
+async fn store_skipped(
+    workspace: &Workspace,
+    observations: &Observations,
+    txns: &[Transaction],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if observations.skipped.is_empty() {
+        return Ok(());
+    }
+    let skipped: Vec<_> = observations.skipped.iter().collect();
+    let spec = curated::skipped_spec();
+    let batch = batch_for(
+        &spec,
+        vec![
+            strings(skipped.iter().map(|(k, _)| k.0.as_str())),
+            strings(skipped.iter().map(|(k, _)| k.1.as_str())),
+            strings(skipped.iter().map(|(k, _)| k.2)),
+            strings(skipped.iter().map(|(k, _)| k.3.as_str())),
+            Arc::new(Int64Array::from_iter_values(skipped.iter().map(|(_, n)| **n as i64))),
+            micros(skipped.iter().map(|_| now.timestamp_micros())),
+        ],
+    )?;
+    append_once(workspace, &spec.id, batch, txns).await
+}
+
+pub(crate) fn micros(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
+}
+
+pub(crate) fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<StringArray>())
+}
+
+pub(crate) fn batch_for(spec: &TableSpec, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let schema = spec.normalized_schema()?;
+    RecordBatch::try_new(schema, columns).map_err(|e| JobError::arrow(format!("rows for {}", spec.id), e))
+}
+
+pub(crate) fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    batch.column_by_name(name).and_then(|c| cast(c, &DataType::Utf8).ok())
+}
+
+/// Upsert this run's links by their two identifiers: new ones inserted; a known one keeps the
+/// earliest sighting (with its provenance) and the latest.
+async fn store_links(workspace: &Workspace, observations: &Observations) -> Result<()> {
+    if observations.links.is_empty() {
+        return Ok(());
+    }
+    let ids = &observations.ids;
+    let mut rows: Vec<(NodeId, NodeId, &Evidence)> = observations
+        .links
+        .iter()
+        .map(|(&(a, b), e)| if ids.cmp(a, b).is_le() { (a, b, e) } else { (b, a, e) })
+        .collect();
+    rows.sort_by(|x, y| ids.cmp(x.0, y.0).then_with(|| ids.cmp(x.1, y.1)));
+    let spec = curated::identity_links_spec();
+    let batch = batch_for(
+        &spec,
+        vec![
+            strings(rows.iter().map(|r| ids.id_type(r.0))),
+            strings(rows.iter().map(|r| ids.value(r.0))),
+            strings(rows.iter().map(|r| ids.id_type(r.1))),
+            strings(rows.iter().map(|r| ids.value(r.1))),
+            strings(rows.iter().map(|r| observations.sources[r.2.source as usize].as_str())),
+            strings(rows.iter().map(|r| observations.uris[r.2.uri as usize].as_str())),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2.row))),
+            micros(rows.iter().map(|r| r.2.first)),
+            micros(rows.iter().map(|r| r.2.last)),
+        ],
+    )?;
+    let lake = workspace.lake();
+    let source = lake.session().read_batch(batch).map_err(|e| JobError::query("identity: links", e))?;
+    let on = ["id_type_a", "id_type_b", "id_value_a", "id_value_b"]
+        .iter()
+        .map(|c| col(format!("target.{c}")).eq(col(format!("source.{c}"))))
+        .reduce(|a, b| a.and(b))
+        .unwrap_or(lit(false));
+    let names: Vec<String> = spec.schema.fields().iter().map(|f| f.name().clone()).collect();
+    let earlier = "source.first_seen < target.first_seen";
+    let pick = |column: &str| format!("CASE WHEN {earlier} THEN source.{column} ELSE target.{column} END");
+    lake.merge(&spec.id, source, on)
+        .await?
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .when_matched_update(|u| {
+            u.predicate(format!("{earlier} OR source.last_seen > target.last_seen"))
+                .update("source", pick("source"))
+                .update("_source_uri", pick("_source_uri"))
+                .update("_source_row", pick("_source_row"))
+                .update("first_seen", pick("first_seen"))
+                .update(
+                    "last_seen",
+                    "CASE WHEN source.last_seen > target.last_seen THEN source.last_seen ELSE target.last_seen END",
+                )
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
+        })
+        .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?
+        .await
+        .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?;
+    Ok(())
+}
+
+/// MERGE the changed rows into `curated.id_mapping` by (id_type, id_value).
+pub(crate) async fn merge_mapping(
+    workspace: &Workspace,
+    table: DeltaTable,
+    rows: &[IdMappingRow],
+    commit: CommitProperties,
+) -> Result<DeltaTable> {
+    let spec = curated::id_mapping_spec();
+    let batch = IdMappingRow::to_batch(rows).map_err(|e| JobError::arrow("curated.id_mapping rows", e))?;
     let lake = workspace.lake();
     let source = lake.session().read_batch(batch).map_err(|e| JobError::query("identity: mapping rows", e))?;
     // The bucket in the predicate lets delta-rs skip every partition the rows do not touch.

@@ -14,9 +14,15 @@ use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_zones::curated;
 use chrono::{DateTime, Utc};
 
+use cdplake_engine::sql::in_list;
+use cdplake_zones::curated::IdMappingRow;
+
+use cdplake_engine::arrow::array::RecordBatch;
+
+use super::hubs::{ALL_TYPES, NamedHubRules};
 use super::union_find::{Components, Identifier};
-use super::unlink::{load_unlinks, quote};
-use super::{Mapping, append_history, max_user_int_id, merge_mapping, parse_mapping, text};
+use super::unlink::load_unlinks;
+use super::{append_history, max_user_int_id, merge_mapping, parse_mapping, text};
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
@@ -28,13 +34,14 @@ pub(crate) struct Split {
 }
 
 /// Re-stitch each person in `retiring` (one_id → identifiers that leave it) from its links that
-/// are not undone and do not touch a leaving identifier, record the splits with `cause` and
+/// are not undone, not removed by a hub rule and do not touch a leaving identifier, record the splits with `cause` and
 /// write the changed rows in one MERGE. Returns each person's split and the number of mapping
 /// rows written. (A stop between the two leaves a history row that a rerun writes again.)
 pub(crate) async fn restitch(
     workspace: &Workspace,
     retiring: &BTreeMap<String, HashSet<Identifier>>,
     cause: &(dyn Fn(&str) -> String + Sync),
+    hub_rules: &NamedHubRules,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Split>, u64)> {
     if retiring.is_empty() {
@@ -45,21 +52,22 @@ pub(crate) async fn restitch(
         let session = session.clone();
         async move { session.sql(&sql).await?.collect().await.map_err(|e| JobError::query("identity: splitting", e)) }
     };
-    let persons = retiring.keys().map(|o| quote(o)).collect::<Vec<_>>().join(", ");
+    let persons = in_list(retiring.keys().map(String::as_str));
     let members = parse_mapping(
-        &run(format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id IN ({persons})")).await?,
+        &run(format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id IN {persons}")).await?,
     )?;
     let links = run(format!(
         "SELECT m.one_id, l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
          JOIN curated.id_mapping m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a \
-         WHERE m.is_active AND m.one_id IN ({persons})"
+         WHERE m.is_active AND m.one_id IN {persons}"
     ))
     .await?;
     let unlinks = load_unlinks(workspace).await?;
-    let unique_types = &workspace.config.identity.unique_types;
+    let rules = &workspace.config.identity.types;
+    let unique_types = workspace.config.identity.unique_types();
     let mut components: BTreeMap<&str, Components> =
-        retiring.keys().map(|o| (o.as_str(), Components::new(unique_types))).collect();
-    let mut sorted: Vec<(&Identifier, &Mapping)> = members.iter().collect();
+        retiring.keys().map(|o| (o.as_str(), Components::new(rules))).collect();
+    let mut sorted: Vec<(&Identifier, &IdMappingRow)> = members.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     for (identifier, mapping) in &sorted {
         if !retiring[&mapping.one_id].contains(*identifier) {
@@ -84,7 +92,8 @@ pub(crate) async fn restitch(
             let usable = [&x, &y].iter().all(|i| members.get(*i).is_some_and(|m| m.one_id == owner))
                 && !leaving.contains(&x)
                 && !leaving.contains(&y)
-                && !unlinks.blocks(&x, &y);
+                && !unlinks.blocks(&x, &y)
+                && !hub_rules.blocks(&x, &y);
             if usable && let Some(c) = components.get_mut(owner) {
                 let _ = c.union(&x, &y);
             }
@@ -94,11 +103,11 @@ pub(crate) async fn restitch(
     let anchored = |part: &Vec<Identifier>| part.iter().any(|i| unique_types.contains(&i.0));
     let first_seen = |part: &Vec<Identifier>| part.iter().map(|i| members[i].first_seen).min().unwrap_or_default();
     let mut next_int = max_user_int_id(workspace).await? + 1;
-    let mut rows: Vec<(Identifier, Mapping)> = Vec::new();
+    let mut rows: Vec<IdMappingRow> = Vec::new();
     let mut history = Vec::new();
     let mut splits = Vec::new();
-    for (owner, mut c) in components {
-        let mut parts = c.clusters();
+    for (owner, c) in components {
+        let mut parts = c.identifier_clusters();
         parts.sort_by(|x, y| {
             y.len()
                 .cmp(&x.len())
@@ -108,12 +117,17 @@ pub(crate) async fn restitch(
         });
         let mut new_one_ids = Vec::new();
         for part in parts.iter().skip(1) {
-            let one_id = format!("ONE{next_int:010}");
+            // Identifiers that hub rules cut off from everyone are nobody's: they leave.
+            if part.iter().all(|i| hub_rules.names(i)) {
+                rows.extend(part.iter().map(|i| IdMappingRow { is_active: false, ..members[i].clone() }));
+                continue;
+            }
+            let one_id = curated::one_id(next_int);
             for identifier in part {
                 let mut mapping = members[identifier].clone();
                 mapping.one_id = one_id.clone();
                 mapping.user_int_id = next_int;
-                rows.push((identifier.clone(), mapping));
+                rows.push(mapping);
             }
             history.push((owner.to_string(), one_id.clone(), cause(owner)));
             new_one_ids.push(one_id);
@@ -122,7 +136,7 @@ pub(crate) async fn restitch(
         let mut leaving: Vec<&Identifier> = retiring[owner].iter().filter(|i| members.contains_key(*i)).collect();
         leaving.sort();
         for identifier in leaving {
-            rows.push((identifier.clone(), Mapping { active: false, ..members[identifier].clone() }));
+            rows.push(IdMappingRow { is_active: false, ..members[identifier].clone() });
         }
         splits.push(Split { parts: parts.len(), new_one_ids });
     }
@@ -134,62 +148,77 @@ pub(crate) async fn restitch(
     Ok((splits, rows.len() as u64))
 }
 
-/// Hubs that are still active in a person (they were stitched before they became hubs, or a
-/// run stopped between recording the hub and splitting): each leaves its person, which is
-/// re-stitched without it. Returns the number of persons split.
-pub(crate) async fn split_stitched_hubs(workspace: &Workspace, now: DateTime<Utc>) -> Result<u64> {
+/// A hub rule found in this run, by identifier.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleFound {
+    pub(crate) identifier: Identifier,
+    /// `*` when every link of the identifier goes.
+    pub(crate) linked_type: String,
+    pub(crate) distinct_values: u32,
+    pub(crate) limit: u32,
+}
+
+impl RuleFound {
+    fn describe(&self) -> String {
+        let (t, v) = &self.identifier;
+        if self.linked_type == ALL_TYPES {
+            format!("{t}:{v} would join {} persons", self.distinct_values)
+        } else {
+            format!("{t}:{v} is linked to {} {} values (limit {})", self.distinct_values, self.linked_type, self.limit)
+        }
+    }
+}
+
+/// The persons that hold an identifier of a new hub rule (it was stitched before the rule was
+/// found): each is re-stitched without the links the rules remove, and an identifier that loses
+/// every link leaves its person (inactive row). Returns the number of persons re-stitched.
+pub(crate) async fn split_for_rules(
+    workspace: &Workspace,
+    found: &[RuleFound],
+    rules: &NamedHubRules,
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let lake = workspace.lake();
-    if !lake.table_exists(&curated::hubs_id()).await? || !lake.table_exists(&curated::id_mapping_id()).await? {
+    if found.is_empty() || !lake.table_exists(&curated::id_mapping_id()).await? {
         return Ok(0);
     }
     let session = workspace.catalog.sql_session().await?;
-    // Only the mapping partitions of the hubs' id types.
-    let types = session.rows("SELECT DISTINCT id_type FROM curated.identity_hubs").await?;
-    let types: Vec<String> = types
-        .iter()
-        .filter_map(|b| text(b, "id_type"))
-        .flat_map(|c| c.as_string::<i32>().iter().flatten().map(quote).collect::<Vec<_>>())
-        .collect();
-    if types.is_empty() {
-        return Ok(0);
-    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("h_type", super::strings(found.iter().map(|f| f.identifier.0.as_str()))),
+        ("h_value", super::strings(found.iter().map(|f| f.identifier.1.as_str()))),
+    ])
+    .map_err(|e| JobError::arrow("identity: hub rules", e))?;
+    session.register_rows("identity_new_hubs", batch.schema(), vec![batch])?;
+    let types: std::collections::BTreeSet<&str> = found.iter().map(|f| f.identifier.0.as_str()).collect();
     let stitched = session
-        .sql(&format!(
-            "SELECT m.one_id, m.id_type, m.id_value, h.unique_type, h.distinct_values FROM curated.id_mapping m \
-             JOIN curated.identity_hubs h ON m.id_type = h.id_type AND m.id_value = h.id_value \
-             WHERE m.is_active AND m.id_type IN ({})",
-            types.join(", ")
+        .rows(&format!(
+            "SELECT DISTINCT m.one_id, m.id_type, m.id_value FROM curated.id_mapping m \
+             JOIN identity_new_hubs h ON m.id_type = h.h_type AND m.id_value = h.h_value \
+             WHERE m.is_active AND m.id_type IN {}",
+            in_list(types.into_iter())
         ))
-        .await?
-        .collect()
-        .await
-        .map_err(|e| JobError::query("identity: hubs inside persons", e))?;
+        .await?;
     let mut retiring: BTreeMap<String, HashSet<Identifier>> = BTreeMap::new();
     let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for batch in &stitched {
-        let columns: Vec<_> = ["one_id", "id_type", "id_value", "unique_type", "distinct_values"]
-            .iter()
-            .map(|c| text(batch, c))
-            .collect();
-        let [Some(o), Some(t), Some(v), Some(u), Some(n)] =
-            <[_; 5]>::try_from(columns).map_err(|_| JobError::Invalid("hubs".into()))?
+        let (Some(o), Some(t), Some(v)) = (text(batch, "one_id"), text(batch, "id_type"), text(batch, "id_value"))
         else {
             continue;
         };
         for i in 0..batch.num_rows() {
             let one_id = o.as_string::<i32>().value(i).to_string();
             let identifier = (t.as_string::<i32>().value(i).to_string(), v.as_string::<i32>().value(i).to_string());
-            reasons.entry(one_id.clone()).or_default().push(format!(
-                "{}:{} became a hub ({} {} values)",
-                identifier.0,
-                identifier.1,
-                n.as_string::<i32>().value(i),
-                u.as_string::<i32>().value(i)
-            ));
-            retiring.entry(one_id).or_default().insert(identifier);
+            for rule in found.iter().filter(|f| f.identifier == identifier) {
+                reasons.entry(one_id.clone()).or_default().push(rule.describe());
+            }
+            let leaving = retiring.entry(one_id).or_default();
+            if rules.is_full(&identifier) {
+                leaving.insert(identifier);
+            }
         }
     }
     let cause = |one_id: &str| reasons.get(one_id).map(|r| r.join("; ")).unwrap_or_default();
-    let (splits, _) = restitch(workspace, &retiring, &cause, now).await?;
-    Ok(splits.len() as u64)
+    let (splits, _) = restitch(workspace, &retiring, &cause, rules, now).await?;
+    // Persons that lost an identifier or fell apart (`restitch` keeps `retiring`'s order).
+    Ok(retiring.values().zip(&splits).filter(|(leaving, split)| !leaving.is_empty() || split.parts > 1).count() as u64)
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use cdplake_engine::sql::quote_literal;
 use cdplake_zones::curated;
 use chrono::{DateTime, Utc};
 
@@ -76,11 +77,6 @@ pub struct UnlinkReport {
     pub mapping_rows_written: u64,
 }
 
-/// A SQL string literal.
-pub(crate) fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
 /// Identifiers newly added to `[identity] blocklist` as `id_type:value` that still belong to a
 /// person: undo every link of each, as `unlink A` would.
 pub async fn apply_blocklist(workspace: &Workspace, now: DateTime<Utc>) -> Result<Vec<UnlinkReport>> {
@@ -117,8 +113,8 @@ pub async fn unlink(
     let owner = parse_mapping(
         &run(format!(
             "SELECT * FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
-            quote(&a.0),
-            quote(&a.1)
+            quote_literal(&a.0),
+            quote_literal(&a.1)
         ))
         .await?,
     )?;
@@ -147,7 +143,8 @@ pub async fn unlink(
         None => format!("unlink {}:{}", a.0, a.1),
     };
     let retiring = BTreeMap::from([(owner.one_id.clone(), HashSet::new())]);
-    let (splits, rows) = restitch(workspace, &retiring, &|_| cause.clone(), now).await?;
+    let hub_rules = super::hubs::known_hub_rules(workspace).await?;
+    let (splits, rows) = restitch(workspace, &retiring, &|_| cause.clone(), &hub_rules, now).await?;
     let split = splits.into_iter().next().expect("one person re-stitched");
     Ok(UnlinkReport {
         one_id: owner.one_id,

@@ -160,7 +160,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     };
     let mut txns = vec![Transaction::new(EVENTS_MAPPING_TXN, mapping_version)];
     let mut selects = Vec::new();
-    let unique_types = &workspace.config.identity.unique_types;
+    let unique_types = &workspace.config.identity.unique_types();
     for (name, event_mapping) in workspace.config.profiles.event_mappings() {
         let Some(source) = workspace.config.source(&name) else { continue };
         let exists = register_clean(workspace, &session, &source).await?;
