@@ -147,6 +147,16 @@ struct Person {
     since: NaiveDateTime,
 }
 
+/// A UK mobile as its owner writes it: nationally (`07911 123456`) in a UK row, with the
+/// country code (`+44 7911 123456`) in a row of another country.
+fn written_phone(national: &str, country: &str) -> String {
+    if matches!(country, "United Kingdom" | "GB") {
+        national.to_string()
+    } else {
+        format!("+44 {}", national.trim_start_matches('0'))
+    }
+}
+
 fn ts(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -446,7 +456,8 @@ fn shopper(
         truth.row(&ids);
         let updated = signup + Duration::hours(2) + Duration::days(400 * v as i64);
         let line = format!(
-            "{customer_id},{shown},{phone},{},{},{country},{channel},{tier},{},{}\n",
+            "{customer_id},{shown},{},{},{},{country},{channel},{tier},{},{}\n",
+            written_phone(phone, country),
             person.first,
             person.last,
             signup.format("%Y-%m-%d"),

@@ -256,16 +256,29 @@ impl<'a> Contract<'a> {
             }
         };
 
+        let input_of = |column: &ColumnDef, position: &Vec<usize>| -> Option<String> {
+            match &debezium_row {
+                Some(object) => column.raw_names().iter().find_map(|n| object.get(n).cloned().flatten()),
+                None => position.iter().find_map(|&p| get(Some(p))).map(str::to_string),
+            }
+        };
+        // Phones written without a country code are read in the row's own country, if it has one.
+        let region = self
+            .columns
+            .iter()
+            .zip(&layout.positions)
+            .find(|(c, _)| c.normalize == Normalize::Country)
+            .and_then(|(c, p)| input_of(c, p))
+            .and_then(|country| normalize::country(&country))
+            .unwrap_or_else(|| self.source.phone_region.clone());
         let mut values = Vec::with_capacity(self.columns.len());
         let mut order = None;
         for (column, position) in self.columns.iter().zip(&layout.positions) {
-            let input: Option<String> = match &debezium_row {
-                Some(object) => column.raw_names().iter().find_map(|n| object.get(n).cloned().flatten()),
-                None => position.iter().find_map(|&p| get(Some(p))).map(str::to_string),
-            };
+            let input = input_of(column, position);
             let is_key = self.source.primary_key.contains(&column.name);
-            let value =
-                self.value(column, input.as_deref(), warnings).map_err(|failure| reject(&column.name, failure))?;
+            let value = self
+                .value(column, input.as_deref(), &region, warnings)
+                .map_err(|failure| reject(&column.name, failure))?;
             if value == Value::Null && column.required && (op == Op::Upsert || is_key) {
                 return Err(reject(&column.name, ("missing", "required value is missing".into())));
             }
@@ -296,7 +309,13 @@ impl<'a> Contract<'a> {
             .join("\u{1f}")
     }
 
-    fn value(&self, column: &ColumnDef, input: Option<&str>, warnings: &mut Vec<Warning>) -> Result<Value, Failure> {
+    fn value(
+        &self,
+        column: &ColumnDef,
+        input: Option<&str>,
+        region: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Value, Failure> {
         let Some(text) = input.map(str::trim).filter(|t| !t.is_empty()) else {
             return Ok(Value::Null);
         };
@@ -312,15 +331,11 @@ impl<'a> Contract<'a> {
                 Some(email) => email,
                 None => return warn("not an email address; stored as null".into()),
             },
-            Normalize::Phone => match normalize::phone(text, &self.source.phone_region) {
+            Normalize::Phone => match normalize::phone_in(text, &[region, &self.source.phone_region]) {
                 Some(phone) => phone,
-                None => {
-                    return warn(format!(
-                        "not a valid phone number (region {}); stored as null",
-                        self.source.phone_region
-                    ));
-                }
+                None => return warn(format!("not a phone number (read in region {region}); stored as null")),
             },
+            Normalize::Id => normalize::id(text),
             Normalize::Country => match normalize::country(text) {
                 Some(code) => code,
                 None => return warn(format!("{text:?} is not a country; stored as null")),
@@ -476,7 +491,7 @@ mod tests {
         let row = row.unwrap();
         assert!(warnings.is_empty());
         assert_eq!(row.values[3], Value::Int(-1));
-        assert_eq!(row.values[6], Value::Text("14527.0".into()));
+        assert_eq!(row.values[6], Value::Text("14527".into()), "a float-exported id is its whole number");
         assert_eq!(row.values[7], Value::Text("IE".into()));
         let ii =
             ["invoice", "stock_code", "description", "quantity", "invoice_date", "price", "customer_id", "country"];

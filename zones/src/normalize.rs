@@ -18,10 +18,46 @@ pub fn email(value: &str) -> Option<String> {
 }
 
 /// E.164 (`+447700900123`), reading numbers without a country code in `region` (ISO alpha-2).
+///
+/// A number the numbering plan does not allocate (`+1 555 …`, a test range) is still a number
+/// its owner gave: it is kept in E.164 when it has the length of one (8 to 15 digits), so the
+/// same number hashes the same in every system. Too short or not a number: `None`.
 pub fn phone(value: &str, region: &str) -> Option<String> {
-    let region = region.parse::<phonenumber::country::Id>().ok();
-    let number = phonenumber::parse(region, value.trim()).ok()?;
-    phonenumber::is_valid(&number).then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+    phone_in(value, &[region])
+}
+
+/// [`phone`] trying several regions for a number without a country code: the first region in
+/// which the number is valid wins (a UK mobile in a row whose country is France is still the UK
+/// mobile); if none, the first region's reading when it has the length of a number.
+pub fn phone_in(value: &str, regions: &[&str]) -> Option<String> {
+    let parse = |region: &str| {
+        let region = region.parse::<phonenumber::country::Id>().ok();
+        phonenumber::parse(region, value.trim()).ok()
+    };
+    let e164 = |number: &phonenumber::PhoneNumber| number.format().mode(phonenumber::Mode::E164).to_string();
+    let readings: Vec<phonenumber::PhoneNumber> = regions.iter().filter_map(|r| parse(r)).collect();
+    if let Some(valid) = readings.iter().find(|n| phonenumber::is_valid(n)) {
+        return Some(e164(valid));
+    }
+    let first = e164(readings.first()?);
+    let digits = first.chars().filter(char::is_ascii_digit).count();
+    (8..=15).contains(&digits).then_some(first)
+}
+
+/// An id as systems write it: trimmed; `13085.0` (a whole number through a float column) → `13085`.
+pub fn id(value: &str) -> String {
+    let value = value.trim();
+    match value.split_once('.') {
+        Some((whole, fraction))
+            if !whole.is_empty()
+                && whole.bytes().all(|b| b.is_ascii_digit())
+                && !fraction.is_empty()
+                && fraction.bytes().all(|b| b == b'0') =>
+        {
+            whole.to_string()
+        }
+        _ => value.to_string(),
+    }
 }
 
 /// ISO 3166-1 alpha-2 from an alpha-2 or alpha-3 code or an English name, case-insensitive,
@@ -140,6 +176,20 @@ mod tests {
         assert_eq!(phone("07911 123456", "GB").as_deref(), Some("+447911123456"));
         assert_eq!(phone("+1 (415) 555-2671", "GB").as_deref(), Some("+14155552671"));
         assert_eq!(phone("12", "GB"), None);
+        // Not allocated (a fictional 555 number), but a number: kept, so it hashes the same everywhere.
+        assert_eq!(phone("(555) 123-4567", "US").as_deref(), Some("+15551234567"));
+        assert_eq!(phone("+1 555 123 4567", "GB").as_deref(), Some("+15551234567"));
+        // A UK mobile in a row whose country is France: valid only as a UK number.
+        assert_eq!(phone_in("07911 123456", &["FR", "GB"]).as_deref(), Some("+447911123456"));
+        assert_eq!(phone_in("(415) 555-2671", &["US", "GB"]).as_deref(), Some("+14155552671"));
+    }
+
+    #[test]
+    fn ids_from_float_columns() {
+        assert_eq!(id(" 13085.0 "), "13085");
+        assert_eq!(id("13085"), "13085");
+        assert_eq!(id("A1.0"), "A1.0");
+        assert_eq!(id("1.5"), "1.5");
     }
 
     #[test]

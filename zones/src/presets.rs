@@ -16,7 +16,7 @@
 //! Any of them also accepts change files: AWS DMS CSV (an `Op` column first) and Debezium JSON.
 
 use crate::source::ColumnType::{Date, Float, Int, String as Text, Timestamp};
-use crate::source::Normalize::{Country, Email, Lower, Phone, Upper};
+use crate::source::Normalize::{Country, Email, Id, Lower, Phone, Upper};
 use crate::source::PiiTreatment::{Hash, Keep};
 use crate::source::{ColumnDef as C, FileFormat, Source};
 
@@ -160,7 +160,10 @@ fn retail_transactions() -> Source {
             C::new("quantity", Int).from(&["Quantity"]).required(),
             C::new("invoice_date", Timestamp).from(&["InvoiceDate"]).required(),
             C::new("price", Float).from(&["Price", "UnitPrice"]).required().non_negative(),
-            C::new("customer_id", Text).from(&["Customer ID", "CustomerID"]).id_type("retail_customer_id"),
+            C::new("customer_id", Text)
+                .from(&["Customer ID", "CustomerID"])
+                .normalize(Id)
+                .id_type("retail_customer_id"),
             C::new("country", Text).from(&["Country"]).normalize(Country),
         ],
     )

@@ -36,12 +36,16 @@ pub enum Normalize {
     Trim,
     /// Trimmed and lower-cased; must look like `local@domain`.
     Email,
-    /// E.164 (`+447700900123`), parsed with the source's default region.
+    /// E.164 (`+447700900123`); a number without a country code is read in the row's country
+    /// (its `country` column), else in the source's `phone_region`.
     Phone,
     /// ISO 3166-1 alpha-2 from a code (`GB`, `GBR`) or an English name (`United Kingdom`).
     Country,
     Lower,
     Upper,
+    /// An id: trimmed, and a whole number exported through a float column (`13085.0`, as
+    /// Online Retail II writes its customer ids) written as the whole number (`13085`).
+    Id,
 }
 
 /// What happens to a personal value on its way to the clean zone.

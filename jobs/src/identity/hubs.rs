@@ -8,7 +8,7 @@
 //! with linked_type `*`), so an ambiguous identifier is never guessed into one of them.
 //!
 //! Degrees count distinct linked values per type, over this run's links and the stored links of
-//! the identifiers touched now. Rules are found greedily, most excessive first, each candidate
+//! the identifiers touched now. Rules are found greedily, most values over the limit first, each candidate
 //! recounted without the links earlier rules removed: once the `guest` member's links to devices
 //! are out, each of those devices is seen with one member again, and keeps it.
 
@@ -133,7 +133,7 @@ pub(crate) struct Degrees {
     pub rules: HubRules,
     pub new_hubs: Vec<NewHub>,
     /// For identifiers touched now: the most distinct values of one person-unique type
-    /// (limit 1) they are linked to through links no rule removes (for the confidence).
+    /// (limit 1) they are linked to, every link counted (for the confidence).
     pub shared: FastMap<NodeId, u32>,
 }
 
@@ -184,14 +184,14 @@ pub(crate) async fn find_hubs(
         count
     };
     let count = count_per_type(&degrees, &|t| limits[t as usize].is_some());
-    let excess = |t: u16, c: u32| c as f64 / limits[t as usize].unwrap_or(u32::MAX) as f64;
-    let mut candidates: Vec<(NodeId, u16, f64)> = count
+    // Most values over the limit first: the account seen on twelve devices is what puts each
+    // of those devices over its one-member limit, not the other way round.
+    let mut candidates: Vec<(NodeId, u16, u32)> = count
         .iter()
-        .filter(|&(&(_, t), &c)| limits[t as usize].is_some_and(|limit| c > limit))
-        .map(|(&(n, t), &c)| (n, t, excess(t, c)))
+        .filter_map(|(&(n, t), &c)| limits[t as usize].filter(|&limit| c > limit).map(|limit| (n, t, c - limit)))
         .collect();
     candidates.sort_by(|a, b| {
-        b.2.total_cmp(&a.2).then_with(|| ids.cmp(a.0, b.0)).then_with(|| ids.type_name(a.1).cmp(ids.type_name(b.1)))
+        b.2.cmp(&a.2).then_with(|| ids.cmp(a.0, b.0)).then_with(|| ids.type_name(a.1).cmp(ids.type_name(b.1)))
     });
 
     // The candidates' neighbours, to recount them as rules are found.
@@ -224,8 +224,9 @@ pub(crate) async fn find_hubs(
         }
     }
 
-    // Confidence: person-unique types only, through the links still used.
-    let unique = count_per_type(&degrees, &|t| limits[t as usize] == Some(1));
+    // Confidence: 1 / the most values of one person-unique type an identifier was seen with,
+    // counting every link (a family tablet kept with its owner was also seen with a relative).
+    let unique = count_per_type(&Degrees::default(), &|t| limits[t as usize] == Some(1));
     for ((n, _), c) in unique {
         let most = degrees.shared.entry(n).or_default();
         *most = (*most).max(c);

@@ -187,8 +187,8 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     store_skipped(workspace, &observations, &txns, now).await?;
     watch.lap("links stored");
 
-    // 3. Stitch the persons the new identifiers reach. An identifier a hub rule names whose
-    // remaining links still join two persons loses every link, and the persons are stitched again.
+    // 3. Stitch the persons the new identifiers reach. An identifier whose links would join two
+    // persons (a refused link's weaker end) loses every link, and the persons are stitched again.
     let unlinked = unlink::load_unlinks(workspace).await?;
     let mut rules_applied = 0;
     let mut pass = 0;
@@ -202,7 +202,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         }
         let existing = load_components(workspace, &mut observations).await?;
         let stitched = stitch(&mut observations, existing, &degrees, &unlinked, config);
-        let ambiguous = ambiguous_identifiers(&stitched, &degrees);
+        let ambiguous = ambiguous_identifiers(&stitched, &degrees, config);
         if ambiguous.is_empty() || pass == MAX_PASSES {
             break stitched;
         }
@@ -301,13 +301,26 @@ fn rules_found(ids: &union_find::Interner, degrees: &Degrees, already: usize) ->
         .collect()
 }
 
-/// Identifiers a hub rule names that a refused link shows would still join two persons.
-fn ambiguous_identifiers(stitched: &Stitched, degrees: &Degrees) -> Vec<NodeId> {
+/// Identifiers a refused link shows would join two persons: of its two ends, the one of lower
+/// priority (an open id rather than an email; both when equal), never a person key such as a
+/// member_id (limit 1), which only ever joins its own person.
+fn ambiguous_identifiers(
+    stitched: &Stitched,
+    degrees: &Degrees,
+    config: &crate::config::IdentityConfig,
+) -> Vec<NodeId> {
+    let ids = &stitched.components.ids;
+    let rank = |n: NodeId| priority(&config.types, ids.id_type(n));
+    let person_key = |n: NodeId| config.types.get(ids.id_type(n)).is_some_and(|r| r.limit == 1);
     let mut found: Vec<NodeId> = stitched
         .conflicts
         .iter()
-        .flat_map(|(link, _)| [link.a, link.b])
-        .filter(|&n| degrees.rules.names(n) && !degrees.rules.is_full(n))
+        .flat_map(|(link, _)| {
+            let (ra, rb) = (rank(link.a), rank(link.b));
+            [(link.a, ra >= rb), (link.b, rb >= ra)]
+        })
+        .filter(|&(n, weaker)| weaker && !person_key(n) && !degrees.rules.is_full(n))
+        .map(|(n, _)| n)
         .collect();
     found.sort_unstable();
     found.dedup();

@@ -237,6 +237,13 @@ fn plan(source: &Source, config: &IdentityConfig) -> Option<Plan> {
     if slots.is_empty() {
         return None;
     }
+    // A phone without a country code is read in the row's country (see `Contract::typed`).
+    let has_phone = source.columns.iter().any(|c| c.id_type.is_some() && c.normalize == Normalize::Phone);
+    if let Some(country) = source.columns.iter().position(|c| c.normalize == Normalize::Country)
+        && has_phone
+    {
+        want(country);
+    }
     let times: Vec<usize> = source
         .time_columns()
         .iter()

@@ -1,4 +1,7 @@
-//! Identity resolution against the generator's ground truth, incrementally, with guards.
+//! Identity resolution against a truth we did not compute: the generator's owner of every
+//! identifier and its true edges (two identifiers of one person on one row). The score is
+//! pairwise precision and recall over the truth's identifiers; the *evidence ceiling* is
+//! union-find over the true edges alone, what a perfect resolver could reach from this data.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,10 +14,12 @@ use chrono::{TimeZone, Utc};
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
 
 on_every_backend!(
-    matches_the_ground_truth_and_stays_stable_across_batches,
-    guards_keep_hubs_junk_and_conflicts_out,
+    the_generated_world_is_resolved_to_the_evidence_ceiling,
+    a_moved_email_joins_the_same_person_and_one_ids_stay_stable,
+    hubs_in_both_directions_placeholders_and_limits,
     unlink_splits_one_person_and_the_link_stays_undone,
-    a_device_that_becomes_a_hub_leaves_its_person,
+    a_device_that_becomes_shared_leaves_its_person,
+    the_oldest_person_by_business_time_survives_a_merge,
 );
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
@@ -26,7 +31,7 @@ async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
 }
 
 fn at(day: u32) -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 6, day, 6, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2025, 6, day, 6, 0, 0).unwrap()
 }
 
 /// Land files, ingest and clean every source that got one.
@@ -40,8 +45,14 @@ fn column(batch: &RecordBatch, name: &str) -> Vec<String> {
     (0..c.len()).map(|i| if c.is_null(i) { String::new() } else { c.value(i).to_string() }).collect()
 }
 
-/// The generator's `truth.csv`: identifier → person.
-fn persons_of_truth(truth: &str) -> HashMap<(String, String), String> {
+type Id = (String, String);
+
+fn key(t: &str, v: &str) -> Id {
+    (t.to_string(), v.to_string())
+}
+
+/// `person_id,id_type,id_value` → identifier → person.
+fn persons_of_truth(truth: &str) -> HashMap<Id, String> {
     truth
         .lines()
         .skip(1)
@@ -53,13 +64,16 @@ fn persons_of_truth(truth: &str) -> HashMap<(String, String), String> {
         .collect()
 }
 
-async fn mapping(ws: &Workspace) -> HashMap<(String, String), String> {
+/// Active identifiers → one_id.
+async fn mapping(ws: &Workspace) -> HashMap<Id, String> {
     let batches =
-        cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping").await.unwrap();
+        cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
+            .await
+            .unwrap();
     let mut out = HashMap::new();
     for b in &batches {
         for ((t, v), o) in column(b, "id_type").into_iter().zip(column(b, "id_value")).zip(column(b, "one_id")) {
-            assert!(out.insert((t, v), o).is_none(), "one row per identifier");
+            assert!(out.insert((t, v), o).is_none(), "one active row per identifier");
         }
     }
     out
@@ -69,168 +83,333 @@ async fn mapping_version(ws: &Workspace) -> Option<u64> {
     ws.lake().table(&"curated.id_mapping".parse().unwrap()).await.unwrap().version()
 }
 
-async fn matches_the_ground_truth_and_stays_stable_across_batches(backend: Backend) {
+/// Pairwise scores over the truth's identifiers.
+#[derive(Debug)]
+struct Score {
+    precision: f64,
+    recall: f64,
+    ceiling_recall: f64,
+    /// one_ids holding identifiers of two or more persons.
+    mixed: usize,
+}
+
+fn pairs(n: usize) -> f64 {
+    (n * n.saturating_sub(1) / 2) as f64
+}
+
+/// Pairwise precision and recall of `clusters` (identifier → cluster) against `truth`.
+fn pairwise(truth: &HashMap<Id, String>, cluster_of: impl Fn(&Id) -> String) -> (f64, f64) {
+    let mut per_cluster: HashMap<String, usize> = HashMap::new();
+    let mut per_person: HashMap<&str, usize> = HashMap::new();
+    let mut per_both: HashMap<(String, &str), usize> = HashMap::new();
+    for (id, person) in truth {
+        let cluster = cluster_of(id);
+        *per_cluster.entry(cluster.clone()).or_default() += 1;
+        *per_person.entry(person).or_default() += 1;
+        *per_both.entry((cluster, person)).or_default() += 1;
+    }
+    let together: f64 = per_cluster.values().map(|&n| pairs(n)).sum();
+    let same_person: f64 = per_person.values().map(|&n| pairs(n)).sum();
+    let right: f64 = per_both.values().map(|&n| pairs(n)).sum();
+    (if together == 0.0 { 1.0 } else { right / together }, right / same_person)
+}
+
+/// Union-find over the true edges: the components a perfect resolver could find.
+fn ceiling(truth: &HashMap<Id, String>, edges: &str) -> HashMap<Id, Id> {
+    let mut parent: HashMap<Id, Id> = truth.keys().map(|k| (k.clone(), k.clone())).collect();
+    fn find(parent: &mut HashMap<Id, Id>, x: &Id) -> Id {
+        let mut root = x.clone();
+        while parent[&root] != root {
+            root = parent[&root].clone();
+        }
+        parent.insert(x.clone(), root.clone());
+        root
+    }
+    for line in edges.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (a, b) = (key(f[0], f[1]), key(f[2], f[3]));
+        if parent.contains_key(&a) && parent.contains_key(&b) {
+            let (ra, rb) = (find(&mut parent, &a), find(&mut parent, &b));
+            if ra != rb {
+                parent.insert(ra, rb);
+            }
+        }
+    }
+    let ids: Vec<Id> = parent.keys().cloned().collect();
+    ids.into_iter().map(|id| (id.clone(), find(&mut parent, &id))).collect()
+}
+
+fn score(truth: &str, edges: &str, mapping: &HashMap<Id, String>) -> Score {
+    let truth = persons_of_truth(truth);
+    let (precision, recall) =
+        pairwise(&truth, |id| mapping.get(id).cloned().unwrap_or_else(|| format!("alone {id:?}")));
+    let components = ceiling(&truth, edges);
+    let (_, ceiling_recall) = pairwise(&truth, |id| format!("{:?}", components[id]));
+    let mut persons_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (id, one_id) in mapping {
+        if let Some(person) = truth.get(id) {
+            persons_of.entry(one_id).or_default().insert(person);
+        }
+    }
+    let mixed = persons_of.values().filter(|p| p.len() > 1).count();
+    Score { precision, recall, ceiling_recall, mixed }
+}
+
+/// The generated world (change logs, placeholders as plaintext and hashes, `guest` logins, an
+/// unlisted demo account, family tablets, kiosks, one-channel people) resolved in one run.
+async fn resolve_world(ws: &Workspace, persons: u64, seed: u64) -> (cdplake_jobs::generate::Generated, Score) {
+    let generated = cdplake_jobs::generate::generate_with_truth(persons, seed);
+    let files: Vec<_> = generated.files.iter().map(|f| (f.source, f.name.clone(), f.content.clone())).collect();
+    load(ws, &files, 1).await;
+    let report = cdplake_jobs::identity::resolve(ws, at(1)).await.unwrap();
+    assert!(report.hubs > 0 && report.junk_values_skipped > 0, "{report:?}");
+    let score = score(&generated.truth, &generated.truth_edges, &mapping(ws).await);
+    (generated, score)
+}
+
+fn assert_at_the_ceiling(score: &Score) {
+    assert_eq!(score.mixed, 0, "no one_id mixes two people: {score:?}");
+    assert!(score.precision >= 0.999, "{score:?}");
+    assert!(score.recall >= score.ceiling_recall - 0.005, "{score:?}");
+}
+
+async fn the_generated_world_is_resolved_to_the_evidence_ceiling(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
-    let (files, truth) = cdplake_jobs::generate::generate(300, 7);
-    let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
-    load(&ws, &files, 1).await;
-    let first = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
-    assert!(first.persons_created > 0 && first.conflicts == 0, "{first:?}");
-
-    // Precision: no one_id holds identifiers of two people. Recall: pairs of one person's
-    // identifiers that the data links end up together.
-    let person = persons_of_truth(&truth);
-    let ids = mapping(&ws).await;
-    let mut persons_of: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for (identifier, one_id) in &ids {
-        let p = person.get(identifier).unwrap_or_else(|| panic!("{identifier:?} not in the truth"));
-        persons_of.entry(one_id.as_str()).or_default().insert(p.as_str());
-    }
-    assert!(persons_of.values().all(|p| p.len() == 1), "a one_id mixes two persons");
-    let mut one_ids_of: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for (identifier, one_id) in &ids {
-        one_ids_of.entry(person[identifier].as_str()).or_default().insert(one_id.as_str());
-    }
-    let whole = one_ids_of.values().filter(|o| o.len() == 1).count() as f64 / one_ids_of.len() as f64;
-    assert!(whole >= 0.7, "only {whole:.2} of persons are one cluster");
-
-    // Rerun with nothing new: no new version.
+    let persons = if backend == Backend::S3 { 3_000 } else { 20_000 };
+    let (_, score) = resolve_world(&ws, persons, 7).await;
+    assert_at_the_ceiling(&score);
+    // Nothing new: no new version.
     let version = mapping_version(&ws).await;
     assert_eq!(cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap().batches, 0);
     assert_eq!(mapping_version(&ws).await, version);
+}
 
-    // Batch 2: a new device, never logged in, is a new person.
-    let event = r#"{"event_id":"EVTNEW1","device_id":"DEVNEW","union_id":"union_new","open_id":"open_new","event_type":"view","page_name":"home","event_time":"2024-06-02 09:00:00"}"#;
-    load(&ws, &[("app_events", "late.json".into(), format!("{event}\n"))], 2).await;
-    let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
-    assert_eq!((second.persons_created, second.merges, second.mapping_rows_written), (1, 0, 3), "{second:?}");
+async fn a_moved_email_joins_the_same_person_and_one_ids_stay_stable(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    let (_, first) = resolve_world(&ws, 400, 3).await;
+    assert!(first.mixed == 0 && first.precision >= 0.999, "{first:?}");
     let before = mapping(&ws).await;
-    let device = ("device_id".to_string(), "DEVNEW".to_string());
-    let member = before.keys().find(|(t, _)| t == "member_id").unwrap().clone();
 
-    // Batch 3: the support desk links that device to a member: the member's (older) one_id
-    // survives, the device's one_id is absorbed, nothing else moves.
-    let link = format!("id_type_a,id_value_a,id_type_b,id_value_b,source\ndevice_id,DEVNEW,member_id,{}\n", member.1);
-    let link = link.trim_end().to_string() + ",support_desk\n";
-    load(&ws, &[("identity_links", "manual.csv".into(), link)], 3).await;
-    let third = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
-    assert_eq!((third.merges, third.persons_created), (1, 0), "{third:?}");
-    let after = mapping(&ws).await;
-    assert_eq!(after[&device], before[&member], "the oldest one_id survives");
-    assert_eq!(after[&member], before[&member]);
-    let moved: Vec<_> = before.iter().filter(|(i, o)| after[*i] != **o).map(|(i, _)| i.clone()).collect();
-    assert_eq!(moved.len(), 3, "only the absorbed device cluster moves: {moved:?}");
-    assert_eq!(third.mapping_rows_written, 4, "the three moved + the member's last_seen");
-    // Only the buckets holding those identifiers were rewritten.
-    let table = ws.lake().table(&"curated.id_mapping".parse().unwrap()).await.unwrap();
-    let files = table.get_file_uris().unwrap().count() as u64;
-    let last = ws.lake().history(&"curated.id_mapping".parse().unwrap(), Some(1)).await.unwrap();
-    let removed = last[0].metrics["num_target_files_removed"].as_u64().unwrap();
-    assert!(files >= 12 && removed <= 4, "{removed} of {files} files rewritten");
-    let history = cdplake_jobs::query::run_query(
+    // Day 2: three members move to new emails (CRM change log, later updated_at), one of them
+    // also in the shop; a new device of a known member logs in.
+    // Members whose current email is a real one (not a placeholder), with that email.
+    let current = cdplake_jobs::query::run_query(
         &ws,
-        "SELECT absorbed_one_id, surviving_one_id, cause FROM curated.id_merge_history",
+        "SELECT member_id, email_hash FROM clean.crm_members WHERE email_hash IS NOT NULL ORDER BY member_id",
     )
     .await
     .unwrap();
-    assert_eq!(column(&history[0], "absorbed_one_id"), [before[&device].clone()]);
-    assert_eq!(column(&history[0], "surviving_one_id"), [before[&member].clone()]);
-    assert!(column(&history[0], "cause")[0].contains("identity_links"), "the merge names its link");
+    let (members, old_emails): (Vec<String>, Vec<String>) = current
+        .iter()
+        .flat_map(|b| column(b, "member_id").into_iter().zip(column(b, "email_hash")))
+        .filter(|(_, email)| before.contains_key(&key("email_hash", email)))
+        .take(3)
+        .unzip();
+    let hash = |email: &str| cdplake_zones::normalize::pii_hash(email, None);
+    let mut crm = String::new();
+    for (i, m) in members.iter().enumerate() {
+        crm.push_str(&format!(
+            r#"{{"member_id":"{m}","email_hash":"{}","updated_at":"2025-05-0{}T10:00:00Z"}}"#,
+            hash(&format!("moved{i}@newmail.example.org")),
+            i + 1
+        ));
+        crm.push('\n');
+    }
+    let device = format!(
+        r#"{{"event_id":"NEWDEV1","device_id":"DEV-NEW-1","union_id":null,"open_id":"open-new-1","event_type":"login","page_name":"{}","event_time":"2025-05-20 08:00:00"}}"#,
+        members[0]
+    );
+    load(
+        &ws,
+        &[("crm_members", "changes.json".into(), crm), ("app_events", "new_device.json".into(), format!("{device}\n"))],
+        2,
+    )
+    .await;
+    let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    assert_eq!(second.persons_created, 0, "{second:?}");
+    let after = mapping(&ws).await;
+    for (i, m) in members.iter().enumerate() {
+        let person = &before[&key("member_id", m)];
+        let moved = key("email_hash", &hash(&format!("moved{i}@newmail.example.org")));
+        assert_eq!(&after[&moved], person, "the new email is {m}'s");
+        assert_eq!(&after[&key("member_id", m)], person, "{m} keeps its one_id");
+    }
+    assert_eq!(after[&key("device_id", "DEV-NEW-1")], before[&key("member_id", &members[0])]);
+    // Every identifier known before keeps its one_id (nothing in this batch merges persons).
+    let moved: Vec<_> = before.iter().filter(|(id, one_id)| after.get(*id) != Some(*one_id)).collect();
+    assert!(moved.is_empty(), "one_ids moved: {moved:?}");
+    // The email each member had before stays the person's: history, not replaced.
+    for (m, old) in members.iter().zip(&old_emails) {
+        assert_eq!(after[&key("email_hash", old)], before[&key("member_id", m)], "{m}'s old email");
+    }
 }
 
-async fn guards_keep_hubs_junk_and_conflicts_out(backend: Backend) {
+async fn hubs_in_both_directions_placeholders_and_limits(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
-    let mut links = String::from("id_type_a,id_value_a,id_type_b,id_value_b,source\n");
-    // A kiosk device used by six members: a hub, never a link.
+    let header = "id_type_a,id_value_a,id_type_b,id_value_b,source\n";
+    let mut links = String::from(header);
+    // Each member M1..M12 has its own device; an account no placeholder list knows logs in on
+    // all twelve: more devices than one person may hold (10), so its links to devices go.
+    for m in 1..=12 {
+        links.push_str(&format!("member_id,M{m},device_id,D{m},app\ndevice_id,D{m},member_id,DEMO-ACCT,app\n"));
+    }
+    // A kiosk used by six members: more member_ids than one person may hold (1).
     for m in 1..=6 {
         links.push_str(&format!("device_id,KIOSK,member_id,M{m},store\n"));
     }
-    // Junk values never link.
-    links.push_str("member_id,M1,email_hash,unknown,crm\nmember_id,M2,email_hash,unknown,crm\n");
-    // An email shared by two members: the second link is refused as a conflict.
+    // Placeholders never link, in plaintext or hashed.
+    let test_hash = cdplake_zones::normalize::pii_hash("test@test.com", None);
+    links.push_str(&format!("member_id,M1,member_id,guest,app\nmember_id,M2,email_hash,{test_hash},crm\n"));
+    links.push_str("member_id,M3,device_id,00000000-0000-0000-0000-000000000000,app\n");
+    // An email two members gave: ambiguous, but M3's device also carries it, so it stays M3's
+    // with confidence 1/2; M4 keeps only what is its own.
     links.push_str("member_id,M3,email_hash,e-shared,crm\nmember_id,M4,email_hash,e-shared,crm\n");
+    links.push_str("email_hash,e-shared,device_id,D3,app\n");
     load(&ws, &[("identity_links", "links.csv".into(), links)], 1).await;
     let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
-    assert_eq!((report.hubs, report.conflicts), (1, 1), "{report:?}");
-    assert_eq!(report.junk_values_skipped, 2);
+    assert_eq!(report.junk_values_skipped, 3, "{report:?}");
+    assert!(report.skipped_by_rule.contains_key("placeholder word"), "{report:?}");
 
     let ids = mapping(&ws).await;
-    let members: HashSet<&String> = (1..=6).map(|m| &ids[&("member_id".to_string(), format!("M{m}"))]).collect();
-    assert_eq!(members.len(), 6, "no two members share a one_id");
-    assert!(!ids.contains_key(&("device_id".to_string(), "KIOSK".to_string())), "the hub is kept out");
-    assert!(!ids.keys().any(|(_, v)| v == "unknown"));
-    let hubs =
-        cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_hubs WHERE id_value = 'KIOSK'")
-            .await
-            .unwrap();
-    assert_eq!(single_i64(&hubs), 1);
-    let conflicts =
-        cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.identity_conflicts").await.unwrap();
-    assert_eq!(single_i64(&conflicts), 1);
-    // Confidence: the email two members used is only half sure to be M3's; a member_id is sure.
+    let members: HashSet<&String> = (1..=12).map(|m| &ids[&key("member_id", &format!("M{m}"))]).collect();
+    assert_eq!(members.len(), 12, "no two members share a one_id");
+    for m in 1..=12 {
+        assert_eq!(
+            ids[&key("device_id", &format!("D{m}"))],
+            ids[&key("member_id", &format!("M{m}"))],
+            "D{m} stays M{m}'s"
+        );
+    }
+    assert!(!ids.contains_key(&key("device_id", "KIOSK")), "the kiosk is nobody's");
+    assert!(!ids.contains_key(&key("member_id", "DEMO-ACCT")), "the demo account is nobody's");
+    assert!(!ids.keys().any(|(_, v)| v == "guest" || *v == test_hash || v.starts_with("00000000")));
+    assert_eq!(ids[&key("email_hash", "e-shared")], ids[&key("member_id", "M3")]);
     assert_eq!(confidence(&ws, "e-shared").await, 0.5);
     assert_eq!(confidence(&ws, "M3").await, 1.0);
+
+    let hubs = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT id_value, linked_type, distinct_values, \"limit\" FROM curated.identity_hubs ORDER BY id_value",
+    )
+    .await
+    .unwrap();
+    let hubs: Vec<(String, String, String, String)> = column(&hubs[0], "id_value")
+        .into_iter()
+        .zip(column(&hubs[0], "linked_type"))
+        .zip(column(&hubs[0], "distinct_values"))
+        .zip(column(&hubs[0], "limit"))
+        .map(|(((a, b), c), d)| (a, b, c, d))
+        .collect();
+    assert!(hubs.contains(&("DEMO-ACCT".into(), "device_id".into(), "12".into(), "10".into())), "{hubs:?}");
+    assert!(hubs.contains(&("KIOSK".into(), "member_id".into(), "6".into(), "1".into())), "{hubs:?}");
+    assert!(hubs.contains(&("e-shared".into(), "member_id".into(), "2".into(), "1".into())), "{hubs:?}");
+
+    // The report a data engineer reads first.
+    let health = cdplake_jobs::identity::report::health(&ws, 5).await.unwrap();
+    assert_eq!(health.persons_by_size.iter().map(|b| b.persons).sum::<u64>(), health.persons);
+    assert_eq!(health.hubs, hubs.len() as u64);
+    assert_eq!(health.top_hubs[0].id_value, "DEMO-ACCT");
+    assert_eq!(health.skipped_rows_by_rule.values().sum::<u64>(), 3);
+    assert!(health.highest_degree_not_flagged.iter().all(|d| d.id_value != "KIOSK"), "{health:?}");
 }
 
 async fn confidence(ws: &Workspace, id_value: &str) -> f64 {
     let rows = cdplake_jobs::query::run_query(
         ws,
-        &format!("SELECT CAST(confidence * 1000 AS BIGINT) FROM curated.id_mapping WHERE id_value = '{id_value}'"),
+        &format!(
+            "SELECT CAST(confidence * 1000 AS BIGINT) FROM curated.id_mapping WHERE is_active AND id_value = '{id_value}'"
+        ),
     )
     .await
     .unwrap();
     single_i64(&rows) as f64 / 1000.0
 }
 
-async fn a_device_that_becomes_a_hub_leaves_its_person(backend: Backend) {
+async fn a_device_that_becomes_shared_leaves_its_person(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
     let header = "id_type_a,id_value_a,id_type_b,id_value_b,source\n";
-    // Day 1: a family tablet used by M1 (and its app's U1), then by M2..M5: below the hub limit,
-    // so it stays M1's (the other members' links are refused as conflicts).
-    let mut day1 = format!(
-        "{header}device_id,TAB,member_id,M1,app\ndevice_id,TAB,union_id,U1,app\nmember_id,M1,email_hash,E1,crm\n"
+    // Day 1: a tablet used by M1 (and its app's open id O1).
+    let day1 = format!(
+        "{header}device_id,TAB,member_id,M1,app\ndevice_id,TAB,open_id,O1,app\nmember_id,M1,email_hash,E1,crm\n"
     );
-    for m in 2..=5 {
-        day1.push_str(&format!("device_id,TAB,member_id,M{m},app\n"));
-    }
     load(&ws, &[("identity_links", "day1.csv".into(), day1)], 1).await;
     let first = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
-    assert_eq!((first.hubs, first.conflicts), (0, 4), "{first:?}");
-    let key = |t: &str, v: &str| (t.to_string(), v.to_string());
+    assert_eq!((first.hubs, first.conflicts), (0, 0), "{first:?}");
     let before = mapping(&ws).await;
     assert_eq!(before[&key("device_id", "TAB")], before[&key("member_id", "M1")]);
-    assert_eq!(before[&key("union_id", "U1")], before[&key("member_id", "M1")]);
-    assert_eq!(confidence(&ws, "TAB").await, 0.2, "seen with five members");
+    assert_eq!(before[&key("open_id", "O1")], before[&key("member_id", "M1")]);
 
-    // Day 2: a sixth member: the tablet is a hub now, so it leaves M1's person, and U1 (joined
-    // only through the tablet) becomes a person of its own. M1 keeps its one_id.
-    load(&ws, &[("identity_links", "day2.csv".into(), format!("{header}device_id,TAB,member_id,M6,app\n"))], 2).await;
+    // Day 2: M2 logs in on it too: the tablet's links to members go, so it leaves M1's person
+    // (with O1, joined only through it); M1 keeps its one_id and its email.
+    load(&ws, &[("identity_links", "day2.csv".into(), format!("{header}device_id,TAB,member_id,M2,app\n"))], 2).await;
     let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
     assert_eq!((second.hubs, second.hub_splits), (1, 1), "{second:?}");
     let after = mapping(&ws).await;
-    assert_eq!(after[&key("member_id", "M1")], before[&key("member_id", "M1")]);
-    assert_eq!(after[&key("email_hash", "E1")], before[&key("member_id", "M1")]);
-    assert_ne!(after[&key("union_id", "U1")], before[&key("member_id", "M1")]);
-    let active = cdplake_jobs::query::run_query(
-        &ws,
-        "SELECT count(*) FROM curated.id_mapping WHERE id_value = 'TAB' AND NOT is_active",
-    )
-    .await
-    .unwrap();
-    assert_eq!(single_i64(&active), 1, "the hub's row stays, inactive");
+    let m1 = &before[&key("member_id", "M1")];
+    assert_eq!(&after[&key("member_id", "M1")], m1);
+    assert_eq!(&after[&key("email_hash", "E1")], m1);
+    assert_ne!(&after[&key("device_id", "TAB")], m1);
+    assert_eq!(after[&key("device_id", "TAB")], after[&key("open_id", "O1")], "the tablet keeps its own app id");
+    assert_ne!(after[&key("member_id", "M2")], after[&key("device_id", "TAB")]);
     let splits = cdplake_jobs::query::run_query(
         &ws,
-        "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split' AND cause LIKE '%TAB became a hub%'",
+        "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split' AND cause LIKE '%TAB is linked to 2 member_id%'",
     )
     .await
     .unwrap();
     assert_eq!(single_i64(&splits), 1);
+
+    // Day 3: the tablet's open id turns up with M2's email as well as with M1's: it would join
+    // two persons, so it loses every link and belongs to no one.
+    let day3 =
+        format!("{header}member_id,M2,email_hash,E2,crm\nopen_id,O1,email_hash,E1,app\nopen_id,O1,email_hash,E2,app\n");
+    load(&ws, &[("identity_links", "day3.csv".into(), day3)], 3).await;
+    let third = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    let last = mapping(&ws).await;
+    assert_ne!(last.get(&key("open_id", "O1")), Some(m1), "{third:?}");
+    assert_ne!(last.get(&key("open_id", "O1")), last.get(&key("member_id", "M2")), "{third:?}");
+    assert_eq!(&last[&key("email_hash", "E1")], m1);
+    assert_eq!(last[&key("email_hash", "E2")], last[&key("member_id", "M2")]);
+    assert_ne!(last[&key("member_id", "M2")], *m1);
     // Nothing left to split on the next run.
-    load(&ws, &[("identity_links", "day3.csv".into(), format!("{header}member_id,M1,email_hash,E2,crm\n"))], 3).await;
-    assert_eq!(cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap().hub_splits, 0);
+    load(&ws, &[("identity_links", "day4.csv".into(), format!("{header}member_id,M1,email_hash,E3,crm\n"))], 4).await;
+    assert_eq!(cdplake_jobs::identity::resolve(&ws, at(4)).await.unwrap().hub_splits, 0);
+}
+
+async fn the_oldest_person_by_business_time_survives_a_merge(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    // Loaded first, used recently: a device with its open id.
+    let recent = r#"{"event_id":"E1","device_id":"DEV-A","open_id":"OPEN-A","event_type":"view","event_time":"2025-03-01 09:00:00"}"#;
+    load(&ws, &[("app_events", "recent.json".into(), format!("{recent}\n"))], 1).await;
+    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    // Loaded later (a backfill), but first used in 2019: a member with its email.
+    let backfill =
+        r#"{"member_id":"MBR-OLD","email_hash":"aa11","mobile_hash":"bb22","updated_at":"2019-02-03T10:00:00Z"}"#;
+    load(&ws, &[("crm_members", "backfill.json".into(), format!("{backfill}\n"))], 2).await;
+    cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    let before = mapping(&ws).await;
+    assert_ne!(before[&key("device_id", "DEV-A")], before[&key("member_id", "MBR-OLD")]);
+    let first_seen = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT CAST(first_seen AS VARCHAR) AS t FROM curated.id_mapping WHERE id_value = 'MBR-OLD'",
+    )
+    .await
+    .unwrap();
+    assert!(column(&first_seen[0], "t")[0].starts_with("2019-02-03"), "business time, not ingestion time");
+
+    // A login links them: the person first seen in 2019 survives, though created second.
+    let login = r#"{"event_id":"E2","device_id":"DEV-A","event_type":"login","page_name":"MBR-OLD","event_time":"2025-03-02 09:00:00"}"#;
+    load(&ws, &[("app_events", "login.json".into(), format!("{login}\n"))], 3).await;
+    let report = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    assert_eq!(report.merges, 1, "{report:?}");
+    let after = mapping(&ws).await;
+    assert_eq!(after[&key("device_id", "DEV-A")], before[&key("member_id", "MBR-OLD")]);
+    assert_eq!(after[&key("open_id", "OPEN-A")], before[&key("member_id", "MBR-OLD")]);
 }
 
 async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
@@ -243,7 +422,6 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     load(&ws, &[("identity_links", "day1.csv".into(), links)], 1).await;
     cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
     let before = mapping(&ws).await;
-    let key = |t: &str, v: &str| (t.to_string(), v.to_string());
     assert_eq!(before[&key("device_id", "d1")], before[&key("member_id", "M1")]);
 
     // Explain: every identifier, and the link (with its source row) that reached it.
@@ -292,36 +470,4 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     assert_eq!(split[&key("member_id", "M2")], before[&key("member_id", "M2")]);
     assert_ne!(split[&key("email_hash", "e2")], before[&key("member_id", "M2")]);
     assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(5)).await.unwrap().splits, 0);
-}
-
-/// Pairwise precision and recall against the generator's truth at 10,000 people (local lake;
-/// the same code runs on S3 in the tests above).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn precision_and_recall_at_ten_thousand_persons() {
-    let t = TestLake::new(Backend::Local).await;
-    let ws = workspace(&t, Backend::Local).await;
-    let (files, truth) = cdplake_jobs::generate::generate(10_000, 11);
-    let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
-    load(&ws, &files, 1).await;
-    let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
-    assert_eq!(report.hubs, 100, "every kiosk is a hub: {report:?}");
-
-    let person = persons_of_truth(&truth);
-    let ids = mapping(&ws).await;
-    let pairs = |n: usize| (n * n.saturating_sub(1) / 2) as f64;
-    let mut per_cluster: HashMap<&str, usize> = HashMap::new();
-    let mut per_person: HashMap<&str, usize> = HashMap::new();
-    let mut per_both: HashMap<(&str, &str), usize> = HashMap::new();
-    for (identifier, one_id) in &ids {
-        let p = person.get(identifier).unwrap_or_else(|| panic!("{identifier:?} belongs to nobody (hub or junk?)"));
-        *per_cluster.entry(one_id).or_default() += 1;
-        *per_person.entry(p).or_default() += 1;
-        *per_both.entry((one_id, p)).or_default() += 1;
-    }
-    let together: f64 = per_cluster.values().map(|&n| pairs(n)).sum();
-    let same_person: f64 = per_person.values().map(|&n| pairs(n)).sum();
-    let right: f64 = per_both.values().map(|&n| pairs(n)).sum();
-    let (precision, recall) = (right / together, right / same_person);
-    assert!(precision >= 0.99, "precision {precision:.4}");
-    assert!(recall >= 0.98, "recall {recall:.4}");
 }
