@@ -263,11 +263,10 @@ impl<'a> Contract<'a> {
             }
         };
         // Phones written without a country code are read in the row's own country, if it has one.
-        let region = self
-            .columns
-            .iter()
-            .zip(&layout.positions)
-            .find(|(c, _)| c.normalize == Normalize::Country)
+        let has_phone = self.columns.iter().any(|c| c.normalize == Normalize::Phone);
+        let region = has_phone
+            .then(|| self.columns.iter().zip(&layout.positions).find(|(c, _)| c.normalize == Normalize::Country))
+            .flatten()
             .and_then(|(c, p)| input_of(c, p))
             .and_then(|country| normalize::country(&country))
             .unwrap_or_else(|| self.source.phone_region.clone());

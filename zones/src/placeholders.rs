@@ -223,17 +223,48 @@ const HASHED_DOMAINS: &[&str] = &[
 /// Country calling codes whose all-same-digit numbers go into the hash list.
 const PHONE_PREFIXES: &[(&str, usize)] = &[("+86", 11), ("+44", 10), ("+1", 10), ("+49", 10), ("+33", 9), ("+81", 10)];
 
+/// The longest placeholder word (without separators): longer values skip the word list.
+const LONGEST_WORD: usize = 24;
+
 /// The rule a value breaks, if it is a placeholder.
 pub fn placeholder_rule(value: &str, kind: IdKind) -> Option<&'static str> {
-    let lower = value.trim().to_lowercase();
+    let trimmed = value.trim();
+    // Most values are long ids or hashes in lower case: no copy for them.
+    let lower = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) || !trimmed.is_ascii() {
+        std::borrow::Cow::Owned(trimmed.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    };
+    if kind == IdKind::Other && lower.len() > LONGEST_WORD * 2 {
+        return long_value_rule(&lower);
+    }
     let bare: String = lower.chars().filter(|c| !is_separator(*c)).collect();
-    if NO_VALUE_WORDS.contains(&bare.as_str()) || matches!(lower.as_str(), "-1" | "-99" | "-999" | "?" | "??") {
+    if NO_VALUE_WORDS.contains(&bare.as_str()) || matches!(&*lower, "-1" | "-99" | "-999" | "?" | "??") {
         return Some("placeholder word");
     }
     match kind {
         IdKind::Email => email_rule(&lower),
         IdKind::Phone => phone_rule(&bare),
         IdKind::Other => other_rule(&bare),
+    }
+}
+
+/// [`other_rule`] for a long value (a hash, a UUID), without copying it.
+fn long_value_rule(lower: &str) -> Option<&'static str> {
+    let mut bare = lower.bytes().filter(|b| !is_separator(*b as char));
+    let first = bare.next()?;
+    let (mut same, mut up, mut down, mut previous) = (true, true, true, first);
+    for b in bare {
+        same &= b == first;
+        up &= b == previous + 1 || (previous == b'9' && b == b'0');
+        down &= previous == b + 1 || (previous == b'0' && b == b'9');
+        previous = b;
+    }
+    match (same, first) {
+        (true, b'0') => Some("all zeros"),
+        (true, _) => Some("repeated character"),
+        _ if up || down => Some("counting sequence"),
+        _ => None,
     }
 }
 
@@ -389,6 +420,11 @@ mod tests {
             assert!(placeholder_rule(value, IdKind::Other).is_some(), "{value}");
         }
         assert_eq!(placeholder_rule("6f1c2a9e-0b7d-4c1e-9f3a-2d4b5c6e7f80", IdKind::Other), None);
+        // Long values (hashes) take the copy-free path, with the same rules.
+        assert_eq!(placeholder_rule(&"0".repeat(64), IdKind::Other), Some("all zeros"));
+        assert_eq!(placeholder_rule(&"F".repeat(64), IdKind::Other), Some("repeated character"));
+        let hash = crate::normalize::pii_hash("alice@example.com", None);
+        assert_eq!(placeholder_rule(&hash, IdKind::Other), None);
     }
 
     #[test]

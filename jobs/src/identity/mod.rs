@@ -201,7 +201,9 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
             report.hub_splits += split::split_for_rules(workspace, &found, &named, now).await?;
         }
         let existing = load_components(workspace, &mut observations).await?;
+        watch.lap("components loaded");
         let stitched = stitch(&mut observations, existing, &degrees, &unlinked, config);
+        watch.lap("union-find");
         let ambiguous = ambiguous_identifiers(&stitched, &degrees, config);
         if ambiguous.is_empty() || pass == MAX_PASSES {
             break stitched;
@@ -213,7 +215,6 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     };
     report.hubs = degrees.new_hubs.len() as u64;
     report.conflicts = stitched.conflicts.len() as u64;
-    watch.lap("stitched");
 
     // 4. Assign one_ids; 5. publish.
     let next_int = max_user_int_id(workspace).await? + 1;
@@ -222,6 +223,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     append_hubs(workspace, ids, &degrees, &txns, now).await?;
     append_history(workspace, "merge", &assigned.history, &txns, now).await?;
     append_conflicts(workspace, ids, &stitched.conflicts, &observations, &txns, now).await?;
+    watch.lap("one_ids assigned, side tables written");
     report.mapping_rows_written = assigned.rows.len() as u64;
     let commit = CommitProperties::default().with_application_transactions(txns);
     // A split above committed to the mapping after it was opened.

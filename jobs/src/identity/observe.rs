@@ -141,14 +141,15 @@ impl<'a> Screen<'a> {
         if plain.is_empty() {
             return skip("empty");
         }
-        if self.junk.contains(&plain.to_lowercase()) {
+        if !self.junk.is_empty() && self.junk.contains(&plain.to_lowercase()) {
             return skip("junk value");
         }
         if self.config.placeholder_rules {
             if let Some(rule) = placeholder_rule(plain, kind) {
                 return skip(rule);
             }
-            if self.placeholders.is_placeholder_hash(&plain.to_lowercase()) {
+            // Only a 64-digit hex value can be a SHA-256 / HMAC-SHA256 hash.
+            if plain.len() == 64 && self.placeholders.is_placeholder_hash(&plain.to_ascii_lowercase()) {
                 return skip("hash of a placeholder");
             }
         }
@@ -405,7 +406,7 @@ fn observe_batch(
             *v = (!column.is_null(r)).then(|| column.value(r));
         }
         warnings.clear();
-        let Ok(row) = contract.typed(&layout, &values, &mut warnings) else { continue };
+        let Ok(mut row) = contract.typed(&layout, &values, &mut warnings) else { continue };
         if row.op == Op::Delete {
             continue;
         }
@@ -413,7 +414,7 @@ fn observe_batch(
         let at = plan.times.iter().find_map(|&i| micros(&row.values[i])).unwrap_or_else(|| ingested.value(r));
         ids.clear();
         for slot in &plan.slots {
-            let Some((id_type, plain, kind, hash)) = slot_value(slot, &row.values) else { continue };
+            let Some((id_type, plain, kind, hash)) = slot_value(slot, &mut row.values) else { continue };
             match screen.value(&id_type, &plain, kind, hash) {
                 Ok(value) => {
                     let n = observations.ids.intern_named(&id_type, &value);
@@ -444,24 +445,25 @@ fn observe_batch(
 }
 
 /// `(id_type, plaintext, kind, hash)` of one slot of a typed row, if it holds a value.
-fn slot_value(slot: &IdSlot, values: &[Value]) -> Option<(String, String, IdKind, bool)> {
-    let text = |i: usize| match &values[i] {
+fn slot_value(slot: &IdSlot, values: &mut [Value]) -> Option<(String, String, IdKind, bool)> {
+    // A column is read by one slot only, except a login's `when` column: text is copied out.
+    let text = |values: &mut [Value], i: usize| match &values[i] {
         Value::Null => None,
         Value::Text(t) => Some(t.clone()),
         Value::Int(v) => Some(v.to_string()),
         other => Some(format!("{other:?}")),
     };
     match slot {
-        IdSlot::Column { index, id_type, kind, hash } => Some((id_type.clone(), text(*index)?, *kind, *hash)),
+        IdSlot::Column { index, id_type, kind, hash } => Some((id_type.clone(), text(values, *index)?, *kind, *hash)),
         IdSlot::When { index, id_type, when, equals } => {
-            let matches = text(*when).is_some_and(|w| w.trim().eq_ignore_ascii_case(equals));
+            let matches = matches!(&values[*when], Value::Text(w) if w.trim().eq_ignore_ascii_case(equals));
             if !matches {
                 return None;
             }
-            Some((id_type.clone(), text(*index)?, IdKind::Other, false))
+            Some((id_type.clone(), text(values, *index)?, IdKind::Other, false))
         }
         IdSlot::Pair { index, type_index } => {
-            Some((text(*type_index)?.trim().to_lowercase(), text(*index)?, IdKind::Other, false))
+            Some((text(values, *type_index)?.trim().to_lowercase(), text(values, *index)?, IdKind::Other, false))
         }
     }
 }
