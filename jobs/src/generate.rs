@@ -180,7 +180,7 @@ struct Files {
 /// Generate every source for `persons` people: the files and the truth about them.
 pub fn generate_with_truth(persons: u64, seed: u64) -> Generated {
     let mut rng = Rng(seed);
-    let base = NaiveDate::from_ymd_opt(2019, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
+    let base = NaiveDate::from_ymd_opt(2020, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
     let mut truth = Truth::new();
     let mut f = Files {
         customers: "customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at\n"
@@ -331,7 +331,7 @@ fn app_devices(rng: &mut Rng, person: &Person, f: &mut Files, truth: &mut Truth)
         let open_id = format!("open_{p:07}{d}");
         let guest_once = rng.chance(4);
         for e in 0..(2 + rng.below(5)) {
-            let at = person.since + Duration::hours(rng.below(24 * 500) as i64);
+            let at = person.since + Duration::hours(rng.below(24 * 450) as i64);
             let (device_id, device_owner) =
                 if e > 0 && rng.chance(2) { (ZERO_DEVICE.to_string(), None) } else { (device.clone(), Some(p)) };
             let (union, union_owner) =
@@ -466,7 +466,7 @@ fn shopper(
         if is_change { f.customer_changes.push_str(&line) } else { f.customers.push_str(&line) }
     }
     for t in 0..rng.below(8) {
-        let day = signup + Duration::days(rng.below(700) as i64);
+        let day = signup + Duration::days(rng.below(450) as i64);
         let broken_date = p % 97 == 0 && t == 0;
         let _ = writeln!(
             f.transactions,
@@ -493,7 +493,7 @@ fn shopper(
     }
     truth.row(&[("customer_id", customer_id.clone(), Some(p))]);
     for v in 0..rng.below(25) {
-        let at = signup + Duration::minutes(rng.below(60 * 24 * 600) as i64);
+        let at = signup + Duration::minutes(rng.below(60 * 24 * 450) as i64);
         let _ = writeln!(
             f.web,
             r#"{{"event_id":"W{p:07}{v:03}","customer_id":"{customer_id}","event_type":"{}","page_url":"/p/{}","event_time":"{}"}}"#,
@@ -507,7 +507,7 @@ fn shopper(
     for b in 0..sessions {
         // Anonymous browsing first; a login later ties the cookie to the customer.
         let logged_in = b % 2 == 1 || sessions == 1;
-        let at = signup + Duration::minutes(rng.below(60 * 24 * 600) as i64);
+        let at = signup + Duration::minutes(rng.below(60 * 24 * 450) as i64);
         let mut ids = vec![("cookie_id", cookie.clone(), Some(p))];
         if logged_in {
             ids.push(("customer_id", customer_id.clone(), Some(p)));
@@ -524,7 +524,7 @@ fn shopper(
         );
     }
     if rng.chance(25) {
-        let opened = signup + Duration::days(rng.below(500) as i64);
+        let opened = signup + Duration::days(rng.below(450) as i64);
         let resolved = rng.chance(60);
         let _ = writeln!(
             f.tickets,
@@ -558,7 +558,7 @@ fn retail_customer(rng: &mut Rng, person: &Person, f: &mut Files, truth: &mut Tr
     let retail_id = format!("R{p:07}");
     truth.row(&[("retail_customer_id", retail_id.clone(), Some(p))]);
     for i in 0..(1 + rng.below(4)) {
-        let at = person.since + Duration::days(rng.below(600) as i64);
+        let at = person.since + Duration::days(rng.below(450) as i64);
         let invoice = 500_000 + p * 10 + i;
         let _ = writeln!(
             f.retail,
