@@ -25,10 +25,10 @@ use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::{EngineError, TableId, TableSpec, applied_version};
-use cdplake_zones::Source;
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, raw_table_id};
+use cdplake_zones::{Dedupe, Source};
 use chrono::{DateTime, Utc};
 
 use crate::error::{JobError, Result};
@@ -54,6 +54,16 @@ pub struct CleanReport {
     /// Values kept as null because they could not be normalised, by `field: reason`.
     pub warnings: BTreeMap<String, u64>,
     pub clean_version: Option<u64>,
+    /// Rebuilt from every raw batch (`clean --reprocess`) rather than the new batches only.
+    pub reprocessed: bool,
+}
+
+impl CleanReport {
+    /// Every row of the batches read went to the quarantine: nothing usable came out, which is
+    /// a contract to fix (a date format, a type), not a result.
+    pub fn all_quarantined(&self) -> bool {
+        self.rows_read > 0 && self.kept == 0 && self.quarantined > 0
+    }
 }
 
 pub fn clean_table_id(source: &Source) -> TableId {
@@ -62,6 +72,131 @@ pub fn clean_table_id(source: &Source) -> TableId {
 
 pub(crate) fn batch_app_id(batch_id: &str) -> String {
     format!("cdplake-clean-{batch_id}")
+}
+
+/// The clean table's contract: schema, catalog entry, and the table as loaded.
+struct Target {
+    clean_id: TableId,
+    table: cdplake_engine::deltalake::DeltaTable,
+}
+
+async fn ensure_clean_table(workspace: &Workspace, source: &Source, contract: &Contract<'_>) -> Result<Target> {
+    let clean_id = clean_table_id(source);
+    let spec = TableSpec::new(clean_id.clone(), contract.clean_schema()).with_description(format!(
+        "Clean {}: typed, normalised, PII hashed, one row per key. {}",
+        source.name, source.description
+    ));
+    let key =
+        if source.primary_key.is_empty() { vec![contract::ROW_KEY.to_string()] } else { source.primary_key.clone() };
+    let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
+    let (table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
+    Ok(Target { clean_id, table })
+}
+
+/// Raw rows typed by the contract: the winners per key, and everything else for the quarantine.
+struct Typed {
+    valid: Vec<(CleanRow, Lineage)>,
+    /// Indexes into `valid` of the rows that win their key.
+    winners: Vec<usize>,
+    quarantine: Vec<QuarantinedRow>,
+}
+
+/// Read the raw rows of `batches`, type them, and collapse each key to its latest version.
+async fn type_batches(
+    workspace: &Workspace,
+    source: &Source,
+    contract: &Contract<'_>,
+    batches: &[String],
+    report: &mut CleanReport,
+) -> Result<Typed> {
+    let raw_batches = read_raw(workspace, &raw_table_id(source), batches).await?;
+    let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
+    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
+    for batch in &raw_batches {
+        apply_contract(contract, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
+    }
+    for w in warnings {
+        *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
+    }
+    if source.primary_key.is_empty() && source.dedupe == Dedupe::None {
+        // Every line is a row of its own: its place in its file is part of its identity.
+        for (row, lineage) in &mut valid {
+            row.key = format!("{}\u{1f}{}\u{1f}{}", row.key, lineage.source_uri, lineage.source_row);
+        }
+    }
+    let winners = collapse(source, &valid, &mut quarantine, report);
+    report.kept = winners.len() as u64;
+    report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
+    if report.rows_read != report.kept + report.duplicates + report.quarantined {
+        return Err(JobError::Reconciliation(format!(
+            "{}: {} rows read != {} kept + {} duplicates + {} quarantined",
+            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined
+        )));
+    }
+    Ok(Typed { valid, winners, quarantine })
+}
+
+/// Collapse rows with the same key: the latest version wins; the others are duplicates in the
+/// quarantine. Returns the winners' indexes, in order.
+fn collapse(
+    source: &Source,
+    valid: &[(CleanRow, Lineage)],
+    quarantine: &mut Vec<QuarantinedRow>,
+    report: &mut CleanReport,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..valid.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ((ra, la), (rb, lb)) = (&valid[a], &valid[b]);
+        (ra.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(
+            rb.order,
+            lb.ingested_at,
+            &lb.source_uri,
+            lb.source_row,
+        ))
+    });
+    let mut winner: HashMap<&str, usize> = HashMap::new();
+    for &i in &order {
+        winner.insert(valid[i].0.key.as_str(), i);
+    }
+    let keyless = source.primary_key.is_empty();
+    for &i in &order {
+        let (row, lineage) = &valid[i];
+        let w = winner[row.key.as_str()];
+        if w == i {
+            continue;
+        }
+        let kept = &valid[w].1;
+        let reason = if keyless {
+            format!(
+                "repeats row {} of {} exactly (lines have no id; dedupe = \"none\" keeps repeats)",
+                kept.source_row, kept.source_uri
+            )
+        } else {
+            format!(
+                "key {:?} has a later version in this run (row {} of {})",
+                row.key.replace('\u{1f}', ","),
+                kept.source_row,
+                kept.source_uri
+            )
+        };
+        quarantine.push(QuarantinedRow {
+            source: source.name.clone(),
+            stage: "clean",
+            kind: Kind::Duplicate,
+            batch_id: lineage.batch_id.clone(),
+            source_uri: lineage.source_uri.clone(),
+            source_row: lineage.source_row,
+            field: String::new(),
+            rule: "duplicate".into(),
+            reason,
+            raw_values: String::new(),
+        });
+        report.duplicates += 1;
+    }
+    let mut winners: Vec<usize> = winner.into_values().collect();
+    winners.sort_unstable();
+    winners
 }
 
 /// Clean every raw batch of `source` not cleaned yet.
@@ -74,89 +209,16 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     }
     lake.ensure_writable()?;
     let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
-    let clean_id = clean_table_id(source);
-    let spec = TableSpec::new(clean_id.clone(), contract.clean_schema()).with_description(format!(
-        "Clean {}: typed, normalised, PII hashed, one row per key. {}",
-        source.name, source.description
-    ));
-    let key =
-        if source.primary_key.is_empty() { vec![contract::ROW_KEY.to_string()] } else { source.primary_key.clone() };
-    let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
-    let (clean_table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
-
+    let Target { clean_id, table: clean_table } = ensure_clean_table(workspace, source, &contract).await?;
     let pending =
         crate::batches::pending_batches(workspace, &raw_id, &clean_table, &clean_id.to_string(), batch_app_id).await?;
     if pending.is_empty() {
         return Ok(report);
     }
     report.batches = pending.len();
-    let raw_batches = read_raw(workspace, &raw_id, &pending).await?;
-
-    // Contract, row by row.
-    let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
-    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
-    let mut warnings: Vec<Warning> = Vec::new();
-    for batch in &raw_batches {
-        apply_contract(&contract, batch, &mut valid, &mut quarantine, &mut warnings, &mut report)?;
-    }
-    for w in warnings {
-        *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
-    }
-
-    // Collapse rows with the same key: the latest version wins.
-    valid.sort_by(|(a, la), (b, lb)| {
-        (a.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(
-            b.order,
-            lb.ingested_at,
-            &lb.source_uri,
-            lb.source_row,
-        ))
-    });
-    let mut winner: HashMap<&str, usize> = HashMap::new();
-    for (i, (row, _)) in valid.iter().enumerate() {
-        winner.insert(row.key.as_str(), i);
-    }
-    let keyless = source.primary_key.is_empty();
-    for (i, (row, lineage)) in valid.iter().enumerate() {
-        let w = winner[row.key.as_str()];
-        if w != i {
-            let kept = &valid[w].1;
-            let reason = if keyless {
-                format!("repeats row {} of {} exactly (lines have no id)", kept.source_row, kept.source_uri)
-            } else {
-                format!(
-                    "key {:?} has a later version in this run (row {} of {})",
-                    row.key.replace('\u{1f}', ","),
-                    kept.source_row,
-                    kept.source_uri
-                )
-            };
-            quarantine.push(QuarantinedRow {
-                source: source.name.clone(),
-                stage: "clean",
-                kind: Kind::Duplicate,
-                batch_id: lineage.batch_id.clone(),
-                source_uri: lineage.source_uri.clone(),
-                source_row: lineage.source_row,
-                field: String::new(),
-                rule: "duplicate".into(),
-                reason,
-                raw_values: String::new(),
-            });
-            report.duplicates += 1;
-        }
-    }
-    let mut winners: Vec<usize> = winner.into_values().collect();
-    winners.sort_unstable();
+    let Typed { valid, winners, quarantine } =
+        type_batches(workspace, source, &contract, &pending, &mut report).await?;
     let kept: Vec<(&CleanRow, &Lineage)> = winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).collect();
-    report.kept = kept.len() as u64;
-    report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
-    if report.rows_read != report.kept + report.duplicates + report.quarantined {
-        return Err(JobError::Reconciliation(format!(
-            "{}: {} rows read != {} kept + {} duplicates + {} quarantined",
-            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined
-        )));
-    }
 
     let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(batch_app_id(b), 1)).collect();
     // Quarantine first, recorded under the same batch ids: a crash between the two commits
@@ -194,6 +256,92 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     }
     report.unchanged = report.kept.saturating_sub(report.inserted + report.updated + report.deleted);
     Ok(report)
+}
+
+/// The application transaction counting how often a source was reprocessed: jobs downstream
+/// (identity, profiles) fold it into their watermarks, so a reprocess makes them read the
+/// source's batches again.
+fn generation_app_id(source: &Source) -> String {
+    format!("cdplake-clean-generation-{}", source.name)
+}
+
+/// How many times `source` was reprocessed (0: never).
+pub async fn generation(workspace: &Workspace, source: &Source) -> Result<u64> {
+    let clean_id = clean_table_id(source);
+    if !workspace.lake().table_exists(&clean_id).await? {
+        return Ok(0);
+    }
+    let table = workspace.lake().table(&clean_id).await?;
+    Ok(applied_version(&table, &clean_id.to_string(), &generation_app_id(source)).await?.unwrap_or(0).max(0) as u64)
+}
+
+/// A downstream job's watermark for a batch of `source` at its current generation.
+pub fn generational_app_id(app_id: String, generation: u64) -> String {
+    if generation == 0 { app_id } else { format!("{app_id}-g{generation}") }
+}
+
+/// `cdplake clean --reprocess SOURCE`: rebuild `clean.<source>` and the source's quarantine rows
+/// from every raw batch under the current contract (after `cdplake.toml` changed), so kept +
+/// duplicates + quarantined count every raw row once. The quarantine rows are replaced first,
+/// then the clean table in one commit that also bumps the source's generation; a stop between
+/// the two is repaired by running the reprocess again. `cdplake identity` and `cdplake profiles`
+/// read the source again afterwards.
+pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -> Result<CleanReport> {
+    let lake = workspace.lake();
+    let mut report = CleanReport { source: source.name.clone(), ..Default::default() };
+    let raw_id = raw_table_id(source);
+    if !lake.table_exists(&raw_id).await? {
+        return Err(JobError::NotFound(format!(
+            "raw.{} does not exist: ingest files first (`cdplake ingest --source {} FILE`)",
+            source.name, source.name
+        )));
+    }
+    lake.ensure_writable()?;
+    let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
+    let clean_id = clean_table_id(source);
+    if lake.table_exists(&clean_id).await? && !same_schema(workspace, &clean_id, &contract).await? {
+        // The contract's columns changed: the table is created again with the new schema.
+        workspace.catalog.drop_table(&clean_id, true).await?;
+    }
+    let Target { clean_id, table } = ensure_clean_table(workspace, source, &contract).await?;
+    let generation = applied_version(&table, &clean_id.to_string(), &generation_app_id(source)).await?.unwrap_or(0) + 1;
+    let batches = crate::batches::batch_ids(workspace, &raw_id).await?;
+    report.batches = batches.len();
+    let Typed { valid, winners, quarantine } =
+        type_batches(workspace, source, &contract, &batches, &mut report).await?;
+    let kept: Vec<(&CleanRow, &Lineage)> =
+        winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).filter(|(row, _)| row.op == contract::Op::Upsert).collect();
+    report.deleted = (winners.len() - kept.len()) as u64;
+
+    // The source's clean-stage quarantine rows, replaced (rows ingest refused stay).
+    workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+    let rows = quarantine_batch(&quarantine, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
+    let predicate = format!("source = {} AND stage = 'clean'", cdplake_engine::sql::quote_literal(&source.name));
+    lake.overwrite_partition(&quarantine_table_id(), &predicate, vec![rows]).await?;
+
+    let mut txns: Vec<Transaction> = batches.iter().map(|b| Transaction::new(batch_app_id(b), 1)).collect();
+    txns.push(Transaction::new(generation_app_id(source), generation));
+    let batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
+    let batch = batch
+        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
+        .map_err(|e| JobError::arrow("clean rows", e))?;
+    let commit = CommitProperties::default().with_application_transactions(txns);
+    let table = lake.overwrite(&clean_id, vec![batch], commit).await?;
+    report.inserted = kept.len() as u64;
+    report.clean_version = table.version();
+    report.reprocessed = true;
+    Ok(report)
+}
+
+/// Whether the clean table's columns are the contract's (names and types).
+async fn same_schema(workspace: &Workspace, clean_id: &TableId, contract: &Contract<'_>) -> Result<bool> {
+    let table = workspace.lake().table(clean_id).await?;
+    let stored = cdplake_engine::lake::table_arrow_schema(&table, clean_id)?;
+    let wanted = contract.clean_schema();
+    let shape = |s: &cdplake_engine::arrow::datatypes::Schema| -> Vec<(String, String)> {
+        s.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect()
+    };
+    Ok(shape(&stored) == shape(&wanted))
 }
 
 /// The report as a few lines for people.

@@ -180,7 +180,7 @@ struct Files {
 /// Generate every source for `persons` people: the files and the truth about them.
 pub fn generate_with_truth(persons: u64, seed: u64) -> Generated {
     let mut rng = Rng(seed);
-    let base = NaiveDate::from_ymd_opt(2020, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
+    let base = NaiveDate::from_ymd_opt(2021, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
     let mut truth = Truth::new();
     let mut f = Files {
         customers: "customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at\n"

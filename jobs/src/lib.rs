@@ -4,6 +4,7 @@
 
 pub mod audience;
 pub mod batches;
+pub mod check;
 pub mod clean;
 pub mod config;
 pub mod demo;

@@ -29,7 +29,10 @@ directory or on S3 / any S3-compatible server, and answers SQL over them.\n\n\
 Start with `cdplake demo`, then `cdplake tables` and `cdplake query \"SELECT ...\"`.\n\n\
 S3: set AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (and AWS_ALLOW_HTTP=true \
 for a plain-HTTP local server) and pass --lake s3://bucket/prefix.",
-    after_help = "Examples:\n  cdplake demo\n  cdplake --lake s3://lake/cdp tables\n  cdplake query \"SELECT * FROM clean.customers LIMIT 5\" --format csv"
+    after_help = "Examples:\n  cdplake demo\n  cdplake --lake s3://lake/cdp tables\n  cdplake query \"SELECT * FROM clean.customers LIMIT 5\" --format csv\n\n\
+Exit codes:\n  0  done\n  1  failed: the message names what (file, row, field, table) and a hint says what to do\n  \
+2  wrong usage (an unknown flag, a missing argument)\n  3  ran, but nothing usable came out: every row of a source \
+quarantined, an export of 0 rows, an event mapping that matched nothing"
 )]
 struct Cli {
     /// Lake root: a local directory or s3://bucket/prefix [default: ./lake, or lake.root in cdplake.toml]
@@ -189,13 +192,20 @@ cdplake sources   # the built-in and configured sources"
 
     /// Clean raw batches not cleaned yet: typed, normalised, PII hashed, upserted by key.
     #[command(after_help = "Rejected rows and duplicates go to clean._quarantine with the reason; the report \
-reconciles rows read = kept + duplicates + quarantined.\n\nExamples:\n  cdplake clean\n  \
-cdplake clean --source crm_members --json\n  \
+reconciles rows read = kept + duplicates + quarantined. When every row of a source went to the quarantine, \
+clean exits with code 3: fix the contract in cdplake.toml (a type, a date format) and run \
+`cdplake clean --reprocess --source NAME`.\n\nExamples:\n  cdplake clean\n  \
+cdplake clean --source crm_members --json\n  cdplake clean --reprocess --source cdnow\n  \
 cdplake query \"SELECT rule, count(*) FROM clean._quarantine GROUP BY rule\"")]
     Clean {
         /// Only this source [default: every source with a raw table]
         #[arg(long)]
         source: Option<String>,
+        /// Rebuild the source's clean table and quarantine rows from every raw batch under the
+        /// current contract (after changing it in cdplake.toml); identity and profiles read the
+        /// source again on their next run
+        #[arg(long, requires = "source")]
+        reprocess: bool,
         /// Print the reports as JSON
         #[arg(long)]
         json: bool,
@@ -216,6 +226,27 @@ cdplake query \"SELECT one_id, count(*) FROM curated.id_mapping GROUP BY one_id 
         action: Option<IdentityAction>,
         /// Print the report as JSON
         #[arg(long, global = true)]
+        json: bool,
+    },
+
+    /// Check cdplake.toml, and what a source's contract would do to files (nothing is written).
+    #[command(after_help = "Without files: validates cdplake.toml (unknown keys, column types, formats, time zones, \
+identity limits) and lists what it defines. With --source and files: reads each file as `ingest` would and applies \
+the contract to the first --sample rows as `clean` would: rows kept and quarantined (by rule, with examples), \
+values kept as null, identifier columns and their placeholders. Exits 3 when no row would be kept.\n\n\
+Examples:\n  cdplake check\n  cdplake check --source cdnow data/CDNOW_master.csv\n  \
+cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
+    Check {
+        /// The source whose contract to apply to FILE
+        #[arg(long, requires = "files")]
+        source: Option<String>,
+        /// Files to dry-run (local paths)
+        files: Vec<PathBuf>,
+        /// Rows per file to check
+        #[arg(long, default_value_t = 1000)]
+        sample: usize,
+        /// Print the checks as JSON
+        #[arg(long)]
         json: bool,
     },
 
@@ -404,6 +435,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<NoOutput>().is_some() => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_NO_OUTPUT)
+        }
         Err(err) => {
             eprintln!("error: {}", describe_error(&err));
             if let Some(hint) = hint(&err) {
@@ -414,7 +449,27 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Exit code of a run that worked but produced nothing usable (every row quarantined, an export
+/// of no rows, an event mapping that matched nothing): a script must not take it for success.
+const EXIT_NO_OUTPUT: u8 = 3;
+
+/// A run that produced nothing usable; the message says why and what to do.
+#[derive(Debug)]
+struct NoOutput(String);
+
+impl std::fmt::Display for NoOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoOutput {}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `check` needs the configuration only, not a lake.
+    if let Command::Check { source, files, sample, json } = &cli.command {
+        return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json);
+    }
     let workspace = Workspace::open(cli.config.as_deref(), cli.lake.as_deref()).await?;
     match cli.command {
         Command::Init => {
@@ -531,14 +586,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Clean { source, json } => {
+        Command::Clean { source, reprocess, json } => {
             let sources = match source {
                 Some(name) => vec![find_source(&workspace, &name)?],
                 None => workspace.config.all_sources(),
             };
             let mut reports = Vec::new();
             for source in &sources {
-                let report = clean::clean(&workspace, source, chrono::Utc::now()).await?;
+                let report = if reprocess {
+                    clean::reprocess(&workspace, source, chrono::Utc::now()).await?
+                } else {
+                    clean::clean(&workspace, source, chrono::Utc::now()).await?
+                };
                 if report.batches > 0 || !json {
                     reports.push(report);
                 }
@@ -552,6 +611,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if reports.iter().all(|r| r.batches == 0) {
                     out!("nothing to clean: every raw batch is cleaned");
                 }
+            }
+            let empty: Vec<String> = reports
+                .iter()
+                .filter(|r| r.all_quarantined())
+                .map(|r| {
+                    let top = r.quarantined_by_reason.iter().max_by_key(|(_, n)| **n).map(|(k, _)| k.as_str());
+                    format!("{} ({} rows; mostly {})", r.source, r.rows_read, top.unwrap_or("?"))
+                })
+                .collect();
+            if !empty.is_empty() {
+                return Err(NoOutput(format!(
+                    "every row went to the quarantine for {}: fix the contract in cdplake.toml, then run \
+                     `cdplake clean --reprocess --source NAME`; the reasons are in clean._quarantine",
+                    empty.join(", ")
+                ))
+                .into());
             }
         }
         Command::Identity { action: Some(IdentityAction::Explain { identifier }), json } => {
@@ -646,7 +721,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audience(AudienceCommand::Export { name, to, format, ids, as_of, min_size }) => {
             let request = ExportRequest { name, as_of, to, format, ids, min_size };
+            let ids = request.ids;
             let report = audience::export::export_audience(&workspace, &request).await?;
+            if report.rows == 0 {
+                return Err(NoOutput(format!(
+                    "exported 0 rows: none of the {} members (as of {}) has a {ids:?} identifier; export --ids one_id \
+                     or another id type ({})",
+                    report.members, report.as_of, report.location
+                ))
+                .into());
+            }
             out!(
                 "exported {} rows ({} members as of {}) to {}",
                 report.rows,
@@ -669,6 +753,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = audience::bench::bench_bitmaps(&workspace, members, layout, &out, chrono::Utc::now()).await?;
             out!("{}", serde_json::to_string_pretty(&report)?);
         }
+        Command::Check { .. } => unreachable!("handled before the lake is opened"),
         Command::Sources(FormatArg { format }) => {
             let sources = workspace.config.all_sources();
             out!("{}", format_batches(&[inspect::sources_batch(&sources)?], format)?);
@@ -714,6 +799,57 @@ fn describe_error(err: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// `cdplake check`: the configuration, and the contract of `source` dry-run on `files`.
+fn check(
+    config: Option<&std::path::Path>,
+    source: Option<&str>,
+    files: &[PathBuf],
+    sample: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = cdplake_jobs::Config::load(config)?;
+    let Some(name) = source else {
+        let configured: Vec<&String> = config.sources.keys().collect();
+        out!(
+            "configuration OK: {} sources ({} from cdplake.toml{}), {} identity types with limits, lake {}",
+            config.all_sources().len(),
+            configured.len(),
+            if configured.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", configured.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            },
+            config.identity.types.len(),
+            config.lake_root(None)
+        );
+        return Ok(());
+    };
+    let source = config.source(name).ok_or_else(|| {
+        let known: Vec<String> = config.all_sources().into_iter().map(|s| s.name).collect();
+        anyhow::anyhow!("no source named {name:?}; known sources: {}", known.join(", "))
+    })?;
+    let mut checks = Vec::new();
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        checks.push(cdplake_jobs::check::check_file(&source, &file.display().to_string(), &bytes, sample)?);
+    }
+    if json {
+        out!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            out!("{}", cdplake_jobs::check::describe(c));
+        }
+    }
+    if checks.iter().any(|c| c.kept == 0 && c.rows_checked + u64::from(c.missing_columns.is_some()) > 0) {
+        return Err(NoOutput(format!(
+            "no row of {} would be kept: fix [sources.{name}] in cdplake.toml (see the rules above)",
+            checks.iter().filter(|c| c.kept == 0).map(|c| c.file.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn find_source(workspace: &Workspace, name: &str) -> anyhow::Result<cdplake_zones::Source> {

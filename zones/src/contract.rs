@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::normalize;
 use crate::source::{CdcStyle, ColumnDef, ColumnType, Normalize, PiiTreatment, Source};
+use crate::types::{Zone, parse_decimal};
 
 /// Lineage columns every clean table carries, after the contract's columns.
 pub const ROW_KEY: &str = "_row_key";
@@ -29,6 +30,8 @@ pub enum Value {
     Date(i32),
     /// Microseconds since the epoch, UTC.
     Timestamp(i64),
+    /// An exact decimal: the value times 10^scale, and the scale.
+    Decimal(i128, u8),
 }
 
 impl Value {
@@ -38,6 +41,7 @@ impl Value {
             Value::Int(v) | Value::Timestamp(v) => Some(*v),
             Value::Date(d) => Some(*d as i64),
             Value::Float(f) => Some(*f as i64),
+            Value::Decimal(v, scale) => Some((*v / 10i128.pow(*scale as u32)) as i64),
             _ => None,
         }
     }
@@ -357,6 +361,7 @@ fn value_text(value: &Value) -> String {
         Value::Float(f) => f.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Date(d) => d.to_string(),
+        Value::Decimal(v, scale) => crate::types::decimal_text(*v, *scale),
     }
 }
 
@@ -368,6 +373,7 @@ pub fn arrow_type(column_type: ColumnType) -> DataType {
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => timestamp_type(),
+        ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
     }
 }
 
@@ -389,18 +395,44 @@ fn parse(column: &ColumnDef, text: &str, source: &Source) -> Result<Value, Failu
             "false" | "f" | "no" | "n" | "0" => false,
             _ => return Err(("not_a_boolean", format!("{text:?} is not true or false"))),
         }),
-        ColumnType::Date => Value::Date(parse_date(text, source).ok_or_else(|| {
-            ("not_a_date", format!("{text:?} is not a date in any of the formats {}", source.date_formats.join(", ")))
-        })?),
-        ColumnType::Timestamp => Value::Timestamp(parse_timestamp(text, source).ok_or_else(|| {
-            let formats = source.timestamp_formats.join(", ");
-            ("not_a_timestamp", format!("{text:?} is not a timestamp in RFC 3339 or any of the formats {formats}"))
-        })?),
+        ColumnType::Decimal { precision, scale } => {
+            Value::Decimal(parse_decimal(text, precision, scale).map_err(|e| ("not_a_decimal", e))?, scale)
+        }
+        ColumnType::Date => {
+            let format = column.time_format().map_err(|e| ("bad_format", e))?;
+            let parsed = match &format {
+                Some(format) => format.date(text),
+                None => parse_date(text, source),
+            };
+            Value::Date(parsed.ok_or_else(|| {
+                let expected = match &format {
+                    Some(format) => format.describe(),
+                    None => format!("any of the formats {}", source.date_formats.join(", ")),
+                };
+                ("not_a_date", format!("{text:?} is not a date in {expected}"))
+            })?)
+        }
+        ColumnType::Timestamp => {
+            let format = column.time_format().map_err(|e| ("bad_format", e))?;
+            let zone = column.zone().map_err(|e| ("bad_timezone", e))?;
+            let parsed = match &format {
+                Some(format) => format.timestamp(text, &zone),
+                None => parse_timestamp(text, source, &zone),
+            };
+            Value::Timestamp(parsed.ok_or_else(|| {
+                let expected = match &format {
+                    Some(format) => format.describe(),
+                    None => format!("RFC 3339 or any of the formats {}", source.timestamp_formats.join(", ")),
+                };
+                ("not_a_timestamp", format!("{text:?} is not a timestamp in {expected}"))
+            })?)
+        }
     };
     if column.non_negative {
         let negative = match value {
             Value::Int(v) => v < 0,
             Value::Float(f) => f < 0.0,
+            Value::Decimal(v, _) => v < 0,
             _ => false,
         };
         if negative {
@@ -422,11 +454,13 @@ fn parse_date(text: &str, source: &Source) -> Option<i32> {
     let epoch = DateTime::UNIX_EPOCH.date_naive();
     let days = |d: NaiveDate| (d - epoch).num_days() as i32;
     source.date_formats.iter().find_map(|f| NaiveDate::parse_from_str(text, f).ok()).map(days).or_else(|| {
-        parse_timestamp(text, source).and_then(DateTime::from_timestamp_micros).map(|t| days(t.date_naive()))
+        parse_timestamp(text, source, &Zone::Utc)
+            .and_then(DateTime::from_timestamp_micros)
+            .map(|t| days(t.date_naive()))
     })
 }
 
-fn parse_timestamp(text: &str, source: &Source) -> Option<i64> {
+fn parse_timestamp(text: &str, source: &Source, zone: &Zone) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc).timestamp_micros());
     }
@@ -444,7 +478,7 @@ fn parse_timestamp(text: &str, source: &Source) -> Option<i64> {
                 .find_map(|f| NaiveDate::parse_from_str(text, f).ok())
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })
-        .map(|t| t.and_utc().timestamp_micros())
+        .and_then(|t| zone.micros(t))
 }
 
 #[cfg(test)]
@@ -597,7 +631,7 @@ pub fn clean_batch(
     rows: &[(&CleanRow, &Lineage)],
 ) -> Result<cdplake_engine::arrow::array::RecordBatch, cdplake_engine::arrow::error::ArrowError> {
     use cdplake_engine::arrow::array::{
-        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+        ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
         TimestampMicrosecondArray,
     };
     let schema = contract.clean_schema();
@@ -653,6 +687,15 @@ pub fn clean_batch(
                     })
                     .collect::<TimestampMicrosecondArray>()
                     .with_timezone("UTC"),
+            ),
+            ColumnType::Decimal { precision, scale } => Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::Decimal(d, _) => Some(*d),
+                        _ => None,
+                    })
+                    .collect::<Decimal128Array>()
+                    .with_precision_and_scale(precision, scale as i8)?,
             ),
         };
         columns.push(array);

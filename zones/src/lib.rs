@@ -21,6 +21,7 @@ pub mod quarantine;
 pub mod raw;
 pub mod reader;
 pub mod source;
+pub mod types;
 
 pub use presets::{preset, presets};
-pub use source::{CdcStyle, ColumnDef, ColumnType, FileFormat, Normalize, PiiTreatment, Source};
+pub use source::{CdcStyle, ColumnDef, ColumnType, Dedupe, FileFormat, Normalize, PiiTreatment, Source};

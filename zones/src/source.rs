@@ -15,17 +15,8 @@ pub enum FileFormat {
     Parquet,
 }
 
-/// The type a clean column is parsed into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    String,
-    Int,
-    Float,
-    Bool,
-    Date,
-    Timestamp,
-}
+pub use crate::types::ColumnType;
+use crate::types::{TimeFormat, Zone};
 
 /// How a value is normalised before it is stored (and hashed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -76,6 +67,17 @@ pub enum CdcStyle {
     Debezium,
 }
 
+/// What makes two rows of a source without a key the same row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dedupe {
+    /// All values equal: a duplicate.
+    #[default]
+    Exact,
+    /// Every line is a row, repeats included.
+    None,
+}
+
 /// A column of the clean contract.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +105,14 @@ pub struct ColumnDef {
     /// Numbers below zero are rejected.
     #[serde(default)]
     pub non_negative: bool,
+    /// How a date or timestamp is written: a strftime pattern (`%Y%m%d`) or `epoch_seconds`,
+    /// `epoch_millis`, `epoch_micros`. Without it the source's `date_formats` /
+    /// `timestamp_formats` and RFC 3339 are tried.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The time zone of timestamps written without one (`Europe/Berlin`, `+08:00`); UTC if unset.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 fn default_type() -> ColumnType {
@@ -120,6 +130,8 @@ impl ColumnDef {
             pii: None,
             id_type: None,
             non_negative: false,
+            format: None,
+            timezone: None,
         }
     }
 
@@ -151,6 +163,41 @@ impl ColumnDef {
     pub fn non_negative(mut self) -> Self {
         self.non_negative = true;
         self
+    }
+
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = Some(format.to_string());
+        self
+    }
+
+    /// The column's time format, if it names one.
+    pub fn time_format(&self) -> Result<Option<TimeFormat>, String> {
+        self.format.as_deref().map(TimeFormat::parse).transpose()
+    }
+
+    /// The zone of its naive timestamps (UTC unless it names one).
+    pub fn zone(&self) -> Result<Zone, String> {
+        self.timezone.as_deref().map_or(Ok(Zone::Utc), Zone::parse)
+    }
+
+    /// Check what serde cannot: formats and zones parse, and fit the column's type.
+    fn validate(&self) -> Result<(), String> {
+        let time = matches!(self.column_type, ColumnType::Date | ColumnType::Timestamp);
+        if self.format.is_some() && !time {
+            return Err(format!(
+                "column {}: format applies to date and timestamp columns, not {}",
+                self.name, self.column_type
+            ));
+        }
+        if self.timezone.is_some() && self.column_type != ColumnType::Timestamp {
+            return Err(format!(
+                "column {}: timezone applies to timestamp columns, not {}",
+                self.name, self.column_type
+            ));
+        }
+        self.time_format().map_err(|e| format!("column {}: {e}", self.name))?;
+        self.zone().map_err(|e| format!("column {}: {e}", self.name))?;
+        Ok(())
     }
 
     /// The raw column names this column is read from (snake_cased).
@@ -196,6 +243,11 @@ pub struct Source {
     pub time_column: Option<String>,
     #[serde(default)]
     pub cdc: CdcStyle,
+    /// Without a primary key: whether an exact repeat of a row is a duplicate (`exact`, the
+    /// default: a file delivered twice under two names, or a row repeated by an export, counts
+    /// once) or a row of its own (`none`: in a purchase log two identical lines are two purchases).
+    #[serde(default)]
+    pub dedupe: Dedupe,
     /// `chrono` formats tried in order for date columns.
     #[serde(default = "default_date_formats")]
     pub date_formats: Vec<String>,
@@ -233,6 +285,7 @@ impl Source {
             order_by: None,
             time_column: None,
             cdc: CdcStyle::None,
+            dedupe: Dedupe::Exact,
             date_formats: default_date_formats(),
             timestamp_formats: default_timestamp_formats(),
             phone_region: default_phone_region(),
@@ -284,6 +337,13 @@ impl Source {
         }
         for column in &self.columns {
             cdplake_engine::validate_name("column", &column.name).map_err(|e| format!("source {}: {e}", self.name))?;
+            column.validate().map_err(|e| format!("source {}: {e}", self.name))?;
+        }
+        if self.dedupe == Dedupe::None && !self.primary_key.is_empty() {
+            return Err(format!(
+                "source {}: dedupe = \"none\" is for sources without a primary_key (rows with a key are upserted by it)",
+                self.name
+            ));
         }
         for key in self.primary_key.iter().chain(&self.order_by) {
             let column = self

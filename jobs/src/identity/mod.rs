@@ -161,15 +161,13 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     if pending.is_empty() {
         return Ok(report);
     }
-    let txns: Vec<Transaction> = pending
-        .iter()
-        .flat_map(|(source, batches)| batches.iter().map(|b| Transaction::new(batch_app_id(&source.name, b), 1)))
-        .collect();
+    let txns: Vec<Transaction> =
+        pending.iter().flat_map(|p| p.batches.iter().map(|b| Transaction::new(p.app_id(b), 1))).collect();
     report.batches = txns.len();
     let screen = Screen::new(config, cdplake_zones::normalize::pii_key_from_env());
     let mut observations = Observations::default();
-    for (source, batches) in &pending {
-        observe::observe_source(workspace, source, batches, &screen, &mut observations).await?;
+    for p in &pending {
+        observe::observe_source(workspace, &p.source, &p.batches, &screen, &mut observations).await?;
     }
     report.rows = observations.rows;
     report.identifiers_seen = observations.seen.len() as u64;
@@ -259,8 +257,23 @@ async fn ensure_tables(workspace: &Workspace) -> Result<DeltaTable> {
     Ok(mapping_table)
 }
 
+/// A source's batches identity has not resolved yet.
+struct Pending {
+    source: Source,
+    /// How often the source was reprocessed: a reprocess makes every batch pending again.
+    generation: u64,
+    batches: Vec<String>,
+}
+
+impl Pending {
+    /// The watermark of one batch, recorded on `curated.id_mapping`.
+    fn app_id(&self, batch: &str) -> String {
+        crate::clean::generational_app_id(batch_app_id(&self.source.name, batch), self.generation)
+    }
+}
+
 /// Per source with identifiers: the raw batches clean has applied and identity has not.
-async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Result<Vec<(Source, Vec<String>)>> {
+async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Result<Vec<Pending>> {
     let lake = workspace.lake();
     let mut pending = Vec::new();
     for source in workspace.config.all_sources() {
@@ -268,9 +281,11 @@ async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Resul
         if !observe::carries_identifiers(&source, &workspace.config.identity) || !lake.table_exists(&clean_id).await? {
             continue;
         }
+        let generation = crate::clean::generation(workspace, &source).await?;
         let raw_id = cdplake_zones::raw::raw_table_id(&source);
+        let name = source.name.clone();
         let unresolved = crate::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
-            batch_app_id(&source.name, batch)
+            crate::clean::generational_app_id(batch_app_id(&name, batch), generation)
         })
         .await?;
         if unresolved.is_empty() {
@@ -284,7 +299,7 @@ async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Resul
             }
         }
         if !cleaned.is_empty() {
-            pending.push((source, cleaned));
+            pending.push(Pending { source, generation, batches: cleaned });
         }
     }
     Ok(pending)

@@ -13,6 +13,7 @@ mod concurrency;
 mod engine_suite;
 mod identity;
 mod lambda;
+mod own_data;
 mod probe;
 mod profiles;
 mod python_reader;
