@@ -318,8 +318,9 @@ fn rules_found(ids: &union_find::Interner, degrees: &Degrees, already: usize) ->
         .collect()
 }
 
-/// Identifiers a refused link shows would join two persons: of its two ends, the one of lower
-/// priority (an open id rather than an email; both when equal), never a person key such as a
+/// Identifiers a refused link shows would join two persons. Of its two ends, the one a hub rule
+/// already names (an email two members share, kept for its other links), else the one of lower
+/// priority (an open id rather than an email; both when equal); never a person key such as a
 /// member_id (limit 1), which only ever joins its own person.
 fn ambiguous_identifiers(
     stitched: &Stitched,
@@ -329,16 +330,18 @@ fn ambiguous_identifiers(
     let ids = &stitched.components.ids;
     let rank = |n: NodeId| priority(&config.types, ids.id_type(n));
     let person_key = |n: NodeId| config.types.get(ids.id_type(n)).is_some_and(|r| r.limit == 1);
-    let mut found: Vec<NodeId> = stitched
-        .conflicts
-        .iter()
-        .flat_map(|(link, _)| {
-            let (ra, rb) = (rank(link.a), rank(link.b));
-            [(link.a, ra >= rb), (link.b, rb >= ra)]
-        })
-        .filter(|&(n, weaker)| weaker && !person_key(n) && !degrees.rules.is_full(n))
-        .map(|(n, _)| n)
-        .collect();
+    let suspect = |n: NodeId| degrees.rules.names(n) && !degrees.rules.is_full(n);
+    let mut found: Vec<NodeId> = Vec::new();
+    for (link, _) in &stitched.conflicts {
+        let (a, b) = (link.a, link.b);
+        let ends: Vec<NodeId> = if suspect(a) || suspect(b) {
+            [a, b].into_iter().filter(|&n| suspect(n)).collect()
+        } else {
+            let (ra, rb) = (rank(a), rank(b));
+            [(a, ra >= rb), (b, rb >= ra)].into_iter().filter(|&(_, weaker)| weaker).map(|(n, _)| n).collect()
+        };
+        found.extend(ends.into_iter().filter(|&n| !person_key(n) && !degrees.rules.is_full(n)));
+    }
     found.sort_unstable();
     found.dedup();
     found
@@ -374,18 +377,20 @@ fn stitch(
     }
     let ids = &components.ids;
     let uris = &observations.uris;
-    let rank = |n: NodeId| priority(&config.types, ids.id_type(n));
+    let unlinked = unlinked.interned(ids);
+    // Priorities by type number: the sort below compares millions of links.
+    let type_rank: Vec<u32> = (0..ids.type_count()).map(|t| priority(&config.types, ids.type_name(t as u16))).collect();
+    let rank = |n: NodeId| type_rank[ids.type_of(n) as usize];
     let mut ordered: Vec<OrderedLink> = observations
         .links
         .iter()
-        .filter(|((a, b), _)| !degrees.rules.blocks(ids, *a, *b))
+        .filter(|((a, b), _)| !degrees.rules.blocks(ids, *a, *b) && !unlinked.blocks(*a, *b))
         .map(|(&(a, b), &evidence)| {
             let (a, b) = if ids.cmp(a, b).is_le() { (a, b) } else { (b, a) };
             OrderedLink { a, b, evidence }
         })
-        .filter(|l| !unlinked.blocks(&ids.identifier(l.a), &ids.identifier(l.b)))
         .collect();
-    ordered.sort_by(|x, y| {
+    ordered.sort_unstable_by(|x, y| {
         let key = |l: &OrderedLink| {
             let (pa, pb) = (rank(l.a), rank(l.b));
             (pa.min(pb), pa.max(pb), l.evidence.first, l.evidence.source, l.evidence.row)

@@ -32,6 +32,35 @@ impl Unlinks {
             || self.pairs.contains(&(a.clone(), b.clone()))
             || self.pairs.contains(&(b.clone(), a.clone()))
     }
+
+    /// The undone links as interned nodes, for checking millions of links without copying
+    /// strings; identifiers never interned cannot be on a link of this run.
+    pub(crate) fn interned(&self, ids: &super::union_find::Interner) -> InternedUnlinks {
+        let node = |i: &Identifier| ids.get(&i.0, &i.1);
+        InternedUnlinks {
+            nodes: self.identifiers.iter().filter_map(node).collect(),
+            pairs: self
+                .pairs
+                .iter()
+                .filter_map(|(a, b)| Some((node(a)?, node(b)?)))
+                .flat_map(|(a, b)| [(a, b), (b, a)])
+                .collect(),
+        }
+    }
+}
+
+/// [`Unlinks`] by interned node.
+#[derive(Debug, Default)]
+pub(crate) struct InternedUnlinks {
+    nodes: std::collections::HashSet<super::union_find::NodeId>,
+    pairs: std::collections::HashSet<(super::union_find::NodeId, super::union_find::NodeId)>,
+}
+
+impl InternedUnlinks {
+    pub(crate) fn blocks(&self, a: super::union_find::NodeId, b: super::union_find::NodeId) -> bool {
+        !(self.nodes.is_empty() && self.pairs.is_empty())
+            && (self.nodes.contains(&a) || self.nodes.contains(&b) || self.pairs.contains(&(a, b)))
+    }
 }
 
 pub async fn load_unlinks(workspace: &Workspace) -> Result<Unlinks> {

@@ -20,6 +20,7 @@ on_every_backend!(
     unlink_splits_one_person_and_the_link_stays_undone,
     a_device_that_becomes_shared_leaves_its_person,
     the_oldest_person_by_business_time_survives_a_merge,
+    an_email_two_members_share_is_nobodys,
 );
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
@@ -470,4 +471,32 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     assert_eq!(split[&key("member_id", "M2")], before[&key("member_id", "M2")]);
     assert_ne!(split[&key("email_hash", "e2")], before[&key("member_id", "M2")]);
     assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(5)).await.unwrap().splits, 0);
+}
+
+async fn an_email_two_members_share_is_nobodys(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let ws = workspace(&t, backend).await;
+    // Two spouses in the CRM, each with a phone, both with the family's email: the email is
+    // linked to two member_ids (limit 1), so its links to members go; its links to the two phones
+    // would still join the two persons, so it loses every link. Each keeps its own phone.
+    let hash = |v: &str| cdplake_zones::normalize::pii_hash(v, None);
+    let (family, phone_a, phone_b) = (hash("family@example.com"), hash("+447911000001"), hash("+447911000002"));
+    let crm = format!(
+        "{{\"member_id\":\"MA\",\"email_hash\":\"{family}\",\"mobile_hash\":\"{phone_a}\",\"updated_at\":\"2024-01-01T00:00:00Z\"}}\n\
+         {{\"member_id\":\"MB\",\"email_hash\":\"{family}\",\"mobile_hash\":\"{phone_b}\",\"updated_at\":\"2024-02-01T00:00:00Z\"}}\n"
+    );
+    load(&ws, &[("crm_members", "family.json".into(), crm)], 1).await;
+    let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    let ids = mapping(&ws).await;
+    assert!(!ids.contains_key(&key("email_hash", &family)), "{report:?}");
+    assert_eq!(ids[&key("mobile_hash", &phone_a)], ids[&key("member_id", "MA")]);
+    assert_eq!(ids[&key("mobile_hash", &phone_b)], ids[&key("member_id", "MB")]);
+    assert_ne!(ids[&key("member_id", "MA")], ids[&key("member_id", "MB")]);
+    let hubs = cdplake_jobs::query::run_query(
+        &ws,
+        &format!("SELECT linked_type FROM curated.identity_hubs WHERE id_value = '{family}' ORDER BY linked_type"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(column(&hubs[0], "linked_type"), ["*", "member_id"]);
 }
