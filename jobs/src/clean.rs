@@ -13,6 +13,9 @@
 //! * sources without a key (Online Retail lines) use all the row's values as its identity:
 //!   an exact repeat of a line is a duplicate, reported, not silently merged;
 //! * CDC deletes remove the row; a delete of an unknown key changes nothing (counted);
+//! * a row the contract accepts can still break a rule over two of its columns
+//!   ([`cdplake_zones::row_rules`]: a `completed` transaction with a negative amount) and is
+//!   quarantined with the reason;
 //! * rows read = kept + duplicates + quarantined, checked by the job itself.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +32,7 @@ use cdplake_zones::Source;
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, raw_table_id};
+use cdplake_zones::row_rules::RowRule;
 use chrono::{DateTime, Utc};
 
 use crate::error::{JobError, Result};
@@ -74,6 +78,7 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     }
     lake.ensure_writable()?;
     let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
+    let rules = cdplake_zones::row_rules::row_rules(source);
     let clean_id = clean_table_id(source);
     let spec = TableSpec::new(clean_id.clone(), contract.clean_schema()).with_description(format!(
         "Clean {}: typed, normalised, PII hashed, one row per key. {}",
@@ -97,7 +102,7 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
     let mut warnings: Vec<Warning> = Vec::new();
     for batch in &raw_batches {
-        apply_contract(&contract, batch, &mut valid, &mut quarantine, &mut warnings, &mut report)?;
+        apply_contract(&contract, &rules, batch, &mut valid, &mut quarantine, &mut warnings, &mut report)?;
     }
     for w in warnings {
         *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
@@ -241,6 +246,7 @@ async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -
 
 fn apply_contract(
     contract: &Contract<'_>,
+    rules: &[RowRule],
     batch: &RecordBatch,
     valid: &mut Vec<(CleanRow, Lineage)>,
     quarantine: &mut Vec<QuarantinedRow>,
@@ -289,7 +295,8 @@ fn apply_contract(
             Err(reason) => {
                 Err(contract::Rejection { field: String::new(), rule: "missing_column", reason: reason.clone() })
             }
-        };
+        }
+        .and_then(|row| rules.iter().try_for_each(|rule| rule.check(contract, &row)).map(|()| row));
         match outcome {
             Ok(row) => valid.push((row, lineage)),
             Err(rejection) => {
