@@ -97,7 +97,21 @@ pub const SCORE_COLUMNS: [&str; 3] = ["r_score", "f_score", "m_score"];
 /// last_purchase_date, and whatever else) with [`SCORE_COLUMNS`] appended.
 pub fn score_buyers(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
     let arrow = |e| JobError::arrow("profiles: scores", e);
-    let all = concat_batches(schema, batches).map_err(arrow)?;
+    // The branches of a UNION may deliver strings as views or not: one type per column first.
+    let batches = batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(arrow)?;
+    let all = concat_batches(schema, &batches).map_err(arrow)?;
     let bought = is_not_null(column(&all, "last_purchase_date")?.as_ref()).map_err(arrow)?;
     let buyers = filter_record_batch(&all, &bought).map_err(arrow)?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
