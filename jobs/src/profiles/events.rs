@@ -308,3 +308,39 @@ async fn merge(
         .map_err(|e| EngineError::delta(&id, "merge", e))?;
     Ok(table)
 }
+
+#[cfg(test)]
+mod tests {
+    use cdplake_zones::source::{ColumnDef, ColumnType, FileFormat};
+
+    use super::*;
+    use crate::profiles::config::default_event_mappings;
+
+    #[test]
+    fn an_incremental_selection_quotes_columns_batches_and_id_types() {
+        let source = Source::new(
+            "web_events",
+            FileFormat::Csv,
+            vec![
+                ColumnDef::new("event_id", ColumnType::String).required(),
+                ColumnDef::new("member id", ColumnType::String).id_type("member's id"),
+                ColumnDef::new("event_time", ColumnType::Timestamp),
+            ],
+        );
+        let mapping = &default_event_mappings()["web_events"];
+        let batches = ["b'1".to_string()];
+        let selection = Selection::Incremental { batches: &batches, changed_ids_table: Some("changed") };
+        let sql = source_events_sql(&source, "clean.web_events", mapping, "ids", &[], &selection).unwrap();
+        for expected in [
+            r#"trim(CAST("member id" AS VARCHAR)) AS __id0"#,
+            "_batch_id IN ('b''1')",
+            r#"trim(CAST("member id" AS VARCHAR)) IN (SELECT id_value FROM changed WHERE id_type = 'member''s id')"#,
+            "i0.id_type = 'member''s id' AND i0.id_value = e.__id0",
+            "'web_events' AS source",
+        ] {
+            assert!(sql.contains(expected), "{expected} not in {sql}");
+        }
+        let nothing = Selection::Incremental { batches: &[], changed_ids_table: None };
+        assert!(source_events_sql(&source, "clean.web_events", mapping, "ids", &[], &nothing).is_none());
+    }
+}
