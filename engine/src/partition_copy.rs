@@ -77,7 +77,7 @@ impl Lake {
         let operation = DeltaOperation::Write {
             mode: SaveMode::Overwrite,
             partition_by: Some(vec![column.to_string()]),
-            predicate: Some(format!("{column} = '{}'", value.replace('\'', "''"))),
+            predicate: Some(format!("{column} = {}", crate::sql::quote_literal(value))),
         };
         CommitBuilder::default()
             .with_actions(actions)

@@ -13,6 +13,9 @@
 //! * sources without a key (Online Retail lines) use all the row's values as its identity:
 //!   an exact repeat of a line is a duplicate, reported, not silently merged;
 //! * CDC deletes remove the row; a delete of an unknown key changes nothing (counted);
+//! * a row the contract accepts can still break a rule over two of its columns
+//!   ([`cdplake_zones::row_rules`]: a `completed` transaction with a negative amount) and is
+//!   quarantined with the reason;
 //! * rows read = kept + duplicates + quarantined, checked by the job itself.
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +31,7 @@ use cdplake_engine::{EngineError, TableId, TableSpec, applied_version};
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, raw_table_id};
+use cdplake_zones::row_rules::RowRule;
 use cdplake_zones::{Dedupe, Source};
 use chrono::{DateTime, Utc};
 
@@ -110,11 +114,12 @@ async fn type_batches(
     report: &mut CleanReport,
 ) -> Result<Typed> {
     let raw_batches = read_raw(workspace, &raw_table_id(source), batches).await?;
+    let rules = cdplake_zones::row_rules::row_rules(source);
     let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
     let mut warnings: Vec<Warning> = Vec::new();
     for batch in &raw_batches {
-        apply_contract(contract, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
+        apply_contract(contract, &rules, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
     }
     for w in warnings {
         *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
@@ -389,6 +394,7 @@ async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -
 
 fn apply_contract(
     contract: &Contract<'_>,
+    rules: &[RowRule],
     batch: &RecordBatch,
     valid: &mut Vec<(CleanRow, Lineage)>,
     quarantine: &mut Vec<QuarantinedRow>,
@@ -437,7 +443,8 @@ fn apply_contract(
             Err(reason) => {
                 Err(contract::Rejection { field: String::new(), rule: "missing_column", reason: reason.clone() })
             }
-        };
+        }
+        .and_then(|row| rules.iter().try_for_each(|rule| rule.check(contract, &row)).map(|()| row));
         match outcome {
             Ok(row) => valid.push((row, lineage)),
             Err(rejection) => {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{BooleanArray, Float64Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::sql::{quote_ident, quote_literal};
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -145,7 +146,8 @@ pub async fn check(
         let filter = rule.filter.as_deref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
         let column = || {
             rule.column
-                .clone()
+                .as_deref()
+                .map(quote_ident)
                 .ok_or_else(|| JobError::Invalid(format!("quality rule {} on {label} needs a column", rule.name())))
         };
         // For row counts the value is the row count and the threshold the minimum it had to
@@ -159,13 +161,12 @@ pub async fn check(
             }
             Check::NullRate => {
                 let c = column()?;
-                let sql =
-                    format!("SELECT avg(CASE WHEN \"{c}\" IS NULL THEN 1.0 ELSE 0.0 END) FROM {candidate}{filter}");
+                let sql = format!("SELECT avg(CASE WHEN {c} IS NULL THEN 1.0 ELSE 0.0 END) FROM {candidate}{filter}");
                 (scalar(session, &sql).await?.unwrap_or(0.0), rule.threshold)
             }
             Check::Unique => {
                 let c = column()?;
-                let sql = format!("SELECT CAST(count(*) - count(DISTINCT \"{c}\") AS DOUBLE) FROM {candidate}{filter}");
+                let sql = format!("SELECT CAST(count(*) - count(DISTINCT {c}) AS DOUBLE) FROM {candidate}{filter}");
                 (scalar(session, &sql).await?.unwrap_or(0.0), rule.threshold)
             }
         };
@@ -191,10 +192,10 @@ async fn trailing_average(
     }
     session.register(workspace.lake(), &results_id()).await?;
     let sql = format!(
-        "SELECT avg(value) FROM (SELECT value FROM _quality.results WHERE \"table\" = '{}' AND rule = '{}' \
+        "SELECT avg(value) FROM (SELECT value FROM _quality.results WHERE \"table\" = {} AND rule = {} \
          AND passed ORDER BY at DESC LIMIT {window})",
-        table.replace('\'', "''"),
-        rule.replace('\'', "''")
+        quote_literal(table),
+        quote_literal(rule)
     );
     scalar(session, &sql).await
 }

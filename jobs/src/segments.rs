@@ -18,6 +18,7 @@ use cdplake_engine::arrow::array::{AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::lake::conform_batches;
+use cdplake_engine::sql::quote_literal;
 use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -91,10 +92,6 @@ pub fn describe_report(r: &SegmentsReport) -> String {
     format!("segments as of {}: {} bitmaps ({})", r.as_of, r.segments.len(), list.join(", "))
 }
 
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
 /// The as-of date of the current `curated.customer_profiles`.
 pub async fn profiles_as_of(workspace: &Workspace) -> Result<NaiveDate> {
     let missing = || JobError::NotFound("no profiles yet: run `cdplake profiles` before building segments".into());
@@ -131,10 +128,10 @@ pub async fn build_segments(
         "(SELECT d.*, u.user_int_id FROM curated.customer_profiles_daily d JOIN \
          (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = d.one_id \
          WHERE d.dt = {})",
-        quote(&dt)
+        quote_literal(&dt)
     );
     let found = session
-        .rows(&format!("SELECT count(*) FROM curated.customer_profiles_daily WHERE dt = {}", quote(&dt)))
+        .rows(&format!("SELECT count(*) FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(&dt)))
         .await?;
     if found.first().map_or(0, |b| b.column(0).as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>().value(0))
         == 0
@@ -145,7 +142,7 @@ pub async fn build_segments(
     }
     let mut parts = vec![format!(
         "SELECT {} AS segment_tag, 'every person with a profile' AS definition, group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p",
-        quote(ALL_PERSONS)
+        quote_literal(ALL_PERSONS)
     )];
     for column in SEGMENT_COLUMNS {
         parts.push(format!(
@@ -158,18 +155,18 @@ pub async fn build_segments(
          group_bitmap_state(u.user_int_id) AS bitmap FROM curated.user_events e JOIN \
          (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = e.one_id \
          WHERE e.event_type = 'purchase' AND e.channel IS NOT NULL AND e.event_date <= DATE {} GROUP BY e.channel",
-        quote(&dt)
+        quote_literal(&dt)
     ));
     for (tag, predicate) in &workspace.config.segments.custom {
         parts.push(format!(
             "SELECT {} AS segment_tag, {} AS definition, group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p WHERE {predicate}",
-            quote(tag),
-            quote(predicate)
+            quote_literal(tag),
+            quote_literal(predicate)
         ));
     }
     let sql = format!(
         "SELECT segment_tag, bitmap, bitmap_count(bitmap) AS cardinality, definition, {} AS as_of FROM ({}) s",
-        quote(&dt),
+        quote_literal(&dt),
         parts.join(" UNION ALL ")
     );
     let rows = session.rows(&sql).await.map_err(|e| JobError::Invalid(format!("segments: {e}")))?;
@@ -212,7 +209,7 @@ pub async fn build_segments(
     // Rebuilding what is stored already commits nothing.
     let contents = segment_contents(&with_time);
     if stored_segments(workspace, &session, &dt).await? != contents {
-        lake.overwrite_partition(&spec.id, &format!("as_of = {}", quote(&dt)), with_time.clone()).await?;
+        lake.overwrite_partition(&spec.id, &format!("as_of = {}", quote_literal(&dt)), with_time.clone()).await?;
     }
 
     let seed = ads_user_bitmap_spec();
@@ -267,7 +264,7 @@ async fn stored_segments(
     let rows = session
         .rows(&format!(
             "SELECT segment_tag, bitmap, definition FROM curated.segment_bitmaps WHERE as_of = {}",
-            quote(dt)
+            quote_literal(dt)
         ))
         .await?;
     let schema = Arc::new(Schema::new(vec![

@@ -20,6 +20,7 @@ pub mod presets;
 pub mod quarantine;
 pub mod raw;
 pub mod reader;
+pub mod row_rules;
 pub mod source;
 pub mod types;
 

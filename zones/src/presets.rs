@@ -51,7 +51,9 @@ fn customers() -> Source {
             C::new("phone", Text).normalize(Phone).pii(Hash).id_type("mobile_hash"),
             C::new("first_name", Text).pii(Keep),
             C::new("last_name", Text).pii(Keep),
-            C::new("country", Text).normalize(Country),
+            // The country as the source writes it (seed 000's profiles keep it), and its ISO code.
+            C::new("country", Text),
+            C::new("country_code", Text).from(&["country"]).normalize(Country),
             C::new("acquisition_channel", Text).normalize(Lower),
             C::new("loyalty_tier", Text).normalize(Lower),
             C::new("signup_date", Date),

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use cdplake_engine::SqlSession;
 use cdplake_engine::arrow::array::RecordBatch;
 use cdplake_engine::parquet::arrow::ArrowWriter;
+use cdplake_engine::sql::quote_literal;
 use chrono::NaiveDate;
 
-use super::{packages_id, quote, single_string};
+use super::{packages_id, single_string};
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
@@ -76,7 +77,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         Some(d) => d.format("%Y-%m-%d").to_string(),
         None => single_string(
             &session,
-            &format!("SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {}", quote(name)),
+            &format!("SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {}", quote_literal(name)),
         )
         .await?
         .ok_or_else(|| {
@@ -85,8 +86,8 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
     };
     let members_of = format!(
         "SELECT one_id FROM curated.audience_packages WHERE package_name = {} AND as_of = {}",
-        quote(name),
-        quote(&as_of)
+        quote_literal(name),
+        quote_literal(&as_of)
     );
     let members = session.first_i64(&format!("SELECT count(*) FROM ({members_of})")).await?.unwrap_or(0) as u64;
     let floor = request.min_size.unwrap_or(workspace.config.audiences.min_export_size);

@@ -19,6 +19,7 @@ use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use cdplake_engine::bitmap::from_bytes;
+use cdplake_engine::sql::quote_literal;
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 use roaring::RoaringBitmap;
@@ -123,10 +124,6 @@ pub fn describe_report(r: &AudienceReport) -> String {
     )
 }
 
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
 /// The first value of a query as a string; None without rows or for a null.
 pub(crate) async fn single_string(session: &SqlSession, sql: &str) -> Result<Option<String>> {
     Ok(session.first_string(sql).await?)
@@ -153,7 +150,10 @@ pub async fn evaluate(
     let latest = latest_segments_as_of(workspace, session).await?;
     let as_of = as_of.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or(latest);
     let rows = session
-        .rows(&format!("SELECT segment_tag, bitmap FROM curated.segment_bitmaps WHERE as_of = {}", quote(&as_of)))
+        .rows(&format!(
+            "SELECT segment_tag, bitmap FROM curated.segment_bitmaps WHERE as_of = {}",
+            quote_literal(&as_of)
+        ))
         .await?;
     let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
     for b in &rows {
@@ -232,8 +232,8 @@ pub async fn build_audience(
         &session,
         &format!(
             "SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {} AND as_of < {}",
-            quote(name),
-            quote(&as_of)
+            quote_literal(name),
+            quote_literal(&as_of)
         ),
     )
     .await?;
@@ -242,8 +242,8 @@ pub async fn build_audience(
         let rows = session
             .rows(&format!(
                 "SELECT user_int_id FROM curated.audience_packages WHERE package_name = {} AND as_of = {}",
-                quote(name),
-                quote(p)
+                quote_literal(name),
+                quote_literal(p)
             ))
             .await?;
         for b in &rows {
@@ -290,7 +290,7 @@ pub async fn build_audience(
         ],
     )
     .map_err(|e| JobError::arrow("audience members", e))?;
-    let this_build = format!("as_of = {} AND package_name = {}", quote(&as_of), quote(name));
+    let this_build = format!("as_of = {} AND package_name = {}", quote_literal(&as_of), quote_literal(name));
     lake.overwrite_partition(&packages.id, &this_build, vec![member_rows]).await?;
 
     let changed: Vec<(u32, &str)> =

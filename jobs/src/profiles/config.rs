@@ -1,5 +1,6 @@
 //! `[profiles]` in `cdplake.toml`: how clean rows become unified events and profiles, and every
-//! segment threshold. The defaults are the seed documents' values.
+//! segment threshold. The defaults are the seed documents' rules, NULLs included (README,
+//! "Profiles", says which seed each column follows); cdplake's own readings are options.
 
 use std::collections::BTreeMap;
 
@@ -24,18 +25,28 @@ pub struct ProfilesConfig {
     /// Seed 001's rfm_segment rules, first match wins (buyers only).
     pub rfm_segments: Vec<RfmRule>,
     pub rfm_else: String,
-    /// Seed 002's lifecycle_stage: the first band with days since the last purchase < `days`.
+    /// Seed 002's lifecycle_stage: the first band whose `days` reach back past the last order
+    /// (`last_order_date > NOW() - INTERVAL 'days DAYS'`, NOW() being the end of the as-of date).
     pub lifecycle_stages: Vec<Band>,
-    /// The stage of a buyer past every band, and of a person who never bought.
+    /// The stage of a person with an order older than every band ...
     pub lifecycle_else: String,
+    /// ... and of a person without any order.
     pub lifecycle_prospect: String,
-    /// The window of the `*_last_30d` engagement columns, in days up to the as-of date.
+    /// The window of seed 002's `*_last_30d` columns, in days back from the end of the as-of date.
     pub activity_window_days: i64,
-    /// Event types counted as page views (total_page_views) and as product views.
+    /// Event types counted in total_page_views. Empty (the default): every behaviour event, as
+    /// seed 000's `COUNT(event_id)` over every web event; `["page_view"]` counts page views only.
     pub page_view_types: Vec<String>,
+    /// Event types counted in product_views_last_30d (seed 002: `product_view`).
     pub product_view_types: Vec<String>,
-    /// Support ticket statuses that count as open.
+    /// Support ticket statuses that count as open: seed 002's `status = 'open'`;
+    /// `["open", "escalated"]` also counts escalated tickets.
     pub open_ticket_statuses: Vec<String>,
+    /// Seed 000's LEFT JOINs leave total_orders, total_revenue, avg_order_value and
+    /// total_page_views NULL for a person without such rows, and seed 001 has no RFM row (NULL
+    /// frequency and monetary) for a person without purchases. `true` gives 0 instead (seed
+    /// 002's COALESCE reading).
+    pub zero_without_rows: bool,
     /// How a clean source becomes unified events (`[profiles.events.SOURCE]`); replaces the
     /// built-in mapping of a source of the same name.
     pub events: BTreeMap<String, EventMapping>,
@@ -89,8 +100,9 @@ impl EventKind {
 }
 
 /// SQL expressions over a clean table's columns, one per `curated.user_events` column; an
-/// absent one is NULL. `event_type` decides what counts: `purchase` rows are orders (counted by
-/// distinct `order_id`), `cancellation` rows subtract their (negative) revenue.
+/// absent one is NULL. What counts: `purchase` rows are seed 000's orders (counted by distinct
+/// `order_id`), `cancellation` rows subtract their (negative) revenue, and every row with an
+/// `order_id`, whatever its status, is one of seed 002's orders.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EventMapping {
@@ -162,9 +174,10 @@ impl Default for ProfilesConfig {
             lifecycle_else: "churned".into(),
             lifecycle_prospect: "prospect".into(),
             activity_window_days: 30,
-            page_view_types: strings(&["page_view", "pageview", "view", "product_view"]),
+            page_view_types: Vec::new(),
             product_view_types: strings(&["product_view"]),
-            open_ticket_statuses: strings(&["open", "escalated"]),
+            open_ticket_statuses: strings(&["open"]),
+            zero_without_rows: false,
             events: BTreeMap::new(),
             attributes: default_attributes(),
         }
@@ -184,9 +197,11 @@ fn opt(s: &str) -> Option<String> {
     Some(s.to_string())
 }
 
-/// How each built-in event source maps to `curated.user_events`, with the counting rules:
-/// seed 000 counts only `completed` transactions; a cancelled order is no order; an Online Retail
-/// line whose invoice starts with `C` (or whose quantity is negative) is a cancellation.
+/// How each built-in event source maps to `curated.user_events`, with each source's seed rule:
+/// a transaction is a purchase when `completed` (seed 000) and an order whatever its status;
+/// every order is a purchase and an order whatever its status (seed 002 counts them all); an
+/// Online Retail line whose invoice starts with `C` (or whose quantity is negative) is a
+/// cancellation.
 pub fn default_event_mappings() -> BTreeMap<String, EventMapping> {
     let base = |kind, event_id: &str, event_type: &str, event_time: &str| EventMapping {
         kind,
@@ -207,7 +222,7 @@ pub fn default_event_mappings() -> BTreeMap<String, EventMapping> {
     m.insert(
         "transactions".into(),
         EventMapping {
-            channel: opt("'shop'"),
+            // Seed 000's transactions name no channel.
             platform: opt("'web'"),
             item_id: opt("product_id"),
             item_price: opt("amount"),
@@ -231,12 +246,7 @@ pub fn default_event_mappings() -> BTreeMap<String, EventMapping> {
             revenue: opt("total_amount"),
             status: opt("order_status"),
             order_id: opt("order_id"),
-            ..base(
-                EventKind::Transaction,
-                "order_id",
-                "CASE WHEN order_status IN ('cancelled', 'canceled') THEN 'order_cancelled' ELSE 'purchase' END",
-                "coalesce(created_at, updated_at)",
-            )
+            ..base(EventKind::Transaction, "order_id", "'purchase'", "coalesce(created_at, updated_at)")
         },
     );
     m.insert(
@@ -317,6 +327,7 @@ pub fn default_attributes() -> Vec<AttributeSource> {
                 ("last_name", "last_name"),
                 ("full_name", "concat_ws(' ', first_name, last_name)"),
                 ("country", "country"),
+                ("country_code", "country_code(country)"),
                 ("signup_date", "signup_date"),
                 ("acquisition_channel", "acquisition_channel"),
                 ("loyalty_tier", "loyalty_tier"),

@@ -9,11 +9,33 @@
 
 use std::sync::Arc;
 
+use cdplake_catalog::TableMeta;
+use cdplake_engine::arrow::array::{Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
-use cdplake_engine::{TableId, TableSpec, timestamp_type};
+use cdplake_engine::datafusion::prelude::col;
+use cdplake_engine::deltalake::DeltaTable;
+use cdplake_engine::deltalake::kernel::Transaction;
+use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
+use cdplake_engine::lake::{conform_batches, table_arrow_schema};
+use cdplake_engine::sql::{in_list, quote_ident, quote_literal};
+use cdplake_engine::{EngineError, SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use cdplake_zones::Source;
 
 use super::config::EventMapping;
+use super::ids::{IDS, register_changed_identifiers};
+use super::{query_error, register_clean};
+use crate::batches::pending_batches;
+use crate::clean::clean_table_id;
+use crate::error::{JobError, Result};
+use crate::workspace::Workspace;
+
+/// The application transaction on `curated.user_events` whose version is the id_mapping
+/// version its rows were resolved against.
+const MAPPING_TXN: &str = "cdplake-events-id-mapping";
+
+fn batch_app_id(source: &str, batch: &str) -> String {
+    format!("cdplake-events-{source}-{batch}")
+}
 
 pub fn user_events_id() -> TableId {
     TableId::new("curated", "user_events").expect("static name is valid")
@@ -67,18 +89,15 @@ pub struct IdColumn {
 }
 
 /// The identifier columns of a source, person-unique types first.
-pub fn id_columns(source: &Source, unique_types: &[String]) -> Vec<IdColumn> {
+pub fn id_columns(source: &Source, priority: &[String]) -> Vec<IdColumn> {
     let mut columns: Vec<IdColumn> = source
         .columns
         .iter()
         .filter_map(|c| Some(IdColumn { column: c.clean_name()?, id_type: c.id_type.clone()? }))
         .collect();
-    columns.sort_by_key(|c| !unique_types.contains(&c.id_type));
+    // Strongest id type first (`[identity.types]` priorities); types without one last.
+    columns.sort_by_key(|c| priority.iter().position(|t| *t == c.id_type).unwrap_or(usize::MAX));
     columns
-}
-
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// Which clean rows to map: all, or those of some batches and those carrying a changed identifier.
@@ -94,16 +113,16 @@ pub fn source_events_sql(
     clean_table: &str,
     mapping: &EventMapping,
     ids: &str,
-    unique_types: &[String],
+    priority: &[String],
     selection: &Selection,
 ) -> Option<String> {
-    let id_columns = id_columns(source, unique_types);
+    let id_columns = id_columns(source, priority);
     let expr = |e: &Option<String>| e.clone().unwrap_or_else(|| "NULL".into());
     let mut select = vec![
-        format!("{} AS source", quote(&source.name)),
+        format!("{} AS source", quote_literal(&source.name)),
         "_row_key AS event_key".into(),
         format!("CAST({} AS VARCHAR) AS event_id", mapping.event_id),
-        format!("{} AS kind", quote(mapping.kind.as_str())),
+        format!("{} AS kind", quote_literal(mapping.kind.as_str())),
         format!("CAST({} AS VARCHAR) AS event_type", mapping.event_type),
         format!("CAST({} AS VARCHAR) AS channel", expr(&mapping.channel)),
         format!("CAST({} AS VARCHAR) AS platform", expr(&mapping.platform)),
@@ -117,21 +136,21 @@ pub fn source_events_sql(
         format!("CAST({} AS VARCHAR) AS session_id", expr(&mapping.session_id)),
     ];
     for (i, c) in id_columns.iter().enumerate() {
-        select.push(format!("trim(CAST(\"{}\" AS VARCHAR)) AS __id{i}", c.column));
+        select.push(format!("trim(CAST({} AS VARCHAR)) AS __id{i}", quote_ident(&c.column)));
     }
     let filter = match selection {
         Selection::All => String::new(),
         Selection::Incremental { batches, changed_ids_table } => {
             let mut any = Vec::new();
             if !batches.is_empty() {
-                any.push(format!("_batch_id IN ({})", batches.iter().map(|b| quote(b)).collect::<Vec<_>>().join(", ")));
+                any.push(format!("_batch_id IN {}", in_list(batches.iter().map(String::as_str))));
             }
             if let Some(changed) = changed_ids_table {
                 for c in &id_columns {
                     any.push(format!(
-                        "trim(CAST(\"{}\" AS VARCHAR)) IN (SELECT id_value FROM {changed} WHERE id_type = {})",
-                        c.column,
-                        quote(&c.id_type)
+                        "trim(CAST({} AS VARCHAR)) IN (SELECT id_value FROM {changed} WHERE id_type = {})",
+                        quote_ident(&c.column),
+                        quote_literal(&c.id_type)
                     ));
                 }
             }
@@ -145,7 +164,10 @@ pub fn source_events_sql(
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            format!(" LEFT JOIN {ids} i{i} ON i{i}.id_type = {} AND i{i}.id_value = e.__id{i}", quote(&c.id_type))
+            format!(
+                " LEFT JOIN {ids} i{i} ON i{i}.id_type = {} AND i{i}.id_value = e.__id{i}",
+                quote_literal(&c.id_type)
+            )
         })
         .collect();
     let one_id = match id_columns.len() {
@@ -160,4 +182,182 @@ pub fn source_events_sql(
          FROM (SELECT {} FROM {clean_table}{filter}) e{joins}",
         select.join(", ")
     ))
+}
+
+/// What the events step did: the table as written, and what the profiles need to know of it.
+pub struct EventsUpdate {
+    pub table: DeltaTable,
+    /// The id_mapping version the events had been resolved against before this run (None: never).
+    pub mapping_read: Option<i64>,
+    /// Every clean row was mapped again (`--full`, or no events yet).
+    pub full: bool,
+    /// The session table of identifiers that changed person since `mapping_read`, if any.
+    pub changed_ids: Option<String>,
+    pub written: u64,
+    pub anonymous: u64,
+}
+
+/// Map the clean rows of batches not seen yet, and the rows carrying an identifier whose person
+/// changed since the last run (all rows when `full`), and MERGE them into `curated.user_events`
+/// with the watermarks in the same commit.
+pub async fn update(
+    workspace: &Workspace,
+    session: &SqlSession,
+    mapping: &DeltaTable,
+    mapping_version: i64,
+    full: bool,
+) -> Result<EventsUpdate> {
+    let (table, _) = workspace
+        .catalog
+        .ensure_table(&user_events_spec(), &TableMeta::default().with_primary_key(["source", "event_key"]))
+        .await?;
+    let label = user_events_id().to_string();
+    let mapping_read = applied_version(&table, &label, MAPPING_TXN).await?;
+    // A source reprocessed under a new contract (`clean --reprocess`) since the last run may have
+    // lost rows as well as gained them: its events are mapped again from scratch.
+    let mut generations = Vec::new();
+    let mut reprocessed = false;
+    for (name, _) in workspace.config.profiles.event_mappings() {
+        let Some(source) = workspace.config.source(&name) else { continue };
+        let generation = crate::clean::generation(workspace, &source).await?;
+        let app_id = format!("cdplake-profiles-events-generation-{name}");
+        if generation > 0 {
+            reprocessed |= applied_version(&table, &label, &app_id).await? != Some(generation as i64);
+            generations.push(Transaction::new(app_id, generation as i64));
+        }
+    }
+    let full = full || mapping_read.is_none() || reprocessed;
+    let changed_ids = match mapping_read {
+        Some(v) if !full && v != mapping_version => {
+            register_changed_identifiers(workspace, session, mapping, v as u64, "changed_for_events").await?
+        }
+        _ => None,
+    };
+    let mut txns = vec![Transaction::new(MAPPING_TXN, mapping_version)];
+    txns.extend(generations);
+    let mut selects = Vec::new();
+    let priority = &workspace.config.identity.priority_order();
+    for (name, event_mapping) in workspace.config.profiles.event_mappings() {
+        let Some(source) = workspace.config.source(&name) else { continue };
+        let generation = crate::clean::generation(workspace, &source).await?;
+        let app_id = |b: &str| crate::clean::generational_app_id(batch_app_id(&name, b), generation);
+        let pending = if register_clean(workspace, session, &source).await? {
+            pending_batches(workspace, &clean_table_id(&source), &table, &label, app_id).await?
+        } else {
+            Vec::new()
+        };
+        txns.extend(pending.iter().map(|b| Transaction::new(app_id(b), 1)));
+        let selection = if full {
+            Selection::All
+        } else {
+            Selection::Incremental { batches: &pending, changed_ids_table: changed_ids.as_deref() }
+        };
+        let clean = format!("clean.{name}");
+        if let Some(sql) = source_events_sql(&source, &clean, &event_mapping, IDS, priority, &selection) {
+            selects.push(sql);
+        }
+    }
+    let seq = table.version().unwrap_or(0) as i64 + 1;
+    let rows = if selects.is_empty() {
+        Vec::new()
+    } else {
+        let sql = format!(
+            "SELECT *, CAST(NULL AS VARCHAR) AS {PREVIOUS_ONE_ID}, CAST({seq} AS BIGINT) AS {REFRESH_SEQ} FROM ({})",
+            selects.join(" UNION ALL ")
+        );
+        session.rows(&sql).await.map_err(query_error("profiles: mapping clean rows to events"))?
+    };
+    let written: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    let anonymous = rows.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
+    let changed = written > 0 || txns.len() > 1 || mapping_read != Some(mapping_version);
+    let table = if !changed {
+        table
+    } else {
+        let commit = CommitProperties::default().with_application_transactions(txns);
+        if full {
+            workspace.lake().overwrite(&user_events_id(), rows, commit).await?
+        } else if written == 0 {
+            workspace.lake().record_transactions(&user_events_id(), commit).await?
+        } else {
+            merge(workspace, table, rows, commit).await?
+        }
+    };
+    session.register_loaded("curated", "user_events", &table).await?;
+    Ok(EventsUpdate { table, mapping_read, full, changed_ids, written, anonymous })
+}
+
+/// The largest [`REFRESH_SEQ`] of the registered `curated.user_events`: what a profile run has read.
+pub async fn max_refresh_seq(session: &SqlSession) -> Result<i64> {
+    let sql = format!("SELECT max({REFRESH_SEQ}) FROM curated.user_events");
+    Ok(session.first_i64(&sql).await?.unwrap_or(0))
+}
+
+/// MERGE event rows by (source, event_key); an updated row remembers its previous one_id.
+async fn merge(
+    workspace: &Workspace,
+    table: DeltaTable,
+    rows: Vec<RecordBatch>,
+    commit: CommitProperties,
+) -> Result<DeltaTable> {
+    let id = user_events_id();
+    let lake = workspace.lake();
+    let schema = table_arrow_schema(&table, &id)?;
+    let rows = conform_batches(&id, &schema, rows)?;
+    let source = lake.session().read_batches(rows).map_err(|e| JobError::query("profiles: event rows", e))?;
+    let on = col("target.source").eq(col("source.source")).and(col("target.event_key").eq(col("source.event_key")));
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let (table, _) = lake
+        .merge_into(table, source, on)?
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_commit_properties(commit.with_max_retries(100))
+        .when_matched_update(|u| {
+            names.iter().fold(u, |u, c| {
+                let value = if c == PREVIOUS_ONE_ID { "target.one_id".to_string() } else { format!("source.{c}") };
+                u.update(c.as_str(), value)
+            })
+        })
+        .and_then(|m| {
+            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
+        })
+        .map_err(|e| EngineError::delta(&id, "merge", e))?
+        .await
+        .map_err(|e| EngineError::delta(&id, "merge", e))?;
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use cdplake_zones::source::{ColumnDef, ColumnType, FileFormat};
+
+    use super::*;
+    use crate::profiles::config::default_event_mappings;
+
+    #[test]
+    fn an_incremental_selection_quotes_columns_batches_and_id_types() {
+        let source = Source::new(
+            "web_events",
+            FileFormat::Csv,
+            vec![
+                ColumnDef::new("event_id", ColumnType::String).required(),
+                ColumnDef::new("member id", ColumnType::String).id_type("member's id"),
+                ColumnDef::new("event_time", ColumnType::Timestamp),
+            ],
+        );
+        let mapping = &default_event_mappings()["web_events"];
+        let batches = ["b'1".to_string()];
+        let selection = Selection::Incremental { batches: &batches, changed_ids_table: Some("changed") };
+        let sql = source_events_sql(&source, "clean.web_events", mapping, "ids", &[], &selection).unwrap();
+        for expected in [
+            r#"trim(CAST("member id" AS VARCHAR)) AS __id0"#,
+            "_batch_id IN ('b''1')",
+            r#"trim(CAST("member id" AS VARCHAR)) IN (SELECT id_value FROM changed WHERE id_type = 'member''s id')"#,
+            "i0.id_type = 'member''s id' AND i0.id_value = e.__id0",
+            "'web_events' AS source",
+        ] {
+            assert!(sql.contains(expected), "{expected} not in {sql}");
+        }
+        let nothing = Selection::Incremental { batches: &[], changed_ids_table: None };
+        assert!(source_events_sql(&source, "clean.web_events", mapping, "ids", &[], &nothing).is_none());
+    }
 }

@@ -5,15 +5,90 @@
 //! The rule is SQL's: `1 + floor(5.0 * (rank - 1) / buyers)`, where rank is 1 + the number of
 //! buyers strictly ahead (ties share a rank); 5 = most recent / most frequent / most spent.
 //! Persons who never bought (null last_purchase_date) get no score.
+//!
+//! [`rank`] scores a refresh's candidate: the persons recomputed are ranked with everyone else,
+//! whose rows are kept; a kept row whose scores moved is rewritten with its new scores only.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use cdplake_engine::SqlSession;
 use cdplake_engine::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use cdplake_engine::arrow::compute::{cast, concat_batches, filter_record_batch, is_not_null};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 
+use super::candidate::{RECOMPUTED, table_schema};
+use super::query_error;
+use super::touched::{Scope, TOUCHED};
 use crate::error::{JobError, Result};
+
+/// Session tables [`rank`] registers: kept rows whose scores moved (one_id and new scores), the
+/// recomputed rows with their scores, and the whole candidate table.
+pub const MOVED: &str = "moved";
+pub const RECOMPUTED_SCORED: &str = "recomputed_scored";
+pub const CANDIDATE: &str = "candidate";
+
+/// A stored row `p` that is kept (not recomputed).
+fn kept() -> String {
+    format!("NOT EXISTS (SELECT 1 FROM {TOUCHED} t WHERE t.one_id = p.one_id)")
+}
+
+/// Rank every buyer and register [`MOVED`], [`RECOMPUTED_SCORED`] and [`CANDIDATE`].
+///
+/// The scores rank everyone, so they are recomputed for everyone from the four columns they
+/// depend on, carrying each kept row's old scores along. The candidate is the kept rows, the
+/// moved rows with their new scores, and the recomputed rows with theirs.
+pub async fn rank(session: &SqlSession, scope: &Scope) -> Result<()> {
+    let incremental = matches!(scope, Scope::Persons { .. });
+    let scores = SCORE_COLUMNS.join(", ");
+    let new_scores = SCORE_COLUMNS.map(|c| format!("s.{c}")).join(", ");
+    let base = "one_id, recency_days, frequency, monetary, last_purchase_date";
+    let kept = kept();
+    let mut everyone = vec![format!(
+        "SELECT {base}, false AS kept, {} FROM {RECOMPUTED}",
+        SCORE_COLUMNS.map(|c| format!("CAST(NULL AS BIGINT) AS old_{c}")).join(", ")
+    )];
+    if incremental {
+        // NOT EXISTS, not NOT IN: an anti join without NOT IN's null handling, which DataFusion
+        // runs in one partition.
+        everyone.push(format!(
+            "SELECT {base}, true AS kept, {} FROM curated.customer_profiles p WHERE {kept}",
+            SCORE_COLUMNS.map(|c| format!("{c} AS old_{c}")).join(", ")
+        ));
+    }
+    let (schema, rows) =
+        session.rows_with_schema(&everyone.join(" UNION ALL ")).await.map_err(query_error("profiles: scoring"))?;
+    let ranked = score_buyers(&schema, &rows)?;
+    session.register_rows("ranked", ranked.schema(), vec![ranked])?;
+    let mut steps = vec![(
+        RECOMPUTED_SCORED,
+        format!(
+            "SELECT r.*, {new_scores} FROM {RECOMPUTED} r LEFT JOIN (SELECT * FROM ranked WHERE NOT kept) s \
+             ON s.one_id = r.one_id"
+        ),
+    )];
+    if incremental {
+        let moved = SCORE_COLUMNS.map(|c| format!("(old_{c} IS DISTINCT FROM {c})")).join(" OR ");
+        steps.push((MOVED, format!("SELECT one_id, {scores} FROM ranked WHERE kept AND ({moved})")));
+    }
+    for (name, sql) in steps {
+        let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: scoring"))?;
+        session.register_rows(name, table_schema(&schema), rows)?;
+    }
+    let candidate = if incremental {
+        format!(
+            "SELECT * FROM curated.customer_profiles p WHERE {kept} \
+               AND NOT EXISTS (SELECT 1 FROM {MOVED} m WHERE m.one_id = p.one_id) \
+             UNION ALL SELECT k.* EXCLUDE ({scores}), {new_scores} FROM {MOVED} s \
+               JOIN curated.customer_profiles k ON k.one_id = s.one_id \
+             UNION ALL SELECT * FROM {RECOMPUTED_SCORED}"
+        )
+    } else {
+        format!("SELECT * FROM {RECOMPUTED_SCORED}")
+    };
+    session.register_view(CANDIDATE, &candidate).await?;
+    Ok(())
+}
 
 /// The score columns, in the order they are appended.
 pub const SCORE_COLUMNS: [&str; 3] = ["r_score", "f_score", "m_score"];
@@ -22,7 +97,21 @@ pub const SCORE_COLUMNS: [&str; 3] = ["r_score", "f_score", "m_score"];
 /// last_purchase_date, and whatever else) with [`SCORE_COLUMNS`] appended.
 pub fn score_buyers(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
     let arrow = |e| JobError::arrow("profiles: scores", e);
-    let all = concat_batches(schema, batches).map_err(arrow)?;
+    // The branches of a UNION may deliver strings as views or not: one type per column first.
+    let batches = batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(arrow)?;
+    let all = concat_batches(schema, &batches).map_err(arrow)?;
     let bought = is_not_null(column(&all, "last_purchase_date")?.as_ref()).map_err(arrow)?;
     let buyers = filter_record_batch(&all, &bought).map_err(arrow)?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();

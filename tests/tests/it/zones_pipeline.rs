@@ -277,8 +277,10 @@ async fn pii_is_hashed_and_never_reaches_clean_in_plaintext(backend: Backend) {
     assert_eq!(hashes, [cdplake_zones::normalize::pii_hash("alice@example.com", None), "NULL".to_string()]);
     let phones = strings_of(&sql(&ws, "SELECT phone_hash FROM clean.customers WHERE customer_id = 'c1'").await);
     assert_eq!(phones, [cdplake_zones::normalize::pii_hash("+447911123456", None)]);
-    let countries = strings_of(&sql(&ws, "SELECT country FROM clean.customers ORDER BY customer_id").await);
+    let countries = strings_of(&sql(&ws, "SELECT country_code FROM clean.customers ORDER BY customer_id").await);
     assert_eq!(countries, ["GB", "IE"]);
+    let written = strings_of(&sql(&ws, "SELECT country FROM clean.customers ORDER BY customer_id").await);
+    assert_eq!(written, ["United Kingdom", "EIRE"], "as the source wrote it");
     let entry = ws.catalog.describe(&"clean.customers".parse().unwrap()).await.unwrap();
     assert!(entry.columns().iter().all(|c| c.0 != "email" && c.0 != "phone"), "no plaintext columns");
     assert!(!entry.schema_json.contains("\"email\""));

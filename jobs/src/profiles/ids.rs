@@ -1,0 +1,95 @@
+//! The identifiers a refresh resolves events and persons with, read once per run: the active,
+//! non-hub identifiers of `curated.id_mapping`, and those whose person changed since a version.
+
+use std::sync::Arc;
+
+use cdplake_engine::arrow::array::RecordBatch;
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::deltalake::DeltaTable;
+use cdplake_engine::{SqlSession, TimeTravel};
+use cdplake_zones::curated;
+
+use super::query_error;
+use crate::error::{JobError, Result};
+use crate::workspace::Workspace;
+
+/// The session table of active identifiers (one_id, id_type, id_value, first_seen).
+pub const IDS: &str = "ids";
+
+/// Register the active identifiers as [`IDS`], without identifiers a hub rule removes every link
+/// of (a rule on one linked type leaves an identifier its person: a tablet kept with its owner).
+pub async fn register_identifiers(workspace: &Workspace, session: &SqlSession, mapping: &DeltaTable) -> Result<()> {
+    session.register_loaded("curated", "id_mapping", mapping).await?;
+    let hubs = workspace.lake().table_exists(&curated::hubs_id()).await?;
+    if hubs {
+        session.register(workspace.lake(), &curated::hubs_id()).await?;
+    }
+    let not_hub = if hubs {
+        " AND NOT EXISTS (SELECT 1 FROM curated.identity_hubs h WHERE h.id_type = m.id_type AND h.id_value = m.id_value \
+           AND h.linked_type = '*')"
+    } else {
+        ""
+    };
+    let sql =
+        format!("SELECT one_id, id_type, id_value, first_seen FROM curated.id_mapping m WHERE is_active{not_hub}");
+    let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: reading identifiers"))?;
+    session.register_rows(IDS, schema, rows)?;
+    Ok(())
+}
+
+/// Identifiers whose person differs between `curated.id_mapping` at `version` and now (new,
+/// moved, or gone), registered as `name` (id_type, id_value, old_one_id, new_one_id); `None`
+/// when there are none. Read from the table's change data feed (the rows of the commits since),
+/// or, for a table without one, by comparing the two versions whole.
+pub async fn register_changed_identifiers(
+    workspace: &Workspace,
+    session: &SqlSession,
+    mapping: &DeltaTable,
+    version: u64,
+    name: &str,
+) -> Result<Option<String>> {
+    let feed = format!("{name}_feed");
+    let sql = if session.register_changes(&feed, mapping, version + 1).await? {
+        // Each identifier's first change since `version`: its pre-image is what it was then
+        // (an insert: nothing).
+        format!(
+            "SELECT f.id_type, f.id_value, f.old_one_id, n.one_id AS new_one_id FROM (\
+               SELECT id_type, id_value, CASE WHEN _change_type = 'update_preimage' AND is_active THEN one_id END AS old_one_id \
+               FROM (SELECT id_type, id_value, one_id, is_active, _change_type, row_number() OVER (\
+                 PARTITION BY id_type, id_value ORDER BY _commit_version, \
+                 CASE WHEN _change_type = 'update_preimage' THEN 0 ELSE 1 END) AS __first FROM {feed}) \
+               WHERE __first = 1) f \
+             LEFT JOIN {IDS} n ON n.id_type = f.id_type AND n.id_value = f.id_value \
+             WHERE n.one_id IS DISTINCT FROM f.old_one_id"
+        )
+    } else {
+        let earlier = workspace.lake().table_as_of(&curated::id_mapping_id(), TimeTravel::Version(version)).await?;
+        session.register_loaded("history", &format!("id_mapping_v{version}"), &earlier).await?;
+        format!(
+            "SELECT coalesce(n.id_type, o.id_type) AS id_type, coalesce(n.id_value, o.id_value) AS id_value, \
+               o.one_id AS old_one_id, n.one_id AS new_one_id \
+             FROM {IDS} n FULL OUTER JOIN (SELECT id_type, id_value, one_id FROM history.id_mapping_v{version} WHERE is_active) o \
+               ON n.id_type = o.id_type AND n.id_value = o.id_value \
+             WHERE n.one_id IS DISTINCT FROM o.one_id"
+        )
+    };
+    let rows = session.rows(&sql).await.map_err(query_error("profiles: identifiers that changed person"))?;
+    let schema = Arc::new(Schema::new(
+        ["id_type", "id_value", "old_one_id", "new_one_id"].map(|c| Field::new(c, DataType::Utf8, true)).to_vec(),
+    ));
+    let rows = rows
+        .iter()
+        .map(|b| {
+            let columns =
+                (0..4).map(|i| cast(b.column(i), &DataType::Utf8)).collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| JobError::arrow("changed identifiers", e))?;
+    if rows.iter().all(|b| b.num_rows() == 0) {
+        return Ok(None);
+    }
+    session.register_rows(name, schema, rows)?;
+    Ok(Some(name.to_string()))
+}
