@@ -12,7 +12,6 @@ use cdplake_engine::arrow::array::{
 };
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::{EngineError, Lake, SqlSession, TableId, TableSpec, retry_on_conflict, timestamp_type};
 use chrono::{DateTime, Utc};
@@ -142,53 +141,22 @@ impl Catalog {
 
     /// Insert or update an entry (by name). An unchanged definition writes nothing; a changed
     /// one keeps its `created_at` and gets a new `updated_at`.
+    ///
+    /// The registry is rewritten whole, as one small file, on the snapshot its entries were read
+    /// from: it never grows a file per update, and two concurrent updates conflict (both remove
+    /// the same file) and the loser reruns on the winner's version.
     pub async fn register(&self, entry: TableEntry) -> Result<()> {
-        if let Some(existing) = self.find(&entry.name).await?
-            && existing.same_definition(&entry)
-        {
-            return Ok(());
-        }
-        let batch = entries_to_batch(std::slice::from_ref(&entry))?;
-        let id = catalog_table_id();
-        retry_on_conflict(CONFLICT_ATTEMPTS, || {
-            let batch = batch.clone();
-            let id = id.clone();
-            async move {
-                let ctx = self.lake.session();
-                let source = ctx.read_batch(batch).map_err(|e| EngineError::query("catalog: register", e))?;
-                let merge = self
-                    .lake
-                    .merge(&id, source, col("target.name").eq(col("source.name")))
-                    .await?
-                    .with_source_alias("source")
-                    .with_target_alias("target");
-                let updates = [
-                    "location",
-                    "schema_json",
-                    "partition_columns",
-                    "primary_key",
-                    "pii_columns",
-                    "retention_days",
-                    "description",
-                    "updated_at",
-                ];
-                let merge = merge
-                    .when_matched_update(|u| updates.iter().fold(u, |u, c| u.update(*c, col(format!("source.{c}")))))
-                    .and_then(|m| {
-                        m.when_not_matched_insert(|i| {
-                            registry_schema()
-                                .fields()
-                                .iter()
-                                .fold(i, |i, f| i.set(f.name(), col(format!("source.{}", f.name()))))
-                        })
-                    })
-                    .map_err(|e| EngineError::delta(&id, "register", e))?;
-                merge.await.map_err(|e| EngineError::delta(&id, "register", e))?;
-                Ok(())
+        self.rewrite(move |entries| {
+            if let Some(existing) = entries.iter().find(|e| e.name == entry.name)
+                && existing.same_definition(&entry)
+            {
+                return false;
             }
+            entries.retain(|e| e.name != entry.name);
+            entries.push(entry.clone());
+            true
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Remove a table from the registry; with `purge`, delete its files too.
@@ -197,17 +165,10 @@ impl Catalog {
             return Err(CatalogError::NotRegistered { table: id.to_string() });
         }
         let name = id.to_string();
-        retry_on_conflict(CONFLICT_ATTEMPTS, || {
-            let predicate = col("name").eq(lit(name.clone()));
-            async move {
-                let table = self.lake.table(&catalog_table_id()).await?;
-                table
-                    .delete()
-                    .with_predicate(predicate)
-                    .await
-                    .map_err(|e| EngineError::delta(catalog_table_id(), "drop", e))?;
-                Ok(())
-            }
+        self.rewrite(move |entries| {
+            let before = entries.len();
+            entries.retain(|e| e.name != name);
+            entries.len() != before
         })
         .await?;
         if purge {
@@ -216,21 +177,52 @@ impl Catalog {
         Ok(())
     }
 
-    /// Every registered table, sorted by name.
-    pub async fn list(&self) -> Result<Vec<TableEntry>> {
+    /// Read every entry, let `change` edit them (it says whether anything changed), and write
+    /// them back as one file in one commit on the same snapshot; rerun on a conflict.
+    async fn rewrite(&self, change: impl Fn(&mut Vec<TableEntry>) -> bool) -> Result<()> {
+        let id = catalog_table_id();
+        let change = &change;
+        retry_on_conflict(CONFLICT_ATTEMPTS, || {
+            let id = id.clone();
+            async move {
+                let table = self.lake.table(&id).await?;
+                let mut entries = self.entries_of(&table).await.map_err(into_engine)?;
+                if !change(&mut entries) {
+                    return Ok(());
+                }
+                entries.sort_by(|a, b| a.name.cmp(&b.name));
+                let batch = entries_to_batch(&entries).map_err(into_engine)?;
+                self.lake.overwrite_table(table, &id, vec![batch]).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The entries of a loaded registry table (one per name: the latest `updated_at` wins).
+    async fn entries_of(&self, table: &DeltaTable) -> Result<Vec<TableEntry>> {
+        let id = catalog_table_id();
         let batches = self
             .lake
-            .read(&catalog_table_id())
+            .read_table(&id, table, &self.lake.session())
             .await?
             .collect()
             .await
             .map_err(|e| EngineError::query("catalog: list", e))?;
-        let mut entries = Vec::new();
+        let mut entries: Vec<TableEntry> = Vec::new();
         for batch in &batches {
             entries.extend(batch_to_entries(batch)?);
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.sort_by(|a, b| a.name.cmp(&b.name).then(b.updated_at.cmp(&a.updated_at)));
+        entries.dedup_by(|later, first| later.name == first.name);
         Ok(entries)
+    }
+
+    /// Every registered table, sorted by name.
+    pub async fn list(&self) -> Result<Vec<TableEntry>> {
+        let table = self.lake.table(&catalog_table_id()).await?;
+        self.entries_of(&table).await
     }
 
     async fn find(&self, name: &str) -> Result<Option<TableEntry>> {
@@ -258,6 +250,14 @@ impl Catalog {
             }
         }
         Ok(session)
+    }
+}
+
+/// A catalog error inside an engine retry loop (the loop reruns only engine conflicts).
+fn into_engine(e: CatalogError) -> EngineError {
+    match e {
+        CatalogError::Engine(e) => e,
+        other => EngineError::Io { context: "catalog".into(), source: std::io::Error::other(other.to_string()) },
     }
 }
 

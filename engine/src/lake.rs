@@ -10,12 +10,10 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{RecordBatch, new_null_array};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, SchemaRef};
-use deltalake::datafusion::prelude::Expr;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::delete::DeleteMetrics;
-use deltalake::operations::merge::MergeBuilder;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
@@ -30,7 +28,7 @@ use crate::spec::{TableSpec, delta_columns};
 /// How often a commit that lost a race to a non-conflicting writer is retried by delta-rs.
 /// Appends never conflict logically; with many writers on one table, 15 (the default) can
 /// run out.
-const COMMIT_RETRIES: usize = 100;
+pub(crate) const COMMIT_RETRIES: usize = 100;
 
 /// A point in a table's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,13 +233,24 @@ impl Lake {
     /// Commit no rows, only `commit`'s application transactions: marks work as done when it
     /// produced no data (a batch whose every row was quarantined).
     pub async fn record_transactions(&self, id: &TableId, commit: CommitProperties) -> Result<DeltaTable> {
-        self.ensure_writable()?;
         let table = self.table(id).await?;
+        self.record_transactions_with(table, id, commit, COMMIT_RETRIES).await
+    }
+
+    /// [`Lake::record_transactions`] on a loaded table, with `retries` commit rebases.
+    pub(crate) async fn record_transactions_with(
+        &self,
+        table: DeltaTable,
+        id: &TableId,
+        commit: CommitProperties,
+        retries: usize,
+    ) -> Result<DeltaTable> {
+        self.ensure_writable()?;
         let empty = RecordBatch::new_empty(table_arrow_schema(&table, id)?);
         table
             .write(vec![empty])
             .with_save_mode(SaveMode::Append)
-            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
+            .with_commit_properties(commit.with_max_retries(retries))
             .await
             .map_err(|e| EngineError::delta(id, "record transactions", e))
     }
@@ -254,6 +263,23 @@ impl Lake {
         commit: CommitProperties,
     ) -> Result<DeltaTable> {
         self.replace(id, None, batches, commit).await
+    }
+
+    /// Replace every row of an already loaded table, in one commit: it conflicts with another
+    /// writer that removed the same files since the snapshot (read-modify-write of small tables).
+    pub async fn overwrite_table(&self, table: DeltaTable, id: &TableId, batches: Vec<RecordBatch>) -> Result<DeltaTable> {
+        self.ensure_writable()?;
+        let schema = table_arrow_schema(&table, id)?;
+        let mut batches = conform_batches(id, &schema, batches)?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        table
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+            .await
+            .map_err(|e| EngineError::delta(id, "overwrite", e))
     }
 
     /// Replace the rows matching `predicate` (SQL, e.g. `dt = '2024-05-01'`; over partition
@@ -291,22 +317,6 @@ impl Lake {
             .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
             .await
             .map_err(|e| EngineError::delta(id, "overwrite", e))
-    }
-
-    /// delta-rs's MERGE builder for a table: add `when_*` clauses and await it.
-    ///
-    /// `source` should come from [`Lake::session`] so it shares the lake's object stores.
-    pub async fn merge(&self, id: &TableId, source: DataFrame, predicate: Expr) -> Result<MergeBuilder> {
-        let table = self.table(id).await?;
-        self.merge_into(table, source, predicate)
-    }
-
-    /// [`Lake::merge`] on an already loaded table (see [`Lake::append_to`] for why).
-    pub fn merge_into(&self, table: DeltaTable, source: DataFrame, predicate: Expr) -> Result<MergeBuilder> {
-        self.ensure_writable()?;
-        Ok(table
-            .merge(source, predicate)
-            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES)))
     }
 
     /// Add nullable columns to a table's schema, in one commit (existing rows read them as null).

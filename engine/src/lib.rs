@@ -6,6 +6,10 @@
 //! * [`TableSpec`] — what a table is, normalised so Athena engine v3 can read it.
 //! * [`SqlSession`] — DataFusion with lake tables registered as `zone.table`.
 //! * [`functions`] — SQL functions users' warehouse SQL needs (`datediff`), on every session.
+//! * [`upsert`] — the one MERGE of the engine: rows by key, the watermark in the same commit,
+//!   retries owned here.
+//! * [`maintenance`] — compaction, Z-order, vacuum (change data too), checkpoints, log cleanup.
+//! * [`scan`] — every object under the root searched for strings (the erasure proof).
 //! * [`probe`] — the conditional-write probe that keeps racing commits safe on S3.
 //!
 //! One arrow / datafusion / parquet in the tree: use the re-exports below.
@@ -15,14 +19,17 @@ pub mod error;
 pub mod functions;
 pub mod lake;
 pub mod location;
+pub mod maintenance;
 pub mod naming;
 pub mod objects;
 pub mod partition_copy;
 pub mod probe;
 pub mod retry;
+pub mod scan;
 pub mod spec;
 pub mod sql;
 pub mod trino;
+pub mod upsert;
 
 pub use deltalake;
 pub use deltalake::arrow;
@@ -35,6 +42,9 @@ pub use location::LakeLocation;
 pub use naming::{TableId, validate_name};
 pub use objects::FetchedObject;
 pub use probe::WriteAccess;
+pub use maintenance::{Footprint, MaintainOptions, TableMaintenance};
 pub use retry::retry_on_conflict;
+pub use scan::{ScanMatch, ScanReport};
 pub use spec::{TableSpec, timestamp_type};
 pub use sql::SqlSession;
+pub use upsert::{RetryPolicy, Upsert, UpsertOutcome};

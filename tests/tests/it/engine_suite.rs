@@ -128,27 +128,17 @@ async fn merge_insert_update_delete(backend: Backend) {
     // Changes: e1 updated, e2 deleted (amount < 0 marks a delete here), e4 new.
     let changes =
         events(&[("e1", "c1", 100.0, "2024-05-01"), ("e2", "c2", -1.0, "2024-05-01"), ("e4", "c4", 4.0, "2024-05-03")]);
-    let source = t.lake.session().read_batch(changes).unwrap();
-    let (table, metrics) = t
+    let columns: Vec<String> = ["event_id", "customer_id", "amount", "dt"].map(String::from).to_vec();
+    let outcome = t
         .lake
-        .merge(&events_id, source, col("target.event_id").eq(col("source.event_id")))
-        .await
-        .unwrap()
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .when_matched_delete(|d| d.predicate("source.amount < 0"))
-        .unwrap()
-        .when_matched_update(|u| u.update("amount", "source.amount"))
-        .unwrap()
-        .when_not_matched_insert(|i| {
-            i.set("event_id", "source.event_id")
-                .set("customer_id", "source.customer_id")
-                .set("amount", "source.amount")
-                .set("dt", "source.dt")
-        })
-        .unwrap()
+        .upsert(&events_id, vec![changes])
+        .on(col("target.event_id").eq(col("source.event_id")))
+        .delete(Some("source.amount < 0".into()))
+        .update(None, [("amount", "source.amount")])
+        .insert(None, cdplake_engine::upsert::Upsert::from_source(&columns))
         .await
         .unwrap();
+    let (table, metrics) = (outcome.table, outcome.metrics.unwrap());
     assert_eq!(
         (metrics.num_target_rows_inserted, metrics.num_target_rows_updated, metrics.num_target_rows_deleted),
         (1, 1, 1)
