@@ -25,9 +25,10 @@ use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use cdplake_engine::datafusion::prelude::{col, lit};
+use cdplake_engine::upsert::Upsert;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::{EngineError, TableId, TableSpec, applied_version};
+use cdplake_engine::{TableId, TableSpec, applied_version};
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, raw_table_id};
@@ -242,16 +243,7 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
         (lake.record_transactions(&clean_id, commit).await?.version(), None)
     } else {
         let source_batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
-        let before = clean_table.version();
-        let (version, metrics) = merge(workspace, source, clean_table, &clean_id, source_batch, txns.clone()).await?;
-        if version == before {
-            // Nothing changed (every row older than the stored one): no commit was made, so
-            // record the batches as done on their own.
-            let commit = CommitProperties::default().with_application_transactions(txns);
-            (lake.record_transactions(&clean_id, commit).await?.version(), metrics)
-        } else {
-            (version, metrics)
-        }
+        merge(workspace, source, clean_table, &clean_id, source_batch, txns).await?
     };
     report.clean_version = version;
     if let Some(m) = metrics {
@@ -477,7 +469,7 @@ fn apply_contract(
 }
 
 /// Upsert the kept rows by key (latest `order_by` wins), apply deletes, and record the batches
-/// as done, in one commit.
+/// as done, in one commit (the watermark alone when no row changed).
 async fn merge(
     workspace: &Workspace,
     source: &Source,
@@ -486,42 +478,24 @@ async fn merge(
     batch: RecordBatch,
     txns: Vec<Transaction>,
 ) -> Result<(Option<u64>, Option<cdplake_engine::deltalake::operations::merge::MergeMetrics>)> {
-    let lake = workspace.lake();
     let columns: Vec<String> =
         batch.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
     let newer = match &source.order_by {
         Some(order) => format!("(target.{order} IS NULL OR source.{order} >= target.{order})"),
         None => "TRUE".to_string(),
     };
-    let source_df = lake.session().read_batch(batch).map_err(|e| JobError::query("clean: merge source", e))?;
-    let commit = CommitProperties::default().with_application_transactions(txns).with_max_retries(100);
+    let op = contract::OP;
     // On the snapshot the pending batches were read from: a concurrent clean of the same
     // batches committed since makes this commit conflict instead of applying them twice.
-    let merge = lake
-        .merge_into(
-            clean_table,
-            source_df,
-            col(format!("target.{}", contract::ROW_KEY)).eq(col(format!("source.{}", contract::ROW_KEY))),
-        )?
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_commit_properties(commit)
-        .when_matched_delete(|d| d.predicate(format!("source.{} = 'delete' AND {newer}", contract::OP)))
-        .and_then(|m| {
-            m.when_matched_update(|u| {
-                columns.iter().fold(u.predicate(format!("source.{} = 'upsert' AND {newer}", contract::OP)), |u, c| {
-                    u.update(c.as_str(), format!("source.{c}"))
-                })
-            })
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| {
-                columns.iter().fold(i.predicate(format!("source.{} = 'upsert'", contract::OP)), |i, c| {
-                    i.set(c.as_str(), format!("source.{c}"))
-                })
-            })
-        })
-        .map_err(|e| EngineError::delta(clean_id, "merge", e))?;
-    let (table, metrics) = merge.await.map_err(|e| EngineError::delta(clean_id, "merge", e))?;
-    Ok((table.version(), Some(metrics)))
+    let outcome = workspace
+        .lake()
+        .upsert(clean_id, vec![batch])
+        .on_snapshot(clean_table)
+        .on_columns(&[contract::ROW_KEY])
+        .with_transactions(txns)
+        .delete(Some(format!("source.{op} = 'delete' AND {newer}")))
+        .update(Some(format!("source.{op} = 'upsert' AND {newer}")), Upsert::from_source(&columns))
+        .insert(Some(format!("source.{op} = 'upsert'")), Upsert::from_source(&columns))
+        .await?;
+    Ok((outcome.table.version(), outcome.metrics))
 }

@@ -40,7 +40,8 @@ use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::{EngineError, TableSpec, applied_version};
+use cdplake_engine::upsert::{RetryPolicy, Upsert};
+use cdplake_engine::{TableSpec, applied_version};
 use cdplake_zones::Source;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
@@ -223,7 +224,6 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     append_conflicts(workspace, ids, &stitched.conflicts, &observations, &txns, now).await?;
     watch.lap("one_ids assigned, side tables written");
     report.mapping_rows_written = assigned.rows.len() as u64;
-    let commit = CommitProperties::default().with_application_transactions(txns);
     // A split above committed to the mapping after it was opened.
     let mapping_table = if report.splits + report.hub_splits > 0 {
         lake.table(&curated::id_mapping_id()).await?
@@ -231,9 +231,10 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
         mapping_table
     };
     let table = if assigned.rows.is_empty() {
+        let commit = CommitProperties::default().with_application_transactions(txns);
         lake.record_transactions(&curated::id_mapping_id(), commit).await?
     } else {
-        merge_mapping(workspace, mapping_table, &assigned.rows, commit).await?
+        merge_mapping(workspace, mapping_table, &assigned.rows, txns).await?
     };
     watch.lap("id_mapping merged");
     report.mapping_version = table.version();
@@ -760,37 +761,32 @@ async fn store_links(workspace: &Workspace, observations: &Observations) -> Resu
             micros(rows.iter().map(|r| r.2.last)),
         ],
     )?;
-    let lake = workspace.lake();
-    let source = lake.session().read_batch(batch).map_err(|e| JobError::query("identity: links", e))?;
-    let on = ["id_type_a", "id_type_b", "id_value_a", "id_value_b"]
-        .iter()
-        .map(|c| col(format!("target.{c}")).eq(col(format!("source.{c}"))))
-        .reduce(|a, b| a.and(b))
-        .unwrap_or(lit(false));
     let names: Vec<String> = spec.schema.fields().iter().map(|f| f.name().clone()).collect();
     let earlier = "source.first_seen < target.first_seen";
     let pick = |column: &str| format!("CASE WHEN {earlier} THEN source.{column} ELSE target.{column} END");
-    lake.merge(&spec.id, source, on)
-        .await?
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .when_matched_update(|u| {
-            u.predicate(format!("{earlier} OR source.last_seen > target.last_seen"))
-                .update("source", pick("source"))
-                .update("_source_uri", pick("_source_uri"))
-                .update("_source_row", pick("_source_row"))
-                .update("first_seen", pick("first_seen"))
-                .update(
-                    "last_seen",
-                    "CASE WHEN source.last_seen > target.last_seen THEN source.last_seen ELSE target.last_seen END",
-                )
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
-        })
-        .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?
-        .await
-        .map_err(|e| EngineError::delta(&spec.id, "merge links", e))?;
+    // The rows do not depend on what the table held (a match keeps the earliest sighting), so
+    // a conflict with a concurrent run is rerun here on the new version.
+    workspace
+        .lake()
+        .upsert(&spec.id, vec![batch])
+        .on_columns(&["id_type_a", "id_type_b", "id_value_a", "id_value_b"])
+        .with_retry(RetryPolicy::rerun(20))
+        .update(
+            Some(format!("{earlier} OR source.last_seen > target.last_seen")),
+            [
+                ("source".to_string(), pick("source")),
+                ("_source_uri".to_string(), pick("_source_uri")),
+                ("_source_row".to_string(), pick("_source_row")),
+                ("first_seen".to_string(), pick("first_seen")),
+                (
+                    "last_seen".to_string(),
+                    "CASE WHEN source.last_seen > target.last_seen THEN source.last_seen ELSE target.last_seen END"
+                        .to_string(),
+                ),
+            ],
+        )
+        .insert(None, Upsert::from_source(&names))
+        .await?;
     Ok(())
 }
 
@@ -799,30 +795,20 @@ pub(crate) async fn merge_mapping(
     workspace: &Workspace,
     table: DeltaTable,
     rows: &[IdMappingRow],
-    commit: CommitProperties,
+    transactions: Vec<Transaction>,
 ) -> Result<DeltaTable> {
     let spec = curated::id_mapping_spec();
     let batch = IdMappingRow::to_batch(rows).map_err(|e| JobError::arrow("curated.id_mapping rows", e))?;
-    let lake = workspace.lake();
-    let source = lake.session().read_batch(batch).map_err(|e| JobError::query("identity: mapping rows", e))?;
-    // The bucket in the predicate lets delta-rs skip every partition the rows do not touch.
-    let on = col(format!("target.{}", curated::ID_BUCKET))
-        .eq(col(format!("source.{}", curated::ID_BUCKET)))
-        .and(col("target.id_type").eq(col("source.id_type")))
-        .and(col("target.id_value").eq(col("source.id_value")));
     let names: Vec<String> = spec.schema.fields().iter().map(|f| f.name().clone()).collect();
-    let commit = commit.with_max_retries(100);
-    let (table, _) = lake
-        .merge_into(table, source, on)?
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_commit_properties(commit)
-        .when_matched_update(|u| names.iter().fold(u, |u, c| u.update(c.as_str(), format!("source.{c}"))))
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
-        })
-        .map_err(|e| EngineError::delta(&spec.id, "merge", e))?
-        .await
-        .map_err(|e| EngineError::delta(&spec.id, "merge", e))?;
-    Ok(table)
+    // The bucket in the predicate lets delta-rs skip every partition the rows do not touch.
+    let outcome = workspace
+        .lake()
+        .upsert(&spec.id, vec![batch])
+        .on_snapshot(table)
+        .on_columns(&[curated::ID_BUCKET, "id_type", "id_value"])
+        .with_transactions(transactions)
+        .update(None, Upsert::from_source(&names))
+        .insert(None, Upsert::from_source(&names))
+        .await?;
+    Ok(outcome.table)
 }

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashSet};
 
 use cdplake_engine::arrow::array::AsArray;
-use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_zones::curated;
 use chrono::{DateTime, Utc};
 
@@ -143,7 +142,7 @@ pub(crate) async fn restitch(
     append_history(workspace, "split", &history, &[], now).await?;
     if !rows.is_empty() {
         let table = workspace.lake().table(&curated::id_mapping_id()).await?;
-        merge_mapping(workspace, table, &rows, CommitProperties::default()).await?;
+        merge_mapping(workspace, table, &rows, Vec::new()).await?;
     }
     Ok((splits, rows.len() as u64))
 }

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
-use cdplake_engine::datafusion::prelude::col;
+
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::lake::{conform_batches, table_arrow_schema};
+use cdplake_engine::lake::table_arrow_schema;
+use cdplake_engine::upsert::Upsert;
 use cdplake_engine::sql::{in_list, quote_ident, quote_literal};
-use cdplake_engine::{EngineError, SqlSession, TableId, TableSpec, applied_version, timestamp_type};
+use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use cdplake_zones::Source;
 
 use super::config::EventMapping;
@@ -26,7 +27,7 @@ use super::ids::{IDS, register_changed_identifiers};
 use super::{query_error, register_clean};
 use crate::batches::pending_batches;
 use crate::clean::clean_table_id;
-use crate::error::{JobError, Result};
+use crate::error::Result;
 use crate::workspace::Workspace;
 
 /// The application transaction on `curated.user_events` whose version is the id_mapping
@@ -273,13 +274,13 @@ pub async fn update(
     let table = if !changed {
         table
     } else {
-        let commit = CommitProperties::default().with_application_transactions(txns);
+        let commit = || CommitProperties::default().with_application_transactions(txns.clone());
         if full {
-            workspace.lake().overwrite(&user_events_id(), rows, commit).await?
+            workspace.lake().overwrite(&user_events_id(), rows, commit()).await?
         } else if written == 0 {
-            workspace.lake().record_transactions(&user_events_id(), commit).await?
+            workspace.lake().record_transactions(&user_events_id(), commit()).await?
         } else {
-            merge(workspace, table, rows, commit).await?
+            merge(workspace, table, rows, txns).await?
         }
     };
     session.register_loaded("curated", "user_events", &table).await?;
@@ -297,33 +298,26 @@ async fn merge(
     workspace: &Workspace,
     table: DeltaTable,
     rows: Vec<RecordBatch>,
-    commit: CommitProperties,
+    transactions: Vec<Transaction>,
 ) -> Result<DeltaTable> {
     let id = user_events_id();
-    let lake = workspace.lake();
     let schema = table_arrow_schema(&table, &id)?;
-    let rows = conform_batches(&id, &schema, rows)?;
-    let source = lake.session().read_batches(rows).map_err(|e| JobError::query("profiles: event rows", e))?;
-    let on = col("target.source").eq(col("source.source")).and(col("target.event_key").eq(col("source.event_key")));
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let (table, _) = lake
-        .merge_into(table, source, on)?
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_commit_properties(commit.with_max_retries(100))
-        .when_matched_update(|u| {
-            names.iter().fold(u, |u, c| {
-                let value = if c == PREVIOUS_ONE_ID { "target.one_id".to_string() } else { format!("source.{c}") };
-                u.update(c.as_str(), value)
-            })
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| names.iter().fold(i, |i, c| i.set(c.as_str(), format!("source.{c}"))))
-        })
-        .map_err(|e| EngineError::delta(&id, "merge", e))?
-        .await
-        .map_err(|e| EngineError::delta(&id, "merge", e))?;
-    Ok(table)
+    let update = names.iter().map(|c| {
+        let value = if c == PREVIOUS_ONE_ID { "target.one_id".to_string() } else { format!("source.{c}") };
+        (c.clone(), value)
+    });
+    let outcome = workspace
+        .lake()
+        .upsert(&id, rows)
+        .on_snapshot(table)
+        .conform()
+        .on_columns(&["source", "event_key"])
+        .with_transactions(transactions)
+        .update(None, update.collect::<Vec<_>>())
+        .insert(None, Upsert::from_source(&names))
+        .await?;
+    Ok(outcome.table)
 }
 
 #[cfg(test)]

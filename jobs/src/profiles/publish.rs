@@ -8,12 +8,13 @@ use std::sync::Arc;
 use cdplake_catalog::TableMeta;
 use cdplake_engine::SqlSession;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use cdplake_engine::datafusion::prelude::col;
 use cdplake_engine::deltalake::DeltaTable;
+use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
+use cdplake_engine::upsert::Upsert;
 use cdplake_engine::lake::{conform_batches, table_arrow_schema};
 use cdplake_engine::sql::quote_literal;
-use cdplake_engine::{EngineError, TableSpec};
+use cdplake_engine::TableSpec;
 use chrono::NaiveDate;
 
 use super::candidate::RECOMPUTED;
@@ -21,7 +22,7 @@ use super::scores::{CANDIDATE, MOVED, RECOMPUTED_SCORED, SCORE_COLUMNS};
 use super::touched::{Scope, TOUCHED};
 use super::watermarks::Watermarks;
 use super::{DT, ProfilesReport, profiles_daily_id, profiles_id, query_error};
-use crate::error::{JobError, Result};
+use crate::error::Result;
 use crate::workspace::Workspace;
 
 /// Publish the candidate; returns the new table when rows changed.
@@ -32,12 +33,14 @@ pub async fn publish(
     marks: &Watermarks,
     report: &mut ProfilesReport,
 ) -> Result<Option<DeltaTable>> {
-    let commit = CommitProperties::default().with_application_transactions(marks.transactions());
     match (scope, &marks.stored) {
         (Scope::Persons { .. }, Some(stored)) => {
-            merge_changes(workspace, session, stored.clone(), commit, marks.moved(), report).await
+            merge_changes(workspace, session, stored.clone(), marks.transactions(), marks.moved(), report).await
         }
-        _ => replace(workspace, session, marks.stored.as_ref(), commit, report).await.map(Some),
+        _ => {
+            let commit = CommitProperties::default().with_application_transactions(marks.transactions());
+            replace(workspace, session, marks.stored.as_ref(), commit, report).await.map(Some)
+        }
     }
 }
 
@@ -87,7 +90,7 @@ async fn merge_changes(
     workspace: &Workspace,
     session: &SqlSession,
     stored: DeltaTable,
-    commit: CommitProperties,
+    transactions: Vec<Transaction>,
     moved: bool,
     report: &mut ProfilesReport,
 ) -> Result<Option<DeltaTable>> {
@@ -116,37 +119,25 @@ async fn merge_changes(
     let lake = workspace.lake();
     if rows.is_empty() {
         if moved {
-            lake.record_transactions(&id, commit).await?;
+            lake.record_transactions(&id, CommitProperties::default().with_application_transactions(transactions))
+                .await?;
         }
         return Ok(None);
     }
-    let source = lake.session().read_batches(rows).map_err(|e| JobError::query("profiles: rows to publish", e))?;
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let is = |action: &str| format!("source.{ACTION} = {}", quote_literal(action));
-    let (table, _) = lake
-        .merge_into(stored, source, col("target.one_id").eq(col("source.one_id")))?
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_commit_properties(commit.with_max_retries(100))
-        .when_matched_delete(|d| d.predicate(is("delete")))
-        .and_then(|m| {
-            m.when_matched_update(|u| {
-                names.iter().fold(u.predicate(is("row")), |u, c| u.update(c.as_str(), format!("source.{c}")))
-            })
-        })
-        .and_then(|m| {
-            m.when_matched_update(|u| {
-                SCORE_COLUMNS.iter().fold(u.predicate(is("scores")), |u, c| u.update(*c, format!("source.{c}")))
-            })
-        })
-        .and_then(|m| {
-            m.when_not_matched_insert(|i| {
-                names.iter().fold(i.predicate(is("row")), |i, c| i.set(c.as_str(), format!("source.{c}")))
-            })
-        })
-        .map_err(|e| EngineError::delta(&id, "merge", e))?
-        .await
-        .map_err(|e| EngineError::delta(&id, "merge", e))?;
+    let is = |action: &str| Some(format!("source.{ACTION} = {}", quote_literal(action)));
+    let scores: Vec<String> = SCORE_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let outcome = lake
+        .upsert(&id, rows)
+        .on_snapshot(stored)
+        .on_columns(&["one_id"])
+        .with_transactions(transactions)
+        .delete(is("delete"))
+        .update(is("row"), Upsert::from_source(&names))
+        .update(is("scores"), Upsert::from_source(&scores))
+        .insert(is("row"), Upsert::from_source(&names))
+        .await?;
+    let table = outcome.table;
     Ok(Some(table))
 }
 
