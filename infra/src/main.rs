@@ -1,13 +1,14 @@
 //! `cdplake-lambda`: the Lambda binary for the `provided.al2023` runtime.
 //!
 //! One binary serves the three functions of `infra/template.yaml`; `CDPLAKE_HANDLER`
-//! (`s3`, `schedule`, `query`) names the one a function runs, else the event's shape decides.
+//! (`s3`, `schedule`, `query`, `erase`) names the one a function runs, else the event's shape decides.
 //! The lake is `CDPLAKE_LAKE` (`s3://bucket/prefix`), the config `CDPLAKE_CONFIG` (else a
 //! `cdplake.toml` beside the binary's working directory); logs are JSON lines carrying the request
 //! id (`CDPLAKE_LOG` sets the filter).
 
 use cdplake_jobs::Workspace;
-use cdplake_jobs::lambda::{Handler, invoke};
+use cdplake_jobs::audit::Invoker;
+use cdplake_jobs::lambda::{Handler, invoke_as};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -26,7 +27,7 @@ async fn main() -> Result<(), Error> {
         .init();
     let fixed = match std::env::var("CDPLAKE_HANDLER") {
         Ok(name) => Some(
-            Handler::from_name(&name).ok_or_else(|| format!("CDPLAKE_HANDLER={name}: use s3, schedule or query"))?,
+            Handler::from_name(&name).ok_or_else(|| format!("CDPLAKE_HANDLER={name}: use s3, schedule, query or erase"))?,
         ),
         Err(_) => None,
     };
@@ -41,7 +42,8 @@ async fn main() -> Result<(), Error> {
                 .or_else(|| Handler::detect(&event.payload))
                 .ok_or("cannot tell which handler this event is for: set CDPLAKE_HANDLER")?;
             tracing::info!(request_id = %event.context.request_id, ?handler, "invocation");
-            let response = invoke(&workspace, handler, event.payload, chrono::Utc::now()).await?;
+            let invoker = Invoker::lambda(handler.name(), &event.context.request_id);
+            let response = invoke_as(&workspace, handler, event.payload, chrono::Utc::now(), &invoker).await?;
             Ok::<Value, Error>(response)
         }
     }))

@@ -49,6 +49,8 @@ pub struct CleanReport {
     pub kept: u64,
     pub duplicates: u64,
     pub quarantined: u64,
+    /// Rows dropped because they carry an erased person's identifier (the suppression list).
+    pub suppressed: u64,
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
@@ -116,11 +118,12 @@ async fn type_batches(
 ) -> Result<Typed> {
     let raw_batches = read_raw(workspace, &raw_table_id(source), batches).await?;
     let rules = cdplake_zones::row_rules::row_rules(source);
+    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
     let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
     let mut warnings: Vec<Warning> = Vec::new();
     for batch in &raw_batches {
-        apply_contract(contract, &rules, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
+        apply_contract(contract, &rules, &suppressions, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
     }
     for w in warnings {
         *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
@@ -134,10 +137,10 @@ async fn type_batches(
     let winners = collapse(source, &valid, &mut quarantine, report);
     report.kept = winners.len() as u64;
     report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
-    if report.rows_read != report.kept + report.duplicates + report.quarantined {
+    if report.rows_read != report.kept + report.duplicates + report.quarantined + report.suppressed {
         return Err(JobError::Reconciliation(format!(
-            "{}: {} rows read != {} kept + {} duplicates + {} quarantined",
-            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined
+            "{}: {} rows read != {} kept + {} duplicates + {} quarantined + {} suppressed",
+            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined, report.suppressed
         )));
     }
     Ok(Typed { valid, winners, quarantine })
@@ -344,7 +347,7 @@ async fn same_schema(workspace: &Workspace, clean_id: &TableId, contract: &Contr
 /// The report as a few lines for people.
 pub fn describe_report(r: &CleanReport) -> String {
     let mut text = format!(
-        "clean.{}: {} batches, {} rows read = {} kept + {} duplicates + {} quarantined; \
+        "clean.{}: {} batches, {} rows read = {} kept + {} duplicates + {} quarantined{}; \
          {} inserted, {} updated, {} deleted, {} unchanged",
         r.source,
         r.batches,
@@ -352,6 +355,7 @@ pub fn describe_report(r: &CleanReport) -> String {
         r.kept,
         r.duplicates,
         r.quarantined,
+        if r.suppressed > 0 { format!(" + {} suppressed (erased persons)", r.suppressed) } else { String::new() },
         r.inserted,
         r.updated,
         r.deleted,
@@ -384,9 +388,11 @@ async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -
     df.collect().await.map_err(|e| JobError::query("clean: reading raw rows", e))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply_contract(
     contract: &Contract<'_>,
     rules: &[RowRule],
+    suppressions: &crate::privacy::Suppressions,
     batch: &RecordBatch,
     valid: &mut Vec<(CleanRow, Lineage)>,
     quarantine: &mut Vec<QuarantinedRow>,
@@ -423,6 +429,10 @@ fn apply_contract(
         report.rows_read += 1;
         for (v, column) in values.iter_mut().zip(&data) {
             *v = (!column.is_null(r)).then(|| column.value(r));
+        }
+        if suppressions.row_matches(values.iter().copied()) {
+            report.suppressed += 1;
+            continue;
         }
         let lineage = Lineage {
             source_uri: uris.value(r).to_string(),

@@ -44,6 +44,10 @@ pub struct Config {
     pub quality: crate::quality::QualityConfig,
     pub segments: crate::segments::SegmentsConfig,
     pub audiences: crate::audience::AudiencesConfig,
+    /// `[retention]`: history kept per zone, raw row retention, archival.
+    pub retention: crate::maintain::RetentionConfig,
+    /// `[maintenance]`: compaction target, Z-order columns, whether the daily DAG maintains.
+    pub maintenance: crate::maintain::MaintenanceConfig,
 }
 
 /// `[identity]`: the guards of identity stitching.
@@ -193,6 +197,11 @@ impl Config {
         all.extend(presets().into_iter().filter(|p| !self.sources.contains_key(&p.name)));
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// Whether the daily schedule's DAG ends with maintenance (`[maintenance] daily`, default true).
+    pub fn maintenance_daily(&self) -> bool {
+        self.maintenance.daily
     }
 
     /// The lake root: the explicit one (flag or env) wins, then the file, then `./lake`.

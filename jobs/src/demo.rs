@@ -9,7 +9,7 @@
 use cdplake_engine::arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
 
-use crate::clean::{CleanReport, clean};
+use crate::dag::{Dag, Through};
 use crate::error::{JobError, Result};
 use crate::generate::generate;
 use crate::ingest::{IngestReport, ingest};
@@ -31,10 +31,8 @@ pub const DEMO_QUERY: &str = "SELECT lifecycle_stage, coalesce(rfm_segment, '-')
 #[derive(Debug, Clone)]
 pub struct DemoReport {
     pub ingested: Vec<IngestReport>,
-    pub cleaned: Vec<CleanReport>,
-    pub identity: crate::identity::IdentityReport,
-    pub profiles: crate::profiles::ProfilesReport,
-    pub segments: crate::segments::SegmentsReport,
+    /// (step, what it did) of the pipeline after ingest.
+    pub steps: Vec<(String, String)>,
     pub answer: Vec<RecordBatch>,
 }
 
@@ -54,19 +52,16 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
     lake.put_object(&truth_location, truth.into()).await?;
 
     let mut ingested = Vec::new();
-    let mut cleaned = Vec::new();
-    for name in sources {
+    for name in &sources {
         let source = workspace
             .config
             .source(name)
             .ok_or_else(|| JobError::Invalid(format!("demo source {name} is not defined")))?;
         ingested.extend(ingest(workspace, &source, &[], now).await?);
-        cleaned.push(clean(workspace, &source, now).await?);
     }
-    let identity = crate::identity::resolve(workspace, now).await?;
-    let options = crate::profiles::RefreshOptions { as_of: demo_as_of(), full: false, force: false };
-    let profiles = crate::profiles::refresh(workspace, &options, now).await?;
-    let segments = crate::segments::build_segments(workspace, Some(demo_as_of()), now).await?;
+    // Everything after ingest is the pipeline's DAG, as the schedule and the S3 handler run it.
+    let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    let run = Dag::new(workspace, &sources, false, demo_as_of(), Through::Segments).run(workspace, now).await?;
     let answer = crate::query::run_query(workspace, DEMO_QUERY).await?;
-    Ok(DemoReport { ingested, cleaned, identity, profiles, segments, answer })
+    Ok(DemoReport { ingested, steps: run.steps, answer })
 }

@@ -47,6 +47,9 @@ pub struct IngestReport {
     pub rows_written: u64,
     /// Unreadable rows sent to `clean._quarantine`.
     pub rows_rejected: u64,
+    /// Rows dropped because they carry an erased person's identifier (the suppression list).
+    #[serde(default)]
+    pub rows_suppressed: u64,
     /// Columns the contract does not know: kept in raw, ignored by clean.
     pub unknown_columns: Vec<String>,
     pub raw_version: Option<u64>,
@@ -101,21 +104,34 @@ pub async fn ingest_object(
         rows_in: 0,
         rows_written: 0,
         rows_rejected: 0,
+        rows_suppressed: 0,
         unknown_columns: Vec::new(),
         raw_version: None,
     };
 
     let spec = raw_table_spec(source);
     let raw_id = spec.id.clone();
-    let meta = TableMeta::default().with_pii_columns(raw_pii_columns(source, &spec));
+    let mut meta = TableMeta::default().with_pii_columns(raw_pii_columns(source, &spec));
+    if let Some(days) = workspace.config.retention.raw_days {
+        meta = meta.with_retention_days(days as i32);
+    }
     let (table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
     if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
         return Ok(report);
     }
 
     let format = format_of(&object.uri, source.format);
-    let records = read_records(&object.uri, &object.bytes, format).map_err(|e| JobError::Rejected(e.to_string()))?;
+    let mut records =
+        read_records(&object.uri, &object.bytes, format).map_err(|e| JobError::Rejected(e.to_string()))?;
     report.rows_in = records.rows_in();
+    // Erased persons stay erased: their rows are dropped before anything is written.
+    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
+    if !suppressions.is_empty() {
+        let before = records.rows.len() + records.unreadable.len();
+        records.rows.retain(|(_, values)| !suppressions.row_matches(values.iter().map(|v| v.as_deref())));
+        records.unreadable.retain(|u| !suppressions.matches(&u.text));
+        report.rows_suppressed = (before - records.rows.len() - records.unreadable.len()) as u64;
+    }
     if records.columns.is_empty() || records.rows_in() == 0 {
         report.status = IngestStatus::Empty;
         return Ok(report);
@@ -183,10 +199,12 @@ pub async fn ingest_object(
         }
         Err(e) => return Err(e.into()),
     }
-    if report.status == IngestStatus::Ingested && report.rows_in != report.rows_written + report.rows_rejected {
+    if report.status == IngestStatus::Ingested
+        && report.rows_in != report.rows_written + report.rows_rejected + report.rows_suppressed
+    {
         return Err(JobError::Reconciliation(format!(
-            "{}: {} rows in != {} written + {} rejected",
-            report.uri, report.rows_in, report.rows_written, report.rows_rejected
+            "{}: {} rows in != {} written + {} rejected + {} suppressed",
+            report.uri, report.rows_in, report.rows_written, report.rows_rejected, report.rows_suppressed
         )));
     }
     Ok(report)
@@ -252,6 +270,7 @@ pub fn summarize(reports: &[IngestReport]) -> BTreeMap<&'static str, u64> {
         *totals.entry("rows_in").or_default() += r.rows_in;
         *totals.entry("rows_written").or_default() += r.rows_written;
         *totals.entry("rows_rejected").or_default() += r.rows_rejected;
+        *totals.entry("rows_suppressed").or_default() += r.rows_suppressed;
     }
     totals
 }

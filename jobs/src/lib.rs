@@ -3,11 +3,14 @@
 //! functions with the same parameters.
 
 pub mod audience;
+pub mod audit;
 pub mod batches;
 pub mod check;
 pub mod clean;
 pub mod config;
+pub mod dag;
 pub mod demo;
+pub mod erase;
 pub mod error;
 pub mod generate;
 pub mod identity;
@@ -15,8 +18,10 @@ pub mod ingest;
 pub mod init;
 pub mod inspect;
 pub mod lambda;
+pub mod maintain;
 mod normalize_for_truth;
 pub mod output;
+pub mod privacy;
 pub mod profiles;
 pub mod quality;
 pub mod query;

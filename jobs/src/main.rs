@@ -10,7 +10,8 @@ use cdplake_jobs::audience::bench::Layout;
 use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest};
 use cdplake_jobs::output::{Format, format_batches};
 use cdplake_jobs::{
-    JobError, Workspace, audience, clean, demo, ingest, init, inspect, lambda, profiles, query, segments,
+    JobError, Workspace, audience, audit, clean, demo, erase, ingest, init, inspect, lambda, maintain, profiles, query,
+    segments,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -257,6 +258,62 @@ cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
     /// Catalog maintenance: Athena DDL, Glue tables for the deployment template, dropping tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+
+    /// Compact, Z-order, vacuum (change data too), checkpoint and clean the log of tables; enforce row retention.
+    #[command(after_help = "Each table keeps the history of its zone ([retention] history_days: raw 30 days, clean and curated 7): files replaced earlier are deleted, newer ones kept for time travel. Small files are compacted to [maintenance] target_file_mb; curated.id_mapping is Z-ordered by id_value and curated.customer_profiles by one_id. PII columns are kept out of Delta statistics. Raw rows older than [retention] raw_days are deleted (an audit row each). Safe beside running jobs: a conflicting commit is rerun, never lost. The daily schedule runs it last.
+
+Examples:
+  cdplake maintain --dry-run
+  cdplake maintain curated.id_mapping _catalog.tables
+  cdplake maintain --lifecycle-rules   # the S3 lifecycle block of infra/template.yaml
+  cdplake --lake s3://bucket/cdp maintain --apply-lifecycle")]
+    Maintain {
+        /// Only these tables, as ZONE.TABLE [default: every table, and the catalog]
+        tables: Vec<TableId>,
+        /// Report what would be done; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the archival rules (S3 lifecycle) generated from [retention] for infra/template.yaml, and stop
+        #[arg(long)]
+        lifecycle_rules: bool,
+        /// Put the archival rules on the lake's bucket (S3 only; a server without lifecycle support is reported)
+        #[arg(long)]
+        apply_lifecycle: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Erase a person from the whole lake (right to erasure), provably.
+    #[command(after_help = "The person is found through curated.id_mapping (email: and phone: take plaintext, hashed as clean does); every identifier of theirs, in every form, is deleted from every zone and table (raw rows too, bitmaps, audience packages), each touched table is vacuumed at zero retention and its old log deleted, landing files holding them are removed, and every object under the lake root is scanned: the report says how many still hold a form (0). The identifiers go to a suppression list (keyed hashes) that ingest and clean honour, so a replay cannot bring the person back. _audit.erasures records when, why, tables and versions (keyed hashes only). Run it while no other job writes. Exits 1 when the scan still finds a form.
+
+Examples:
+  cdplake erase email:jane@example.com --reason 'GDPR request #123'
+  cdplake erase member_id:MBR0000042")]
+    Erase {
+        /// The person, as ID_TYPE:VALUE (any id type of curated.id_mapping, or email:/phone: in plaintext)
+        identifier: String,
+        /// Why (recorded in _audit.erasures; write no personal data here)
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List job runs from the audit trail (_audit.job_runs), newest first.
+    #[command(after_help = "Every run of a job (CLI, Lambda, schedule) is a row: job, arguments (identifiers keyed-hashed, no secrets), who (user@host or lambda:<request id>), start, duration, outcome, the tables and Delta versions it committed, rows in and out.
+
+Examples:
+  cdplake audit --limit 20
+  cdplake query \"SELECT job, count(*) FROM _audit.job_runs GROUP BY job\"")]
+    Audit {
+        /// Show at most this many runs
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        format: FormatArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -471,7 +528,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json);
     }
     let workspace = Workspace::open(cli.config.as_deref(), cli.lake.as_deref()).await?;
-    match cli.command {
+    // Every job run is a row of _audit.job_runs; reads (tables, query, audit) are not jobs.
+    let recorder = match job_of(&cli.command) {
+        Some((job, arguments)) => {
+            let invoker = audit::Invoker::cli();
+            Some(audit::Recorder::start(&workspace, invoker, &job, arguments, chrono::Utc::now()).await)
+        }
+        None => None,
+    };
+    let mut rows = (0, 0);
+    let result = dispatch(&workspace, cli.command, &mut rows).await;
+    if let Some(recorder) = recorder {
+        recorder.finish(&workspace, rows, result.as_ref().err().map(describe_error)).await;
+    }
+    result
+}
+
+/// The job a command runs and its arguments as the audit trail keeps them.
+fn job_of(command: &Command) -> Option<(String, serde_json::Value)> {
+    use serde_json::json;
+    let (job, arguments) = match command {
+        Command::Init => ("init", json!({})),
+        Command::Demo(_) => ("demo", json!({})),
+        Command::Ingest { source, paths, .. } => ("ingest", json!({ "source": source, "paths": paths })),
+        Command::Clean { source, reprocess, .. } => ("clean", json!({ "source": source, "reprocess": reprocess })),
+        Command::Identity { action: None, .. } => ("identity", json!({})),
+        Command::Identity { action: Some(IdentityAction::Unlink { a, b }), .. } => (
+            "identity unlink",
+            json!({ "a": audit::hashed_identifier(a), "b": b.as_deref().map(audit::hashed_identifier) }),
+        ),
+        Command::Profiles { as_of, full, force, .. } => {
+            ("profiles", json!({ "as_of": as_of, "full": full, "force": force }))
+        }
+        Command::Segments { as_of, .. } => ("segments", json!({ "as_of": as_of })),
+        Command::Audience(AudienceCommand::Build { name, expr, as_of, count_only, .. }) if !count_only => {
+            ("audience build", json!({ "name": name, "expr": expr, "as_of": as_of }))
+        }
+        Command::Audience(AudienceCommand::Export { name, to, format, ids, as_of, .. }) => (
+            "audience export",
+            json!({ "name": name, "to": to, "format": format!("{format:?}"), "ids": format!("{ids:?}"), "as_of": as_of }),
+        ),
+        Command::Maintain { tables, dry_run, apply_lifecycle, lifecycle_rules: false, .. } => (
+            "maintain",
+            json!({ "tables": tables.iter().map(|t| t.to_string()).collect::<Vec<_>>(), "dry_run": dry_run, "apply_lifecycle": apply_lifecycle }),
+        ),
+        Command::Erase { identifier, reason, .. } => {
+            ("erase", json!({ "identifier": audit::hashed_identifier(identifier), "reason_given": reason.is_some() }))
+        }
+        Command::Catalog(CatalogCommand::Drop { table, purge }) => {
+            ("catalog drop", json!({ "table": table.to_string(), "purge": purge }))
+        }
+        _ => return None,
+    };
+    Some((job.to_string(), arguments))
+}
+
+async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)) -> anyhow::Result<()> {
+    use audit::RowCounts;
+    match command {
         Command::Init => {
             let report = init::init(&workspace).await?;
             out!(
@@ -495,16 +609,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     totals.get("rows_written").unwrap_or(&0),
                     totals.get("rows_rejected").unwrap_or(&0)
                 );
-                for r in &report.cleaned {
-                    if r.batches > 0 {
-                        out!("{}", clean::describe_report(r));
-                    } else {
-                        out!("clean.{}: nothing new to clean", r.source);
-                    }
+                for (step, what) in &report.steps {
+                    out!("{step}: {what}");
                 }
-                out!("{}", cdplake_jobs::identity::describe_report(&report.identity));
-                out!("{}", profiles::describe_report(&report.profiles));
-                out!("{}", segments::describe_report(&report.segments));
                 out!("\n{}\n", demo::DEMO_QUERY);
             }
             out!("{}", format_batches(&report.answer, format)?);
@@ -554,6 +661,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest { source, paths, json } => {
             let source = find_source(&workspace, &source)?;
             let reports = ingest::ingest(&workspace, &source, &paths, chrono::Utc::now()).await?;
+            *rows = reports.row_counts();
             if json {
                 out!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
@@ -602,6 +710,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     reports.push(report);
                 }
             }
+            *rows = reports.row_counts();
             if json {
                 out!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
@@ -683,6 +792,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Identity { action: None, json } => {
             let report = cdplake_jobs::identity::resolve(&workspace, chrono::Utc::now()).await?;
+            *rows = report.row_counts();
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -693,6 +803,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let now = chrono::Utc::now();
             let options = profiles::RefreshOptions { as_of: as_of.unwrap_or_else(|| now.date_naive()), full, force };
             let report = profiles::refresh(&workspace, &options, now).await?;
+            *rows = report.row_counts();
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -746,7 +857,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let handler = handler.or_else(|| lambda::Handler::detect(&payload)).ok_or_else(|| {
                 anyhow::anyhow!("cannot tell which handler {} is for; pass --handler", event.display())
             })?;
-            let response = lambda::invoke(&workspace, handler, payload, chrono::Utc::now()).await?;
+            let invoker = audit::Invoker::cli();
+            let response = lambda::invoke_as(&workspace, handler, payload, chrono::Utc::now(), &invoker).await?;
             out!("{}", serde_json::to_string_pretty(&response)?);
         }
         Command::Bench(BenchCommand::Bitmaps { members, layout, out }) => {
@@ -781,8 +893,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             workspace.catalog.drop_table(&table, purge).await.with_context(|| format!("dropping {table}"))?;
             out!("dropped {table}{}", if purge { " and deleted its files" } else { " (files kept)" });
         }
+        Command::Maintain { lifecycle_rules: true, .. } => {
+            out!("{}", maintain::lifecycle_rules(&workspace.config.retention).trim_end());
+        }
+        Command::Maintain { tables, dry_run, apply_lifecycle, json, .. } => {
+            let request = maintain::MaintainRequest { tables, dry_run };
+            let report = maintain::maintain(workspace, &request, &audit::Invoker::cli(), chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", maintain::describe_report(&report).trim_end());
+            }
+            if apply_lifecycle {
+                let xml = maintain::lifecycle_xml(&workspace.config.retention, &lake_prefix(workspace));
+                bail!(
+                    "--apply-lifecycle is not implemented yet: cdplake does not call the S3 lifecycle API (the \
+                     aws-sdk-s3 client is not in this build). The rules for this lake are below; apply them with \
+                     `aws s3api put-bucket-lifecycle-configuration`, or deploy infra/template.yaml, which has \
+                     them:\n{xml}"
+                );
+            }
+        }
+        Command::Erase { identifier, reason, json } => {
+            let (id_type, value) = cdplake_jobs::identity::explain::parse_identifier(&identifier)?;
+            let report = erase::erase(workspace, &id_type, &value, reason.as_deref(), chrono::Utc::now()).await?;
+            *rows = report.row_counts();
+            if json {
+                out!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                out!("{}", erase::describe_report(&report));
+            }
+            if !report.matches_after.is_empty() {
+                bail!(
+                    "{} objects still hold a form of the person's identifiers (listed above); nothing was hidden",
+                    report.matches_after.len()
+                );
+            }
+        }
+        Command::Audit { limit, format } => {
+            let batches = audit::list(workspace, limit).await?;
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                out!("no job runs recorded yet");
+            } else {
+                out!("{}", format_batches(&batches, format.format)?);
+            }
+        }
     }
     Ok(())
+}
+
+/// The lake's prefix inside its bucket (`s3://bucket/PREFIX/`).
+fn lake_prefix(workspace: &Workspace) -> String {
+    workspace.lake().location().root().path().trim_matches('/').to_string()
 }
 
 /// The error and its causes, each cause once: library errors often repeat their source's

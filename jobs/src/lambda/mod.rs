@@ -4,10 +4,12 @@
 //!   profiles of the touched persons (also S3 events delivered through SQS, with partial-batch
 //!   failures reported the SQS way).
 //! * [`schedule`]: an EventBridge schedule → the daily DAG for the event's business date.
+//! * erase: `{"identifier": "email:...", "reason": ...}` → [`crate::erase`] (the right to erasure).
 //! * [`query`]: `{"sql": ..., "format": "json|csv"}` → a read-only query's rows, inline or
 //!   written to an S3 result location when large (as Athena does).
 //!
-//! `cdplake lambda invoke` and the `cdplake-lambda` binary (infra/) both call [`invoke`].
+//! `cdplake lambda invoke` and the `cdplake-lambda` binary (infra/) both call [`invoke_as`]; every
+//! invocation is a row of `_audit.job_runs` ([`crate::audit`]).
 
 pub mod query;
 pub mod s3;
@@ -24,6 +26,16 @@ pub enum Handler {
     S3,
     Schedule,
     Query,
+    /// `{"identifier": "email:...", "reason": "..."}` → [`crate::erase::erase`].
+    Erase,
+}
+
+/// The erase handler's event.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EraseRequest {
+    /// ID_TYPE:VALUE (`email:` and `phone:` take plaintext).
+    pub identifier: String,
+    pub reason: Option<String>,
 }
 
 impl Handler {
@@ -31,6 +43,9 @@ impl Handler {
     pub fn detect(event: &Value) -> Option<Handler> {
         if event.get("sql").is_some() {
             return Some(Handler::Query);
+        }
+        if event.get("identifier").is_some() {
+            return Some(Handler::Erase);
         }
         if event.get("detail-type").is_some() || event.get("detail_type").is_some() {
             return Some(Handler::Schedule);
@@ -44,13 +59,65 @@ impl Handler {
             "s3" => Some(Handler::S3),
             "schedule" => Some(Handler::Schedule),
             "query" => Some(Handler::Query),
+            "erase" => Some(Handler::Erase),
             _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Handler::S3 => "s3",
+            Handler::Schedule => "schedule",
+            Handler::Query => "query",
+            Handler::Erase => "erase",
         }
     }
 }
 
-/// Run a handler on an event; the answer is the Lambda response.
+/// Run a handler on an event; the answer is the Lambda response. Recorded in the audit trail as
+/// a local invocation.
 pub async fn invoke(workspace: &Workspace, handler: Handler, event: Value, now: DateTime<Utc>) -> Result<Value> {
+    let invoker = crate::audit::Invoker::lambda(handler.name(), "local");
+    invoke_as(workspace, handler, event, now, &invoker).await
+}
+
+/// [`invoke`], recorded in `_audit.job_runs` under `invoker` (the Lambda request id).
+pub async fn invoke_as(
+    workspace: &Workspace,
+    handler: Handler,
+    event: Value,
+    now: DateTime<Utc>,
+    invoker: &crate::audit::Invoker,
+) -> Result<Value> {
+    let arguments = audit_arguments(handler, &event);
+    let job = format!("lambda {}", handler.name());
+    crate::audit::audited(workspace, invoker, &job, arguments, chrono::Utc::now(), run(workspace, handler, event, now))
+        .await
+}
+
+/// What the audit trail keeps of an event: object keys, dates; never SQL text or identifiers.
+fn audit_arguments(handler: Handler, event: &Value) -> Value {
+    match handler {
+        Handler::S3 => {
+            let keys: Vec<Value> = event
+                .get("Records")
+                .and_then(Value::as_array)
+                .map(|records| records.iter().filter_map(|r| r.pointer("/s3/object/key").cloned()).collect())
+                .unwrap_or_default();
+            serde_json::json!({ "objects": keys })
+        }
+        Handler::Schedule => serde_json::json!({ "time": event.get("time"), "detail": event.get("detail") }),
+        Handler::Query => {
+            let sql = event.get("sql").and_then(Value::as_str).unwrap_or_default();
+            serde_json::json!({ "sql_sha256": cdplake_zones::normalize::pii_hash(sql, None) })
+        }
+        Handler::Erase => serde_json::json!({
+            "identifier": event.get("identifier").and_then(Value::as_str).map(crate::audit::hashed_identifier),
+        }),
+    }
+}
+
+async fn run(workspace: &Workspace, handler: Handler, event: Value, now: DateTime<Utc>) -> Result<Value> {
     let parse_error = |what: &str, e: serde_json::Error| JobError::Invalid(format!("not {what}: {e}"));
     let answer = match handler {
         Handler::S3 => {
@@ -69,6 +136,11 @@ pub async fn invoke(workspace: &Workspace, handler: Handler, event: Value, now: 
         Handler::Query => {
             let request = serde_json::from_value(event).map_err(|e| parse_error("a query event", e))?;
             serde_json::to_value(query::handle(workspace, request).await?)
+        }
+        Handler::Erase => {
+            let request: EraseRequest = serde_json::from_value(event).map_err(|e| parse_error("an erase event", e))?;
+            let (id_type, value) = crate::identity::explain::parse_identifier(&request.identifier)?;
+            serde_json::to_value(crate::erase::erase(workspace, &id_type, &value, request.reason.as_deref(), now).await?)
         }
     };
     answer.map_err(|e| JobError::Invalid(format!("encoding the response: {e}")))

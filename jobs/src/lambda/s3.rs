@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{JobError, Result};
 use crate::ingest::IngestStatus;
-use crate::profiles::RefreshOptions;
+use crate::dag::{Dag, Through};
 use crate::retry::retry_step;
 use crate::workspace::Workspace;
 
@@ -127,14 +127,11 @@ pub async fn handle(workspace: &Workspace, event: S3Event, now: DateTime<Utc>) -
     if sources.is_empty() {
         return Ok(outcome);
     }
-    for name in &sources {
-        let source = workspace.config.source(name).expect("resolved above");
-        retry_step(ATTEMPTS, || crate::clean::clean(workspace, &source, now)).await?;
-    }
-    retry_step(ATTEMPTS, || crate::identity::resolve(workspace, now)).await?;
-    let options = RefreshOptions { as_of: business_date.unwrap_or(now.date_naive()), full: false, force: false };
-    let profiles = retry_step(ATTEMPTS, || crate::profiles::refresh(workspace, &options, now)).await?;
-    outcome.persons_touched = profiles.persons_touched;
+    // The objects are ingested above; the rest of the pipeline is the DAG's.
+    let as_of = business_date.unwrap_or(now.date_naive());
+    let sources: Vec<String> = sources.into_iter().collect();
+    let run = Dag::new(workspace, &sources, false, as_of, Through::Profiles).run(workspace, now).await?;
+    outcome.persons_touched = run.persons_touched;
     Ok(outcome)
 }
 
