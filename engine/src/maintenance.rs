@@ -91,6 +91,9 @@ pub struct TableMaintenance {
 
 const RERUNS: usize = 10;
 
+/// The youngest an untracked file (change data, an orphan) must be to be vacuumed.
+pub const ORPHAN_MIN_AGE: chrono::Duration = chrono::Duration::hours(1);
+
 impl Lake {
     /// The table's objects on storage now.
     pub async fn footprint(&self, id: &TableId) -> Result<Footprint> {
@@ -179,7 +182,8 @@ impl Lake {
         let target = NonZeroU64::new(options.target_size.max(1)).unwrap_or(NonZeroU64::MIN);
         retry_on_conflict(RERUNS, || async move {
             let table = self.table(id).await?;
-            if small_files(&table, id, options.target_size)? == 0 && options.zorder.is_empty() {
+            // A partition of one file is not rewritten, Z-ordered or not (it would be every run).
+            if small_files(&table, id, options.target_size)? == 0 {
                 return Ok((0, 0));
             }
             let kind = if options.zorder.is_empty() {
@@ -199,7 +203,9 @@ impl Lake {
         .await
     }
 
-    /// Vacuum in full mode (change-data and orphaned files too) with the given history.
+    /// Vacuum: files replaced more than `history` ago (lite mode), then untracked files (change
+    /// data, orphans) older than `history` but never younger than [`ORPHAN_MIN_AGE`], which
+    /// protects a concurrent writer's not-yet-committed files.
     async fn vacuum_table(
         &self,
         table: DeltaTable,
@@ -207,19 +213,27 @@ impl Lake {
         options: &MaintainOptions,
         dry_run: bool,
     ) -> Result<(DeltaTable, u64)> {
-        let retention = options.history.to_std().unwrap_or_default();
         let clock = std::sync::Arc::new(FixedClock(options.now.timestamp_millis()));
-        let (table, metrics) = table
-            .vacuum()
-            .with_mode(VacuumMode::Full)
-            .with_retention_period(chrono::Duration::from_std(retention).unwrap_or_default())
-            .with_enforce_retention_duration(false)
-            .with_dry_run(dry_run)
-            .with_clock(clock)
-            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
-            .await
-            .map_err(|e| EngineError::delta(id, "vacuum", e))?;
-        Ok((table, metrics.files_deleted.len() as u64))
+        let mut deleted = 0;
+        let mut table = table;
+        for (mode, retention) in [
+            (VacuumMode::Lite, options.history),
+            (VacuumMode::Full, options.history.max(ORPHAN_MIN_AGE)),
+        ] {
+            let (vacuumed, metrics) = table
+                .vacuum()
+                .with_mode(mode)
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .with_dry_run(dry_run)
+                .with_clock(clock.clone())
+                .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+                .await
+                .map_err(|e| EngineError::delta(id, "vacuum", e))?;
+            deleted += metrics.files_deleted.len() as u64;
+            table = vacuumed;
+        }
+        Ok((table, deleted))
     }
 
     /// Write a checkpoint at the current version and delete log files before it written before

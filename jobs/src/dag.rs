@@ -119,7 +119,11 @@ impl Dag {
                 Step::Clean { source } => {
                     let source = workspace.config.source(source).ok_or_else(|| unknown(source))?;
                     let report = retry_step(ATTEMPTS, || crate::clean::clean(workspace, &source, now)).await?;
-                    format!("{} clean batches", report.batches)
+                    if report.batches > 0 {
+                        crate::clean::describe_report(&report)
+                    } else {
+                        format!("clean.{}: nothing new to clean", source.name)
+                    }
                 }
                 Step::Identity => {
                     let report = retry_step(ATTEMPTS, || crate::identity::resolve(workspace, now)).await?;

@@ -168,15 +168,24 @@ pub async fn erase(
         }
     }
 
-    // 4. Purge the touched tables' history, then the objects outside the tables.
+    // 4. Purge the history of every table that was touched or still holds a form in an old
+    //    file or log entry (an erasure stopped half-way and run again), then the objects
+    //    outside the tables.
+    let mut needles: Vec<String> = person.forms.iter().filter(|f| f.len() >= 4).cloned().collect();
+    needles.sort();
+    let scan = lake.scan_for(&needles).await?;
+    for entry in &entries {
+        let dir = format!("{}/", entry.location);
+        let id = TableId::new(&entry.zone, &entry.table_name)?;
+        if scan.matches.iter().any(|m| m.path.starts_with(dir.as_str())) && !touched.contains(&id) && !is_own_table(entry) {
+            touched.push(id);
+        }
+    }
     for id in &touched {
         purge_history(workspace, id).await?;
         let version = lake.table(id).await?.version().unwrap_or(0);
         report.versions.insert(id.to_string(), version as u64);
     }
-    let mut needles: Vec<String> = person.forms.iter().filter(|f| f.len() >= 4).cloned().collect();
-    needles.sort();
-    let scan = lake.scan_for(&needles).await?;
     let table_dirs: Vec<String> = entries.iter().map(|e| format!("{}/", e.location)).collect();
     let mut outside: BTreeSet<String> = BTreeSet::new();
     for m in &scan.matches {
@@ -505,9 +514,12 @@ async fn erase_from_bitmaps(
             bitmaps.push(cdplake_engine::bitmap::to_bytes(&bitmap));
         }
         let mut columns = batch.columns().to_vec();
-        columns[index] = Arc::new(BinaryArray::from_iter_values(bitmaps.iter()));
+        let typed = |array: cdplake_engine::arrow::array::ArrayRef, like: &DataType| {
+            cast(&array, like).map_err(|e| JobError::arrow("erase: bitmaps", e))
+        };
+        columns[index] = typed(Arc::new(BinaryArray::from_iter_values(bitmaps.iter())), batch.column(index).data_type())?;
         if let Ok(c) = batch.schema().index_of("cardinality") {
-            columns[c] = Arc::new(Int64Array::from(cardinalities));
+            columns[c] = typed(Arc::new(Int64Array::from(cardinalities)), batch.column(c).data_type())?;
         }
         out.push(RecordBatch::try_new(batch.schema(), columns).map_err(|e| JobError::arrow("erase: bitmaps", e))?);
     }

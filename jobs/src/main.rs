@@ -423,6 +423,17 @@ cdplake lambda invoke --handler schedule --event scheduled.json"
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// S3-event micro-batches through the S3 handler, with maintenance every N (benches/maintenance.sh).
+    MicroBatches {
+        #[arg(long, default_value_t = 500)]
+        batches: u64,
+        /// Report files, log length and batch times every this many batches
+        #[arg(long, default_value_t = 100)]
+        window: u64,
+        /// Run `maintain` every this many batches (0: never)
+        #[arg(long, default_value_t = 0)]
+        maintain_every: u64,
+    },
     /// Synthetic segments a, b, c for benches/bitmaps.sh: stored in curated.segment_bitmaps, ids as Parquet.
     Bitmaps {
         /// Members per segment (from a population of twice as many)
@@ -609,8 +620,8 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
                     totals.get("rows_written").unwrap_or(&0),
                     totals.get("rows_rejected").unwrap_or(&0)
                 );
-                for (step, what) in &report.steps {
-                    out!("{step}: {what}");
+                for (_, what) in &report.steps {
+                    out!("{what}");
                 }
                 out!("\n{}\n", demo::DEMO_QUERY);
             }
@@ -860,6 +871,12 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
             let invoker = audit::Invoker::cli();
             let response = lambda::invoke_as(&workspace, handler, payload, chrono::Utc::now(), &invoker).await?;
             out!("{}", serde_json::to_string_pretty(&response)?);
+        }
+        Command::Bench(BenchCommand::MicroBatches { batches, window, maintain_every }) => {
+            maintain::bench_micro_batches(workspace, batches, window, maintain_every, |w| {
+                println!("{}", serde_json::to_string(w).unwrap_or_default());
+            })
+            .await?;
         }
         Command::Bench(BenchCommand::Bitmaps { members, layout, out }) => {
             let report = audience::bench::bench_bitmaps(&workspace, members, layout, &out, chrono::Utc::now()).await?;

@@ -117,7 +117,13 @@ fn interval(duration: chrono::Duration) -> String {
 
 /// The statistics columns of a table: every column but the PII ones (a raw table: lineage only).
 fn stats_columns(entry: &TableEntry) -> Option<String> {
-    let columns: Vec<String> = entry.columns().into_iter().map(|(name, _, _)| name).collect();
+    // Partition columns are not in the data files: they have no statistics to keep out.
+    let columns: Vec<String> = entry
+        .columns()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .filter(|name| !entry.partition_columns.contains(name))
+        .collect();
     let keep: Vec<&String> = if entry.zone == "raw" {
         columns.iter().filter(|c| cdplake_zones::raw::is_lineage(c)).collect()
     } else if entry.pii_columns.is_empty() {
@@ -352,4 +358,98 @@ mod tests {
         assert_eq!(r.history("_audit").num_days(), 7);
         assert!(lifecycle_xml(&r, "cdp").contains("<Prefix>cdp/raw/</Prefix>"));
     }
+}
+
+/// One window of [`bench_micro_batches`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BenchWindow {
+    /// Batches done at the end of the window.
+    pub batches: u64,
+    /// Over every table (and the catalog): data files on storage, live files, log files.
+    pub files: u64,
+    pub live_files: u64,
+    pub log_files: u64,
+    pub bytes: u64,
+    /// `curated.id_mapping` alone.
+    pub id_mapping_files: u64,
+    pub id_mapping_live_files: u64,
+    /// Mean and last batch wall time of the window, seconds.
+    pub mean_batch_s: f64,
+    pub last_batch_s: f64,
+    /// The maintenance run at the end of the window, seconds (0 without).
+    pub maintain_s: f64,
+}
+
+/// `cdplake bench micro-batches` (hidden): `batches` S3-event micro-batches (two small files
+/// each, a CRM change and app events, from the generator with a seed per batch) through the S3
+/// handler's code path (`lambda::invoke_as`, audit included) on an S3 lake, with maintenance
+/// every `maintain_every` batches (0: never); a [`BenchWindow`] every `window` batches.
+pub async fn bench_micro_batches(
+    workspace: &Workspace,
+    batches: u64,
+    window: u64,
+    maintain_every: u64,
+    mut on_window: impl FnMut(&BenchWindow),
+) -> Result<Vec<BenchWindow>> {
+    let root = workspace.lake().location().root().clone();
+    if !workspace.lake().location().is_s3() {
+        return Err(crate::JobError::Invalid("the S3 handler needs an S3 lake: pass --lake s3://bucket/prefix".into()));
+    }
+    let bucket = root.host_str().unwrap_or_default().to_string();
+    let prefix = root.path().trim_matches('/').to_string();
+    let mut windows = Vec::new();
+    let mut times = Vec::new();
+    for batch in 1..=batches {
+        let (files, _) = crate::generate::generate(3, 1000 + batch);
+        let mut records = Vec::new();
+        for source in ["crm_members", "app_events"] {
+            let Some(file) = files.iter().find(|f| f.source == source) else { continue };
+            let extension = file.name.rsplit('.').next().unwrap_or("json");
+            let key = format!("{prefix}/landing/{source}/batch-{batch:05}.{extension}");
+            workspace.lake().put_object(&format!("s3://{bucket}/{key}"), file.content.clone().into()).await?;
+            records.push(serde_json::json!({
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventTime": "2024-12-30T12:00:00.000Z", "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": key, "size": file.content.len(), "sequencer": format!("{batch:016X}")}}
+            }));
+        }
+        let event = serde_json::json!({ "Records": records });
+        let invoker = crate::audit::Invoker::lambda("s3", &format!("bench-{batch}"));
+        let started = std::time::Instant::now();
+        let now = Utc::now();
+        crate::lambda::invoke_as(workspace, crate::lambda::Handler::S3, event, now, &invoker).await?;
+        times.push(started.elapsed().as_secs_f64());
+        let mut maintain_s = 0.0;
+        if maintain_every > 0 && batch % maintain_every == 0 {
+            let started = std::time::Instant::now();
+            maintain(workspace, &MaintainRequest::default(), &crate::audit::Invoker::cli(), Utc::now()).await?;
+            maintain_s = started.elapsed().as_secs_f64();
+        }
+        if batch % window == 0 || batch == batches {
+            let mut w = BenchWindow { batches: batch, maintain_s, ..Default::default() };
+            w.mean_batch_s = times.iter().sum::<f64>() / times.len().max(1) as f64;
+            w.last_batch_s = times.last().copied().unwrap_or_default();
+            times.clear();
+            let mut ids: Vec<TableId> = Vec::new();
+            for entry in workspace.catalog.list().await? {
+                ids.push(TableId::new(&entry.zone, &entry.table_name)?);
+            }
+            ids.push(cdplake_catalog::catalog_table_id());
+            for id in ids {
+                let Ok(f) = workspace.lake().footprint(&id).await else { continue };
+                w.files += f.files;
+                w.live_files += f.live_files;
+                w.log_files += f.log_files;
+                w.bytes += f.bytes;
+                if id.to_string() == "curated.id_mapping" {
+                    w.id_mapping_files = f.files;
+                    w.id_mapping_live_files = f.live_files;
+                }
+            }
+            on_window(&w);
+            windows.push(w);
+        }
+    }
+    Ok(windows)
 }

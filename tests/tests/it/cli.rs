@@ -93,6 +93,12 @@ fn demo_on_the_default_local_lake() {
     let names: Vec<_> = tables.as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
     assert!(names.contains(&"raw.crm_members") && names.contains(&"clean._quarantine"), "{names:?}");
 
+    // Every job run above is in the audit trail, with who ran it; reads are not jobs.
+    let audit = stdout(&cdplake(dir.path(), &["audit", "--format", "csv"]));
+    assert_eq!(audit.lines().filter(|l| l.contains(",demo,cli,")).count(), 2, "{audit}");
+    assert!(audit.contains(",audience export,cli,") && audit.contains(",failed,"), "{audit}");
+    assert!(!audit.contains(",query,"), "{audit}");
+
     let describe = stdout(&cdplake(dir.path(), &["describe", "clean.customers"]));
     assert!(describe.contains("email_hash") && describe.contains("| true  |"), "PII column flagged: {describe}");
 

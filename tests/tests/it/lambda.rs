@@ -137,7 +137,11 @@ async fn the_schedule_runs_the_daily_dag_and_a_failed_gate_stops_it() {
     let outcome = invoke(&ws, Handler::Schedule, scheduled_event("2024-12-31T02:00:00Z"), now).await.unwrap();
     assert_eq!(outcome["business_date"], "2024-12-31");
     let steps: Vec<&str> = outcome["steps"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap()).collect();
-    assert_eq!(&steps[steps.len() - 4..], ["identity", "profiles", "segments", "audience champions"], "{outcome}");
+    assert_eq!(
+        &steps[steps.len() - 5..],
+        ["identity", "profiles", "segments", "audience champions", "maintain"],
+        "{outcome}"
+    );
     let members = sql(&ws, "SELECT count(*) FROM curated.audience_packages WHERE as_of = '2024-12-31'").await;
     assert!(single_i64(&members) > 0);
 

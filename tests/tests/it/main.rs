@@ -6,13 +6,16 @@
 mod support;
 
 mod athena;
+mod audit;
 mod audiences;
 mod catalog;
 mod cli;
 mod concurrency;
 mod engine_suite;
+mod erasure;
 mod identity;
 mod lambda;
+mod maintenance;
 mod own_data;
 mod probe;
 mod profiles;

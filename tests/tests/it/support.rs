@@ -178,3 +178,66 @@ pub async fn land_ingest_clean(
         cdplake_jobs::clean::clean(ws, &source, now).await.unwrap();
     }
 }
+
+/// Every row of every registered table (and the catalog), as `column=value|...` text, per table.
+pub async fn lake_rows(ws: &cdplake_jobs::Workspace) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in ws.catalog.list().await.unwrap() {
+        let table: TableId = entry.name.parse().unwrap();
+        if !ws.lake().table_exists(&table).await.unwrap() {
+            continue;
+        }
+        let mut rows = Vec::new();
+        for batch in collect(ws.lake().read(&table).await.unwrap()).await {
+            let schema = batch.schema();
+            let columns: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                        let bytes = cast(c, &DataType::Binary).unwrap();
+                        let hex: StringArray = bytes
+                            .as_binary::<i32>()
+                            .iter()
+                            .map(|b| b.map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+                            .collect();
+                        Arc::new(hex) as Arc<dyn Array>
+                    }
+                    _ => cast(c, &DataType::Utf8).unwrap(),
+                })
+                .collect();
+            for r in 0..batch.num_rows() {
+                let row: Vec<String> = schema
+                    .fields()
+                    .iter()
+                    .zip(&columns)
+                    .map(|(f, c)| {
+                        let v = if c.is_null(r) { "∅".to_string() } else { c.as_string::<i32>().value(r).to_string() };
+                        format!("{}={v}", f.name())
+                    })
+                    .collect();
+                rows.push(row.join("|") + "|");
+            }
+        }
+        rows.sort();
+        out.insert(entry.name.clone(), rows);
+    }
+    out
+}
+
+/// The rows of query results as text values.
+pub fn lake_rows_of(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let columns: Vec<_> = batch.columns().iter().map(|c| cast(c, &DataType::Utf8).unwrap()).collect();
+        for r in 0..batch.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| if c.is_null(r) { String::new() } else { c.as_string::<i32>().value(r).to_string() })
+                    .collect(),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A year of S3 events in miniature: BATCHES micro-batches (two small files each: a CRM change
+# and app events) through the S3 handler's code path (the same `lambda::invoke_as` the Lambda
+# runs, audit row included) on the local S3 server, once with `cdplake maintain` every EVERY
+# batches and once without. Every WINDOW batches it prints one JSON line: files on storage, live
+# files, log files and bytes over every table, curated.id_mapping's files, and the mean batch
+# wall time of the window.
+#   benches/maintenance.sh [BATCHES] [EVERY] [WINDOW]     (default 500 100 100)
+# The binary is CDPLAKE_BIN, else target/release/cdplake, else target/debug/cdplake (say which
+# in BENCHMARKS.md: the dev build is several times slower per batch). Maintenance uses
+# [retention] history_days = 0 here (BENCH_HISTORY_DAYS), so what it may delete is deleted at
+# once; with the default 7/30 days nothing written during a run this short would be vacuumed.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+batches=${1:-500}
+every=${2:-100}
+window=${3:-100}
+history=${BENCH_HISTORY_DAYS:-0}
+bin=${CDPLAKE_BIN:-}
+if [ -z "$bin" ]; then
+  if [ -x "$repo/target/release/cdplake" ]; then bin=$repo/target/release/cdplake; else bin=$repo/target/debug/cdplake; fi
+fi
+eval "$(bash "$repo/infra/s3/seaweedfs.sh" env)"
+work=${BENCH_DIR:-/tmp/cdplake-bench-maintenance}
+mkdir -p "$work" && cd "$work"
+cat > cdplake.toml <<TOML
+[retention]
+history_days = { raw = $history, clean = $history, curated = $history, _catalog = $history, _audit = $history, _quality = $history }
+TOML
+echo "binary: $bin ($(file -b "$bin" | cut -d, -f1)); $batches batches, maintenance every $every, history $history days; $(date -u +%FT%TZ)"
+for mode in maintained unmaintained; do
+  lake="s3://${CDPLAKE_S3_BUCKET:-lake}/bench-maintenance-$mode-$(date +%s)"
+  m=$every; [ "$mode" = unmaintained ] && m=0
+  echo "== $mode ($lake)"
+  CDPLAKE_LOG=error "$bin" --lake "$lake" bench micro-batches --batches "$batches" --window "$window" --maintain-every "$m" \
+    | tee "$mode.jsonl"
+done
