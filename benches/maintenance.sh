@@ -32,6 +32,6 @@ for mode in maintained unmaintained; do
   lake="s3://${CDPLAKE_S3_BUCKET:-lake}/bench-maintenance-$mode-$(date +%s)"
   m=$every; [ "$mode" = unmaintained ] && m=0
   echo "== $mode ($lake)"
-  CDPLAKE_LOG=error "$bin" --lake "$lake" bench micro-batches --batches "$batches" --window "$window" --maintain-every "$m" \
+  CDPLAKE_LOG=error,buoyant_kernel=off "$bin" --lake "$lake" bench micro-batches --batches "$batches" --window "$window" --maintain-every "$m" \
     | tee "$mode.jsonl"
 done

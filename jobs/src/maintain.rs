@@ -410,8 +410,11 @@ pub async fn bench_micro_batches(
             records.push(serde_json::json!({
                 "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
                 "eventTime": "2024-12-30T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-                       "object": {"key": key, "size": file.content.len(), "sequencer": format!("{batch:016X}")}}
+                "userIdentity": {"principalId": "bench"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": "bench", "x-amz-id-2": "bench"},
+                "s3": {"s3SchemaVersion": "1.0", "configurationId": "bench",
+                       "bucket": {"name": bucket, "ownerIdentity": {"principalId": "bench"}, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": key, "size": file.content.len(), "eTag": "0", "sequencer": format!("{batch:016X}")}}
             }));
         }
         let event = serde_json::json!({ "Records": records });

@@ -2,6 +2,7 @@
 //!
 //! S3 tests run against the real SeaweedFS server that `infra/s3/seaweedfs.sh` installs and
 //! starts on 127.0.0.1; run the whole suite with `bash tests/run.sh`.
+#![recursion_limit = "256"]
 
 mod support;
 
