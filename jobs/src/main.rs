@@ -435,7 +435,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.downcast_ref::<NoOutput>().is_some() => {
+        Err(err)
+            if err.downcast_ref::<NoOutput>().is_some() || matches!(err.downcast_ref(), Some(JobError::Empty(_))) =>
+        {
             eprintln!("error: {err}");
             ExitCode::from(EXIT_NO_OUTPUT)
         }
@@ -468,7 +470,7 @@ impl std::error::Error for NoOutput {}
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // `check` needs the configuration only, not a lake.
     if let Command::Check { source, files, sample, json } = &cli.command {
-        return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json);
+        return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json).await;
     }
     let workspace = Workspace::open(cli.config.as_deref(), cli.lake.as_deref()).await?;
     match cli.command {
@@ -721,16 +723,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audience(AudienceCommand::Export { name, to, format, ids, as_of, min_size }) => {
             let request = ExportRequest { name, as_of, to, format, ids, min_size };
-            let ids = request.ids;
             let report = audience::export::export_audience(&workspace, &request).await?;
-            if report.rows == 0 {
-                return Err(NoOutput(format!(
-                    "exported 0 rows: none of the {} members (as of {}) has a {ids:?} identifier; export --ids one_id \
-                     or another id type ({})",
-                    report.members, report.as_of, report.location
-                ))
-                .into());
-            }
             out!(
                 "exported {} rows ({} members as of {}) to {}",
                 report.rows,
@@ -802,7 +795,7 @@ fn describe_error(err: &anyhow::Error) -> String {
 }
 
 /// `cdplake check`: the configuration, and the contract of `source` dry-run on `files`.
-fn check(
+async fn check(
     config: Option<&std::path::Path>,
     source: Option<&str>,
     files: &[PathBuf],
@@ -810,10 +803,17 @@ fn check(
     json: bool,
 ) -> anyhow::Result<()> {
     let config = cdplake_jobs::Config::load(config)?;
+    for (mapping_source, mapping) in &config.profiles.events {
+        let source = config.source(mapping_source).ok_or_else(|| {
+            anyhow::anyhow!("[profiles.events.{mapping_source}]: there is no source {mapping_source:?}")
+        })?;
+        cdplake_jobs::profiles::validate::check_mapping(&source, mapping).await.map_err(anyhow::Error::msg)?;
+    }
     let Some(name) = source else {
         let configured: Vec<&String> = config.sources.keys().collect();
         out!(
-            "configuration OK: {} sources ({} from cdplake.toml{}), {} identity types with limits, lake {}",
+            "configuration OK: {} sources ({} from cdplake.toml{}), {} identity types with limits, {} event mappings \
+             of your own, lake {}",
             config.all_sources().len(),
             configured.len(),
             if configured.is_empty() {
@@ -822,6 +822,7 @@ fn check(
                 format!(": {}", configured.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
             },
             config.identity.types.len(),
+            config.profiles.events.len(),
             config.lake_root(None)
         );
         return Ok(());

@@ -207,6 +207,19 @@ pub async fn update(
     mapping_version: i64,
     full: bool,
 ) -> Result<EventsUpdate> {
+    // A user's own mappings are checked before anything is written: a wrong one fails here with
+    // what to change, instead of giving everyone zero orders.
+    for (name, mapping) in &workspace.config.profiles.events {
+        let source = workspace.config.source(name).ok_or_else(|| {
+            JobError::Invalid(format!(
+                "[profiles.events.{name}]: there is no source {name:?} (declare [sources.{name}])"
+            ))
+        })?;
+        super::validate::check_mapping(&source, mapping).await.map_err(JobError::Invalid)?;
+        if register_clean(workspace, session, &source).await? {
+            super::validate::check_mapped_rows(session, name, mapping).await?;
+        }
+    }
     let (table, _) = workspace
         .catalog
         .ensure_table(&user_events_spec(), &TableMeta::default().with_primary_key(["source", "event_key"]))
