@@ -250,6 +250,10 @@ cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
         json: bool,
     },
 
+    /// The configuration file itself: its JSON schema for editors.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
     /// List the sources: built-in presets and those in cdplake.toml.
     #[command(after_help = "Example:\n  cdplake sources --format json")]
     Sources(FormatArg),
@@ -257,6 +261,15 @@ cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
     /// Catalog maintenance: Athena DDL, Glue tables for the deployment template, dropping tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON schema of cdplake.toml (the repository publishes it as cdplake.schema.json).
+    #[command(after_help = "Editors that read JSON schemas for TOML (Taplo / Even Better TOML) check cdplake.toml \
+against it: put `#:schema ./cdplake.schema.json` on the file's first line.\n\nExample:\n  \
+cdplake config schema > cdplake.schema.json")]
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -468,6 +481,10 @@ impl std::fmt::Display for NoOutput {
 impl std::error::Error for NoOutput {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config(ConfigCommand::Schema) = &cli.command {
+        out!("{}", cdplake_jobs::config::json_schema().trim_end());
+        return Ok(());
+    }
     // `check` needs the configuration only, not a lake.
     if let Command::Check { source, files, sample, json } = &cli.command {
         return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json).await;
@@ -746,7 +763,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = audience::bench::bench_bitmaps(&workspace, members, layout, &out, chrono::Utc::now()).await?;
             out!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Check { .. } => unreachable!("handled before the lake is opened"),
+        Command::Check { .. } | Command::Config(_) => unreachable!("handled before the lake is opened"),
         Command::Sources(FormatArg { format }) => {
             let sources = workspace.config.all_sources();
             out!("{}", format_batches(&[inspect::sources_batch(&sources)?], format)?);
