@@ -77,7 +77,7 @@ pub struct TableSyncReport {
 
 pub fn describe_report(r: &TableSyncReport) -> String {
     let versions = match r.from_version {
-        Some(from) if r.mode != "full" => format!("version {from} → {}", r.to_version),
+        Some(from) if r.mode == "incremental" => format!("version {from} → {}", r.to_version),
         _ => format!("version {}", r.to_version),
     };
     match r.mode.as_str() {
