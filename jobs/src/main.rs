@@ -265,13 +265,11 @@ curl -s 127.0.0.1:8080/v1/health"
     Sync(SyncCommand),
 
     /// Write a self-contained HTML report with charts (no network needed to open it).
-    #[command(
-        after_help = "Charts (SVG, drawn with plotters): persons and profiles over time, the RFM grid (recency \
+    #[command(after_help = "Charts (SVG, drawn with plotters): persons and profiles over time, the RFM grid (recency \
 score × frequency score; cell = persons, colour = average monetary), segment and audience sizes and their change \
 since the previous as-of, lifecycle stages over time from curated.customer_profiles_daily, identity health \
 (persons by number of identifiers, hubs, refused links) and the quality gates' history.\n\nExamples:\n  \
-cdplake report --out report.html\n  cdplake report --as-of 2024-12-31 --out report-2024-12-31.html"
-    )]
+cdplake report --out report.html\n  cdplake report --as-of 2024-12-31 --out report-2024-12-31.html")]
     Report {
         /// The profiles snapshot (dt of curated.customer_profiles_daily) to report on [default: the latest]
         #[arg(long)]
@@ -285,10 +283,8 @@ cdplake report --out report.html\n  cdplake report --as-of 2024-12-31 --out repo
 #[derive(Subcommand)]
 enum ProfileCommand {
     /// One person by any of their identifiers (the answer `GET /v1/profiles/ID_TYPE/VALUE` gives).
-    #[command(
-        after_help = "Exits with 1 and says so when nobody has the identifier.\n\nExamples:\n  \
-cdplake profile get member_id:MBR0000001\n  cdplake profile get customer_id:C00042 --events 5 --json"
-    )]
+    #[command(after_help = "Exits with 1 and says so when nobody has the identifier.\n\nExamples:\n  \
+cdplake profile get member_id:MBR0000001\n  cdplake profile get customer_id:C00042 --events 5 --json")]
     Get {
         /// The identifier, as ID_TYPE:VALUE
         identifier: String,
@@ -850,12 +846,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { as_of, out } => {
             let report = cdplake_jobs::report::build_report(&workspace, as_of).await?;
             std::fs::write(&out, &report.html).with_context(|| format!("writing {}", out.display()))?;
-            out!(
-                "report as of {} ({} charts) written to {}",
-                report.as_of,
-                report.charts.len(),
-                out.display()
-            );
+            out!("report as of {} ({} charts) written to {}", report.as_of, report.charts.len(), out.display());
         }
         Command::Catalog(CatalogCommand::Drop { table, purge }) => {
             workspace.catalog.drop_table(&table, purge).await.with_context(|| format!("dropping {table}"))?;

@@ -36,14 +36,11 @@ pub fn request_of(event: &Value) -> Request {
     let path = text("/rawPath").or_else(|| text("/path")).unwrap_or_else(|| "/".into());
     let query = text("/rawQueryString").filter(|q| !q.is_empty()).or_else(|| {
         event.get("queryStringParameters").and_then(Value::as_object).map(|params| {
-            params
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-                .collect::<Vec<_>>()
-                .join("&")
+            params.iter().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join("&")
         })
     });
-    let body = match (event.get("body").and_then(Value::as_str), event.get("isBase64Encoded").and_then(Value::as_bool)) {
+    let body = match (event.get("body").and_then(Value::as_str), event.get("isBase64Encoded").and_then(Value::as_bool))
+    {
         (Some(_), Some(true)) => Vec::new(), // look-ups carry no body; SQL is not served here
         (Some(text), _) => text.as_bytes().to_vec(),
         (None, _) => Vec::new(),

@@ -153,9 +153,7 @@ pub fn rfm_grid(chart: &'static str, cells: &[(u32, u32, u64, f64)]) -> Result<S
             .label_style((FONT, 12))
             .draw()
             .map_err(fail(chart))?;
-        let (low, high) = cells
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), c| (lo.min(c.3), hi.max(c.3)));
+        let (low, high) = cells.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| (lo.min(c.3), hi.max(c.3)));
         let shade = |m: f64| -> RGBColor {
             let t = if high > low { ((m - low) / (high - low)).clamp(0.0, 1.0) } else { 0.5 };
             let mix = |a: f64, b: f64| (a + (b - a) * t) as u8;

@@ -116,11 +116,11 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             "no profiles yet: run `cdplake identity` and `cdplake profiles` before `cdplake report`".into(),
         ));
     }
-    let dates: Vec<String> =
-        text_rows(&session, "SELECT DISTINCT dt FROM curated.customer_profiles_daily ORDER BY dt").await?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-            .collect();
+    let dates: Vec<String> = text_rows(&session, "SELECT DISTINCT dt FROM curated.customer_profiles_daily ORDER BY dt")
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
     let as_of = match as_of {
         Some(d) => {
             let d = d.format("%Y-%m-%d").to_string();
@@ -153,11 +153,8 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             Some((days(r[0].as_deref()?)?, cumulative))
         })
         .collect();
-    let profiles_per_dt = text_rows(
-        &session,
-        "SELECT dt, count(*) FROM curated.customer_profiles_daily GROUP BY dt ORDER BY dt",
-    )
-    .await?;
+    let profiles_per_dt =
+        text_rows(&session, "SELECT dt, count(*) FROM curated.customer_profiles_daily GROUP BY dt ORDER BY dt").await?;
     let profile_points: Vec<(f64, f64)> =
         profiles_per_dt.iter().filter_map(|r| Some((days(r[0].as_deref()?)?, num(&r[1])))).collect();
     charts.push(Chart {
@@ -207,7 +204,9 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
     let (segment_bars, segments_as_of, segments_previous) = if present["segments"] {
         let built: Vec<String> = text_rows(
             &session,
-            &format!("SELECT DISTINCT as_of FROM curated.segment_bitmaps WHERE as_of <= {dt} ORDER BY as_of DESC LIMIT 2"),
+            &format!(
+                "SELECT DISTINCT as_of FROM curated.segment_bitmaps WHERE as_of <= {dt} ORDER BY as_of DESC LIMIT 2"
+            ),
         )
         .await?
         .into_iter()
@@ -264,7 +263,10 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.len().checked_sub(2).and_then(|i| v.get(i))?.1)))
             .collect();
-        (bars_with_change(&now, &before), "Members of each audience's latest build; the grey bar is its previous build.")
+        (
+            bars_with_change(&now, &before),
+            "Members of each audience's latest build; the grey bar is its previous build.",
+        )
     } else {
         (Vec::new(), "No audiences built yet: run `cdplake audience build NAME --expr ...`.")
     };
@@ -317,18 +319,19 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
         svg: charts::bars("identity_sizes", &size_bars, "persons")?,
     });
     let mut rule_bars = vec![Bars { label: "hub identifiers".into(), now: health.hubs as f64, before: None }];
-    rule_bars.extend(
-        health
-            .refused_by_type
-            .iter()
-            .map(|(t, n)| Bars { label: format!("refused links ({t})"), now: *n as f64, before: None }),
-    );
+    rule_bars.extend(health.refused_by_type.iter().map(|(t, n)| Bars {
+        label: format!("refused links ({t})"),
+        now: *n as f64,
+        before: None,
+    }));
     if health.refused_by_type.is_empty() {
         rule_bars.push(Bars { label: "refused links".into(), now: 0.0, before: None });
     }
-    rule_bars.extend(
-        health.skipped_rows_by_rule.iter().map(|(r, n)| Bars { label: format!("skipped: {r}"), now: *n as f64, before: None }),
-    );
+    rule_bars.extend(health.skipped_rows_by_rule.iter().map(|(r, n)| Bars {
+        label: format!("skipped: {r}"),
+        now: *n as f64,
+        before: None,
+    }));
     charts.push(Chart {
         id: "identity_rules",
         title: "Identity: hubs, refused links, skipped values".into(),
@@ -379,14 +382,19 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
     });
 
     let profiles_now = profiles_per_dt.iter().find(|r| r[0].as_deref() == Some(as_of.as_str())).map(|r| num(&r[1]));
-    let html = page(workspace, &as_of, &charts, &[
-        ("persons", health.persons.to_string()),
-        ("identifiers", health.active_identifiers.to_string()),
-        ("profiles", profiles_now.map(|n| (n as u64).to_string()).unwrap_or_default()),
-        ("segments", segment_bars.len().to_string()),
-        ("audiences", audience_bars.len().to_string()),
-        ("quality failures", failed.to_string()),
-    ]);
+    let html = page(
+        workspace,
+        &as_of,
+        &charts,
+        &[
+            ("persons", health.persons.to_string()),
+            ("identifiers", health.active_identifiers.to_string()),
+            ("profiles", profiles_now.map(|n| (n as u64).to_string()).unwrap_or_default()),
+            ("segments", segment_bars.len().to_string()),
+            ("audiences", audience_bars.len().to_string()),
+            ("quality failures", failed.to_string()),
+        ],
+    );
     Ok(Report { as_of, html, charts })
 }
 

@@ -20,9 +20,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cdplake_engine::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array,
-};
+use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
 use cdplake_engine::arrow::compute::{cast, concat_batches, take_record_batch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use cdplake_engine::bitmap::from_bytes;
@@ -371,7 +369,8 @@ impl ProfileIndex {
                 p.events_start = start;
                 p.events_len = n as u32;
             }
-            take_record_batch(&all, &UInt32Array::from(take)).map_err(|e| JobError::arrow("profile index: events", e))?
+            take_record_batch(&all, &UInt32Array::from(take))
+                .map_err(|e| JobError::arrow("profile index: events", e))?
         } else {
             RecordBatch::new_empty(Arc::new(Schema::empty()))
         };
@@ -411,9 +410,13 @@ impl ProfileIndex {
                 )
                 .await?;
             for b in &rows {
-                let (pid, name, as_of) =
-                    (as_utf8(b.column(0), "package_id")?, as_utf8(b.column(1), "package_name")?, as_utf8(b.column(2), "as_of")?);
-                let users = cast(b.column(3), &DataType::Int64).map_err(|e| JobError::arrow("profile index: users", e))?;
+                let (pid, name, as_of) = (
+                    as_utf8(b.column(0), "package_id")?,
+                    as_utf8(b.column(1), "package_name")?,
+                    as_utf8(b.column(2), "as_of")?,
+                );
+                let users =
+                    cast(b.column(3), &DataType::Int64).map_err(|e| JobError::arrow("profile index: users", e))?;
                 let users = users.as_primitive::<Int64Type>();
                 for r in 0..b.num_rows() {
                     let position = match audiences.iter().position(|a| a.package_id == pid.value(r)) {

@@ -184,9 +184,9 @@ pub fn check_identifier(id_type: &str, id_value: &str) -> std::result::Result<(S
 
 /// `ID_TYPE:VALUE` as the command line takes it.
 pub fn parse_identifier(text: &str) -> std::result::Result<(String, String), LookupError> {
-    let (id_type, value) = text.split_once(':').ok_or_else(|| {
-        LookupError::Malformed(format!("{text:?} is not ID_TYPE:VALUE (e.g. member_id:MBR0000001)"))
-    })?;
+    let (id_type, value) = text
+        .split_once(':')
+        .ok_or_else(|| LookupError::Malformed(format!("{text:?} is not ID_TYPE:VALUE (e.g. member_id:MBR0000001)")))?;
     check_identifier(id_type, value)
 }
 
@@ -262,7 +262,8 @@ fn query_param(query: Option<&str>, name: &str) -> std::result::Result<Option<St
     Ok(None)
 }
 
-const ENDPOINTS: &str = "GET /v1/profiles/{id_type}/{value}?events=N, GET /v1/health, POST /v1/query (with --allow-sql)";
+const ENDPOINTS: &str =
+    "GET /v1/profiles/{id_type}/{value}?events=N, GET /v1/health, POST /v1/query (with --allow-sql)";
 
 /// Answer one request from the holder's current index.
 pub async fn respond(holder: &IndexHolder, permissions: Permissions, request: &Request) -> Reply {
@@ -275,7 +276,9 @@ pub async fn respond(holder: &IndexHolder, permissions: Permissions, request: &R
             if method != "GET" && method != "HEAD" {
                 return Reply::error(405, "method_not_allowed", format!("{method} {path}: use GET"));
             }
-            Reply::ok(json!({ "status": "ok", "read_only": true, "allow_sql": permissions.allow_sql, "index": index.stats() }))
+            Reply::ok(
+                json!({ "status": "ok", "read_only": true, "allow_sql": permissions.allow_sql, "index": index.stats() }),
+            )
         }
         ["v1", "profiles", rest @ ..] => {
             if method != "GET" && method != "HEAD" {

@@ -6,8 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, TimeUnit,
-    TimestampMicrosecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
 };
 use cdplake_engine::arrow::error::ArrowError;
 
@@ -124,12 +123,8 @@ impl CopyEncoder {
                 self.types.len()
             )));
         }
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(&self.types)
-            .map(|(c, t)| cast(c, &t.arrow()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns =
+            batch.columns().iter().zip(&self.types).map(|(c, t)| cast(c, &t.arrow())).collect::<Result<Vec<_>, _>>()?;
         let mut chunks = Vec::new();
         let mut buf = BytesMut::with_capacity(CHUNK + 4096);
         for row in 0..batch.num_rows() {
@@ -233,9 +228,14 @@ mod tests {
         ]
         .concat();
         assert_eq!(&bytes[..first.len()], first.as_slice());
-        let second: Vec<u8> =
-            [&3i16.to_be_bytes()[..], &(-1i32).to_be_bytes(), &8i32.to_be_bytes(), &(-1i64).to_be_bytes(), &(-1i32).to_be_bytes()]
-                .concat();
+        let second: Vec<u8> = [
+            &3i16.to_be_bytes()[..],
+            &(-1i32).to_be_bytes(),
+            &8i32.to_be_bytes(),
+            &(-1i64).to_be_bytes(),
+            &(-1i32).to_be_bytes(),
+        ]
+        .concat();
         assert_eq!(&bytes[first.len()..], second.as_slice());
         assert_eq!(PgType::of(&DataType::Utf8View), Some(PgType::Text));
         assert_eq!(PgType::of(&DataType::List(Arc::new(Field::new("x", DataType::Int32, true)))), None);

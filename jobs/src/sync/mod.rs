@@ -111,7 +111,10 @@ fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> JobEr
     let context = context.into();
     move |e| {
         let detail = e.as_db_error().map(|d| format!("{}: {}", d.code().code(), d.message())).unwrap_or_default();
-        JobError::Invalid(format!("PostgreSQL: {context}: {e}{}", if detail.is_empty() { "".into() } else { format!(" ({detail})") }))
+        JobError::Invalid(format!(
+            "PostgreSQL: {context}: {e}{}",
+            if detail.is_empty() { "".into() } else { format!(" ({detail})") }
+        ))
     }
 }
 
@@ -161,15 +164,13 @@ pub fn pg_columns(table: &TableId, schema: &SchemaRef) -> Result<Vec<(String, Pg
         .fields()
         .iter()
         .map(|f| {
-            PgType::of(f.data_type())
-                .map(|t| (f.name().clone(), t))
-                .ok_or_else(|| {
-                    JobError::Invalid(format!(
-                        "{table}: column {} has type {}, which cdplake does not write to PostgreSQL",
-                        f.name(),
-                        f.data_type()
-                    ))
-                })
+            PgType::of(f.data_type()).map(|t| (f.name().clone(), t)).ok_or_else(|| {
+                JobError::Invalid(format!(
+                    "{table}: column {} has type {}, which cdplake does not write to PostgreSQL",
+                    f.name(),
+                    f.data_type()
+                ))
+            })
         })
         .collect()
 }
@@ -228,9 +229,7 @@ async fn sync_table(
         _ if key.is_empty() => Some(format!("{id} has no primary key in the catalog")),
         None => Some("first sync".to_string()),
         Some(_) if !exists => Some(format!("{target_label} was dropped in PostgreSQL")),
-        Some((l, t, _, _)) if *l != lake_root || *t != id.to_string() => {
-            Some(format!("it held {t} of lake {l}"))
-        }
+        Some((l, t, _, _)) if *l != lake_root || *t != id.to_string() => Some(format!("it held {t} of lake {l}")),
         Some((_, _, _, c)) if *c != signature => Some("the table's columns changed".to_string()),
         Some((_, _, v, _)) if (*v as u64) > version => Some(format!("it holds version {v}, newer than the lake's")),
         Some(_) => None,
@@ -355,7 +354,8 @@ async fn create_target(
         .map(|(n, t)| format!("{} {}{}", quote_ident(n), t.sql(), if key.contains(n) { " NOT NULL" } else { "" }))
         .collect();
     if !key.is_empty() {
-        definitions.push(format!("PRIMARY KEY ({})", key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")));
+        definitions
+            .push(format!("PRIMARY KEY ({})", key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")));
     }
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {}; DROP TABLE IF EXISTS {target}; CREATE TABLE {target} ({});",

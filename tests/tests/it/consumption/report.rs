@@ -53,7 +53,8 @@ fn pixels(png: &Path) -> (u32, u32, Vec<[u8; 3]>) {
     let channels = info.color_type.samples();
     assert_eq!(info.bit_depth, png::BitDepth::Eight);
     let data = &buf[..info.buffer_size()];
-    let px = data.chunks(channels).map(|c| if channels >= 3 { [c[0], c[1], c[2]] } else { [c[0], c[0], c[0]] }).collect();
+    let px =
+        data.chunks(channels).map(|c| if channels >= 3 { [c[0], c[1], c[2]] } else { [c[0], c[0], c[0]] }).collect();
     (info.width, info.height, px)
 }
 

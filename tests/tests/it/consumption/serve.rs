@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cdplake_jobs::lambda::{Handler, invoke};
 use cdplake_jobs::profiles::{RefreshOptions, refresh};
-use cdplake_jobs::serve::http::{Server, ServeOptions};
+use cdplake_jobs::serve::http::{ServeOptions, Server};
 use cdplake_jobs::serve::{IndexHolder, Permissions};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +34,12 @@ async fn http(addr: std::net::SocketAddr, method: &str, target: &str, body: &str
 }
 
 fn encode(value: &str) -> String {
-    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect()
 }
 
 async fn serves_profiles_by_any_identifier(backend: Backend) {
@@ -55,7 +60,8 @@ async fn serves_profiles_by_any_identifier(backend: Backend) {
     // Health: the index holds every active identifier and person.
     let (status, health) = http(addr, "GET", "/v1/health", "").await;
     assert_eq!(status, 200, "{health}");
-    let counts = text_rows(&ws, "SELECT count(*), count(DISTINCT one_id) FROM curated.id_mapping WHERE is_active").await;
+    let counts =
+        text_rows(&ws, "SELECT count(*), count(DISTINCT one_id) FROM curated.id_mapping WHERE is_active").await;
     assert_eq!(health["index"]["identifiers"].as_u64().unwrap().to_string(), counts[0][0]);
     assert_eq!(health["index"]["persons"].as_u64().unwrap().to_string(), counts[0][1]);
     assert_eq!(health["read_only"], true);
@@ -94,7 +100,9 @@ async fn serves_profiles_by_any_identifier(backend: Backend) {
             .collect();
         let want: Vec<(String, String)> = expected.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
         assert_eq!(got, want, "{id_type}:{id_value}");
-        assert!(answer["identifiers"][0]["first_seen"].is_string() && answer["identifiers"][0]["last_seen"].is_string());
+        assert!(
+            answer["identifiers"][0]["first_seen"].is_string() && answer["identifiers"][0]["last_seen"].is_string()
+        );
         // Profile row: the lake's.
         let profile = text_rows(
             &ws,
@@ -130,7 +138,9 @@ async fn serves_profiles_by_any_identifier(backend: Backend) {
         assert_eq!(answer["segments"]["as_of"], AS_OF);
         let in_audience = !text_rows(
             &ws,
-            &format!("SELECT 1 FROM curated.audience_packages WHERE one_id = '{one_id}' AND package_name = 'not_first'"),
+            &format!(
+                "SELECT 1 FROM curated.audience_packages WHERE one_id = '{one_id}' AND package_name = 'not_first'"
+            ),
         )
         .await
         .is_empty();
@@ -228,7 +238,8 @@ async fn allow_sql_runs_only_read_only_statements() {
         query: None,
         body: serde_json::json!({ "sql": sql }).to_string().into_bytes(),
     };
-    let reply = cdplake_jobs::serve::respond(&holder, allow, &ask("SELECT count(*) AS n FROM curated.customer_profiles")).await;
+    let reply =
+        cdplake_jobs::serve::respond(&holder, allow, &ask("SELECT count(*) AS n FROM curated.customer_profiles")).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["row_count"], 1);
     let version = ws.lake().table(&cdplake_jobs::profiles::profiles_id()).await.unwrap().version();

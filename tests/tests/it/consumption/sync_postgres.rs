@@ -22,7 +22,12 @@ fn server_url() -> &'static str {
     URL.get_or_init(|| {
         let script = repo_root().join("infra/postgres/postgres.sh");
         let output = Command::new("bash").arg(&script).arg("env").output().expect("run postgres.sh");
-        assert!(output.status.success(), "{} env failed:\n{}", script.display(), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{} env failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .find_map(|l| l.strip_prefix("export CDPLAKE_PG_URL="))
@@ -65,12 +70,17 @@ async fn checksums_agree(ws: &Workspace, pg: &Client, table: &TableId, target: &
             Utf8 | LargeUtf8 | Utf8View => {
                 (format!("CAST(sum(character_length({c})) AS DOUBLE)"), format!("sum(char_length({c}))::float8"))
             }
-            Date32 => (format!("CAST(sum(CAST({c} AS INT)) AS DOUBLE)"), format!("sum({c} - date '1970-01-01')::float8")),
+            Date32 => {
+                (format!("CAST(sum(CAST({c} AS INT)) AS DOUBLE)"), format!("sum({c} - date '1970-01-01')::float8"))
+            }
             Timestamp(_, _) => (
                 format!("CAST(sum(CAST(CAST({c} AS BIGINT) AS DOUBLE) / 1000000.0) AS DOUBLE)"),
                 format!("sum(extract(epoch from {c}))::float8"),
             ),
-            Boolean => (format!("CAST(sum(CASE WHEN {c} THEN 1 ELSE 0 END) AS DOUBLE)"), format!("count(*) filter (where {c})::float8")),
+            Boolean => (
+                format!("CAST(sum(CASE WHEN {c} THEN 1 ELSE 0 END) AS DOUBLE)"),
+                format!("count(*) filter (where {c})::float8"),
+            ),
             _ => continue,
         };
         lake_sql.push(lake);
@@ -81,20 +91,20 @@ async fn checksums_agree(ws: &Workspace, pg: &Client, table: &TableId, target: &
     for (i, l) in lake.iter().enumerate() {
         let l: f64 = if l.is_empty() { 0.0 } else { l.parse().unwrap() };
         let p: f64 = row.get::<_, Option<f64>>(i).unwrap_or(0.0);
-        assert!((l - p).abs() <= 1e-6 * l.abs().max(1.0), "{target}: checksum {i} ({}): lake {l}, PostgreSQL {p}", lake_sql[i]);
+        assert!(
+            (l - p).abs() <= 1e-6 * l.abs().max(1.0),
+            "{target}: checksum {i} ({}): lake {l}, PostgreSQL {p}",
+            lake_sql[i]
+        );
     }
     // And the same keys.
-    let key = if table.name() == "customer_profiles" { "one_id" } else { "package_id || '/' || as_of || '/' || one_id" };
+    let key =
+        if table.name() == "customer_profiles" { "one_id" } else { "package_id || '/' || as_of || '/' || one_id" };
     let mut lake_keys: Vec<String> =
         text_rows(ws, &format!("SELECT {key} AS k FROM {table}")).await.into_iter().map(|r| r[0].clone()).collect();
     lake_keys.sort();
-    let mut pg_keys: Vec<String> = pg
-        .query(&format!("SELECT {key} AS k FROM {target}"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut pg_keys: Vec<String> =
+        pg.query(&format!("SELECT {key} AS k FROM {target}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     pg_keys.sort();
     assert_eq!(lake_keys, pg_keys, "{target}: keys");
     lake_keys.len() as u64
@@ -173,7 +183,8 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
     assert_eq!(again["curated.customer_profiles"].mode, "unchanged");
 
     // A profiles refresh after new data, and an erased person: only the changes are applied.
-    let customer = text_rows(&ws, "SELECT customer_id FROM clean.customers ORDER BY customer_id LIMIT 1").await[0][0].clone();
+    let customer =
+        text_rows(&ws, "SELECT customer_id FROM clean.customers ORDER BY customer_id LIMIT 1").await[0][0].clone();
     let orders = format!(
         "order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n\
          LATE-1,{customer},delivered,777.0,2,web,2024-12-30 10:00:00,2024-12-30 10:00:00\n"
@@ -181,7 +192,8 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
     crate::support::land_ingest_clean(&ws, &[("orders", "late.csv".into(), orders)], at(3)).await;
     cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
     refresh(&ws, &RefreshOptions { as_of: AS_OF.parse().unwrap(), full: false, force: false }, at(3)).await.unwrap();
-    let erased = text_rows(&ws, "SELECT one_id FROM curated.customer_profiles ORDER BY one_id DESC LIMIT 1").await[0][0].clone();
+    let erased =
+        text_rows(&ws, "SELECT one_id FROM curated.customer_profiles ORDER BY one_id DESC LIMIT 1").await[0][0].clone();
     ws.lake().delete(&profiles, &format!("one_id = '{erased}'")).await.unwrap();
     let second = by_table(sync_postgres(&ws, &options(&url), at(4)).await.unwrap());
     let p = &second["curated.customer_profiles"];
@@ -193,24 +205,27 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
     let gone = pg.query_opt("SELECT 1 FROM curated.customer_profiles WHERE one_id = $1", &[&erased]).await.unwrap();
     assert!(gone.is_none(), "the erased person is deleted");
     let revenue: Option<f64> = pg
-        .query_one(
-            "SELECT total_revenue FROM curated.customer_profiles WHERE customer_id = $1",
-            &[&customer],
-        )
+        .query_one("SELECT total_revenue FROM curated.customer_profiles WHERE customer_id = $1", &[&customer])
         .await
         .unwrap()
         .get(0);
-    let lake_revenue = text_rows(&ws, &format!("SELECT total_revenue FROM curated.customer_profiles WHERE customer_id = '{customer}'")).await;
+    let lake_revenue = text_rows(
+        &ws,
+        &format!("SELECT total_revenue FROM curated.customer_profiles WHERE customer_id = '{customer}'"),
+    )
+    .await;
     assert_eq!(revenue.map(|r| format!("{r}")), Some(lake_revenue[0][0].parse::<f64>().unwrap().to_string()));
 
     // A crash between COPY and commit of an incremental sync: nothing applied, the state keeps
     // its version; the next run applies the same changes once.
     let held = state_version(&pg, "curated.customer_profiles").await;
-    let second_erased = text_rows(&ws, "SELECT one_id FROM curated.customer_profiles ORDER BY one_id LIMIT 1").await[0][0].clone();
+    let second_erased =
+        text_rows(&ws, "SELECT one_id FROM curated.customer_profiles ORDER BY one_id LIMIT 1").await[0][0].clone();
     ws.lake().delete(&profiles, &format!("one_id = '{second_erased}'")).await.unwrap();
     let tables = vec![profiles.clone()];
     let crashed =
-        sync_postgres(&ws, &SyncOptions { crash_before_commit: true, tables: tables.clone(), ..options(&url) }, at(5)).await;
+        sync_postgres(&ws, &SyncOptions { crash_before_commit: true, tables: tables.clone(), ..options(&url) }, at(5))
+            .await;
     assert!(crashed.is_err());
     assert_eq!(state_version(&pg, "curated.customer_profiles").await, held);
     let still: i64 = pg.query_one("SELECT count(*) FROM curated.customer_profiles", &[]).await.unwrap().get(0);
