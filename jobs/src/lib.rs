@@ -21,8 +21,11 @@ pub mod profiles;
 pub mod quality;
 pub mod query;
 pub mod retry;
+pub mod report;
 pub mod segments;
+pub mod serve;
 pub mod stopwatch;
+pub mod sync;
 pub mod workspace;
 
 pub use config::Config;

@@ -261,6 +261,107 @@ cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
     /// Catalog maintenance: Athena DDL, Glue tables for the deployment template, dropping tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+
+    /// Look a person up by any identifier: profile, identifiers, segments, audiences, latest events.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+
+    /// Serve profile look-ups over HTTP from an in-memory index (read-only).
+    #[command(
+        after_help = "Builds an index from curated.id_mapping, customer_profiles, user_events, segment_bitmaps and \
+audience_packages (an identifier resolves to its person in one hash probe), then answers:\n\n  \
+GET /v1/profiles/{id_type}/{value}?events=N   the person: profile row, identifiers (first/last seen), segments \
+and audience packages of the latest builds, latest N events; 404 for an unknown identifier, 400 for a malformed one\n  \
+GET /v1/health                                index size, memory, build time, table versions\n  \
+POST /v1/query {\"sql\": \"SELECT ...\"}          only with --allow-sql: one read-only statement\n\n\
+The server never writes to the lake. Every --refresh-secs it reads the tables' Delta versions; when one changed \
+(a new profiles build), it rebuilds the index in the background and swaps it in.\n\nExamples:\n  \
+cdplake serve --listen 127.0.0.1:8080\n  \
+curl -s 127.0.0.1:8080/v1/profiles/member_id/MBR0000001?events=5\n  \
+curl -s 127.0.0.1:8080/v1/health"
+    )]
+    Serve {
+        /// Address and port to listen on
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Allow POST /v1/query (one read-only SELECT/WITH/SHOW/DESCRIBE/EXPLAIN)
+        #[arg(long)]
+        allow_sql: bool,
+        /// Seconds between checks for a new version of the curated tables
+        #[arg(long, default_value_t = 10)]
+        refresh_secs: u64,
+        /// Latest events kept per person (the most ?events= may ask for)
+        #[arg(long, default_value_t = cdplake_jobs::serve::DEFAULT_EVENTS_KEPT)]
+        events_kept: usize,
+    },
+
+    /// Write curated tables back to PostgreSQL (the first run copies, later runs apply what changed).
+    #[command(subcommand)]
+    Sync(SyncCommand),
+
+    /// Write a self-contained HTML report with charts (no network needed to open it).
+    #[command(after_help = "Charts (SVG, drawn with plotters): persons and profiles over time, the RFM grid (recency \
+score × frequency score; cell = persons, colour = average monetary), segment and audience sizes and their change \
+since the previous as-of, lifecycle stages over time from curated.customer_profiles_daily, identity health \
+(persons by number of identifiers, hubs, refused links) and the quality gates' history.\n\nExamples:\n  \
+cdplake report --out report.html\n  cdplake report --as-of 2024-12-31 --out report-2024-12-31.html")]
+    Report {
+        /// The profiles snapshot (dt of curated.customer_profiles_daily) to report on [default: the latest]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// The HTML file to write
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// One person by any of their identifiers (the answer `GET /v1/profiles/ID_TYPE/VALUE` gives).
+    #[command(after_help = "Exits with 1 and says so when nobody has the identifier.\n\nExamples:\n  \
+cdplake profile get member_id:MBR0000001\n  cdplake profile get customer_id:C00042 --events 5 --json")]
+    Get {
+        /// The identifier, as ID_TYPE:VALUE
+        identifier: String,
+        /// Latest events to show
+        #[arg(long, default_value_t = 10)]
+        events: usize,
+        /// Print the whole answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Copy curated tables into PostgreSQL and keep them in step with the lake.
+    #[command(
+        after_help = "Each table becomes ZONE.TABLE in PostgreSQL (or SCHEMA.TABLE with --schema), with the lake's \
+columns and types and the catalog's primary key. The first run loads it with binary COPY; later runs apply only \
+the rows that changed since the Delta version recorded in cdplake_sync_state (upserts, and deletes for rows \
+gone from the lake, erased persons included), in the same PostgreSQL transaction as the new version: a sync \
+that dies half-way leaves the previous state, and the next run redoes it. A table whose columns changed is \
+reloaded whole. The row count in PostgreSQL is checked against the lake's before committing.\n\nExamples:\n  \
+cdplake sync postgres --url postgres://cdp@127.0.0.1:5432/marketing\n  \
+cdplake sync postgres --url 'host=db.internal user=cdp dbname=marketing' --table curated.customer_profiles --table curated.audience_packages"
+    )]
+    Postgres {
+        /// Connection string: postgres://USER[:PASSWORD]@HOST[:PORT]/DB or 'host=... user=... dbname=...'
+        #[arg(long, env = "CDPLAKE_SYNC_URL")]
+        url: String,
+        /// Tables to sync, as ZONE.TABLE [default: curated.customer_profiles and curated.audience_packages]
+        #[arg(long = "table")]
+        tables: Vec<TableId>,
+        /// PostgreSQL schema for every table [default: the table's zone]
+        #[arg(long)]
+        schema: Option<String>,
+        /// Reload every table whole
+        #[arg(long)]
+        full: bool,
+        /// Print the reports as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -786,6 +887,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Catalog(CatalogCommand::ExportGlue) => {
             out!("{}", glue_table_resources(&workspace.catalog.list().await?).trim_end());
+        }
+        Command::Profile(ProfileCommand::Get { identifier, events, json }) => {
+            use cdplake_jobs::serve::{IndexHolder, Lookup, LookupError, lookup, parse_identifier};
+            let (id_type, id_value) = match parse_identifier(&identifier) {
+                Ok(parts) => parts,
+                Err(LookupError::Malformed(m) | LookupError::NotFound(m)) => bail!(m),
+            };
+            let holder = IndexHolder::open(workspace.clone(), events).await?;
+            match lookup(&holder.get(), &Lookup { id_type, id_value, events })? {
+                Ok(answer) if json => out!("{}", serde_json::to_string_pretty(&answer)?),
+                Ok(answer) => out!("{}", cdplake_jobs::serve::describe_answer(&answer)),
+                Err(LookupError::Malformed(m) | LookupError::NotFound(m)) => bail!(m),
+            }
+        }
+        Command::Serve { listen, allow_sql, refresh_secs, events_kept } => {
+            use cdplake_jobs::serve::{IndexHolder, Permissions, http};
+            let holder = std::sync::Arc::new(IndexHolder::open(workspace.clone(), events_kept).await?);
+            let stats = holder.get().stats().clone();
+            let options = http::ServeOptions {
+                listen,
+                permissions: Permissions { allow_sql },
+                refresh_every: std::time::Duration::from_secs(refresh_secs.max(1)),
+            };
+            let server = http::Server::bind(holder.clone(), &options).await?;
+            let address = server.local_addr()?;
+            out!(
+                "serving {} persons ({} identifiers, {} profiles; index {} MB, built in {:.0} ms) on http://{address}",
+                stats.persons,
+                stats.identifiers,
+                stats.profiles,
+                stats.memory_bytes / (1 << 20),
+                stats.build_ms
+            );
+            if let Some((t, v)) = holder.get().sample_identifiers(1).first() {
+                out!("try: curl -s http://{address}/v1/profiles/{t}/{v}?events=5");
+            }
+            // Read-only: stopping it (Ctrl-C, SIGTERM) loses nothing.
+            server.run(std::future::pending::<()>()).await?;
+        }
+        Command::Sync(SyncCommand::Postgres { url, tables, schema, full, json }) => {
+            use cdplake_jobs::sync::{SyncOptions, describe_report, sync_postgres};
+            let options = SyncOptions { url, tables, schema, full, ..Default::default() };
+            let reports = sync_postgres(&workspace, &options, chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    out!("{}", describe_report(r));
+                }
+            }
+        }
+        Command::Report { as_of, out } => {
+            let report = cdplake_jobs::report::build_report(&workspace, as_of).await?;
+            std::fs::write(&out, &report.html).with_context(|| format!("writing {}", out.display()))?;
+            out!("report as of {} ({} charts) written to {}", report.as_of, report.charts.len(), out.display());
         }
         Command::Catalog(CatalogCommand::Drop { table, purge }) => {
             workspace.catalog.drop_table(&table, purge).await.with_context(|| format!("dropping {table}"))?;

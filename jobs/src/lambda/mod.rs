@@ -6,9 +6,12 @@
 //! * [`schedule`]: an EventBridge schedule → the daily DAG for the event's business date.
 //! * [`query`]: `{"sql": ..., "format": "json|csv"}` → a read-only query's rows, inline or
 //!   written to an S3 result location when large (as Athena does).
+//! * [`profile`]: a function URL / API Gateway request → the profile look-up API
+//!   (`GET /v1/profiles/{id_type}/{value}`, `GET /v1/health`), as `cdplake serve` answers it.
 //!
 //! `cdplake lambda invoke` and the `cdplake-lambda` binary (infra/) both call [`invoke`].
 
+pub mod profile;
 pub mod query;
 pub mod s3;
 pub mod schedule;
@@ -24,6 +27,7 @@ pub enum Handler {
     S3,
     Schedule,
     Query,
+    Profile,
 }
 
 impl Handler {
@@ -31,6 +35,9 @@ impl Handler {
     pub fn detect(event: &Value) -> Option<Handler> {
         if event.get("sql").is_some() {
             return Some(Handler::Query);
+        }
+        if profile::is_http_event(event) {
+            return Some(Handler::Profile);
         }
         if event.get("detail-type").is_some() || event.get("detail_type").is_some() {
             return Some(Handler::Schedule);
@@ -44,6 +51,7 @@ impl Handler {
             "s3" => Some(Handler::S3),
             "schedule" => Some(Handler::Schedule),
             "query" => Some(Handler::Query),
+            "profile" => Some(Handler::Profile),
             _ => None,
         }
     }
@@ -70,6 +78,7 @@ pub async fn invoke(workspace: &Workspace, handler: Handler, event: Value, now: 
             let request = serde_json::from_value(event).map_err(|e| parse_error("a query event", e))?;
             serde_json::to_value(query::handle(workspace, request).await?)
         }
+        Handler::Profile => Ok(profile::handle(workspace, event).await?),
     };
     answer.map_err(|e| JobError::Invalid(format!("encoding the response: {e}")))
 }

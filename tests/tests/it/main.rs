@@ -10,6 +10,7 @@ mod audiences;
 mod catalog;
 mod cli;
 mod concurrency;
+mod consumption;
 mod engine_suite;
 mod identity;
 mod lambda;
