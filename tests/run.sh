@@ -5,8 +5,11 @@
 #      DuckDB, which recomputes RFM on the raw Online Retail file; DuckDB's delta extension in a
 #      venv of its own), cfn-lint, which checks the deployment template infra/template.yaml, and
 #      cargo-lambda, whose Lambda runtime emulator runs the Lambda binary in a test,
-#   3. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
-#   4. runs every test of the workspace.
+#   3. installs Debian's PostgreSQL (if missing) and starts a cluster of the tests' own on
+#      127.0.0.1 (infra/postgres/postgres.sh), for the write-back tests, and Debian's Chromium (if
+#      missing), which renders the HTML report in a test,
+#   4. builds every target (the `cdplake` binary too: the CLI tests run it), dev profile,
+#   5. runs every test of the workspace.
 # .ci/run calls this script. Extra arguments go to `cargo test` (e.g. a test-name filter).
 set -euo pipefail
 
@@ -30,6 +33,19 @@ ddb=$repo/.cache/py-duckdb-delta
 if ! "$ddb/bin/python" -c 'import duckdb, duckdb_extension_delta' 2>/dev/null; then
   python3 -m venv "$ddb"
   "$ddb/bin/pip" install --quiet --disable-pip-version-check "duckdb==1.5.5" "duckdb-extension-delta==1.5.5"
+fi
+
+step "PostgreSQL (Debian's package) on 127.0.0.1, for the write-back tests"
+bash infra/postgres/postgres.sh start
+
+step "Chromium (Debian's package), which renders the report in a test"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "Chromium is missing: run 'apt-get install -y chromium' as root" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 
 step "deployment template (cfn-lint)"

@@ -267,7 +267,12 @@ impl Lake {
 
     /// Replace every row of an already loaded table, in one commit: it conflicts with another
     /// writer that removed the same files since the snapshot (read-modify-write of small tables).
-    pub async fn overwrite_table(&self, table: DeltaTable, id: &TableId, batches: Vec<RecordBatch>) -> Result<DeltaTable> {
+    pub async fn overwrite_table(
+        &self,
+        table: DeltaTable,
+        id: &TableId,
+        batches: Vec<RecordBatch>,
+    ) -> Result<DeltaTable> {
         self.ensure_writable()?;
         let schema = table_arrow_schema(&table, id)?;
         let mut batches = conform_batches(id, &schema, batches)?;

@@ -99,11 +99,9 @@ impl Lake {
     pub async fn footprint(&self, id: &TableId) -> Result<Footprint> {
         let table = self.table(id).await?;
         let store = table.log_store().object_store(None);
-        let objects: Vec<object_store::ObjectMeta> =
-            store.list(None).try_collect().await.map_err(|e| EngineError::Store {
-                context: format!("table {id}: listing its files"),
-                source: Box::new(e),
-            })?;
+        let objects: Vec<object_store::ObjectMeta> = store.list(None).try_collect().await.map_err(|e| {
+            EngineError::Store { context: format!("table {id}: listing its files"), source: Box::new(e) }
+        })?;
         let mut footprint = Footprint::default();
         for object in objects {
             let path = object.location.as_ref();
@@ -170,7 +168,10 @@ impl Lake {
         let table = self.table(id).await?;
         let (table, vacuumed) = self.vacuum_table(table, id, options, false).await?;
         report.files_vacuumed = vacuumed;
-        let (version, removed) = self.checkpoint_and_clean(&table, id, options.now - options.history).await?;
+        // Log objects age by the storage's clock, and this run's own commits are younger than
+        // `now`: the cutoff is the later of the two clocks, or a zero history would keep them all.
+        let log_cutoff = options.now.max(Utc::now()) - options.history;
+        let (version, removed) = self.checkpoint_and_clean(&table, id, log_cutoff).await?;
         report.checkpoint_version = Some(version);
         report.logs_removed = removed;
         report.after = self.footprint(id).await?;
@@ -216,10 +217,9 @@ impl Lake {
         let clock = std::sync::Arc::new(FixedClock(options.now.timestamp_millis()));
         let mut deleted = 0;
         let mut table = table;
-        for (mode, retention) in [
-            (VacuumMode::Lite, options.history),
-            (VacuumMode::Full, options.history.max(ORPHAN_MIN_AGE)),
-        ] {
+        for (mode, retention) in
+            [(VacuumMode::Lite, options.history), (VacuumMode::Full, options.history.max(ORPHAN_MIN_AGE))]
+        {
             let (vacuumed, metrics) = table
                 .vacuum()
                 .with_mode(mode)

@@ -129,10 +129,10 @@ fn parquet_values(
         context: format!("scan: decoding {path}"),
         source: std::io::Error::other(e),
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?.build().map_err(parquet_error)?;
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?.build().map_err(parquet_error)?;
     for batch in reader {
-        let batch =
-            batch.map_err(|e| EngineError::Arrow { context: format!("scan: decoding {path}"), source: e })?;
+        let batch = batch.map_err(|e| EngineError::Arrow { context: format!("scan: decoding {path}"), source: e })?;
         for column in batch.columns() {
             search_array(matcher, column, found);
         }
@@ -140,7 +140,11 @@ fn parquet_values(
     Ok(())
 }
 
-fn search_array(matcher: &AhoCorasick, array: &ArrayRef, found: &mut std::collections::BTreeSet<(usize, &'static str)>) {
+fn search_array(
+    matcher: &AhoCorasick,
+    array: &ArrayRef,
+    found: &mut std::collections::BTreeSet<(usize, &'static str)>,
+) {
     match array.data_type() {
         DataType::Struct(_) => {
             for child in array.as_struct().columns() {

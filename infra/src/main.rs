@@ -1,7 +1,8 @@
 //! `cdplake-lambda`: the Lambda binary for the `provided.al2023` runtime.
 //!
-//! One binary serves the three functions of `infra/template.yaml`; `CDPLAKE_HANDLER`
-//! (`s3`, `schedule`, `query`, `erase`) names the one a function runs, else the event's shape decides.
+//! One binary serves the functions of `infra/template.yaml`; `CDPLAKE_HANDLER`
+//! (`s3`, `schedule`, `query`, `profile`, `erase`) names the one a function runs, else the event's
+//! shape decides.
 //! The lake is `CDPLAKE_LAKE` (`s3://bucket/prefix`), the config `CDPLAKE_CONFIG` (else a
 //! `cdplake.toml` beside the binary's working directory); logs are JSON lines carrying the request
 //! id (`CDPLAKE_LOG` sets the filter).
@@ -27,7 +28,8 @@ async fn main() -> Result<(), Error> {
         .init();
     let fixed = match std::env::var("CDPLAKE_HANDLER") {
         Ok(name) => Some(
-            Handler::from_name(&name).ok_or_else(|| format!("CDPLAKE_HANDLER={name}: use s3, schedule, query or erase"))?,
+            Handler::from_name(&name)
+                .ok_or_else(|| format!("CDPLAKE_HANDLER={name}: use s3, schedule, query, profile or erase"))?,
         ),
         Err(_) => None,
     };

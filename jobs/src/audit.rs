@@ -16,7 +16,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray};
+use cdplake_engine::arrow::array::{
+    Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::{TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
@@ -211,7 +213,8 @@ pub async fn append(workspace: &Workspace, run: &JobRun) -> Result<()> {
         tables.values().append_value(t);
     }
     tables.append(true);
-    let micros = |t: DateTime<Utc>| Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"));
+    let micros =
+        |t: DateTime<Utc>| Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"));
     let batch = RecordBatch::try_new(
         job_runs_spec().schema,
         vec![

@@ -33,7 +33,7 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub lake: LakeConfig,
@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// `[identity]`: the guards of identity stitching.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdentityConfig {
     /// More values that never identify anyone, besides the built-in placeholder rules
@@ -73,7 +73,7 @@ pub struct IdentityConfig {
 }
 
 /// The rule of one id type (`[identity.types.NAME]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdTypeRule {
     /// The most values of this type one person may hold (member_id: 1).
@@ -83,7 +83,7 @@ pub struct IdTypeRule {
     pub priority: u32,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionalId {
     pub source: String,
@@ -148,13 +148,21 @@ impl IdentityConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LakeConfig {
     /// Lake root; `--lake` and `CDPLAKE_LAKE` override it.
     pub root: Option<String>,
     /// Object-store options (`aws_endpoint_url`, `aws_region`, ...).
     pub storage: HashMap<String, String>,
+}
+
+/// The JSON schema of `cdplake.toml` (draft 2020-12), as published in `cdplake.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Config);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 impl Config {
@@ -237,6 +245,34 @@ mod tests {
         let err = Config::parse("[sources.x]\nformat = 'csv'\nprimary_key = ['nope']\ncolumns = [{ name = 'a' }]\n")
             .unwrap_err();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    /// `cdplake.schema.json` at the repository root is the schema of today's configuration types:
+    /// regenerate it with `cdplake config schema > cdplake.schema.json` after changing them.
+    #[test]
+    fn the_published_schema_is_current() {
+        let published = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../cdplake.schema.json"))
+            .expect("cdplake.schema.json at the repository root");
+        assert!(
+            published == json_schema(),
+            "cdplake.schema.json is stale: run `cdplake config schema > cdplake.schema.json`"
+        );
+        let schema: serde_json::Value = serde_json::from_str(&published).unwrap();
+        for key in ["lake", "sources", "identity", "profiles", "quality", "segments", "audiences"] {
+            assert!(schema["properties"].get(key).is_some(), "{key} is in the schema");
+        }
+    }
+
+    /// What a user copies from the README works: every `toml` block of it is a valid cdplake.toml.
+    #[test]
+    fn every_toml_example_of_the_readme_is_valid() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let blocks: Vec<&str> =
+            readme.split("```toml\n").skip(1).map(|b| &b[..b.find("```").unwrap_or(b.len())]).collect();
+        assert!(blocks.len() >= 5, "{} toml blocks", blocks.len());
+        for block in blocks {
+            Config::parse(block).unwrap_or_else(|e| panic!("README example does not parse: {e}\n{block}"));
+        }
     }
 
     #[test]

@@ -39,12 +39,19 @@ pub enum Through {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Ingest everything new under `landing/<source>/`.
-    Ingest { source: String },
-    Clean { source: String },
+    Ingest {
+        source: String,
+    },
+    Clean {
+        source: String,
+    },
     Identity,
     Profiles,
     Segments,
-    Audience { name: String, rule: String },
+    Audience {
+        name: String,
+        rule: String,
+    },
     Maintain,
 }
 

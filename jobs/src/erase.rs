@@ -177,7 +177,10 @@ pub async fn erase(
     for entry in &entries {
         let dir = format!("{}/", entry.location);
         let id = TableId::new(&entry.zone, &entry.table_name)?;
-        if scan.matches.iter().any(|m| m.path.starts_with(dir.as_str())) && !touched.contains(&id) && !is_own_table(entry) {
+        if scan.matches.iter().any(|m| m.path.starts_with(dir.as_str()))
+            && !touched.contains(&id)
+            && !is_own_table(entry)
+        {
             touched.push(id);
         }
     }
@@ -222,7 +225,12 @@ async fn find_person(
     // Plaintext contact points are looked up by the hashes clean makes of them.
     let lookups: Vec<(String, String)> = match id_type {
         "email" => normalize::email(value)
-            .map(|e| vec![("email_hash".into(), normalize::pii_hash(&e, pii_key)), ("email_hash".into(), normalize::pii_hash(&e, None))])
+            .map(|e| {
+                vec![
+                    ("email_hash".into(), normalize::pii_hash(&e, pii_key)),
+                    ("email_hash".into(), normalize::pii_hash(&e, None)),
+                ]
+            })
             .unwrap_or_default(),
         "phone" | "mobile" => candidates(value, pii_key)
             .into_iter()
@@ -272,8 +280,8 @@ async fn find_person(
     Ok(person)
 }
 
-/// Mark the person's raw rows and add the values of those rows' identifier columns, as written,
-/// to their forms (the plaintext email of a CSV, the phone as typed).
+/// Mark the person's raw rows and add the spellings their identifiers have in those rows (the
+/// plaintext email of a CSV, the phone as typed) to their forms.
 async fn collect_raw_forms(
     workspace: &Workspace,
     entry: &TableEntry,
@@ -292,7 +300,8 @@ async fn collect_raw_forms(
     for batch in &batches {
         let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
         let texts = privacy::row_texts(batch);
-        let (batch_col, row_col) = (names.iter().position(|n| n == "_batch_id"), names.iter().position(|n| n == "_source_row"));
+        let (batch_col, row_col) =
+            (names.iter().position(|n| n == "_batch_id"), names.iter().position(|n| n == "_source_row"));
         for row in &texts {
             let data = row.iter().zip(&names).filter(|(_, n)| !cdplake_zones::raw::is_lineage(n));
             let mine = data.clone().any(|(v, _)| v.as_deref().is_some_and(|v| person.value_matches(v, pii_key)));
@@ -304,27 +313,29 @@ async fn collect_raw_forms(
             {
                 person.raw_rows.insert(format!("{b}:{r}"));
             }
+            // A value as written (an email's spelling, a phone as typed) is a form only when it is
+            // one of the person's own identifiers: a kiosk device or a family email on their row
+            // belongs to others too, and erasing it would erase them.
+            let mut written: Vec<String> = Vec::new();
             for (value, name) in data {
                 if let Some(value) = value
                     && identifying.contains(name)
                 {
-                    person.forms.extend(candidates(value, pii_key));
-                    person.forms.insert(value.trim().to_lowercase());
+                    let forms = candidates(value, pii_key);
+                    if forms.iter().any(|f| person.forms.contains(f)) {
+                        written.extend(forms);
+                        written.push(value.trim().to_lowercase());
+                    }
                 }
             }
+            person.forms.extend(written);
         }
     }
     Ok(())
 }
 
 async fn read_all(workspace: &Workspace, id: &TableId) -> Result<Vec<RecordBatch>> {
-    workspace
-        .lake()
-        .read(id)
-        .await?
-        .collect()
-        .await
-        .map_err(|e| JobError::query(format!("erase: reading {id}"), e))
+    workspace.lake().read(id).await?.collect().await.map_err(|e| JobError::query(format!("erase: reading {id}"), e))
 }
 
 fn column_text(batch: &RecordBatch, name: &str) -> Option<StringArray> {
@@ -338,7 +349,10 @@ fn person_rows(batch: &RecordBatch, person: &Person, pii_key: Option<&[u8]>) -> 
     let one_id_columns: Vec<StringArray> =
         ["one_id", "absorbed_one_id", "surviving_one_id"].iter().filter_map(|c| column_text(batch, c)).collect();
     let user_ints = batch.column_by_name("user_int_id").and_then(|c| cast(c, &DataType::Int64).ok());
-    let lineage = match (column_text(batch, "_batch_id").or_else(|| column_text(batch, "batch_id")), column_text(batch, "_source_row")) {
+    let lineage = match (
+        column_text(batch, "_batch_id").or_else(|| column_text(batch, "batch_id")),
+        column_text(batch, "_source_row"),
+    ) {
         (Some(b), Some(r)) => Some((b, r)),
         _ => None,
     };
@@ -351,7 +365,9 @@ fn person_rows(batch: &RecordBatch, person: &Person, pii_key: Option<&[u8]>) -> 
                     !c.is_null(r) && person.user_int_ids.contains(&c.as_primitive::<Int64Type>().value(r))
                 })
                 || lineage.as_ref().is_some_and(|(b, row)| {
-                    !b.is_null(r) && !row.is_null(r) && person.raw_rows.contains(&format!("{}:{}", b.value(r), row.value(r)))
+                    !b.is_null(r)
+                        && !row.is_null(r)
+                        && person.raw_rows.contains(&format!("{}:{}", b.value(r), row.value(r)))
                 })
                 || match (&event_source, &event_key) {
                     (Some(s), Some(k)) if !s.is_null(r) && !k.is_null(r) => {
@@ -412,7 +428,9 @@ async fn erase_from_table(
                     }
                 }
             }
-            if let (Some(b), Some(rows)) = (lineage_columns.and_then(|c| column_text(batch, c)), column_text(batch, "_source_row")) {
+            if let (Some(b), Some(rows)) =
+                (lineage_columns.and_then(|c| column_text(batch, c)), column_text(batch, "_source_row"))
+            {
                 for (r, m) in mine.iter().enumerate() {
                     match (*m, b.is_null(r) || rows.is_null(r), rows.value(r).parse::<i64>()) {
                         (true, false, Ok(row)) => {
@@ -448,7 +466,11 @@ async fn erase_from_table(
     let predicate = if unkeyed > 0 {
         None
     } else if let Some(column) = lineage_columns.filter(|_| !lineage_keys.is_empty()) {
-        Some(or_groups(column, "_source_row", lineage_keys.iter().map(|(b, rows)| (b.clone(), rows.iter().map(|r| r.to_string()).collect()))))
+        Some(or_groups(
+            column,
+            "_source_row",
+            lineage_keys.iter().map(|(b, rows)| (b.clone(), rows.iter().map(|r| r.to_string()).collect())),
+        ))
     } else if !event_keys.is_empty() && has("event_key") {
         Some(or_groups(
             "source",
@@ -517,7 +539,8 @@ async fn erase_from_bitmaps(
         let typed = |array: cdplake_engine::arrow::array::ArrayRef, like: &DataType| {
             cast(&array, like).map_err(|e| JobError::arrow("erase: bitmaps", e))
         };
-        columns[index] = typed(Arc::new(BinaryArray::from_iter_values(bitmaps.iter())), batch.column(index).data_type())?;
+        columns[index] =
+            typed(Arc::new(BinaryArray::from_iter_values(bitmaps.iter())), batch.column(index).data_type())?;
         if let Ok(c) = batch.schema().index_of("cardinality") {
             columns[c] = typed(Arc::new(Int64Array::from(cardinalities)), batch.column(c).data_type())?;
         }
@@ -579,7 +602,8 @@ async fn record(workspace: &Workspace, report: &EraseReport, reason: Option<&str
         tables.values().append_value(format!("{table}@{version}"));
     }
     tables.append(true);
-    let micros = |t: DateTime<Utc>| Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"));
+    let micros =
+        |t: DateTime<Utc>| Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"));
     let batch = RecordBatch::try_new(
         erasures_spec().schema,
         vec![
@@ -617,7 +641,10 @@ pub fn describe_report(r: &EraseReport) -> String {
         r.matches_after.len()
     );
     for (table, rows) in &r.rows_deleted {
-        text.push_str(&format!("\n  {table}: {rows} rows (now version {})", r.versions.get(table).copied().unwrap_or(0)));
+        text.push_str(&format!(
+            "\n  {table}: {rows} rows (now version {})",
+            r.versions.get(table).copied().unwrap_or(0)
+        ));
     }
     for path in &r.matches_after {
         text.push_str(&format!("\n  STILL HOLDS A FORM: {path}"));

@@ -41,6 +41,10 @@ pub enum JobError {
     /// A data-quality rule failed: the job published nothing.
     #[error("quality gate failed: {0}")]
     QualityGate(String),
+    /// The job ran but nothing usable came out (an export of no rows): a script must not take
+    /// it for success. The CLI exits with code 3.
+    #[error("nothing came out: {0}")]
+    Empty(String),
     /// Counts that must add up did not: a bug, reported rather than hidden.
     #[error("counts do not reconcile: {0}")]
     Reconciliation(String),

@@ -25,9 +25,12 @@ pub mod privacy;
 pub mod profiles;
 pub mod quality;
 pub mod query;
+pub mod report;
 pub mod retry;
 pub mod segments;
+pub mod serve;
 pub mod stopwatch;
+pub mod sync;
 pub mod workspace;
 
 pub use config::Config;

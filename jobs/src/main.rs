@@ -251,6 +251,10 @@ cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
         json: bool,
     },
 
+    /// The configuration file itself: its JSON schema for editors.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
     /// List the sources: built-in presets and those in cdplake.toml.
     #[command(after_help = "Example:\n  cdplake sources --format json")]
     Sources(FormatArg),
@@ -260,13 +264,15 @@ cdplake check --source customers landing/customers/*.csv --sample 5000 --json")]
     Catalog(CatalogCommand),
 
     /// Compact, Z-order, vacuum (change data too), checkpoint and clean the log of tables; enforce row retention.
-    #[command(after_help = "Each table keeps the history of its zone ([retention] history_days: raw 30 days, clean and curated 7): files replaced earlier are deleted, newer ones kept for time travel. Small files are compacted to [maintenance] target_file_mb; curated.id_mapping is Z-ordered by id_value and curated.customer_profiles by one_id. PII columns are kept out of Delta statistics. Raw rows older than [retention] raw_days are deleted (an audit row each). Safe beside running jobs: a conflicting commit is rerun, never lost. The daily schedule runs it last.
+    #[command(
+        after_help = "Each table keeps the history of its zone ([retention] history_days: raw 30 days, clean and curated 7): files replaced earlier are deleted, newer ones kept for time travel. Small files are compacted to [maintenance] target_file_mb; curated.id_mapping is Z-ordered by id_value and curated.customer_profiles by one_id. PII columns are kept out of Delta statistics. Raw rows older than [retention] raw_days are deleted (an audit row each). Safe beside running jobs: a conflicting commit is rerun, never lost. The daily schedule runs it last.
 
 Examples:
   cdplake maintain --dry-run
   cdplake maintain curated.id_mapping _catalog.tables
   cdplake maintain --lifecycle-rules   # the S3 lifecycle block of infra/template.yaml
-  cdplake --lake s3://bucket/cdp maintain --apply-lifecycle")]
+  cdplake --lake s3://bucket/cdp maintain --apply-lifecycle"
+    )]
     Maintain {
         /// Only these tables, as ZONE.TABLE [default: every table, and the catalog]
         tables: Vec<TableId>,
@@ -285,11 +291,13 @@ Examples:
     },
 
     /// Erase a person from the whole lake (right to erasure), provably.
-    #[command(after_help = "The person is found through curated.id_mapping (email: and phone: take plaintext, hashed as clean does); every identifier of theirs, in every form, is deleted from every zone and table (raw rows too, bitmaps, audience packages), each touched table is vacuumed at zero retention and its old log deleted, landing files holding them are removed, and every object under the lake root is scanned: the report says how many still hold a form (0). The identifiers go to a suppression list (keyed hashes) that ingest and clean honour, so a replay cannot bring the person back. _audit.erasures records when, why, tables and versions (keyed hashes only). Run it while no other job writes. Exits 1 when the scan still finds a form.
+    #[command(
+        after_help = "The person is found through curated.id_mapping (email: and phone: take plaintext, hashed as clean does); every identifier of theirs, in every form, is deleted from every zone and table (raw rows too, bitmaps, audience packages), each touched table is vacuumed at zero retention and its old log deleted, landing files holding them are removed, and every object under the lake root is scanned: the report says how many still hold a form (0). The identifiers go to a suppression list (keyed hashes) that ingest and clean honour, so a replay cannot bring the person back. _audit.erasures records when, why, tables and versions (keyed hashes only). Run it while no other job writes. Exits 1 when the scan still finds a form.
 
 Examples:
   cdplake erase email:jane@example.com --reason 'GDPR request #123'
-  cdplake erase member_id:MBR0000042")]
+  cdplake erase member_id:MBR0000042"
+    )]
     Erase {
         /// The person, as ID_TYPE:VALUE (any id type of curated.id_mapping, or email:/phone: in plaintext)
         identifier: String,
@@ -302,11 +310,13 @@ Examples:
     },
 
     /// List job runs from the audit trail (_audit.job_runs), newest first.
-    #[command(after_help = "Every run of a job (CLI, Lambda, schedule) is a row: job, arguments (identifiers keyed-hashed, no secrets), who (user@host or lambda:<request id>), start, duration, outcome, the tables and Delta versions it committed, rows in and out.
+    #[command(
+        after_help = "Every run of a job (CLI, Lambda, schedule) is a row: job, arguments (identifiers keyed-hashed, no secrets), who (user@host or lambda:<request id>), start, duration, outcome, the tables and Delta versions it committed, rows in and out.
 
 Examples:
   cdplake audit --limit 20
-  cdplake query \"SELECT job, count(*) FROM _audit.job_runs GROUP BY job\"")]
+  cdplake query \"SELECT job, count(*) FROM _audit.job_runs GROUP BY job\""
+    )]
     Audit {
         /// Show at most this many runs
         #[arg(long, default_value_t = 50)]
@@ -314,6 +324,116 @@ Examples:
         #[command(flatten)]
         format: FormatArg,
     },
+
+    /// Look a person up by any identifier: profile, identifiers, segments, audiences, latest events.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+
+    /// Serve profile look-ups over HTTP from an in-memory index (read-only).
+    #[command(
+        after_help = "Builds an index from curated.id_mapping, customer_profiles, user_events, segment_bitmaps and \
+audience_packages (an identifier resolves to its person in one hash probe), then answers:\n\n  \
+GET /v1/profiles/{id_type}/{value}?events=N   the person: profile row, identifiers (first/last seen), segments \
+and audience packages of the latest builds, latest N events; 404 for an unknown identifier, 400 for a malformed one\n  \
+GET /v1/health                                index size, memory, build time, table versions\n  \
+POST /v1/query {\"sql\": \"SELECT ...\"}          only with --allow-sql: one read-only statement\n\n\
+The server never writes to the lake. Every --refresh-secs it reads the tables' Delta versions; when one changed \
+(a new profiles build), it rebuilds the index in the background and swaps it in.\n\nExamples:\n  \
+cdplake serve --listen 127.0.0.1:8080\n  \
+curl -s 127.0.0.1:8080/v1/profiles/member_id/MBR0000001?events=5\n  \
+curl -s 127.0.0.1:8080/v1/health"
+    )]
+    Serve {
+        /// Address and port to listen on
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Allow POST /v1/query (one read-only SELECT/WITH/SHOW/DESCRIBE/EXPLAIN)
+        #[arg(long)]
+        allow_sql: bool,
+        /// Seconds between checks for a new version of the curated tables
+        #[arg(long, default_value_t = 10)]
+        refresh_secs: u64,
+        /// Latest events kept per person (the most ?events= may ask for)
+        #[arg(long, default_value_t = cdplake_jobs::serve::DEFAULT_EVENTS_KEPT)]
+        events_kept: usize,
+    },
+
+    /// Write curated tables back to PostgreSQL (the first run copies, later runs apply what changed).
+    #[command(subcommand)]
+    Sync(SyncCommand),
+
+    /// Write a self-contained HTML report with charts (no network needed to open it).
+    #[command(after_help = "Charts (SVG, drawn with plotters): persons and profiles over time, the RFM grid (recency \
+score × frequency score; cell = persons, colour = average monetary), segment and audience sizes and their change \
+since the previous as-of, lifecycle stages over time from curated.customer_profiles_daily, identity health \
+(persons by number of identifiers, hubs, refused links) and the quality gates' history.\n\nExamples:\n  \
+cdplake report --out report.html\n  cdplake report --as-of 2024-12-31 --out report-2024-12-31.html")]
+    Report {
+        /// The profiles snapshot (dt of curated.customer_profiles_daily) to report on [default: the latest]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// The HTML file to write
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// One person by any of their identifiers (the answer `GET /v1/profiles/ID_TYPE/VALUE` gives).
+    #[command(after_help = "Exits with 1 and says so when nobody has the identifier.\n\nExamples:\n  \
+cdplake profile get member_id:MBR0000001\n  cdplake profile get customer_id:C00042 --events 5 --json")]
+    Get {
+        /// The identifier, as ID_TYPE:VALUE
+        identifier: String,
+        /// Latest events to show
+        #[arg(long, default_value_t = 10)]
+        events: usize,
+        /// Print the whole answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Copy curated tables into PostgreSQL and keep them in step with the lake.
+    #[command(
+        after_help = "Each table becomes ZONE.TABLE in PostgreSQL (or SCHEMA.TABLE with --schema), with the lake's \
+columns and types and the catalog's primary key. The first run loads it with binary COPY; later runs apply only \
+the rows that changed since the Delta version recorded in cdplake_sync_state (upserts, and deletes for rows \
+gone from the lake, erased persons included), in the same PostgreSQL transaction as the new version: a sync \
+that dies half-way leaves the previous state, and the next run redoes it. A table whose columns changed is \
+reloaded whole. The row count in PostgreSQL is checked against the lake's before committing.\n\nExamples:\n  \
+cdplake sync postgres --url postgres://cdp@127.0.0.1:5432/marketing\n  \
+cdplake sync postgres --url 'host=db.internal user=cdp dbname=marketing' --table curated.customer_profiles --table curated.audience_packages"
+    )]
+    Postgres {
+        /// Connection string: postgres://USER[:PASSWORD]@HOST[:PORT]/DB or 'host=... user=... dbname=...'
+        #[arg(long, env = "CDPLAKE_SYNC_URL")]
+        url: String,
+        /// Tables to sync, as ZONE.TABLE [default: curated.customer_profiles and curated.audience_packages]
+        #[arg(long = "table")]
+        tables: Vec<TableId>,
+        /// PostgreSQL schema for every table [default: the table's zone]
+        #[arg(long)]
+        schema: Option<String>,
+        /// Reload every table whole
+        #[arg(long)]
+        full: bool,
+        /// Print the reports as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON schema of cdplake.toml (the repository publishes it as cdplake.schema.json).
+    #[command(after_help = "Editors that read JSON schemas for TOML (Taplo / Even Better TOML) check cdplake.toml \
+against it: put `#:schema ./cdplake.schema.json` on the file's first line.\n\nExample:\n  \
+cdplake config schema > cdplake.schema.json")]
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -503,7 +623,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.downcast_ref::<NoOutput>().is_some() => {
+        Err(err)
+            if err.downcast_ref::<NoOutput>().is_some() || matches!(err.downcast_ref(), Some(JobError::Empty(_))) =>
+        {
             eprintln!("error: {err}");
             ExitCode::from(EXIT_NO_OUTPUT)
         }
@@ -534,9 +656,13 @@ impl std::fmt::Display for NoOutput {
 impl std::error::Error for NoOutput {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config(ConfigCommand::Schema) = &cli.command {
+        out!("{}", cdplake_jobs::config::json_schema().trim_end());
+        return Ok(());
+    }
     // `check` needs the configuration only, not a lake.
     if let Command::Check { source, files, sample, json } = &cli.command {
-        return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json);
+        return check(cli.config.as_deref(), source.as_deref(), files, *sample, *json).await;
     }
     let workspace = Workspace::open(cli.config.as_deref(), cli.lake.as_deref()).await?;
     // Every job run is a row of _audit.job_runs; reads (tables, query, audit) are not jobs.
@@ -843,16 +969,7 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
         }
         Command::Audience(AudienceCommand::Export { name, to, format, ids, as_of, min_size }) => {
             let request = ExportRequest { name, as_of, to, format, ids, min_size };
-            let ids = request.ids;
             let report = audience::export::export_audience(&workspace, &request).await?;
-            if report.rows == 0 {
-                return Err(NoOutput(format!(
-                    "exported 0 rows: none of the {} members (as of {}) has a {ids:?} identifier; export --ids one_id \
-                     or another id type ({})",
-                    report.members, report.as_of, report.location
-                ))
-                .into());
-            }
             out!(
                 "exported {} rows ({} members as of {}) to {}",
                 report.rows,
@@ -882,7 +999,7 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
             let report = audience::bench::bench_bitmaps(&workspace, members, layout, &out, chrono::Utc::now()).await?;
             out!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Check { .. } => unreachable!("handled before the lake is opened"),
+        Command::Check { .. } | Command::Config(_) => unreachable!("handled before the lake is opened"),
         Command::Sources(FormatArg { format }) => {
             let sources = workspace.config.all_sources();
             out!("{}", format_batches(&[inspect::sources_batch(&sources)?], format)?);
@@ -905,6 +1022,61 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
         }
         Command::Catalog(CatalogCommand::ExportGlue) => {
             out!("{}", glue_table_resources(&workspace.catalog.list().await?).trim_end());
+        }
+        Command::Profile(ProfileCommand::Get { identifier, events, json }) => {
+            use cdplake_jobs::serve::{IndexHolder, Lookup, LookupError, lookup, parse_identifier};
+            let (id_type, id_value) = match parse_identifier(&identifier) {
+                Ok(parts) => parts,
+                Err(LookupError::Malformed(m) | LookupError::NotFound(m)) => bail!(m),
+            };
+            let holder = IndexHolder::open(workspace.clone(), events).await?;
+            match lookup(&holder.get(), &Lookup { id_type, id_value, events })? {
+                Ok(answer) if json => out!("{}", serde_json::to_string_pretty(&answer)?),
+                Ok(answer) => out!("{}", cdplake_jobs::serve::describe_answer(&answer)),
+                Err(LookupError::Malformed(m) | LookupError::NotFound(m)) => bail!(m),
+            }
+        }
+        Command::Serve { listen, allow_sql, refresh_secs, events_kept } => {
+            use cdplake_jobs::serve::{IndexHolder, Permissions, http};
+            let holder = std::sync::Arc::new(IndexHolder::open(workspace.clone(), events_kept).await?);
+            let stats = holder.get().stats().clone();
+            let options = http::ServeOptions {
+                listen,
+                permissions: Permissions { allow_sql },
+                refresh_every: std::time::Duration::from_secs(refresh_secs.max(1)),
+            };
+            let server = http::Server::bind(holder.clone(), &options).await?;
+            let address = server.local_addr()?;
+            out!(
+                "serving {} persons ({} identifiers, {} profiles; index {} MB, built in {:.0} ms) on http://{address}",
+                stats.persons,
+                stats.identifiers,
+                stats.profiles,
+                stats.memory_bytes / (1 << 20),
+                stats.build_ms
+            );
+            if let Some((t, v)) = holder.get().sample_identifiers(1).first() {
+                out!("try: curl -s http://{address}/v1/profiles/{t}/{v}?events=5");
+            }
+            // Read-only: stopping it (Ctrl-C, SIGTERM) loses nothing.
+            server.run(std::future::pending::<()>()).await?;
+        }
+        Command::Sync(SyncCommand::Postgres { url, tables, schema, full, json }) => {
+            use cdplake_jobs::sync::{SyncOptions, describe_report, sync_postgres};
+            let options = SyncOptions { url, tables, schema, full, ..Default::default() };
+            let reports = sync_postgres(&workspace, &options, chrono::Utc::now()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    out!("{}", describe_report(r));
+                }
+            }
+        }
+        Command::Report { as_of, out } => {
+            let report = cdplake_jobs::report::build_report(&workspace, as_of).await?;
+            std::fs::write(&out, &report.html).with_context(|| format!("writing {}", out.display()))?;
+            out!("report as of {} ({} charts) written to {}", report.as_of, report.charts.len(), out.display());
         }
         Command::Catalog(CatalogCommand::Drop { table, purge }) => {
             workspace.catalog.drop_table(&table, purge).await.with_context(|| format!("dropping {table}"))?;
@@ -981,7 +1153,7 @@ fn describe_error(err: &anyhow::Error) -> String {
 }
 
 /// `cdplake check`: the configuration, and the contract of `source` dry-run on `files`.
-fn check(
+async fn check(
     config: Option<&std::path::Path>,
     source: Option<&str>,
     files: &[PathBuf],
@@ -989,10 +1161,17 @@ fn check(
     json: bool,
 ) -> anyhow::Result<()> {
     let config = cdplake_jobs::Config::load(config)?;
+    for (mapping_source, mapping) in &config.profiles.events {
+        let source = config.source(mapping_source).ok_or_else(|| {
+            anyhow::anyhow!("[profiles.events.{mapping_source}]: there is no source {mapping_source:?}")
+        })?;
+        cdplake_jobs::profiles::validate::check_mapping(&source, mapping).await.map_err(anyhow::Error::msg)?;
+    }
     let Some(name) = source else {
         let configured: Vec<&String> = config.sources.keys().collect();
         out!(
-            "configuration OK: {} sources ({} from cdplake.toml{}), {} identity types with limits, lake {}",
+            "configuration OK: {} sources ({} from cdplake.toml{}), {} identity types with limits, {} event mappings \
+             of your own, lake {}",
             config.all_sources().len(),
             configured.len(),
             if configured.is_empty() {
@@ -1001,6 +1180,7 @@ fn check(
                 format!(": {}", configured.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
             },
             config.identity.types.len(),
+            config.profiles.events.len(),
             config.lake_root(None)
         );
         return Ok(());

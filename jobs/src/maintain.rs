@@ -32,7 +32,7 @@ use crate::error::Result;
 use crate::workspace::Workspace;
 
 /// `[retention]`: how long each zone keeps history and rows, and when raw is archived.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Days of history (time travel) kept per zone before vacuum deletes replaced files.
@@ -71,7 +71,7 @@ impl RetentionConfig {
 }
 
 /// `[maintenance]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MaintenanceConfig {
     /// Compaction's target file size.
@@ -261,7 +261,8 @@ pub const LIFECYCLE_BLOCK_END: &str = "      # END cdplake maintain --lifecycle-
 /// `infra/template.yaml` (prefixes under the `LakePrefix` parameter).
 pub fn lifecycle_rules(retention: &RetentionConfig) -> String {
     let r = retention;
-    let mut out = format!("{LIFECYCLE_BLOCK_BEGIN} (archival per zone from [retention]; regenerate, a test compares)\n");
+    let mut out =
+        format!("{LIFECYCLE_BLOCK_BEGIN} (archival per zone from [retention]; regenerate, a test compares)\n");
     out.push_str("      LifecycleConfiguration:\n        Rules:\n");
     out.push_str(&format!(
         "          - Id: raw-archive\n            Status: Enabled\n            Prefix: !Sub \"${{LakePrefix}}/raw/\"\n            \
@@ -342,7 +343,8 @@ mod tests {
     fn the_template_has_the_generated_lifecycle_rules() {
         let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
         let begin = template.find(LIFECYCLE_BLOCK_BEGIN).expect("no lifecycle block in infra/template.yaml");
-        let end = template.find(LIFECYCLE_BLOCK_END).expect("lifecycle block not closed") + LIFECYCLE_BLOCK_END.len() + 1;
+        let end =
+            template.find(LIFECYCLE_BLOCK_END).expect("lifecycle block not closed") + LIFECYCLE_BLOCK_END.len() + 1;
         assert_eq!(
             &template[begin..end],
             lifecycle_rules(&RetentionConfig::default()),

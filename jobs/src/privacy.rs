@@ -235,12 +235,7 @@ pub fn row_texts(batch: &RecordBatch) -> Vec<Vec<Option<String>>> {
         })
         .collect();
     (0..batch.num_rows())
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_string()))
-                .collect()
-        })
+        .map(|r| columns.iter().map(|c| (!c.is_null(r)).then(|| c.as_string::<i32>().value(r).to_string())).collect())
         .collect()
 }
 

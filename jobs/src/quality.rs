@@ -17,14 +17,14 @@ use crate::identity::{micros, strings};
 use crate::workspace::Workspace;
 
 /// `[quality]`: rules per table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct QualityConfig {
     pub rules: Vec<QualityRule>,
 }
 
 /// What a rule measures.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// Rows now ≥ `threshold` × the average rows of the trailing `window` passed runs.
@@ -35,7 +35,7 @@ pub enum Check {
     Unique,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualityRule {
     /// `zone.table` the rule guards.

@@ -29,7 +29,7 @@ use crate::profiles::{profiles_daily_id, profiles_id};
 use crate::workspace::Workspace;
 
 /// `[segments]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegmentsConfig {
     /// Segment tag → SQL predicate over `curated.customer_profiles` columns.

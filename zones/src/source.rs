@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 /// The file format a source delivers (gzip is detected from the content, any format).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     Csv,
@@ -19,7 +19,7 @@ pub use crate::types::ColumnType;
 use crate::types::{TimeFormat, Zone};
 
 /// How a value is normalised before it is stored (and hashed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Normalize {
     /// Whitespace trimmed only.
@@ -40,7 +40,7 @@ pub enum Normalize {
 }
 
 /// What happens to a personal value on its way to the clean zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PiiTreatment {
     /// HMAC-SHA256 (key `CDPLAKE_PII_KEY`) or SHA-256 of the normalised value; the clean
@@ -55,7 +55,7 @@ pub enum PiiTreatment {
 }
 
 /// How change-data-capture operations are encoded, if the source carries them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CdcStyle {
     /// Plain rows: each one is an insert or update.
@@ -68,7 +68,7 @@ pub enum CdcStyle {
 }
 
 /// What makes two rows of a source without a key the same row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Dedupe {
     /// All values equal: a duplicate.
@@ -79,7 +79,7 @@ pub enum Dedupe {
 }
 
 /// A column of the clean contract.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnDef {
     /// The clean column name (lower snake_case).
@@ -221,7 +221,7 @@ impl ColumnDef {
 }
 
 /// A source: one kind of incoming file and its clean contract.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// Set from the `[sources.NAME]` key; also the raw and clean table name.

@@ -88,6 +88,20 @@ impl fmt::Display for ColumnType {
     }
 }
 
+impl schemars::JsonSchema for ColumnType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ColumnType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": format!("One of {TYPE_NAMES} (aliases: text, varchar, integer, bigint, long, double, real, boolean, datetime, numeric(p,s))."),
+            "pattern": "^(?i)(string|text|varchar|int|integer|bigint|long|float|double|real|bool|boolean|date|timestamp|datetime|(decimal|numeric) *\\( *[0-9]+ *(, *[0-9]+ *)?\\))$"
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for ColumnType {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;

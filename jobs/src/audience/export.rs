@@ -108,6 +108,22 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         }
     };
     let (schema, rows) = session.rows_with_schema(&sql).await?;
+    let exported: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    // Members without the identifier asked for drop out: check what would leave the lake.
+    if exported == 0 {
+        return Err(JobError::Empty(format!(
+            "audience {name:?} as of {as_of} has {members} members but none has an {:?} identifier: nothing \
+             written; export --ids one_id or another id type",
+            request.ids
+        )));
+    }
+    if exported < floor {
+        return Err(JobError::Invalid(format!(
+            "audience {name:?} as of {as_of}: only {exported} of its {members} members have an {:?} identifier, \
+             below the export floor of {floor} ([audiences] min_export_size): exporting it could single people out",
+            request.ids
+        )));
+    }
     let bytes = encode(&schema, &rows, request.format)?;
     let extension = request.format.extension();
     let location = if request.to.ends_with(&format!(".{extension}")) {
@@ -117,7 +133,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         format!("{}/{file}-{as_of}.{extension}", request.to.trim_end_matches('/'))
     };
     let written = lake.put_object(&location, bytes.into()).await?;
-    Ok(ExportReport { location: written, as_of, members, rows: rows.iter().map(|b| b.num_rows() as u64).sum() })
+    Ok(ExportReport { location: written, as_of, members, rows: exported })
 }
 
 fn encode(

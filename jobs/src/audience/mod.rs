@@ -32,7 +32,7 @@ use crate::workspace::Workspace;
 use expr::Expr;
 
 /// `[audiences]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudiencesConfig {
     /// Exports of audiences smaller than this are refused, so they cannot single people out.

@@ -136,13 +136,10 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
          GROUP BY d.id_type, d.id_value, d.linked_type ORDER BY n DESC, d.id_type, d.id_value LIMIT {top}"
     ))
     .await?;
-    health.highest_degree_not_flagged = degrees(&degree_rows, "n")?
-        .into_iter()
-        .map(|mut d| {
-            d.limit = limit_of(&d.linked_type);
-            d
-        })
-        .collect();
+    let with_limits = |rows: Vec<Degree>| -> Vec<Degree> {
+        rows.into_iter().map(|d| Degree { limit: limit_of(&d.linked_type), ..d }).collect()
+    };
+    health.highest_degree_not_flagged = with_limits(degrees(&degree_rows, "n")?);
 
     // Hubs, refused links, skipped values.
     health.hubs = count(&rows("SELECT count(*) FROM curated.identity_hubs".into()).await?)?;
@@ -151,13 +148,7 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
          ORDER BY distinct_values DESC, id_type, id_value LIMIT {top}"
     ))
     .await?;
-    health.top_hubs = degrees(&hub_rows, "distinct_values")?
-        .into_iter()
-        .map(|mut d| {
-            d.limit = limit_of(&d.linked_type);
-            d
-        })
-        .collect();
+    health.top_hubs = with_limits(degrees(&hub_rows, "distinct_values")?);
     let refused = pairs(
         &rows("SELECT limited_type, count(*) AS n FROM curated.identity_conflicts GROUP BY limited_type".into())
             .await?,

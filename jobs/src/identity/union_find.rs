@@ -232,29 +232,27 @@ impl Components {
 
     /// [`Self::union`] on nodes that take part.
     pub fn union_nodes(&mut self, a: NodeId, b: NodeId) -> Result<bool, Refusal> {
-        let (mut ra, mut rb) = (self.find(a), self.find(b));
+        let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
             return Ok(false);
         }
         if let Some(refusal) = self.refusal(ra, rb) {
             return Err(refusal);
         }
-        if self.size[ra as usize] < self.size[rb as usize] {
-            std::mem::swap(&mut ra, &mut rb);
-        }
-        self.parent[rb as usize] = ra;
-        self.size[ra as usize] += self.size[rb as usize];
-        let moved = std::mem::take(&mut self.limited[rb as usize]);
-        self.limited[ra as usize].extend(moved);
+        self.link_roots(ra, rb);
         Ok(true)
     }
 
     /// Join two clusters whatever the limits: for persons that exist already.
     pub fn join_unchecked(&mut self, a: NodeId, b: NodeId) {
-        let (mut ra, mut rb) = (self.find(a), self.find(b));
-        if ra == rb {
-            return;
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.link_roots(ra, rb);
         }
+    }
+
+    /// Hang the smaller of two roots under the larger (union by size).
+    fn link_roots(&mut self, mut ra: NodeId, mut rb: NodeId) {
         if self.size[ra as usize] < self.size[rb as usize] {
             std::mem::swap(&mut ra, &mut rb);
         }

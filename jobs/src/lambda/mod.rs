@@ -7,10 +7,13 @@
 //! * erase: `{"identifier": "email:...", "reason": ...}` → [`crate::erase`] (the right to erasure).
 //! * [`query`]: `{"sql": ..., "format": "json|csv"}` → a read-only query's rows, inline or
 //!   written to an S3 result location when large (as Athena does).
+//! * [`profile`]: a function URL / API Gateway request → the profile look-up API
+//!   (`GET /v1/profiles/{id_type}/{value}`, `GET /v1/health`), as `cdplake serve` answers it.
 //!
 //! `cdplake lambda invoke` and the `cdplake-lambda` binary (infra/) both call [`invoke_as`]; every
 //! invocation is a row of `_audit.job_runs` ([`crate::audit`]).
 
+pub mod profile;
 pub mod query;
 pub mod s3;
 pub mod schedule;
@@ -26,6 +29,7 @@ pub enum Handler {
     S3,
     Schedule,
     Query,
+    Profile,
     /// `{"identifier": "email:...", "reason": "..."}` → [`crate::erase::erase`].
     Erase,
 }
@@ -44,6 +48,9 @@ impl Handler {
         if event.get("sql").is_some() {
             return Some(Handler::Query);
         }
+        if profile::is_http_event(event) {
+            return Some(Handler::Profile);
+        }
         if event.get("identifier").is_some() {
             return Some(Handler::Erase);
         }
@@ -59,6 +66,7 @@ impl Handler {
             "s3" => Some(Handler::S3),
             "schedule" => Some(Handler::Schedule),
             "query" => Some(Handler::Query),
+            "profile" => Some(Handler::Profile),
             "erase" => Some(Handler::Erase),
             _ => None,
         }
@@ -69,6 +77,7 @@ impl Handler {
             Handler::S3 => "s3",
             Handler::Schedule => "schedule",
             Handler::Query => "query",
+            Handler::Profile => "profile",
             Handler::Erase => "erase",
         }
     }
@@ -89,6 +98,12 @@ pub async fn invoke_as(
     now: DateTime<Utc>,
     invoker: &crate::audit::Invoker,
 ) -> Result<Value> {
+    if handler == Handler::Profile {
+        // A look-up reads an in-memory index and must answer in milliseconds; a Delta commit per
+        // request would cost more than the answer. It is no job run: its trace is the function's
+        // JSON log line (request id, route, status).
+        return run(workspace, handler, event, now).await;
+    }
     let arguments = audit_arguments(handler, &event);
     let job = format!("lambda {}", handler.name());
     crate::audit::audited(workspace, invoker, &job, arguments, chrono::Utc::now(), run(workspace, handler, event, now))
@@ -111,6 +126,7 @@ fn audit_arguments(handler: Handler, event: &Value) -> Value {
             let sql = event.get("sql").and_then(Value::as_str).unwrap_or_default();
             serde_json::json!({ "sql_sha256": cdplake_zones::normalize::pii_hash(sql, None) })
         }
+        Handler::Profile => Value::Null,
         Handler::Erase => serde_json::json!({
             "identifier": event.get("identifier").and_then(Value::as_str).map(crate::audit::hashed_identifier),
         }),
@@ -137,10 +153,13 @@ async fn run(workspace: &Workspace, handler: Handler, event: Value, now: DateTim
             let request = serde_json::from_value(event).map_err(|e| parse_error("a query event", e))?;
             serde_json::to_value(query::handle(workspace, request).await?)
         }
+        Handler::Profile => Ok(profile::handle(workspace, event).await?),
         Handler::Erase => {
             let request: EraseRequest = serde_json::from_value(event).map_err(|e| parse_error("an erase event", e))?;
             let (id_type, value) = crate::identity::explain::parse_identifier(&request.identifier)?;
-            serde_json::to_value(crate::erase::erase(workspace, &id_type, &value, request.reason.as_deref(), now).await?)
+            serde_json::to_value(
+                crate::erase::erase(workspace, &id_type, &value, request.reason.as_deref(), now).await?,
+            )
         }
     };
     answer.map_err(|e| JobError::Invalid(format!("encoding the response: {e}")))

@@ -12,9 +12,9 @@ use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 
+use crate::dag::{Dag, Through};
 use crate::error::{JobError, Result};
 use crate::ingest::IngestStatus;
-use crate::dag::{Dag, Through};
 use crate::retry::retry_step;
 use crate::workspace::Workspace;
 

@@ -8,8 +8,8 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::error::{JobError, Result};
 use crate::dag::{Dag, Through};
+use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -156,6 +156,16 @@ pub struct ProfileSql<'a> {
     pub attribute_columns: &'a [String],
     /// A SQL predicate on `one_id` (`IN (...)`) limiting the persons, or none for everyone.
     pub persons: Option<&'a str>,
+    /// Person keys the profile carries as columns of their own (id types of which a person holds
+    /// one value, `limit = 1`, that no attribute source already names: `retail_customer_id`, a
+    /// custom source's key).
+    pub key_types: &'a [String],
+}
+
+/// The person-key columns of the profile: id types with `limit = 1` that no attribute column
+/// already carries, in name order.
+pub fn key_types(identity: &crate::config::IdentityConfig, attribute_columns: &[String]) -> Vec<String> {
+    identity.unique_types().into_iter().filter(|t| !attribute_columns.contains(t)).collect()
 }
 
 impl ProfileSql<'_> {
@@ -185,6 +195,23 @@ impl ProfileSql<'_> {
                  AS identifier_counts FROM (SELECT one_id, id_type, count(*) AS n FROM {ids} i WHERE TRUE{only} \
                  GROUP BY one_id, id_type) GROUP BY one_id)",
                 ids = self.ids,
+                only = self.only("i")
+            ),
+            // A person holds one value of a key type (limit 1); `min` picks it without an
+            // ordered aggregate (and the smallest, should a person ever hold two).
+            format!(
+                "person_keys AS (SELECT one_id{columns} FROM {ids} i WHERE id_type IN {types}{only} GROUP BY one_id)",
+                columns = self
+                    .key_types
+                    .iter()
+                    .map(|t| format!(
+                        ", min(CASE WHEN id_type = {} THEN id_value END) AS {}",
+                        quote_literal(t),
+                        quote_ident(t)
+                    ))
+                    .collect::<String>(),
+                ids = self.ids,
+                types = in_list(self.key_types.iter().map(String::as_str)),
                 only = self.only("i")
             ),
         ]
@@ -323,7 +350,7 @@ impl ProfileSql<'_> {
         let attribute_joins: String =
             (0..self.attributes.len()).map(|n| format!(" LEFT JOIN attr{n} ON attr{n}.one_id = p.one_id")).collect();
         format!(
-            "SELECT p.one_id, {attributes}\
+            "SELECT p.one_id, {attributes}{keys}\
                p.identifier_count, id_counts.identifier_counts, p.first_seen_at, \
                {total_orders} AS total_orders, \
                {total_revenue} AS total_revenue, \
@@ -345,11 +372,17 @@ impl ProfileSql<'_> {
                coalesce(support.open_tickets, 0) AS open_support_tickets, \
                coalesce(support.tickets, 0) AS total_support_tickets, \
                support.last_ticket_at \
-             FROM persons p LEFT JOIN id_counts ON id_counts.one_id = p.one_id{attribute_joins} \
+             FROM persons p LEFT JOIN id_counts ON id_counts.one_id = p.one_id \
+               LEFT JOIN person_keys ON person_keys.one_id = p.one_id{attribute_joins} \
                LEFT JOIN tx ON tx.one_id = p.one_id LEFT JOIN last_order ON last_order.one_id = p.one_id \
                LEFT JOIN channels ON channels.one_id = p.one_id LEFT JOIN behavior ON behavior.one_id = p.one_id \
                LEFT JOIN support ON support.one_id = p.one_id",
             attributes = self.attribute_select(),
+            keys = self
+                .key_types
+                .iter()
+                .map(|t| format!("person_keys.{t} AS {t}, ", t = quote_ident(t)))
+                .collect::<String>(),
             total_orders = self.counted("tx.total_orders"),
             total_revenue = self.counted("tx.net_cents / 100.0"),
             avg_order_value =
@@ -495,6 +528,7 @@ mod tests {
             attributes: &[],
             attribute_columns: &[],
             persons: None,
+            key_types: &[],
         };
         let mut out = HashMap::new();
         for batch in session.rows(&query.sql()).await.unwrap() {
@@ -640,6 +674,7 @@ mod tests {
             attributes: &attributes,
             attribute_columns: &columns,
             persons: None,
+            key_types: &["loyalty id".to_string()],
         }
         .sql();
         for expected in [
@@ -647,6 +682,7 @@ mod tests {
             "i.id_type = 'member''s id'",
             r#""updated at" DESC NULLS LAST"#,
             r#"attr0."full name" AS "full name""#,
+            r#"min(CASE WHEN id_type = 'loyalty id' THEN id_value END) AS "loyalty id""#,
             "WHEN last_order_date > TIMESTAMP '2024-12-02 00:00:00' THEN 'active'",
             "event_time > TIMESTAMP '2024-12-02 00:00:00'",
             "status IN ('open')",

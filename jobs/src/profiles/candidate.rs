@@ -11,7 +11,6 @@ use cdplake_engine::{SqlSession, timestamp_type};
 use chrono::NaiveDate;
 
 use super::build::ProfileSql;
-use super::config::ProfilesConfig;
 use super::ids::IDS;
 use super::scores::SCORE_COLUMNS;
 use super::touched::{Scope, TOUCHED};
@@ -26,7 +25,7 @@ pub const RECOMPUTED: &str = "recomputed";
 /// how many rows that is.
 pub async fn compute(
     session: &SqlSession,
-    config: &ProfilesConfig,
+    config: &crate::config::Config,
     as_of: NaiveDate,
     scope: &Scope,
     marks: &Watermarks,
@@ -41,14 +40,16 @@ pub async fn compute(
         Scope::Unchanged => return Ok(0),
     };
     let attribute_columns = marks.attribute_columns();
+    let key_types = crate::profiles::build::key_types(&config.identity, &attribute_columns);
     let query = ProfileSql {
-        config,
+        config: &config.profiles,
         as_of,
         ids,
         events,
         attributes: &marks.attributes,
         attribute_columns: &attribute_columns,
         persons,
+        key_types: &key_types,
     };
     let sql = query.sql();
     tracing::debug!(%sql, "profiles: computing");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 /// `[profiles]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfilesConfig {
     /// Seed 000's recency_segment: the first band whose `days` ≥ days since the last purchase.
@@ -54,21 +54,21 @@ pub struct ProfilesConfig {
     pub attributes: Vec<AttributeSource>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Band {
     pub days: i64,
     pub label: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Floor {
     pub min: f64,
     pub label: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RfmRule {
     pub label: String,
@@ -78,7 +78,7 @@ pub struct RfmRule {
 }
 
 /// What kind of activity a source's events are; profile columns are computed per kind.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// Purchases, orders, cancellations: orders, revenue, RFM, lifecycle.
@@ -103,7 +103,7 @@ impl EventKind {
 /// absent one is NULL. What counts: `purchase` rows are seed 000's orders (counted by distinct
 /// `order_id`), `cancellation` rows subtract their (negative) revenue, and every row with an
 /// `order_id`, whatever its status, is one of seed 002's orders.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventMapping {
     pub kind: EventKind,
@@ -123,7 +123,7 @@ pub struct EventMapping {
 
 /// A clean source of profile attributes: its rows belong to the person of `key_column`
 /// (an identifier of type `key_id_type`); the latest row by `order_by` gives the values.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeSource {
     pub source: String,

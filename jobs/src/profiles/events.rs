@@ -17,17 +17,17 @@ use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::lake::table_arrow_schema;
-use cdplake_engine::upsert::Upsert;
 use cdplake_engine::sql::{in_list, quote_ident, quote_literal};
+use cdplake_engine::upsert::Upsert;
 use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use cdplake_zones::Source;
 
 use super::config::EventMapping;
-use super::ids::{IDS, register_changed_identifiers};
+use super::ids::{ChangedIdentifiers, IDS, register_changed_identifiers};
 use super::{query_error, register_clean};
 use crate::batches::pending_batches;
 use crate::clean::clean_table_id;
-use crate::error::Result;
+use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
 /// The application transaction on `curated.user_events` whose version is the id_mapping
@@ -208,6 +208,19 @@ pub async fn update(
     mapping_version: i64,
     full: bool,
 ) -> Result<EventsUpdate> {
+    // A user's own mappings are checked before anything is written: a wrong one fails here with
+    // what to change, instead of giving everyone zero orders.
+    for (name, mapping) in &workspace.config.profiles.events {
+        let source = workspace.config.source(name).ok_or_else(|| {
+            JobError::Invalid(format!(
+                "[profiles.events.{name}]: there is no source {name:?} (declare [sources.{name}])"
+            ))
+        })?;
+        super::validate::check_mapping(&source, mapping).await.map_err(JobError::Invalid)?;
+        if register_clean(workspace, session, &source).await? {
+            super::validate::check_mapped_rows(session, name, mapping).await?;
+        }
+    }
     let (table, _) = workspace
         .catalog
         .ensure_table(&user_events_spec(), &TableMeta::default().with_primary_key(["source", "event_key"]))
@@ -227,10 +240,17 @@ pub async fn update(
             generations.push(Transaction::new(app_id, generation as i64));
         }
     }
-    let full = full || mapping_read.is_none() || reprocessed;
+    let mut full = full || mapping_read.is_none() || reprocessed;
     let changed_ids = match mapping_read {
         Some(v) if !full && v != mapping_version => {
-            register_changed_identifiers(workspace, session, mapping, v as u64, "changed_for_events").await?
+            match register_changed_identifiers(workspace, session, mapping, v as u64, "changed_for_events").await? {
+                ChangedIdentifiers::None => None,
+                ChangedIdentifiers::In(name) => Some(name),
+                ChangedIdentifiers::HistoryGone => {
+                    full = true;
+                    None
+                }
+            }
         }
         _ => None,
     };

@@ -32,6 +32,7 @@ pub mod ids;
 pub mod publish;
 pub mod scores;
 pub mod touched;
+pub mod validate;
 pub mod watermarks;
 
 use cdplake_engine::{EngineError, SqlSession, TableId};
@@ -152,7 +153,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     }
     watch.lap("persons to compute found");
 
-    let computed = candidate::compute(&session, &workspace.config.profiles, options.as_of, &scope, &marks).await?;
+    let computed = candidate::compute(&session, &workspace.config, options.as_of, &scope, &marks).await?;
     report.persons_touched = scope.count().unwrap_or(computed);
     watch.lap("profiles computed");
     scores::rank(&session, &scope).await?;

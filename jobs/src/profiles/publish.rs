@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::SqlSession;
+use cdplake_engine::TableSpec;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::upsert::Upsert;
 use cdplake_engine::lake::{conform_batches, table_arrow_schema};
 use cdplake_engine::sql::quote_literal;
-use cdplake_engine::TableSpec;
+use cdplake_engine::upsert::Upsert;
 use chrono::NaiveDate;
 
 use super::candidate::RECOMPUTED;

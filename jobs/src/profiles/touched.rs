@@ -11,7 +11,7 @@ use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::deltalake::DeltaTable;
 
 use super::events::{EventsUpdate, REFRESH_SEQ};
-use super::ids::register_changed_identifiers;
+use super::ids::{ChangedIdentifiers, register_changed_identifiers};
 use super::query_error;
 use super::watermarks::Watermarks;
 use crate::error::{JobError, Result};
@@ -68,7 +68,13 @@ pub async fn find(
         // The events step already read the changes since this version.
         events.changed_ids.clone()
     } else {
-        register_changed_identifiers(workspace, session, mapping, read.mapping as u64, "changed_for_profiles").await?
+        match register_changed_identifiers(workspace, session, mapping, read.mapping as u64, "changed_for_profiles")
+            .await?
+        {
+            ChangedIdentifiers::None => None,
+            ChangedIdentifiers::In(name) => Some(name),
+            ChangedIdentifiers::HistoryGone => return Ok(Scope::Everyone),
+        }
     };
     if let Some(changed) = changed {
         sources.push(format!(

@@ -87,8 +87,8 @@ async fn bitmap_set_operations_agree_with_sql_joins_and_seed_statements_run() {
     let expected = sql(
         &ws,
         "SELECT count(DISTINCT one_id) FROM curated.user_events WHERE event_type = 'purchase' AND channel = 'app' \
-         AND one_id NOT IN (SELECT one_id FROM curated.user_events WHERE event_type = 'purchase' AND channel = 'web' \
-         AND one_id IS NOT NULL)",
+         AND event_date <= DATE '2024-12-31' AND one_id NOT IN (SELECT one_id FROM curated.user_events \
+         WHERE event_type = 'purchase' AND channel = 'web' AND event_date <= DATE '2024-12-31' AND one_id IS NOT NULL)",
     )
     .await;
     assert_eq!(app_not_web.len() as i64, single_i64(&expected));

@@ -64,7 +64,8 @@ fn demo_on_the_default_local_lake() {
     // Idempotent: a second run finds every file ingested and every batch cleaned.
     let out = stdout(&cdplake(dir.path(), &["demo"]));
     assert!(
-        out.contains("(0 new, 9 already ingested)") && out.contains("clean.customers: nothing new to clean"),
+        out.contains(&format!("(0 new, {} already ingested)", demo_files()))
+            && out.contains("clean.customers: nothing new to clean"),
         "{out}"
     );
     let versions = stdout(&cdplake(dir.path(), &["history", "clean.customers", "--format", "json"]));
@@ -172,4 +173,45 @@ fn demo_on_s3_and_athena_ddl_for_its_root() {
     let ddl = stdout(&run(&["catalog", "export-athena", "--database", "cdp"]));
     assert!(ddl.contains(&format!("LOCATION '{root}/clean/customers/'")), "{ddl}");
     assert!(!dir.path().join("lake").exists(), "nothing written locally");
+}
+
+/// A user's own file that the contract quarantines whole: `check` shows why before anything is
+/// written, `clean` exits 3 (not 0), and after the contract is fixed `clean --reprocess` keeps
+/// every row.
+#[test]
+fn no_silent_zeros_for_a_users_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |date_format: &str| {
+        format!(
+            "[sources.cdnow]\nformat = \"csv\"\ndedupe = \"none\"\ncolumns = [\n  \
+             {{ name = \"customer_id\", required = true, id_type = \"cdnow_customer_id\" }},\n  \
+             {{ name = \"date\", type = \"date\", required = true{date_format} }},\n  \
+             {{ name = \"dollar_value\", type = \"decimal(10,2)\" }},\n]\n"
+        )
+    };
+    std::fs::write(dir.path().join("cdplake.toml"), source("")).unwrap();
+    let file = dir.path().join("cdnow.csv");
+    std::fs::write(&file, "customer_id,date,dollar_value\n1,19970101,11.77\n1,19970101,11.77\n2,19970102,29.33\n")
+        .unwrap();
+    let file = file.display().to_string();
+
+    let checked = cdplake(dir.path(), &["check", "--source", "cdnow", &file]);
+    assert_eq!(checked.status.code(), Some(3), "{checked:?}");
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(report.contains("0 would be kept, 3 quarantined") && report.contains("date: not_a_date"), "{report}");
+    assert!(!dir.path().join("lake").exists(), "check writes nothing");
+
+    stdout(&cdplake(dir.path(), &["ingest", "--source", "cdnow", &file]));
+    let cleaned = cdplake(dir.path(), &["clean", "--source", "cdnow"]);
+    assert_eq!(cleaned.status.code(), Some(3), "every row quarantined is not a success: {cleaned:?}");
+    let error = String::from_utf8_lossy(&cleaned.stderr);
+    assert!(error.contains("every row went to the quarantine for cdnow") && error.contains("--reprocess"), "{error}");
+
+    std::fs::write(dir.path().join("cdplake.toml"), source(", format = \"%Y%m%d\"")).unwrap();
+    let fixed = stdout(&cdplake(dir.path(), &["clean", "--reprocess", "--source", "cdnow"]));
+    assert!(fixed.contains("3 rows read = 3 kept + 0 duplicates + 0 quarantined"), "{fixed}");
+    let counted = stdout(&cdplake(dir.path(), &["query", "SELECT count(*) AS n FROM clean.cdnow", "--format", "csv"]));
+    assert!(counted.contains("\n3"), "the repeated line is kept: {counted}");
+    let help = stdout(&cdplake(dir.path(), &["--help"]));
+    assert!(help.contains("Exit codes") && help.contains("3  ran, but nothing usable came out"), "{help}");
 }

@@ -40,9 +40,10 @@ async fn pipeline(ws: &Workspace, now: chrono::DateTime<Utc>) {
 /// Retail (so they are in every source) and all belong to one person in `curated.id_mapping`
 /// (an email two spouses share is nobody's); their identifiers by the generator's truth.
 async fn person(ws: &Workspace, truth: &str) -> Vec<(String, String)> {
-    let rows = cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
-        .await
-        .unwrap();
+    let rows =
+        cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
+            .await
+            .unwrap();
     let mapping: HashMap<(String, String), String> =
         crate::support::lake_rows_of(&rows).into_iter().map(|r| ((r[0].clone(), r[1].clone()), r[2].clone())).collect();
     let mut by_person: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
@@ -95,7 +96,9 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
         }
     }
     let one_id = {
-        let q = format!("SELECT one_id, user_int_id FROM curated.id_mapping WHERE id_type = 'customer_id' AND id_value = '{customer}'");
+        let q = format!(
+            "SELECT one_id, user_int_id FROM curated.id_mapping WHERE id_type = 'customer_id' AND id_value = '{customer}'"
+        );
         let rows = cdplake_jobs::query::run_query(&ws, &q).await.unwrap();
         let rows = crate::support::lake_rows_of(&rows);
         assert_eq!(rows.len(), 1, "{rows:?}");
@@ -116,7 +119,8 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
 
     // Proof by a scan of our own: none of the truth's identifiers, the plaintext, or the one_id.
     let after = ws.lake().scan_for(&needles).await.unwrap();
-    let found: Vec<_> = after.matches.iter().map(|m| format!("{} ({}: {})", m.path, m.found_in, needles[m.needle])).collect();
+    let found: Vec<_> =
+        after.matches.iter().map(|m| format!("{} ({}: {})", m.path, m.found_in, needles[m.needle])).collect();
     assert!(found.is_empty(), "still found after erasure:\n{}\n{text}", found.join("\n"));
 
     // Every row that went was theirs; every other row is as it was.
@@ -127,13 +131,35 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
     for (table, before) in rows_before.iter().filter(|(t, _)| t.starts_with("raw.")) {
         let after = rows_after.get(table).cloned().unwrap_or_default();
         for row in before.iter().filter(|r| !after.contains(r)) {
-            raw_lineage.insert((field(row, "_batch_id").unwrap_or("").to_string(), field(row, "_source_row").unwrap_or("").to_string()));
+            raw_lineage.insert((
+                field(row, "_batch_id").unwrap_or("").to_string(),
+                field(row, "_source_row").unwrap_or("").to_string(),
+            ));
+        }
+    }
+    // Clean rows that went: an event made of one (user_events' source and event_key) was theirs too,
+    // even when the event itself carries no identifier (an anonymous login on their device).
+    let mut gone_clean_values = std::collections::HashSet::new();
+    for (table, before) in rows_before.iter().filter(|(t, _)| t.starts_with("clean.")) {
+        let after = rows_after.get(table).cloned().unwrap_or_default();
+        let source = table.trim_start_matches("clean.");
+        for row in before.iter().filter(|r| !after.contains(r)) {
+            for kv in row.split('|') {
+                if let Some((_, value)) = kv.split_once('=') {
+                    gone_clean_values.insert(format!("{source}:{value}"));
+                }
+            }
         }
     }
     let theirs = |row: &str| {
         let lowered = row.to_lowercase();
         let batch = field(row, "_batch_id").or_else(|| field(row, "batch_id")).unwrap_or("-").to_string();
-        lower.iter().any(|n| lowered.contains(n.as_str()))
+        let event_of_theirs = match (field(row, "source"), field(row, "event_key")) {
+            (Some(source), Some(key)) => gone_clean_values.contains(&format!("{source}:{key}")),
+            _ => false,
+        };
+        event_of_theirs
+            || lower.iter().any(|n| lowered.contains(n.as_str()))
             || lowered.contains(&format!("user_int_id={user_int_id}|"))
             || raw_lineage.contains(&(batch, field(row, "_source_row").unwrap_or("-").to_string()))
     };
@@ -156,7 +182,9 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
     }
     let member = format!("SELECT count(*) FROM curated.segment_bitmaps WHERE bitmap_contains(bitmap, {user_int_id})");
     assert_eq!(single_i64(&cdplake_jobs::query::run_query(&ws, &member).await.unwrap()), 0, "out of every bitmap");
-    let erasures = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM _audit.erasures WHERE matches_after = 0").await.unwrap();
+    let erasures = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM _audit.erasures WHERE matches_after = 0")
+        .await
+        .unwrap();
     assert_eq!(single_i64(&erasures), 1);
 
     // A replay: the same objects again (no-ops), and copies under new names, a late S3 event or a
@@ -180,7 +208,8 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
     assert!(suppressed > 0, "the person's rows in the copies were suppressed");
     pipeline(&ws, now).await;
     let replayed = ws.lake().scan_for(&needles).await.unwrap();
-    let outside: Vec<_> = replayed.matches.iter().filter(|m| !m.path.starts_with("landing/")).map(|m| m.path.clone()).collect();
+    let outside: Vec<_> =
+        replayed.matches.iter().filter(|m| !m.path.starts_with("landing/")).map(|m| m.path.clone()).collect();
     assert!(outside.is_empty(), "the replay brought the person back: {outside:?}");
     let again = format!("SELECT count(*) FROM curated.id_mapping WHERE id_value = '{customer}'");
     assert_eq!(single_i64(&cdplake_jobs::query::run_query(&ws, &again).await.unwrap()), 0);

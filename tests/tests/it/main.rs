@@ -7,11 +7,12 @@
 mod support;
 
 mod athena;
-mod audit;
 mod audiences;
+mod audit;
 mod catalog;
 mod cli;
 mod concurrency;
+mod consumption;
 mod engine_suite;
 mod erasure;
 mod identity;

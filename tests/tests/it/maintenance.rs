@@ -2,6 +2,8 @@
 //! before and after, fewer files on storage, a short log, PII out of statistics, a dry run that
 //! changes nothing; and maintenance beside a running writer loses no write.
 
+use std::collections::BTreeMap;
+
 use cdplake_engine::{MaintainOptions, TableSpec};
 use cdplake_jobs::audit::Invoker;
 use cdplake_jobs::maintain::{MaintainRequest, maintain};
@@ -82,7 +84,16 @@ async fn maintenance_keeps_contents_and_shrinks_files(backend: Backend) {
     // The pipeline goes on on the maintained lake, and a second maintenance has little to do.
     grow(&ws).await;
     let again = maintain(&ws, &MaintainRequest::default(), &Invoker::cli(), Utc::now()).await.unwrap();
-    assert_eq!(lake_rows(&ws).await, before, "replayed files change nothing, maintained or not");
+    // Each run appends its quality results and audit rows; a profiles run that finds the history
+    // it would read incrementally vacuumed recomputes events whole (new refresh sequence numbers).
+    let after = comparable(lake_rows(&ws).await);
+    let before = comparable(before);
+    let differing: Vec<&String> =
+        before.keys().chain(after.keys()).filter(|t| before.get(*t) != after.get(*t)).collect();
+    assert!(
+        differing.is_empty(),
+        "replayed files change nothing, maintained or not; tables that differ: {differing:?}"
+    );
     assert!(!again.tables.is_empty());
 }
 
@@ -107,9 +118,26 @@ async fn maintenance_beside_a_running_writer_loses_no_write(backend: Backend) {
     writer.await.unwrap();
     assert!(maintained.files_compacted > 0, "{maintained:?}");
     assert_eq!(count(t.lake.read(&table).await.unwrap()).await, 40, "every append landed, compaction lost none");
-    let again = t.lake.maintain_table(&table, &MaintainOptions::new(chrono::Duration::zero(), Utc::now())).await.unwrap();
+    let again =
+        t.lake.maintain_table(&table, &MaintainOptions::new(chrono::Duration::zero(), Utc::now())).await.unwrap();
     assert_eq!(count(t.lake.read(&table).await.unwrap()).await, 40);
     assert_eq!(again.after.live_files, 1, "{again:?}");
 }
 
 on_every_backend!(maintenance_keeps_contents_and_shrinks_files, maintenance_beside_a_running_writer_loses_no_write);
+
+/// Table rows without what every run appends (`_quality`, `_audit`) and without the refresh
+/// sequence of `curated.user_events`, sorted.
+fn comparable(rows: BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    rows.into_iter()
+        .filter(|(table, _)| !table.starts_with("_quality.") && !table.starts_with("_audit."))
+        .map(|(table, rows)| {
+            let mut rows: Vec<String> = rows
+                .into_iter()
+                .map(|row| row.split('|').filter(|kv| !kv.starts_with("_refresh_seq=")).collect::<Vec<_>>().join("|"))
+                .collect();
+            rows.sort();
+            (table, rows)
+        })
+        .collect()
+}

@@ -212,7 +212,8 @@ pub async fn lake_rows(ws: &cdplake_jobs::Workspace) -> std::collections::BTreeM
                     .iter()
                     .zip(&columns)
                     .map(|(f, c)| {
-                        let v = if c.is_null(r) { "∅".to_string() } else { c.as_string::<i32>().value(r).to_string() };
+                        let v =
+                            if c.is_null(r) { "∅".to_string() } else { c.as_string::<i32>().value(r).to_string() };
                         format!("{}={v}", f.name())
                     })
                     .collect();
