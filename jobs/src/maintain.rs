@@ -76,19 +76,31 @@ impl RetentionConfig {
 pub struct MaintenanceConfig {
     /// Compaction's target file size.
     pub target_file_mb: u64,
-    /// Z-order columns per table (`"curated.id_mapping" = ["id_value"]`), added to the built-in.
+    /// Z-order columns per table (`"curated.user_events" = ["one_id"]`), beside the built-in
+    /// (`curated.id_mapping` on id_value, `curated.customer_profiles` on one_id); `[]` turns one off.
     pub zorder: BTreeMap<String, Vec<String>>,
     /// The daily schedule's DAG ends with `maintain` (every table).
     pub daily: bool,
+}
+
+/// The columns the jobs look rows up by, Z-ordered unless `[maintenance.zorder]` says otherwise.
+const BUILT_IN_ZORDER: [(&str, &str); 2] = [("curated.id_mapping", "id_value"), ("curated.customer_profiles", "one_id")];
+
+impl MaintenanceConfig {
+    /// The Z-order columns of a table: the configured ones, else the built-in (empty: none).
+    pub fn zorder_of(&self, table: &str) -> Vec<String> {
+        match self.zorder.get(table) {
+            Some(columns) => columns.clone(),
+            None => BUILT_IN_ZORDER.iter().filter(|(t, _)| *t == table).map(|(_, c)| c.to_string()).collect(),
+        }
+    }
 }
 
 impl Default for MaintenanceConfig {
     fn default() -> Self {
         Self {
             target_file_mb: 128,
-            zorder: [("curated.id_mapping", "id_value"), ("curated.customer_profiles", "one_id")]
-                .map(|(t, c)| (t.to_string(), vec![c.to_string()]))
-                .into(),
+            zorder: BTreeMap::new(),
             daily: true,
         }
     }
@@ -140,7 +152,7 @@ pub fn options_for(workspace: &Workspace, entry: &TableEntry, now: DateTime<Utc>
     let mut options = MaintainOptions::new(history, now);
     options.dry_run = dry_run;
     options.target_size = workspace.config.maintenance.target_file_mb.max(1) * 1024 * 1024;
-    options.zorder = workspace.config.maintenance.zorder.get(&entry.name).cloned().unwrap_or_default();
+    options.zorder = workspace.config.maintenance.zorder_of(&entry.name);
     let mut properties = HashMap::new();
     properties.insert("delta.deletedFileRetentionDuration".to_string(), interval(history));
     properties.insert("delta.logRetentionDuration".to_string(), interval(history.max(chrono::Duration::days(1))));
