@@ -84,7 +84,8 @@ pub struct MaintenanceConfig {
 }
 
 /// The columns the jobs look rows up by, Z-ordered unless `[maintenance.zorder]` says otherwise.
-const BUILT_IN_ZORDER: [(&str, &str); 2] = [("curated.id_mapping", "id_value"), ("curated.customer_profiles", "one_id")];
+const BUILT_IN_ZORDER: [(&str, &str); 2] =
+    [("curated.id_mapping", "id_value"), ("curated.customer_profiles", "one_id")];
 
 impl MaintenanceConfig {
     /// The Z-order columns of a table: the configured ones, else the built-in (empty: none).
@@ -98,11 +99,7 @@ impl MaintenanceConfig {
 
 impl Default for MaintenanceConfig {
     fn default() -> Self {
-        Self {
-            target_file_mb: 128,
-            zorder: BTreeMap::new(),
-            daily: true,
-        }
+        Self { target_file_mb: 128, zorder: BTreeMap::new(), daily: true }
     }
 }
 

@@ -274,7 +274,8 @@ pub async fn build_audience(
             one_id_of.insert(u.value(i), o.value(i).to_string());
         }
     }
-    let one_id = |u: u32| one_id_of.get(&i64::from(u)).cloned().unwrap_or_else(|| format!("ONE{u:010}"));
+    let one_id =
+        |u: u32| one_id_of.get(&i64::from(u)).cloned().unwrap_or_else(|| cdplake_zones::curated::one_id(i64::from(u)));
 
     let n = members.len() as usize;
     let member_rows = RecordBatch::try_new(

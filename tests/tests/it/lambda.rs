@@ -207,7 +207,9 @@ async fn the_lambda_binary_handles_an_s3_put_event_under_cargo_lambda() {
     use std::process::{Command, Stdio};
     let repo = crate::support::repo_root();
     let cargo_lambda = repo.join(".cache/py/bin/cargo-lambda");
-    let binary = repo.join("target/debug/cdplake-lambda");
+    // Beside the test binary (target/debug/deps/it-HASH → target/debug/), wherever the target dir is.
+    let exe = std::env::current_exe().expect("test binary path");
+    let binary = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("cdplake-lambda");
     assert!(cargo_lambda.exists(), "{} missing: tests/run.sh installs cargo-lambda", cargo_lambda.display());
     assert!(binary.exists(), "{} missing: cargo build --workspace builds it", binary.display());
 
