@@ -91,7 +91,8 @@ pub struct TableMaintenance {
 
 const RERUNS: usize = 10;
 
-/// The youngest an untracked file (change data, an orphan) must be to be vacuumed.
+/// The youngest an untracked file (change data, an orphan) or a log entry must be to be
+/// deleted: a writer or reader that listed it a moment before still reads it.
 pub const ORPHAN_MIN_AGE: chrono::Duration = chrono::Duration::hours(1);
 
 impl Lake {
@@ -169,8 +170,10 @@ impl Lake {
         let (table, vacuumed) = self.vacuum_table(table, id, options, false).await?;
         report.files_vacuumed = vacuumed;
         // Log objects age by the storage's clock, and this run's own commits are younger than
-        // `now`: the cutoff is the later of the two clocks, or a zero history would keep them all.
-        let log_cutoff = options.now.max(Utc::now()) - options.history;
+        // `now`: the cutoff counts from the later of the two clocks. Commits younger than
+        // ORPHAN_MIN_AGE stay whatever the history: a writer or reader that listed the log just
+        // before this checkpoint still reads them.
+        let log_cutoff = options.now.max(Utc::now()) - options.history.max(ORPHAN_MIN_AGE);
         let (version, removed) = self.checkpoint_and_clean(&table, id, log_cutoff).await?;
         report.checkpoint_version = Some(version);
         report.logs_removed = removed;

@@ -1,5 +1,5 @@
 //! The audit trail: every Lambda invocation (S3 events on the S3 server, the schedule, a failed
-//! query) and every command-line job is one row of `_audit.job_runs`, with who, when, outcome,
+//! query, an erasure) and every command-line job is one row of `_audit.job_runs`, with who, when, outcome,
 //! the tables and versions committed and rows; identifiers typed by a user are keyed hashes.
 
 use cdplake_jobs::lambda::{Handler, invoke_as};
@@ -26,6 +26,15 @@ async fn every_run_is_a_row_of_the_audit_trail() {
     let query = cdplake_jobs::audit::Invoker::lambda("query", "req-456");
     let refused = json!({"sql": "DELETE FROM curated.id_mapping WHERE id_value = 'MBR0000001'"});
     assert!(invoke_as(&ws, Handler::Query, refused, now, &query).await.is_err());
+    // The erase handler (the template's EraseFunction), recognised by the event's shape.
+    let erase = json!({"identifier": "member_id:MBR0000001", "reason": "GDPR request 1"});
+    assert_eq!(Handler::detect(&erase), Some(Handler::Erase));
+    let eraser = cdplake_jobs::audit::Invoker::lambda("erase", "req-789");
+    let report = invoke_as(&ws, Handler::Erase, erase, now, &eraser).await.unwrap();
+    assert_eq!(report["found"], json!(true), "{report}");
+    assert_eq!(report["matches_after"], json!([]), "{report}");
+    let left = "SELECT count(*) FROM curated.id_mapping WHERE id_value = 'MBR0000001'";
+    assert_eq!(crate::support::single_i64(&cdplake_jobs::query::run_query(&ws, left).await.unwrap()), 0);
 
     let rows = cdplake_jobs::query::run_query(
         &ws,
@@ -35,8 +44,8 @@ async fn every_run_is_a_row_of_the_audit_trail() {
     .await
     .unwrap();
     let rows = lake_rows_of(&rows);
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    let (daily, failed) = (&rows[0], &rows[1]);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let (daily, failed, erased) = (&rows[0], &rows[1], &rows[2]);
     assert_eq!(&daily[..4], ["lambda schedule", "schedule", "lambda:req-123", "ok"]);
     for table in ["raw.crm_members@", "clean.customers@", "curated.id_mapping@", "curated.customer_profiles@"] {
         assert!(daily[4].contains(table), "{table} not in {}", daily[4]);
@@ -46,6 +55,10 @@ async fn every_run_is_a_row_of_the_audit_trail() {
     assert!(!failed[6].contains("MBR0000001") && failed[6].contains("sql_sha256"), "{}", failed[6]);
     assert!(failed[4].is_empty(), "a refused query commits nothing: {}", failed[4]);
 
+    assert_eq!(&erased[..4], ["lambda erase", "lambda", "lambda:req-789", "ok"]);
+    assert!(!erased[6].contains("MBR0000001"), "the erased identifier is not in the audit trail: {}", erased[6]);
+    assert!(erased[4].contains("curated.id_mapping@"), "{}", erased[4]);
+
     let listed = cdplake_jobs::audit::list(&ws, 10).await.unwrap();
-    assert_eq!(listed.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    assert_eq!(listed.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
 }
