@@ -27,14 +27,21 @@ async fn every_run_is_a_row_of_the_audit_trail() {
     let refused = json!({"sql": "DELETE FROM curated.id_mapping WHERE id_value = 'MBR0000001'"});
     assert!(invoke_as(&ws, Handler::Query, refused, now, &query).await.is_err());
     // The erase handler (the template's EraseFunction), recognised by the event's shape.
-    let erase = json!({"identifier": "member_id:MBR0000001", "reason": "GDPR request 1"});
+    let member = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT id_value FROM curated.id_mapping WHERE id_type = 'member_id' AND is_active ORDER BY id_value LIMIT 1",
+    )
+    .await
+    .unwrap();
+    let member = lake_rows_of(&member).remove(0).remove(0);
+    let erase = json!({"identifier": format!("member_id:{member}"), "reason": "GDPR request 1"});
     assert_eq!(Handler::detect(&erase), Some(Handler::Erase));
     let eraser = cdplake_jobs::audit::Invoker::lambda("erase", "req-789");
     let report = invoke_as(&ws, Handler::Erase, erase, now, &eraser).await.unwrap();
     assert_eq!(report["found"], json!(true), "{report}");
     assert_eq!(report["matches_after"], json!([]), "{report}");
-    let left = "SELECT count(*) FROM curated.id_mapping WHERE id_value = 'MBR0000001'";
-    assert_eq!(crate::support::single_i64(&cdplake_jobs::query::run_query(&ws, left).await.unwrap()), 0);
+    let left = format!("SELECT count(*) FROM curated.id_mapping WHERE id_value = '{member}'");
+    assert_eq!(crate::support::single_i64(&cdplake_jobs::query::run_query(&ws, &left).await.unwrap()), 0);
 
     let rows = cdplake_jobs::query::run_query(
         &ws,
@@ -56,7 +63,7 @@ async fn every_run_is_a_row_of_the_audit_trail() {
     assert!(failed[4].is_empty(), "a refused query commits nothing: {}", failed[4]);
 
     assert_eq!(&erased[..4], ["lambda erase", "lambda", "lambda:req-789", "ok"]);
-    assert!(!erased[6].contains("MBR0000001"), "the erased identifier is not in the audit trail: {}", erased[6]);
+    assert!(!erased[6].contains(member.as_str()), "the erased identifier is not in the audit trail: {}", erased[6]);
     assert!(erased[4].contains("curated.id_mapping@"), "{}", erased[4]);
 
     let listed = cdplake_jobs::audit::list(&ws, 10).await.unwrap();
