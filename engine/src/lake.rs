@@ -215,19 +215,9 @@ impl Lake {
         batches: Vec<RecordBatch>,
         commit: CommitProperties,
     ) -> Result<DeltaTable> {
-        self.ensure_writable()?;
-        let schema = table_arrow_schema(&table, id)?;
-        let mut batches = conform_batches(id, &schema, batches)?;
-        if batches.is_empty() {
-            // No rows, but the commit (and its application transactions) still counts.
-            batches.push(RecordBatch::new_empty(schema));
-        }
-        table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
-            .await
-            .map_err(|e| EngineError::delta(id, "append", e))
+        // No rows still commits (and records the application transactions).
+        let commit = commit.with_max_retries(COMMIT_RETRIES);
+        self.write_whole(table, id, batches, SaveMode::Append, commit, "append").await
     }
 
     /// Commit no rows, only `commit`'s application transactions: marks work as done when it
@@ -273,6 +263,21 @@ impl Lake {
         id: &TableId,
         batches: Vec<RecordBatch>,
     ) -> Result<DeltaTable> {
+        let commit = CommitProperties::default().with_max_retries(COMMIT_RETRIES);
+        self.write_whole(table, id, batches, SaveMode::Overwrite, commit, "overwrite").await
+    }
+
+    /// Write `batches`, conformed to the table's schema, to a loaded table in one commit (no
+    /// batches: an empty commit).
+    async fn write_whole(
+        &self,
+        table: DeltaTable,
+        id: &TableId,
+        batches: Vec<RecordBatch>,
+        mode: SaveMode,
+        commit: CommitProperties,
+        action: &'static str,
+    ) -> Result<DeltaTable> {
         self.ensure_writable()?;
         let schema = table_arrow_schema(&table, id)?;
         let mut batches = conform_batches(id, &schema, batches)?;
@@ -281,10 +286,10 @@ impl Lake {
         }
         table
             .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
+            .with_save_mode(mode)
+            .with_commit_properties(commit)
             .await
-            .map_err(|e| EngineError::delta(id, "overwrite", e))
+            .map_err(|e| EngineError::delta(id, action, e))
     }
 
     /// Replace the rows matching `predicate` (SQL, e.g. `dt = '2024-05-01'`; over partition
