@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod init;
 pub mod inspect;
 pub mod lambda;
+pub mod lifecycle;
 pub mod maintain;
 mod normalize_for_truth;
 pub mod output;

@@ -10,8 +10,8 @@ use cdplake_jobs::audience::bench::Layout;
 use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest};
 use cdplake_jobs::output::{Format, format_batches};
 use cdplake_jobs::{
-    JobError, Workspace, audience, audit, clean, demo, erase, ingest, init, inspect, lambda, maintain, profiles, query,
-    segments,
+    JobError, Workspace, audience, audit, clean, demo, erase, ingest, init, inspect, lambda, lifecycle, maintain,
+    profiles, query, segments,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -282,7 +282,7 @@ Examples:
         /// Print the archival rules (S3 lifecycle) generated from [retention] for infra/template.yaml, and stop
         #[arg(long)]
         lifecycle_rules: bool,
-        /// Put the archival rules on the lake's bucket (S3 only; a server without lifecycle support is reported)
+        /// Put the archival rules on the lake's bucket, keeping its other rules, and stop (S3 only; what the server refuses is reported)
         #[arg(long)]
         apply_lifecycle: bool,
         /// Print the report as JSON
@@ -705,9 +705,10 @@ fn job_of(command: &Command) -> Option<(String, serde_json::Value)> {
             "audience export",
             json!({ "name": name, "to": to, "format": format!("{format:?}"), "ids": format!("{ids:?}"), "as_of": as_of }),
         ),
-        Command::Maintain { tables, dry_run, apply_lifecycle, lifecycle_rules: false, .. } => (
+        Command::Maintain { apply_lifecycle: true, .. } => ("maintain --apply-lifecycle", json!({})),
+        Command::Maintain { tables, dry_run, lifecycle_rules: false, .. } => (
             "maintain",
-            json!({ "tables": tables.iter().map(|t| t.to_string()).collect::<Vec<_>>(), "dry_run": dry_run, "apply_lifecycle": apply_lifecycle }),
+            json!({ "tables": tables.iter().map(|t| t.to_string()).collect::<Vec<_>>(), "dry_run": dry_run }),
         ),
         Command::Erase { identifier, reason, .. } => {
             ("erase", json!({ "identifier": audit::hashed_identifier(identifier), "reason_given": reason.is_some() }))
@@ -1083,24 +1084,26 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
             out!("dropped {table}{}", if purge { " and deleted its files" } else { " (files kept)" });
         }
         Command::Maintain { lifecycle_rules: true, .. } => {
-            out!("{}", maintain::lifecycle_rules(&workspace.config.retention).trim_end());
+            out!("{}", lifecycle::template_block(&workspace.config.retention).trim_end());
         }
-        Command::Maintain { tables, dry_run, apply_lifecycle, json, .. } => {
+        Command::Maintain { apply_lifecycle: true, json, .. } => {
+            let applied = lifecycle::apply(workspace.lake().location(), &workspace.config.retention).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&applied)?);
+            } else {
+                out!("{}", lifecycle::describe_report(&applied).trim_end());
+            }
+            if applied.applied.is_empty() {
+                bail!("the S3 server took none of cdplake's lifecycle rules (listed above)");
+            }
+        }
+        Command::Maintain { tables, dry_run, json, .. } => {
             let request = maintain::MaintainRequest { tables, dry_run };
             let report = maintain::maintain(workspace, &request, &audit::Invoker::cli(), chrono::Utc::now()).await?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 out!("{}", maintain::describe_report(&report).trim_end());
-            }
-            if apply_lifecycle {
-                let xml = maintain::lifecycle_xml(&workspace.config.retention, &lake_prefix(workspace));
-                bail!(
-                    "--apply-lifecycle is not implemented yet: cdplake does not call the S3 lifecycle API (the \
-                     aws-sdk-s3 client is not in this build). The rules for this lake are below; apply them with \
-                     `aws s3api put-bucket-lifecycle-configuration`, or deploy infra/template.yaml, which has \
-                     them:\n{xml}"
-                );
             }
         }
         Command::Erase { identifier, reason, json } => {
@@ -1129,11 +1132,6 @@ async fn dispatch(workspace: &Workspace, command: Command, rows: &mut (u64, u64)
         }
     }
     Ok(())
-}
-
-/// The lake's prefix inside its bucket (`s3://bucket/PREFIX/`).
-fn lake_prefix(workspace: &Workspace) -> String {
-    workspace.lake().location().root().path().trim_matches('/').to_string()
 }
 
 /// The error and its causes, each cause once: library errors often repeat their source's

@@ -14,11 +14,7 @@
 //! (the raw zone, from `[retention] raw_days`) loses rows ingested before `now - retention_days`
 //! (one audit row per table); the files go with the next vacuum past the zone's history.
 //!
-//! Archival ([`lifecycle_rules`]): S3 lifecycle rules from the catalog's zones and
-//! `[retention]`: raw → STANDARD_IA after `raw_infrequent_access_days`, GLACIER_IR (readable
-//! without a restore, so raw stays a Delta table) after `raw_archive_days`; `_query_results/`
-//! expired after `query_results_days`; noncurrent object versions (the bucket is versioned)
-//! expired after `noncurrent_days`, so an erasure's deleted files do not live on as versions.
+//! Archival: S3 lifecycle rules from `[retention]`, in [`crate::lifecycle`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -262,58 +258,6 @@ async fn enforce_retention(workspace: &Workspace, entry: &TableEntry, now: DateT
     Ok((rows > 0).then_some(rows))
 }
 
-/// First and last line of the generated lifecycle block in `infra/template.yaml`.
-pub const LIFECYCLE_BLOCK_BEGIN: &str = "      # BEGIN cdplake maintain --lifecycle-rules";
-pub const LIFECYCLE_BLOCK_END: &str = "      # END cdplake maintain --lifecycle-rules";
-
-/// The archival rules as the `LifecycleConfiguration` of the lake bucket in
-/// `infra/template.yaml` (prefixes under the `LakePrefix` parameter).
-pub fn lifecycle_rules(retention: &RetentionConfig) -> String {
-    let r = retention;
-    let mut out =
-        format!("{LIFECYCLE_BLOCK_BEGIN} (archival per zone from [retention]; regenerate, a test compares)\n");
-    out.push_str("      LifecycleConfiguration:\n        Rules:\n");
-    out.push_str(&format!(
-        "          - Id: raw-archive\n            Status: Enabled\n            Prefix: !Sub \"${{LakePrefix}}/raw/\"\n            \
-         Transitions:\n              - StorageClass: STANDARD_IA\n                TransitionInDays: {}\n              \
-         - StorageClass: GLACIER_IR\n                TransitionInDays: {}\n",
-        r.raw_infrequent_access_days, r.raw_archive_days
-    ));
-    out.push_str(&format!(
-        "          - Id: query-results-expire\n            Status: Enabled\n            Prefix: !Sub \"${{LakePrefix}}/_query_results/\"\n            \
-         ExpirationInDays: {}\n",
-        r.query_results_days
-    ));
-    out.push_str(&format!(
-        "          - Id: noncurrent-versions-expire\n            Status: Enabled\n            \
-         NoncurrentVersionExpiration:\n              NoncurrentDays: {}\n            \
-         AbortIncompleteMultipartUpload:\n              DaysAfterInitiation: 7\n",
-        r.noncurrent_days
-    ));
-    out.push_str(LIFECYCLE_BLOCK_END);
-    out.push('\n');
-    out
-}
-
-/// The same rules as the S3 API's lifecycle configuration (XML), for a lake under `prefix`.
-pub fn lifecycle_xml(retention: &RetentionConfig, prefix: &str) -> String {
-    let p = if prefix.is_empty() { String::new() } else { format!("{}/", prefix.trim_end_matches('/')) };
-    let r = retention;
-    format!(
-        "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-<Rule><ID>raw-archive</ID><Filter><Prefix>{p}raw/</Prefix></Filter><Status>Enabled</Status>\
-<Transition><Days>{}</Days><StorageClass>STANDARD_IA</StorageClass></Transition>\
-<Transition><Days>{}</Days><StorageClass>GLACIER_IR</StorageClass></Transition></Rule>\
-<Rule><ID>query-results-expire</ID><Filter><Prefix>{p}_query_results/</Prefix></Filter><Status>Enabled</Status>\
-<Expiration><Days>{}</Days></Expiration></Rule>\
-<Rule><ID>noncurrent-versions-expire</ID><Filter><Prefix>{p}</Prefix></Filter><Status>Enabled</Status>\
-<NoncurrentVersionExpiration><NoncurrentDays>{}</NoncurrentDays></NoncurrentVersionExpiration>\
-<AbortIncompleteMultipartUpload><DaysAfterInitiation>7</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>\
-</LifecycleConfiguration>",
-        r.raw_infrequent_access_days, r.raw_archive_days, r.query_results_days, r.noncurrent_days
-    )
-}
-
 /// The report as lines for people.
 pub fn describe_report(r: &MaintainReport) -> String {
     let mut text = String::new();
@@ -347,27 +291,12 @@ pub fn describe_report(r: &MaintainReport) -> String {
 mod tests {
     use super::*;
 
-    /// infra/template.yaml's lifecycle block is the one the default [retention] generates.
-    #[test]
-    fn the_template_has_the_generated_lifecycle_rules() {
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
-        let begin = template.find(LIFECYCLE_BLOCK_BEGIN).expect("no lifecycle block in infra/template.yaml");
-        let end =
-            template.find(LIFECYCLE_BLOCK_END).expect("lifecycle block not closed") + LIFECYCLE_BLOCK_END.len() + 1;
-        assert_eq!(
-            &template[begin..end],
-            lifecycle_rules(&RetentionConfig::default()),
-            "regenerate with `cdplake maintain --lifecycle-rules`"
-        );
-    }
-
     #[test]
     fn zones_keep_their_history() {
         let r = RetentionConfig::default();
         assert_eq!(r.history("raw").num_days(), 30);
         assert_eq!(r.history("curated").num_days(), 7);
         assert_eq!(r.history("_audit").num_days(), 7);
-        assert!(lifecycle_xml(&r, "cdp").contains("<Prefix>cdp/raw/</Prefix>"));
     }
 }
 

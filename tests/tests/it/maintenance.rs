@@ -143,3 +143,102 @@ fn comparable(rows: BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<Strin
         })
         .collect()
 }
+
+/// A client of the test S3 server, for what the test checks on the bucket itself.
+async fn s3_client() -> aws_sdk_s3::Client {
+    let env = crate::support::s3_env();
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        &env["AWS_ACCESS_KEY_ID"],
+        &env["AWS_SECRET_ACCESS_KEY"],
+        None,
+        None,
+        "test",
+    );
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&env["AWS_ENDPOINT_URL"])
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build())
+}
+
+/// The bucket's lifecycle rules as `(id, prefix, expiration days, noncurrent days, transitions)`.
+async fn bucket_rules(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Vec<(String, String, Option<i32>, Option<i32>, usize)> {
+    let output = client.get_bucket_lifecycle_configuration().bucket(bucket).send().await.unwrap();
+    let mut rules: Vec<_> = output
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.id().unwrap_or_default().to_string(),
+                r.filter().and_then(|f| f.prefix()).unwrap_or_default().to_string(),
+                r.expiration().and_then(|e| e.days()),
+                r.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()),
+                r.transitions().len(),
+            )
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
+/// `cdplake maintain --apply-lifecycle` against the S3 server: cdplake's rules go on the bucket
+/// beside a rule someone else put there, under the lake's prefix; the storage-class transitions
+/// SeaweedFS does not implement (it answers NotImplemented) are reported as not applied; a second
+/// run leaves the same document; a local lake is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archival_rules_go_on_the_bucket_beside_its_other_rules_on_s3() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+    };
+    use cdplake_jobs::lifecycle;
+
+    let t = TestLake::new(Backend::S3).await;
+    let location = cdplake_engine::LakeLocation::parse(&t.root, s3_options()).unwrap();
+    let bucket = location.root().host_str().unwrap().to_string();
+    let prefix = location.root().path().trim_matches('/').to_string();
+    let client = s3_client().await;
+    let foreign_id = format!("someone-else:{prefix}");
+    let foreign = LifecycleRule::builder()
+        .id(&foreign_id)
+        .filter(LifecycleRuleFilter::builder().prefix(format!("{prefix}-logs/")).build())
+        .status(ExpirationStatus::Enabled)
+        .expiration(LifecycleExpiration::builder().days(3).build())
+        .build()
+        .unwrap();
+    let document = BucketLifecycleConfiguration::builder().rules(foreign).build().unwrap();
+    client.put_bucket_lifecycle_configuration().bucket(&bucket).lifecycle_configuration(document).send().await.unwrap();
+
+    let retention = cdplake_jobs::maintain::RetentionConfig::default();
+    let report = lifecycle::apply(&location, &retention).await.unwrap();
+    let ours = |name: &str| format!("cdplake:{prefix}:{name}");
+    assert_eq!(report.applied, [ours("query-results-expire"), ours("noncurrent-versions-expire")], "{report:?}");
+    let refused: Vec<&str> = report.not_applied.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(refused, [ours("raw-archive")], "{report:?}");
+    assert!(report.not_applied[0].reason.contains("NotImplemented"), "{report:?}");
+    assert_eq!(report.other_rules_kept, std::slice::from_ref(&foreign_id));
+
+    let rules = bucket_rules(&client, &bucket).await;
+    let mut expected = vec![
+        (ours("noncurrent-versions-expire"), format!("{prefix}/"), None, Some(1), 0),
+        (ours("query-results-expire"), format!("{prefix}/_query_results/"), Some(7), None, 0),
+        (foreign_id, format!("{prefix}-logs/"), Some(3), None, 0),
+    ];
+    expected.sort();
+    assert_eq!(rules, expected);
+
+    let again = lifecycle::apply(&location, &retention).await.unwrap();
+    assert_eq!(again.applied, report.applied);
+    assert_eq!(bucket_rules(&client, &bucket).await, expected, "a second run replaces cdplake's rules, adds none");
+    client.delete_bucket_lifecycle().bucket(&bucket).send().await.unwrap();
+
+    let local =
+        cdplake_engine::LakeLocation::parse(tempfile::tempdir().unwrap().path().to_str().unwrap(), Default::default())
+            .unwrap();
+    let refused = lifecycle::apply(&local, &retention).await.unwrap_err().to_string();
+    assert!(refused.contains("needs an S3 lake"), "{refused}");
+}
