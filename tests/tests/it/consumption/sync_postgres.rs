@@ -1,6 +1,6 @@
 //! `cdplake sync postgres` against a real PostgreSQL (Debian's, started by
 //! infra/postgres/postgres.sh on 127.0.0.1): full load, incremental after a profiles refresh,
-//! erased persons deleted, a crash between COPY and commit, and every column's checksum equal to
+//! erased persons deleted (a row deleted, and a real `cdplake erase`), a crash between COPY and commit, and every column's checksum equal to
 //! the lake's.
 
 use std::collections::BTreeMap;
@@ -235,4 +235,26 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
     assert_eq!(checksums_agree(&ws, &pg, &profiles, "curated.customer_profiles").await, now - 1);
     let version = ws.lake().table(&profiles).await.unwrap().version().unwrap() as i64;
     assert_eq!(state_version(&pg, "curated.customer_profiles").await, Some(version));
+
+    // A real erasure (`cdplake erase`) of a person in an audience package: it vacuums the history
+    // the sync state points at, yet the next sync removes the person from every target table.
+    let person = text_rows(
+        &ws,
+        "SELECT DISTINCT p.customer_id, p.one_id FROM curated.customer_profiles p \
+         JOIN curated.audience_packages a ON a.one_id = p.one_id WHERE p.customer_id IS NOT NULL ORDER BY 2 LIMIT 1",
+    )
+    .await[0]
+        .clone();
+    let (customer_id, one_id) = (&person[0], &person[1]);
+    let erased = cdplake_jobs::erase::erase(&ws, "customer_id", customer_id, Some("test"), at(7)).await.unwrap();
+    assert!(erased.matches_after.is_empty(), "{erased:?}");
+    let after_erasure = by_table(sync_postgres(&ws, &options(&url), at(8)).await.unwrap());
+    for (table, target) in [(&profiles, "curated.customer_profiles"), (&packages, "curated.audience_packages")] {
+        let report = &after_erasure[target];
+        assert_ne!(report.mode, "unchanged", "{report:?}");
+        let left: i64 =
+            pg.query_one(&format!("SELECT count(*) FROM {target} WHERE one_id = $1"), &[one_id]).await.unwrap().get(0);
+        assert_eq!(left, 0, "the erased person is gone from {target}: {report:?}");
+        checksums_agree(&ws, &pg, table, target).await;
+    }
 }
