@@ -264,9 +264,12 @@ fn new_person(rng: &mut Rng, p: u64, base: NaiveDateTime) -> Person {
     for m in 0..moves {
         emails.push(format!("{}{}.{}@{}", first.to_lowercase(), m + 2, p, rng.pick(DOMAINS)));
     }
-    let mut phones = vec![format!("07911 {:06}", 100_000 + p % 900_000)];
+    // Six digits hold 900,000 numbers: each further 900,000 people get the next mobile prefix, so
+    // no two people share a number by accident (at 1M they did, from person 900,000 on).
+    let (block, number) = (p / 900_000, 100_000 + p % 900_000);
+    let mut phones = vec![format!("07{:03} {number:06}", 911 + 20 * block)];
     if rng.chance(20) {
-        phones.push(format!("07922 {:06}", 100_000 + p % 900_000));
+        phones.push(format!("07{:03} {number:06}", 922 + 20 * block));
     }
     let since = base + Duration::days(rng.below(365 * 4) as i64) + Duration::minutes(rng.below(1440) as i64);
     Person { p, first, last, emails, phones, since }
