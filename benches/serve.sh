@@ -29,9 +29,11 @@ cd "$work"
 cat > lookup.lua <<'LUA'
 local paths = {}
 for line in io.lines("ids.csv") do
-  local t, v = line:match("^([^,]+),(.*)$")
-  v = v:gsub("[^%w%-_.]", function(c) return string.format("%%%02X", string.byte(c)) end)
-  paths[#paths + 1] = "/v1/profiles/" .. t .. "/" .. v .. "?events=20"
+  local t, v = line:match("^([^,]+),(.+)$")
+  if t then
+    v = v:gsub("[^%w%-_.]", function(c) return string.format("%%%02X", string.byte(c)) end)
+    paths[#paths + 1] = "/v1/profiles/" .. t .. "/" .. v .. "?events=20"
+  end
 end
 math.randomseed(42)
 request = function() return wrk.format("GET", paths[math.random(#paths)]) end
@@ -46,9 +48,15 @@ until curl -sf "127.0.0.1:$port/v1/health" > health.json 2>/dev/null; do
 done
 opened=$(date +%s.%N)
 echo "time to open (index built, first answer): $(echo "$opened - $start" | bc) s"
-python3 -c 'import json; s=json.load(open("health.json"))["index"]; print(f"index: {s[\"persons\"]} persons, {s[\"identifiers\"]} identifiers, {s[\"events\"]} events kept, {s[\"memory_bytes\"]/2**20:.0f} MB in its arrays, built in {s[\"build_ms\"]/1000:.1f} s")'
+python3 - <<'PY'
+import json
+s = json.load(open("health.json"))["index"]
+print(f"index: {s['persons']} persons, {s['identifiers']} identifiers, {s['events']} events kept, "
+      f"{s['memory_bytes'] / 2**20:.0f} MB in its arrays, built in {s['build_ms'] / 1000:.1f} s")
+PY
 echo "server RSS: $(ps -o rss= -p $server) KB"
 # Warm-up, then the measured run.
 wrk -t2 -c16 -d5s -s lookup.lua "http://127.0.0.1:$port" > /dev/null
-wrk -t2 -c16 -d"$duration" --latency -s lookup.lua "http://127.0.0.1:$port"
+wrk -t2 -c16 -d"$duration" --latency -s lookup.lua "http://127.0.0.1:$port" | tee wrk.txt
+if grep -q 'Non-2xx' wrk.txt; then echo "some look-ups did not answer 200: the figures above are not valid" >&2; exit 1; fi
 echo "server RSS after the load: $(ps -o rss= -p $server) KB"
