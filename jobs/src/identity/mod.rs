@@ -391,16 +391,20 @@ fn stitch(
             OrderedLink { a, b, evidence }
         })
         .collect();
+    // The order of files and of id type names, as numbers: the sort breaks ties on them (the
+    // links of one row tie on everything but their identifiers) millions of times.
+    let uri_order = order_of(uris.iter().map(String::as_str));
+    let type_order = order_of((0..ids.type_count()).map(|t| ids.type_name(t as u16)));
+    let node_cmp = |a: NodeId, b: NodeId| {
+        (type_order[ids.type_of(a) as usize], ids.value(a)).cmp(&(type_order[ids.type_of(b) as usize], ids.value(b)))
+    };
     ordered.sort_unstable_by(|x, y| {
         let key = |l: &OrderedLink| {
             let (pa, pb) = (rank(l.a), rank(l.b));
-            (pa.min(pb), pa.max(pb), l.evidence.first, l.evidence.source, l.evidence.row)
+            let e = &l.evidence;
+            (pa.min(pb), pa.max(pb), e.first, e.source, e.row, uri_order[e.uri as usize])
         };
-        key(x)
-            .cmp(&key(y))
-            .then_with(|| uris[x.evidence.uri as usize].cmp(&uris[y.evidence.uri as usize]))
-            .then_with(|| ids.cmp(x.a, y.a))
-            .then_with(|| ids.cmp(x.b, y.b))
+        key(x).cmp(&key(y)).then_with(|| node_cmp(x.a, y.a)).then_with(|| node_cmp(x.b, y.b))
     });
     let mut conflicts = Vec::new();
     let mut causes = Vec::new();
@@ -412,6 +416,18 @@ fn stitch(
         }
     }
     Stitched { components, existing, conflicts, causes }
+}
+
+/// The rank of each item in sorted order, by position: `order_of(["b", "a"]) == [1, 0]`.
+fn order_of<'a>(items: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let items: Vec<&str> = items.collect();
+    let mut by_value: Vec<u32> = (0..items.len() as u32).collect();
+    by_value.sort_unstable_by(|&x, &y| items[x as usize].cmp(items[y as usize]));
+    let mut order = vec![0; items.len()];
+    for (rank, &i) in by_value.iter().enumerate() {
+        order[i as usize] = rank as u32;
+    }
+    order
 }
 
 /// One one_id per cluster: the oldest existing one survives, new clusters get the next ids.

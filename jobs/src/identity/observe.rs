@@ -154,7 +154,9 @@ impl<'a> Screen<'a> {
             }
         }
         let value = stored(plain);
-        if self.blocked.contains(&value) || self.blocked.contains(&format!("{id_type}:{value}")) {
+        if !self.blocked.is_empty()
+            && (self.blocked.contains(&value) || self.blocked.contains(&format!("{id_type}:{value}")))
+        {
             return Err(Skip { rule: "blocklist", stored: value });
         }
         Ok(value)
@@ -399,7 +401,7 @@ fn observe_batch(
     let mut ids: Vec<NodeId> = Vec::new();
     for r in 0..batch.num_rows() {
         let line = lines.value(r);
-        if rejected.get(uris.value(r)).is_some_and(|rows| rows.contains(&line)) {
+        if !rejected.is_empty() && rejected.get(uris.value(r)).is_some_and(|rows| rows.contains(&line)) {
             continue;
         }
         for (v, column) in values.iter_mut().zip(&data) {
