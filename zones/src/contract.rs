@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::timestamp_type;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::normalize;
 use crate::source::{CdcStyle, ColumnDef, ColumnType, Normalize, PiiTreatment, Source};
@@ -464,13 +464,20 @@ fn parse_timestamp(text: &str, source: &Source, zone: &Zone) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc).timestamp_micros());
     }
-    if let Some(t) = source.timestamp_formats.iter().find_map(|f| DateTime::parse_from_str(text, f).ok()) {
-        return Some(t.with_timezone(&Utc).timestamp_micros());
+    // The first format that reads an offset gives the instant; else the first that reads a date
+    // and time gives a naive one (as `DateTime::parse_from_str` then `NaiveDateTime::...` over
+    // the formats would), parsing the text once per format.
+    let mut naive = None;
+    for format in &source.timestamp_formats {
+        let Some(parsed) = crate::types::parse_with(text, format) else { continue };
+        if let Ok(t) = parsed.to_datetime() {
+            return Some(t.with_timezone(&Utc).timestamp_micros());
+        }
+        if naive.is_none() {
+            naive = parsed.to_naive_datetime_with_offset(0).ok();
+        }
     }
-    source
-        .timestamp_formats
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    naive
         .or_else(|| {
             source
                 .date_formats

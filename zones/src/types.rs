@@ -120,6 +120,15 @@ pub enum TimeFormat {
     EpochMicros,
 }
 
+/// `text` read with a strftime `format` (what it fixes: date, time, offset), or nothing when it
+/// does not match; `DateTime`, `NaiveDateTime` and `NaiveDate::parse_from_str` are this parse
+/// followed by `to_datetime`, `to_naive_datetime_with_offset(0)` and `to_naive_date`.
+pub(crate) fn parse_with(text: &str, format: &str) -> Option<chrono::format::Parsed> {
+    let mut parsed = chrono::format::Parsed::new();
+    chrono::format::parse(&mut parsed, text, chrono::format::StrftimeItems::new(format)).ok()?;
+    Some(parsed)
+}
+
 impl TimeFormat {
     pub fn parse(text: &str) -> Result<Self, String> {
         Ok(match text.trim() {
@@ -147,12 +156,15 @@ impl TimeFormat {
     pub fn timestamp(&self, text: &str, zone: &Zone) -> Option<i64> {
         match self {
             TimeFormat::Pattern(pattern) => {
-                if let Ok(t) = DateTime::parse_from_str(text, pattern) {
+                // One parse: with an offset it is the instant, else a date and time, else a date.
+                let parsed = parse_with(text, pattern)?;
+                if let Ok(t) = parsed.to_datetime() {
                     return Some(t.with_timezone(&Utc).timestamp_micros());
                 }
-                let naive = NaiveDateTime::parse_from_str(text, pattern)
+                let naive = parsed
+                    .to_naive_datetime_with_offset(0)
                     .ok()
-                    .or_else(|| NaiveDate::parse_from_str(text, pattern).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+                    .or_else(|| parsed.to_naive_date().ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
                 zone.micros(naive)
             }
             TimeFormat::EpochSeconds => epoch(text, 1_000_000.0),
