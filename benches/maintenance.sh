@@ -6,16 +6,20 @@
 # files, log files and bytes over every table, curated.id_mapping's files, and the mean batch
 # wall time of the window.
 #   benches/maintenance.sh [BATCHES] [EVERY] [WINDOW]     (default 500 100 100)
+# BENCH_MODES="maintained" (or "unmaintained") runs one of the two.
 # The binary is CDPLAKE_BIN, else target/release/cdplake, else target/debug/cdplake (say which
 # in BENCHMARKS.md: the dev build is several times slower per batch). Maintenance uses
 # [retention] history_days = 0 here (BENCH_HISTORY_DAYS), so what it may delete is deleted at
 # once; with the default 7/30 days nothing written during a run this short would be vacuumed.
+# Likewise [maintenance] min_age_minutes = 1 (BENCH_MIN_AGE_MINUTES; default 60): the run
+# compresses days into minutes, and maintenance runs between batches, never beside one.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 batches=${1:-500}
 every=${2:-100}
 window=${3:-100}
 history=${BENCH_HISTORY_DAYS:-0}
+min_age=${BENCH_MIN_AGE_MINUTES:-1}
 bin=${CDPLAKE_BIN:-}
 if [ -z "$bin" ]; then
   if [ -x "$repo/target/release/cdplake" ]; then bin=$repo/target/release/cdplake; else bin=$repo/target/debug/cdplake; fi
@@ -26,9 +30,11 @@ mkdir -p "$work" && cd "$work"
 cat > cdplake.toml <<TOML
 [retention]
 history_days = { raw = $history, clean = $history, curated = $history, _catalog = $history, _audit = $history, _quality = $history }
+[maintenance]
+min_age_minutes = $min_age
 TOML
-echo "binary: $bin ($(file -b "$bin" | cut -d, -f1)); $batches batches, maintenance every $every, history $history days; $(date -u +%FT%TZ)"
-for mode in maintained unmaintained; do
+echo "binary: $bin ($(file -b "$bin" | cut -d, -f1)); $batches batches, maintenance every $every, history $history days, min age $min_age min; $(date -u +%FT%TZ)"
+for mode in ${BENCH_MODES:-maintained unmaintained}; do
   lake="s3://${CDPLAKE_S3_BUCKET:-lake}/bench-maintenance-$mode-$(date +%s)"
   m=$every; [ "$mode" = unmaintained ] && m=0
   echo "== $mode ($lake)"

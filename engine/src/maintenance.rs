@@ -35,6 +35,9 @@ pub struct MaintainOptions {
     pub history: chrono::Duration,
     /// Table properties the table must have (set in one commit when they differ).
     pub properties: HashMap<String, String>,
+    /// Untracked files and log entries younger than this stay whatever the history
+    /// ([`ORPHAN_MIN_AGE`] unless the caller knows no job runs beside it).
+    pub min_age: chrono::Duration,
     /// Report what would be done; change nothing.
     pub dry_run: bool,
     /// The wall-clock instant file ages are measured against (storage times are wall clock).
@@ -48,6 +51,7 @@ impl MaintainOptions {
             zorder: Vec::new(),
             history,
             properties: HashMap::new(),
+            min_age: ORPHAN_MIN_AGE,
             dry_run: false,
             now,
         }
@@ -92,7 +96,7 @@ pub struct TableMaintenance {
 const RERUNS: usize = 10;
 
 /// The youngest an untracked file (change data, an orphan) or a log entry must be to be
-/// deleted: a writer or reader that listed it a moment before still reads it.
+/// deleted by default: a writer or reader that listed it a moment before still reads it.
 pub const ORPHAN_MIN_AGE: chrono::Duration = chrono::Duration::hours(1);
 
 impl Lake {
@@ -171,9 +175,9 @@ impl Lake {
         report.files_vacuumed = vacuumed;
         // Log objects age by the storage's clock, and this run's own commits are younger than
         // `now`: the cutoff counts from the later of the two clocks. Commits younger than
-        // ORPHAN_MIN_AGE stay whatever the history: a writer or reader that listed the log just
+        // `min_age` stay whatever the history: a writer or reader that listed the log just
         // before this checkpoint still reads them.
-        let log_cutoff = options.now.max(Utc::now()) - options.history.max(ORPHAN_MIN_AGE);
+        let log_cutoff = options.now.max(Utc::now()) - options.history.max(options.min_age);
         let (version, removed) = self.checkpoint_and_clean(&table, id, log_cutoff).await?;
         report.checkpoint_version = Some(version);
         report.logs_removed = removed;
@@ -208,7 +212,7 @@ impl Lake {
     }
 
     /// Vacuum: files replaced more than `history` ago (lite mode), then untracked files (change
-    /// data, orphans) older than `history` but never younger than [`ORPHAN_MIN_AGE`], which
+    /// data, orphans) older than `history` but never younger than `min_age`, which
     /// protects a concurrent writer's not-yet-committed files.
     async fn vacuum_table(
         &self,
@@ -221,7 +225,7 @@ impl Lake {
         let mut deleted = 0;
         let mut table = table;
         for (mode, retention) in
-            [(VacuumMode::Lite, options.history), (VacuumMode::Full, options.history.max(ORPHAN_MIN_AGE))]
+            [(VacuumMode::Lite, options.history), (VacuumMode::Full, options.history.max(options.min_age))]
         {
             let (vacuumed, metrics) = table
                 .vacuum()

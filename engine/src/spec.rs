@@ -21,6 +21,18 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
+/// Commits between two checkpoints of every cdplake table (Delta's default is 100). Opening a
+/// table reads its last checkpoint and then every commit after it, one storage request each: on
+/// S3 a lake fed by micro-batches paid up to 100 requests per table open, and a job opens tens of
+/// tables. A checkpoint of a table of a few hundred files is one small Parquet file.
+pub const CHECKPOINT_INTERVAL: u64 = 10;
+
+/// The properties every table gets unless its spec says otherwise (also set on existing tables
+/// by `cdplake maintain`).
+pub fn default_properties() -> HashMap<String, String> {
+    HashMap::from([("delta.checkpointInterval".to_string(), CHECKPOINT_INTERVAL.to_string())])
+}
+
 /// Everything needed to create a table.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
@@ -34,7 +46,7 @@ pub struct TableSpec {
 
 impl TableSpec {
     pub fn new(id: TableId, schema: SchemaRef) -> Self {
-        Self { id, schema, partition_columns: Vec::new(), properties: HashMap::new(), description: None }
+        Self { id, schema, partition_columns: Vec::new(), properties: default_properties(), description: None }
     }
 
     pub fn partitioned_by(mut self, columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
