@@ -4,7 +4,8 @@
 //! together or not at all for readers of the registry) and versioned (`cdplake history
 //! _catalog.tables`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use cdplake_engine::arrow::array::{
     Array, ArrayRef, AsArray, Int32Array, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
@@ -27,6 +28,11 @@ const CONFLICT_ATTEMPTS: usize = 20;
 #[derive(Debug, Clone)]
 pub struct Catalog {
     lake: Lake,
+    /// Entries this process has seen registered with their current definition. Every job
+    /// ensures its tables on every run (a Lambda tens of times per invocation); for an entry
+    /// known to be current, `ensure_table` skips reading the registry. A table created anew, or
+    /// dropped through this catalog, is registered again.
+    known_current: Arc<Mutex<HashMap<String, TableEntry>>>,
 }
 
 /// The id of the registry table itself: `_catalog.tables`.
@@ -55,7 +61,7 @@ fn registry_schema() -> SchemaRef {
 impl Catalog {
     /// The catalog of `lake`, creating its registry table on first use.
     pub async fn open(lake: &Lake) -> Result<Self> {
-        let catalog = Self { lake: lake.clone() };
+        let catalog = Self { lake: lake.clone(), known_current: Arc::default() };
         if !lake.table_exists(&catalog_table_id()).await? {
             let spec = TableSpec::new(catalog_table_id(), registry_schema())
                 .with_description("The cdplake table registry: one row per table in the lake.");
@@ -73,7 +79,9 @@ impl Catalog {
     pub async fn ensure_table(&self, spec: &TableSpec, meta: &TableMeta) -> Result<(DeltaTable, bool)> {
         let (table, created) = self.lake.ensure_table(spec).await?;
         let entry = self.entry_for(spec, meta, &table)?;
-        self.register(entry).await?;
+        if created || !self.known_to_be_current(&entry) {
+            self.register(entry).await?;
+        }
         Ok((table, created))
     }
 
@@ -146,6 +154,7 @@ impl Catalog {
     /// from: it never grows a file per update, and two concurrent updates conflict (both remove
     /// the same file) and the loser reruns on the winner's version.
     pub async fn register(&self, entry: TableEntry) -> Result<()> {
+        let current = entry.clone();
         self.rewrite(move |entries| {
             if let Some(existing) = entries.iter().find(|e| e.name == entry.name)
                 && existing.same_definition(&entry)
@@ -156,7 +165,17 @@ impl Catalog {
             entries.push(entry.clone());
             true
         })
-        .await
+        .await?;
+        self.known().insert(current.name.clone(), current);
+        Ok(())
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, TableEntry>> {
+        self.known_current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn known_to_be_current(&self, entry: &TableEntry) -> bool {
+        self.known().get(&entry.name).is_some_and(|known| known.same_definition(entry))
     }
 
     /// Remove a table from the registry; with `purge`, delete its files too.
@@ -165,6 +184,7 @@ impl Catalog {
             return Err(CatalogError::NotRegistered { table: id.to_string() });
         }
         let name = id.to_string();
+        self.known().remove(&name);
         self.rewrite(move |entries| {
             let before = entries.len();
             entries.retain(|e| e.name != name);

@@ -4,7 +4,7 @@
 //! passed the conditional-write probe (see [`crate::probe`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{RecordBatch, new_null_array};
@@ -53,6 +53,11 @@ pub struct Commit {
 pub struct Lake {
     location: LakeLocation,
     access: WriteAccess,
+    /// On S3: the bucket's object store, built once and shared by every table opened through
+    /// this lake (and its clones). delta-rs builds a store per table otherwise, and each build
+    /// loads the system's TLS root certificates and starts a new connection pool: a profile of
+    /// the S3 micro-batch benchmark showed certificate parsing among its top symbols.
+    shared_root: Arc<OnceLock<Arc<dyn object_store::ObjectStore>>>,
 }
 
 impl Lake {
@@ -66,15 +71,17 @@ impl Lake {
     /// On S3 this probes the server's conditional writes once per process and endpoint.
     pub async fn open_with_options(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
         let location = LakeLocation::parse(root, storage_options)?;
+        let shared_root = Arc::new(OnceLock::new());
         let access = if location.is_s3() {
             let log_store = DeltaTableBuilder::from_url(location.root().clone())
                 .and_then(|b| b.with_storage_options(location.storage_options().clone()).build_storage())
                 .map_err(|e| EngineError::InvalidLocation { root: root.to_string(), reason: e.to_string() })?;
+            let _ = shared_root.set(log_store.root_object_store(None));
             check_conditional_writes(&location.endpoint(), log_store.object_store(None)).await
         } else {
             WriteAccess::Allowed
         };
-        Ok(Self { location, access })
+        Ok(Self { location, access, shared_root })
     }
 
     pub fn location(&self) -> &LakeLocation {
@@ -96,9 +103,15 @@ impl Lake {
     }
 
     fn builder(&self, url: &Url) -> Result<DeltaTableBuilder> {
-        Ok(DeltaTableBuilder::from_url(url.clone())
+        let builder = DeltaTableBuilder::from_url(url.clone())
             .map_err(|e| EngineError::InvalidLocation { root: url.to_string(), reason: e.to_string() })?
-            .with_storage_options(self.location.storage_options().clone()))
+            .with_storage_options(self.location.storage_options().clone());
+        // The table's log store wraps the shared bucket store exactly as it would wrap its own
+        // (delta-rs prefixes the root store per table either way).
+        Ok(match self.shared_root.get() {
+            Some(root) => builder.with_storage_backend(root.clone(), url.clone()),
+            None => builder,
+        })
     }
 
     /// Open any Delta table under the root by its relative location (`_catalog/tables`).
@@ -182,6 +195,12 @@ impl Lake {
 
     /// Create the table unless it exists; returns the table and whether it was created.
     pub async fn ensure_table(&self, spec: &TableSpec) -> Result<(DeltaTable, bool)> {
+        // Jobs ensure tables that exist nearly always: open first (one log read), create after.
+        match self.table(&spec.id).await {
+            Ok(table) => return Ok((table, false)),
+            Err(EngineError::TableNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
         match self.create_table(spec).await {
             Ok(table) => Ok((table, true)),
             Err(EngineError::TableExists { .. }) => Ok((self.table(&spec.id).await?, false)),

@@ -79,7 +79,9 @@ async fn round_trip(backend: Backend) {
     assert!(reopened.list().await.unwrap().is_empty());
     assert!(t.lake.table_exists(&id("raw.events")).await.unwrap(), "files kept");
     assert!(matches!(reopened.describe(&id("raw.events")).await, Err(CatalogError::NotRegistered { .. })));
+    // Ensuring it again registers it again (this catalog remembered the entry as current).
     reopened.ensure_table(&spec, &meta).await.unwrap();
+    assert_eq!(reopened.describe(&id("raw.events")).await.unwrap().primary_key, ["event_id"]);
     reopened.drop_table(&id("raw.events"), true).await.unwrap();
     assert!(!t.lake.table_exists(&id("raw.events")).await.unwrap(), "files purged");
     assert!(matches!(reopened.drop_table(&id("raw.events"), false).await, Err(CatalogError::NotRegistered { .. })));
