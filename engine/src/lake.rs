@@ -23,6 +23,7 @@ use crate::error::{EngineError, Result};
 use crate::location::LakeLocation;
 use crate::naming::TableId;
 use crate::probe::{WriteAccess, check_conditional_writes};
+use crate::requests::{Counters, CountingStore, RequestCounts};
 use crate::spec::{TableSpec, delta_columns};
 
 /// How often a commit that lost a race to a non-conflicting writer is retried by delta-rs.
@@ -58,6 +59,8 @@ pub struct Lake {
     /// loads the system's TLS root certificates and starts a new connection pool: a profile of
     /// the S3 micro-batch benchmark showed certificate parsing among its top symbols.
     shared_root: Arc<OnceLock<Arc<dyn object_store::ObjectStore>>>,
+    /// Calls into the shared store (S3 only; see [`Lake::storage_requests`]).
+    requests: Arc<Counters>,
 }
 
 impl Lake {
@@ -72,16 +75,24 @@ impl Lake {
     pub async fn open_with_options(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
         let location = LakeLocation::parse(root, storage_options)?;
         let shared_root = Arc::new(OnceLock::new());
+        let requests = Arc::new(Counters::default());
         let access = if location.is_s3() {
             let log_store = DeltaTableBuilder::from_url(location.root().clone())
                 .and_then(|b| b.with_storage_options(location.storage_options().clone()).build_storage())
                 .map_err(|e| EngineError::InvalidLocation { root: root.to_string(), reason: e.to_string() })?;
-            let _ = shared_root.set(log_store.root_object_store(None));
+            let counting = CountingStore::new(log_store.root_object_store(None), requests.clone());
+            let _ = shared_root.set(Arc::new(counting) as Arc<dyn object_store::ObjectStore>);
             check_conditional_writes(&location.endpoint(), log_store.object_store(None)).await
         } else {
             WriteAccess::Allowed
         };
-        Ok(Self { location, access, shared_root })
+        Ok(Self { location, access, shared_root, requests })
+    }
+
+    /// Requests made through this lake's tables since it was opened, by kind (S3 lakes; a
+    /// local lake counts none).
+    pub fn storage_requests(&self) -> RequestCounts {
+        self.requests.snapshot()
     }
 
     pub fn location(&self) -> &LakeLocation {
@@ -143,6 +154,24 @@ impl Lake {
             e if is_not_a_table(&e) => EngineError::TableNotFound { table: id.to_string(), location: url.to_string() },
             e => EngineError::delta(id, "time travel", e),
         })
+    }
+
+    /// The table, or `None` when there is none (one open, where `table_exists` and then `table`
+    /// would read the log twice).
+    pub async fn table_if_exists(&self, id: &TableId) -> Result<Option<DeltaTable>> {
+        match self.table(id).await {
+            Ok(table) => Ok(Some(table)),
+            Err(EngineError::TableNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The table as a DataFrame, or `None` when there is none.
+    pub async fn read_if_exists(&self, id: &TableId) -> Result<Option<DataFrame>> {
+        match self.table_if_exists(id).await? {
+            Some(table) => Ok(Some(self.read_table(id, &table, &self.session()).await?)),
+            None => Ok(None),
+        }
     }
 
     pub async fn table_exists(&self, id: &TableId) -> Result<bool> {

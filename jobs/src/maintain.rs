@@ -318,6 +318,11 @@ pub struct BenchWindow {
     /// `curated.id_mapping` alone.
     pub id_mapping_files: u64,
     pub id_mapping_live_files: u64,
+    /// Mean storage requests per batch of the window (maintenance not included), by kind.
+    pub requests_per_batch: f64,
+    pub gets_per_batch: f64,
+    pub lists_per_batch: f64,
+    pub puts_per_batch: f64,
     /// Mean and last batch wall time of the window, seconds.
     pub mean_batch_s: f64,
     pub last_batch_s: f64,
@@ -344,6 +349,7 @@ pub async fn bench_micro_batches(
     let prefix = root.path().trim_matches('/').to_string();
     let mut windows = Vec::new();
     let mut times = Vec::new();
+    let mut requests = cdplake_engine::RequestCounts::default();
     for batch in 1..=batches {
         let (files, _) = crate::generate::generate(3, 1000 + batch);
         let mut records = Vec::new();
@@ -365,9 +371,12 @@ pub async fn bench_micro_batches(
         let event = serde_json::json!({ "Records": records });
         let invoker = crate::audit::Invoker::lambda("s3", &format!("bench-{batch}"));
         let started = std::time::Instant::now();
+        let before = workspace.lake().storage_requests();
         let now = Utc::now();
         crate::lambda::invoke_as(workspace, crate::lambda::Handler::S3, event, now, &invoker).await?;
         times.push(started.elapsed().as_secs_f64());
+        let made = workspace.lake().storage_requests().since(&before);
+        requests += made;
         let mut maintain_s = 0.0;
         if maintain_every > 0 && batch % maintain_every == 0 {
             let started = std::time::Instant::now();
@@ -376,9 +385,15 @@ pub async fn bench_micro_batches(
         }
         if batch % window == 0 || batch == batches {
             let mut w = BenchWindow { batches: batch, maintain_s, ..Default::default() };
-            w.mean_batch_s = times.iter().sum::<f64>() / times.len().max(1) as f64;
+            let n = times.len().max(1) as f64;
+            w.mean_batch_s = times.iter().sum::<f64>() / n;
             w.last_batch_s = times.last().copied().unwrap_or_default();
+            w.requests_per_batch = requests.total() as f64 / n;
+            w.gets_per_batch = requests.get as f64 / n;
+            w.lists_per_batch = requests.list as f64 / n;
+            w.puts_per_batch = requests.put as f64 / n;
             times.clear();
+            requests = cdplake_engine::RequestCounts::default();
             let mut ids: Vec<TableId> = Vec::new();
             for entry in workspace.catalog.list().await? {
                 ids.push(TableId::new(&entry.zone, &entry.table_name)?);

@@ -187,10 +187,10 @@ async fn trailing_average(
     rule: &str,
     window: usize,
 ) -> Result<Option<f64>> {
-    if !workspace.lake().table_exists(&results_id()).await? {
+    let Some(results) = workspace.lake().table_if_exists(&results_id()).await? else {
         return Ok(None);
-    }
-    session.register(workspace.lake(), &results_id()).await?;
+    };
+    session.register_loaded(results_id().zone(), results_id().name(), &results).await?;
     let sql = format!(
         "SELECT avg(value) FROM (SELECT value FROM _quality.results WHERE \"table\" = {} AND rule = {} \
          AND passed ORDER BY at DESC LIMIT {window})",

@@ -18,7 +18,7 @@ use cdplake_engine::arrow::array::{AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::datafusion::common::{HashMap as FastMap, HashSet as FastSet};
-use cdplake_engine::sql::in_list;
+use cdplake_engine::sql::{SqlSession, in_list};
 use cdplake_zones::curated;
 
 use super::observe::Observations;
@@ -236,13 +236,10 @@ pub(crate) async fn find_hubs(
 
 /// Every hub rule recorded by earlier runs: `[id_type, id_value, linked_type]`.
 pub(crate) async fn known_hubs(workspace: &Workspace) -> Result<Vec<[String; 3]>> {
-    if !workspace.lake().table_exists(&curated::hubs_id()).await? {
+    let Some(hubs) = workspace.lake().read_if_exists(&curated::hubs_id()).await? else {
         return Ok(Vec::new());
-    }
-    let rows = workspace
-        .lake()
-        .read(&curated::hubs_id())
-        .await?
+    };
+    let rows = hubs
         .select_columns(&["id_type", "id_value", "linked_type"])
         .map_err(|e| JobError::query("identity: reading hubs", e))?
         .collect()
@@ -264,10 +261,15 @@ pub(crate) async fn known_hub_rules(workspace: &Workspace) -> Result<NamedHubRul
 /// the other side is interned too.
 async fn stored_links(workspace: &Workspace, observations: &mut Observations) -> Result<Vec<(NodeId, NodeId)>> {
     let lake = workspace.lake();
-    if observations.seen.is_empty() || !lake.table_exists(&curated::identity_links_id()).await? {
+    if observations.seen.is_empty() {
         return Ok(Vec::new());
     }
-    let session = workspace.catalog.sql_session().await?;
+    let Some(stored) = lake.table_if_exists(&curated::identity_links_id()).await? else {
+        return Ok(Vec::new());
+    };
+    // A session of this one table: the catalog's session would open every table of the lake.
+    let session = SqlSession::new()?;
+    session.register_loaded("curated", curated::identity_links_id().name(), &stored).await?;
     let ids = &observations.ids;
     let touched = RecordBatch::try_from_iter(vec![
         ("t_type", super::strings(observations.seen.keys().map(|&n| ids.id_type(n)))),

@@ -587,7 +587,8 @@ pub(crate) fn parse_mapping(batches: &[RecordBatch]) -> Result<HashMap<Identifie
 }
 
 pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
-    let session = workspace.catalog.sql_session().await?;
+    let session = cdplake_engine::SqlSession::new()?;
+    session.register(workspace.lake(), &curated::id_mapping_id()).await?;
     let batches = session
         .sql("SELECT max(user_int_id) FROM curated.id_mapping")
         .await?

@@ -310,15 +310,12 @@ type Rejected = std::collections::HashMap<String, HashSet<i64>>;
 /// `(file, row)` of the rows clean rejected in these batches.
 async fn rejected_rows(workspace: &Workspace, source: &Source, batches: &[String]) -> Result<Rejected> {
     let mut rejected = Rejected::new();
-    if !workspace.lake().table_exists(&quarantine_table_id()).await? {
+    let Some(quarantine) = workspace.lake().read_if_exists(&quarantine_table_id()).await? else {
         return Ok(rejected);
-    }
+    };
     // Only the source's partition of the quarantine, read directly (no SQL session to set up).
     let context = "identity: reading the quarantine";
-    let rows = workspace
-        .lake()
-        .read(&quarantine_table_id())
-        .await?
+    let rows = quarantine
         .filter(
             col("source")
                 .eq(lit(source.name.clone()))

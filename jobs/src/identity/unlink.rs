@@ -65,13 +65,10 @@ impl InternedUnlinks {
 
 pub async fn load_unlinks(workspace: &Workspace) -> Result<Unlinks> {
     let mut unlinks = Unlinks::default();
-    if !workspace.lake().table_exists(&curated::unlinks_id()).await? {
+    let Some(stored) = workspace.lake().read_if_exists(&curated::unlinks_id()).await? else {
         return Ok(unlinks);
-    }
-    let batches = workspace
-        .lake()
-        .read(&curated::unlinks_id())
-        .await?
+    };
+    let batches = stored
         .collect()
         .await
         .map_err(|e| JobError::query("identity: reading unlinks", e))?;

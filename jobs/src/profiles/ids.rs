@@ -21,11 +21,11 @@ pub const IDS: &str = "ids";
 /// of (a rule on one linked type leaves an identifier its person: a tablet kept with its owner).
 pub async fn register_identifiers(workspace: &Workspace, session: &SqlSession, mapping: &DeltaTable) -> Result<()> {
     session.register_loaded("curated", "id_mapping", mapping).await?;
-    let hubs = workspace.lake().table_exists(&curated::hubs_id()).await?;
-    if hubs {
-        session.register(workspace.lake(), &curated::hubs_id()).await?;
+    let hubs = workspace.lake().table_if_exists(&curated::hubs_id()).await?;
+    if let Some(table) = &hubs {
+        session.register_loaded("curated", curated::hubs_id().name(), table).await?;
     }
-    let not_hub = if hubs {
+    let not_hub = if hubs.is_some() {
         " AND NOT EXISTS (SELECT 1 FROM curated.identity_hubs h WHERE h.id_type = m.id_type AND h.id_value = m.id_value \
            AND h.linked_type = '*')"
     } else {

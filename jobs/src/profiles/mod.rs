@@ -204,8 +204,8 @@ async fn gate(
 /// has no clean table yet (so every profile column keeps its type). Returns whether it exists.
 async fn register_clean(workspace: &Workspace, session: &SqlSession, source: &Source) -> Result<bool> {
     let id = clean_table_id(source);
-    if workspace.lake().table_exists(&id).await? {
-        session.register(workspace.lake(), &id).await?;
+    if let Some(table) = workspace.lake().table_if_exists(&id).await? {
+        session.register_loaded(id.zone(), id.name(), &table).await?;
         return Ok(true);
     }
     let schema = Contract::new(source, None).clean_schema();
