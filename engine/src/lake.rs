@@ -75,7 +75,7 @@ impl Lake {
     pub async fn open_with_options(root: &str, storage_options: HashMap<String, String>) -> Result<Self> {
         let location = LakeLocation::parse(root, storage_options)?;
         let shared_root = Arc::new(OnceLock::new());
-        let requests = Arc::new(Counters::default());
+        let requests = Arc::new(Counters::new(location.root().path()));
         let access = if location.is_s3() {
             let log_store = DeltaTableBuilder::from_url(location.root().clone())
                 .and_then(|b| b.with_storage_options(location.storage_options().clone()).build_storage())
@@ -93,6 +93,12 @@ impl Lake {
     /// local lake counts none).
     pub fn storage_requests(&self) -> RequestCounts {
         self.requests.snapshot()
+    }
+
+    /// Reads since the lake was opened by what they read (`curated/id_mapping log`,
+    /// `raw/crm_members data`, ...; S3 lakes).
+    pub fn storage_reads_by_target(&self) -> HashMap<String, u64> {
+        self.requests.gets_by_target()
     }
 
     pub fn location(&self) -> &LakeLocation {

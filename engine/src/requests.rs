@@ -4,8 +4,9 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -62,9 +63,43 @@ pub(crate) struct Counters {
     list: AtomicU64,
     delete: AtomicU64,
     copy: AtomicU64,
+    /// The lake's prefix in the bucket, without slashes around it.
+    prefix: String,
+    /// Reads by what they read: `zone/table log|change data|data`.
+    gets_by_target: Mutex<HashMap<String, u64>>,
 }
 
 impl Counters {
+    pub(crate) fn new(lake_prefix: &str) -> Self {
+        Self { prefix: lake_prefix.trim_matches('/').to_string(), ..Default::default() }
+    }
+
+    fn count_get(&self, location: &Path) {
+        bump(&self.get);
+        let target = self.target_of(location.as_ref());
+        let mut by_target = self.gets_by_target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *by_target.entry(target).or_default() += 1;
+    }
+
+    /// `curated/id_mapping log` for `<prefix>/curated/id_mapping/_delta_log/00..1.json`.
+    fn target_of(&self, path: &str) -> String {
+        let relative = path.strip_prefix(self.prefix.as_str()).unwrap_or(path).trim_start_matches('/');
+        let table: Vec<&str> = relative.split('/').take(2).collect();
+        let kind = if relative.contains("/_delta_log/") {
+            "log"
+        } else if relative.contains("/_change_data/") {
+            "change data"
+        } else {
+            "data"
+        };
+        format!("{} {kind}", table.join("/"))
+    }
+
+    /// Reads so far by target.
+    pub(crate) fn gets_by_target(&self) -> HashMap<String, u64> {
+        self.gets_by_target.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     pub(crate) fn snapshot(&self) -> RequestCounts {
         RequestCounts {
             get: self.get.load(Ordering::Relaxed),
@@ -116,12 +151,12 @@ impl ObjectStore for CountingStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        bump(&self.counters.get);
+        self.counters.count_get(location);
         self.inner.get_opts(location, options).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        bump(&self.counters.get);
+        self.counters.count_get(location);
         self.inner.get_ranges(location, ranges).await
     }
 

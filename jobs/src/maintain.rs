@@ -323,6 +323,9 @@ pub struct BenchWindow {
     pub gets_per_batch: f64,
     pub lists_per_batch: f64,
     pub puts_per_batch: f64,
+    /// The ten targets read most in the window: (`zone/table log|change data|data`, reads per
+    /// batch).
+    pub top_reads_per_batch: Vec<(String, f64)>,
     /// Mean and last batch wall time of the window, seconds.
     pub mean_batch_s: f64,
     pub last_batch_s: f64,
@@ -350,6 +353,7 @@ pub async fn bench_micro_batches(
     let mut windows = Vec::new();
     let mut times = Vec::new();
     let mut requests = cdplake_engine::RequestCounts::default();
+    let mut reads_at_window_start = workspace.lake().storage_reads_by_target();
     for batch in 1..=batches {
         let (files, _) = crate::generate::generate(3, 1000 + batch);
         let mut records = Vec::new();
@@ -392,8 +396,10 @@ pub async fn bench_micro_batches(
             w.gets_per_batch = requests.get as f64 / n;
             w.lists_per_batch = requests.list as f64 / n;
             w.puts_per_batch = requests.put as f64 / n;
+            w.top_reads_per_batch = top_reads(&reads_at_window_start, &workspace.lake().storage_reads_by_target(), n);
             times.clear();
             requests = cdplake_engine::RequestCounts::default();
+            reads_at_window_start = workspace.lake().storage_reads_by_target();
             let mut ids: Vec<TableId> = Vec::new();
             for entry in workspace.catalog.list().await? {
                 ids.push(TableId::new(&entry.zone, &entry.table_name)?);
@@ -415,4 +421,20 @@ pub async fn bench_micro_batches(
         }
     }
     Ok(windows)
+}
+
+/// The ten targets read most between two counts, per batch (maintenance's reads included).
+fn top_reads(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    batches: f64,
+) -> Vec<(String, f64)> {
+    let mut reads: Vec<(String, f64)> = after
+        .iter()
+        .map(|(target, n)| (target.clone(), (n - before.get(target).copied().unwrap_or(0)) as f64 / batches))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    reads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    reads.truncate(10);
+    reads
 }
