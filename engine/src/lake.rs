@@ -181,11 +181,7 @@ impl Lake {
     }
 
     pub async fn table_exists(&self, id: &TableId) -> Result<bool> {
-        match self.table(id).await {
-            Ok(_) => Ok(true),
-            Err(EngineError::TableNotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self.table_if_exists(id).await?.is_some())
     }
 
     /// Create a table; fails with [`EngineError::TableExists`] if it is there already.
@@ -231,10 +227,8 @@ impl Lake {
     /// Create the table unless it exists; returns the table and whether it was created.
     pub async fn ensure_table(&self, spec: &TableSpec) -> Result<(DeltaTable, bool)> {
         // Jobs ensure tables that exist nearly always: open first (one log read), create after.
-        match self.table(&spec.id).await {
-            Ok(table) => return Ok((table, false)),
-            Err(EngineError::TableNotFound { .. }) => {}
-            Err(e) => return Err(e),
+        if let Some(table) = self.table_if_exists(&spec.id).await? {
+            return Ok((table, false));
         }
         match self.create_table(spec).await {
             Ok(table) => Ok((table, true)),
