@@ -27,7 +27,8 @@ pub struct QualityConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
-    /// Rows now ≥ `threshold` × the average rows of the trailing `window` passed runs.
+    /// Rows now ≥ `threshold` × the average rows of the trailing `window` passed runs. On the
+    /// profiles table, persons merged away or erased count as rows (they left on purpose).
     RowCountRatio,
     /// Share of rows (matching `filter`) where `column` is null ≤ `threshold`.
     NullRate,
@@ -157,7 +158,8 @@ pub async fn check(
                 let rows =
                     scalar(session, &format!("SELECT CAST(count(*) AS DOUBLE) FROM {candidate}{filter}")).await?;
                 let average = trailing_average(workspace, session, &label, &rule.name(), rule.window).await?;
-                (rows.unwrap_or(0.0), rule.threshold * average.unwrap_or(0.0))
+                let departed = if is_person_table(table) { departed_persons(workspace, session).await? } else { 0.0 };
+                row_count_gate(rows.unwrap_or(0.0), average, departed, rule.threshold)
             }
             Check::NullRate => {
                 let c = column()?;
@@ -177,6 +179,38 @@ pub async fn check(
         results.push(QualityResult { table: label.clone(), rule: rule.name(), value, threshold, passed });
     }
     Ok(results)
+}
+
+/// The profiles table holds one row per person: persons merged into another or erased leave it
+/// on purpose, and its row count must not call that a loss.
+fn is_person_table(table: &TableId) -> bool {
+    *table == crate::profiles::profiles_id()
+}
+
+/// Persons that have left the person tables so far on purpose: one_ids absorbed by a merge
+/// (`curated.id_merge_history`) and persons erased (`_audit.erasures`). Cumulative, so that a
+/// run's recorded count stays comparable with every later run whatever their clocks say.
+async fn departed_persons(workspace: &Workspace, session: &SqlSession) -> Result<f64> {
+    let mut departed = 0.0;
+    let ledgers =
+        [(cdplake_zones::curated::merge_history_id(), " WHERE action = 'merge'"), (crate::erase::erasures_id(), "")];
+    for (ledger, filter) in ledgers {
+        let Some(table) = workspace.lake().table_if_exists(&ledger).await? else { continue };
+        session.register_loaded(ledger.zone(), ledger.name(), &table).await?;
+        let sql = format!("SELECT CAST(count(*) AS DOUBLE) FROM {}.{}{filter}", ledger.zone(), ledger.name());
+        departed += scalar(session, &sql).await?.unwrap_or(0.0);
+    }
+    Ok(departed)
+}
+
+/// `(value, threshold)` of a row-count rule. A person table counts its departed persons as still
+/// there: the recorded value is `rows + departed`, and each earlier run's value, less the persons
+/// that departed since (today's `departed` less its own), is what that run's rows would be now.
+/// So `rows ≥ ratio × (average − departed)`, written as `value ≥ threshold`. For other tables
+/// `departed` is 0 and this is `rows ≥ ratio × average`.
+fn row_count_gate(rows: f64, average: Option<f64>, departed: f64, ratio: f64) -> (f64, f64) {
+    let baseline = (average.unwrap_or(0.0) - departed).max(0.0);
+    (rows + departed, ratio * baseline + departed)
 }
 
 /// Average value of the last `window` passed results of a row-count rule.
@@ -236,4 +270,29 @@ pub fn describe_failures(results: &[QualityResult]) -> String {
         .map(|r| format!("{} {}: {:.4} (threshold {})", r.table, r.rule, r.value, r.threshold))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_count_gate;
+
+    fn passes(gate: (f64, f64)) -> bool {
+        gate.0 >= gate.1
+    }
+
+    #[test]
+    fn persons_merged_away_are_not_a_loss_but_lost_rows_still_are() {
+        // Seven runs published 100 persons with none departed; 30 of them were then merged into
+        // others: 70 rows with 30 departed is everyone still there.
+        assert!(passes(row_count_gate(70.0, Some(100.0), 30.0, 0.8)));
+        assert_eq!(row_count_gate(70.0, Some(100.0), 30.0, 0.8), (100.0, 86.0));
+        // The same 70 rows with nobody departed lost 30% of the persons.
+        assert!(!passes(row_count_gate(70.0, Some(100.0), 0.0, 0.8)));
+        // Earlier runs recorded their own departed count: 100 rows + 30 departed then, 10 more
+        // merged since. 90 rows are everyone; 60 rows lost a third of them.
+        assert!(passes(row_count_gate(90.0, Some(130.0), 40.0, 0.8)));
+        assert!(!passes(row_count_gate(60.0, Some(130.0), 40.0, 0.8)));
+        // The first run has no history to compare with.
+        assert!(passes(row_count_gate(5.0, None, 0.0, 0.8)));
+    }
 }

@@ -301,6 +301,41 @@ async fn a_failed_quality_rule_blocks_the_publish() {
     assert_eq!(single_i64(&new_rows), 40);
 }
 
+/// Identity merges shrink the profiles on purpose: thirty customers and thirty app devices are
+/// sixty persons until a link file says each device is one customer's; the thirty left must not
+/// fail the row-count rule (80% of the trailing average), which counts merged persons as there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persons_merged_by_identity_do_not_fail_the_row_count_rule() {
+    let t = TestLake::new(Backend::Local).await;
+    let ws = workspace(&t, Backend::Local).await;
+    let mut customers = "customer_id,email,phone,first_name,last_name,country,signup_date,updated_at\n".to_string();
+    let mut events = String::new();
+    let mut links = "id_type_a,id_value_a,id_type_b,id_value_b,source\n".to_string();
+    for i in 0..30 {
+        customers.push_str(&format!("C{i:03},c{i}@example.org,,A,B,GB,2024-01-01,2024-01-01 00:00:00\n"));
+        events.push_str(&format!(
+            "{{\"event_id\":\"E{i}\",\"device_id\":\"DEV{i:03}\",\"event_type\":\"app_open\",\"event_time\":\"2024-06-01 10:00:00\"}}\n"
+        ));
+        links.push_str(&format!("customer_id,C{i:03},device_id,DEV{i:03},crm\n"));
+    }
+    let first = [("customers", "customers.csv".to_string(), customers), ("app_events", "events.jsonl".into(), events)];
+    load(&ws, &first, 1).await;
+    let before = profiles(&ws, "2024-12-31", false).await.unwrap();
+    assert!(before.quality.iter().all(|q| q.passed), "{:?}", before.quality);
+    assert_eq!(single_i64(&sql(&ws, "SELECT count(*) FROM curated.customer_profiles").await), 60);
+
+    load(&ws, &[("identity_links", "links.csv".into(), links)], 2).await;
+    let merged = sql(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'merge'").await;
+    assert_eq!(single_i64(&merged), 30, "each device's person merged into its customer's");
+    let after = profiles(&ws, "2024-12-31", false).await.unwrap();
+    assert!(after.published && after.quality.iter().all(|q| q.passed), "{:?}", after.quality);
+    assert_eq!(single_i64(&sql(&ws, "SELECT count(*) FROM curated.customer_profiles").await), 30);
+    let recorded =
+        sql(&ws, "SELECT CAST(min(value) AS BIGINT) FROM _quality.results WHERE rule = 'row_count_ratio' AND passed")
+            .await;
+    assert_eq!(single_i64(&recorded), 60, "60 rows, then 30 rows and 30 persons merged away");
+}
+
 const DUCKDB_RFM: &str = r#"
 import json, sys, duckdb
 path, as_of = sys.argv[1], sys.argv[2]
