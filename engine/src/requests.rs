@@ -2,9 +2,9 @@
 //! micro-batch's latency is mostly its requests: the count says what a run costs whatever the
 //! speed of the server (the local test server spends more CPU per request than cdplake does).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -136,7 +136,12 @@ impl fmt::Display for CountingStore {
 
 #[async_trait]
 impl ObjectStore for CountingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         bump(&self.counters.put);
         self.inner.put_opts(location, payload, opts).await
     }

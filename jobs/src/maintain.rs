@@ -143,6 +143,11 @@ fn stats_columns(entry: &TableEntry) -> Option<String> {
     (!keep.is_empty()).then(|| keep.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","))
 }
 
+/// `[maintenance] min_age_minutes`: what vacuum and log cleanup keep whatever the history.
+fn min_age(workspace: &Workspace) -> chrono::Duration {
+    chrono::Duration::minutes(workspace.config.maintenance.min_age_minutes as i64)
+}
+
 /// The maintenance options of one table.
 pub fn options_for(workspace: &Workspace, entry: &TableEntry, now: DateTime<Utc>, dry_run: bool) -> MaintainOptions {
     let history = workspace.config.retention.history(&entry.zone);
@@ -150,7 +155,7 @@ pub fn options_for(workspace: &Workspace, entry: &TableEntry, now: DateTime<Utc>
     options.dry_run = dry_run;
     options.target_size = workspace.config.maintenance.target_file_mb.max(1) * 1024 * 1024;
     options.zorder = workspace.config.maintenance.zorder_of(&entry.name);
-    options.min_age = chrono::Duration::minutes(workspace.config.maintenance.min_age_minutes as i64);
+    options.min_age = min_age(workspace);
     let mut properties = cdplake_engine::spec::default_properties();
     properties.insert("delta.deletedFileRetentionDuration".to_string(), interval(history));
     properties.insert("delta.logRetentionDuration".to_string(), interval(history.max(chrono::Duration::days(1))));
@@ -219,6 +224,7 @@ pub async fn maintain(
         let id = cdplake_catalog::catalog_table_id();
         let mut options = MaintainOptions::new(workspace.config.retention.history("_catalog"), now);
         options.dry_run = request.dry_run;
+        options.min_age = min_age(workspace);
         report.tables.push(workspace.lake().maintain_table(&id, &options).await?);
     }
     Ok(report)

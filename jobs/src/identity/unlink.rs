@@ -68,10 +68,7 @@ pub async fn load_unlinks(workspace: &Workspace) -> Result<Unlinks> {
     let Some(stored) = workspace.lake().read_if_exists(&curated::unlinks_id()).await? else {
         return Ok(unlinks);
     };
-    let batches = stored
-        .collect()
-        .await
-        .map_err(|e| JobError::query("identity: reading unlinks", e))?;
+    let batches = stored.collect().await.map_err(|e| JobError::query("identity: reading unlinks", e))?;
     for batch in &batches {
         let columns: Vec<_> =
             ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().map(|c| text(batch, c)).collect();

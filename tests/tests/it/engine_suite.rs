@@ -19,6 +19,8 @@ on_every_backend!(
     history_lists_commits_newest_first,
     add_columns,
     tables_stay_readable_by_athena,
+    requests_are_counted_per_lake_on_s3,
+    application_transactions_read_in_one_replay_agree_with_one_by_one,
 );
 
 fn events_spec(name: &str) -> TableSpec {
@@ -254,4 +256,68 @@ async fn tables_stay_readable_by_athena(backend: Backend) {
     );
     let schema: serde_json::Value = serde_json::from_str(metadata["schemaString"].as_str().unwrap()).unwrap();
     assert_eq!(schema["fields"][1]["type"], "timestamp");
+}
+
+/// On S3 every table opened through a lake (and its clones) goes through the lake's one store,
+/// which counts the requests by kind and the reads by what they read; a local lake counts none.
+async fn requests_are_counted_per_lake_on_s3(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    let before = t.lake.storage_requests();
+    let clone = t.lake.clone();
+    clone.append(&id("raw.events"), vec![events(&[("e1", "c1", 10.0, "2024-05-01")])]).await.unwrap();
+    // Rows, not a count: DataFusion answers count(*) from the log's statistics without a read.
+    assert_eq!(event_rows(clone.read(&id("raw.events")).await.unwrap()).await.len(), 1);
+    let used = t.lake.storage_requests().since(&before);
+    let reads = t.lake.storage_reads_by_target();
+    match backend {
+        Backend::S3 => {
+            assert!(used.put >= 2, "a data file and a commit: {used:?}");
+            assert!(used.get >= 1 && used.list >= 1, "{used:?}");
+            assert!(reads.get("raw/events log").is_some_and(|n| *n >= 1), "{reads:?}");
+            assert!(reads.get("raw/events data").is_some_and(|n| *n >= 1), "{reads:?}");
+        }
+        Backend::Local => {
+            assert_eq!(used.total(), 0, "{used:?}");
+            assert!(reads.is_empty(), "{reads:?}");
+        }
+    }
+}
+
+/// `applied_versions` (one log replay for many ids) gives what the kernel's one-id look-up gives,
+/// for ids in the checkpoint, ids in the commits after it, an id recorded again with a newer
+/// version, and ids never recorded.
+async fn application_transactions_read_in_one_replay_agree_with_one_by_one(backend: Backend) {
+    use cdplake_engine::deltalake::kernel::Transaction;
+    use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
+    let t = TestLake::new(backend).await;
+    let table = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    for i in 0..14 {
+        let mut txns = vec![Transaction::new(format!("batch-{i}"), 1)];
+        if i == 2 || i == 12 {
+            txns.push(Transaction::new("generation", i));
+        }
+        let commit = CommitProperties::default().with_application_transactions(txns);
+        let rows = events(&[(&format!("e{i}"), "c", 1.0, "2024-05-01")]);
+        t.lake.append_with(&table, vec![rows], commit).await.unwrap();
+    }
+    let loaded = t.lake.table(&table).await.unwrap();
+    let checkpointed = cdplake_engine::deltalake::checkpoints::create_checkpoint(&loaded, None).await;
+    assert!(checkpointed.is_ok(), "{checkpointed:?}");
+    // After the checkpoint: a new id, and one the checkpoint holds, recorded again.
+    let txns = vec![Transaction::new("after", 7), Transaction::new("generation", 20)];
+    let commit = CommitProperties::default().with_application_transactions(txns);
+    t.lake.record_transactions(&table, commit).await.unwrap();
+
+    let loaded = t.lake.table(&table).await.unwrap();
+    let ids: Vec<String> =
+        ["batch-0", "batch-9", "batch-13", "generation", "after", "never", "batch-14"].map(String::from).to_vec();
+    let together = cdplake_engine::applied_versions(&loaded, "raw.events", &ids).await.unwrap();
+    let mut one_by_one = Vec::new();
+    for app_id in &ids {
+        one_by_one.push(cdplake_engine::applied_version(&loaded, "raw.events", app_id).await.unwrap());
+    }
+    assert_eq!(together, one_by_one);
+    assert_eq!(together, [Some(1), Some(1), Some(1), Some(20), Some(7), None, None]);
 }

@@ -13,6 +13,10 @@ use chrono::{TimeZone, Utc};
 use crate::support::{Backend, TestLake, count, events, events_schema, id, lake_rows, on_every_backend, s3_options};
 
 async fn workspace(t: &TestLake, backend: Backend, history_days: u32) -> Workspace {
+    Workspace::open_with(config(backend, history_days), Some(&t.root)).await.unwrap()
+}
+
+fn config(backend: Backend, history_days: u32) -> Config {
     let mut config = Config::default();
     if backend == Backend::S3 {
         config.lake.storage = s3_options();
@@ -20,7 +24,7 @@ async fn workspace(t: &TestLake, backend: Backend, history_days: u32) -> Workspa
     for zone in ["raw", "clean", "curated", "_catalog", "_audit", "_quality"] {
         config.retention.history_days.insert(zone.into(), history_days);
     }
-    Workspace::open_with(config, Some(&t.root)).await.unwrap()
+    config
 }
 
 /// The generated sources landed a few files at a time, each group run through the S3 handler's
@@ -126,7 +130,38 @@ async fn maintenance_beside_a_running_writer_loses_no_write(backend: Backend) {
     assert_eq!(again.after.live_files, 1, "{again:?}");
 }
 
-on_every_backend!(maintenance_keeps_contents_and_shrinks_files, maintenance_beside_a_running_writer_loses_no_write);
+/// `[maintenance] min_age_minutes`: log entries younger than it stay however short the history
+/// (a reader that listed the log may still read them); at 0 a zero-history maintenance keeps
+/// only what the new checkpoint needs.
+async fn min_age_minutes_keeps_young_log_entries(backend: Backend) {
+    let mut log_files_after = Vec::new();
+    for min_age_minutes in [60, 0] {
+        let t = TestLake::new(backend).await;
+        let mut config = config(backend, 0);
+        config.maintenance.min_age_minutes = min_age_minutes;
+        let ws = Workspace::open_with(config, Some(&t.root)).await.unwrap();
+        let table = id("raw.events");
+        ws.catalog.ensure_table(&TableSpec::new(table.clone(), events_schema()), &Default::default()).await.unwrap();
+        for i in 0..15 {
+            ws.lake().append(&table, vec![events(&[(&format!("a{i}"), "c", 1.0, "2024-05-01")])]).await.unwrap();
+        }
+        let request = MaintainRequest { tables: vec![table.clone()], dry_run: false };
+        let report = maintain(&ws, &request, &Invoker::cli(), Utc::now()).await.unwrap();
+        let maintained = report.tables.iter().find(|m| m.table == "raw.events").unwrap();
+        assert_eq!(maintained.after.live_files, 1, "{maintained:?}");
+        assert_eq!(count(ws.lake().read(&table).await.unwrap()).await, 15);
+        log_files_after.push((min_age_minutes, maintained.before.log_files, maintained.after.log_files));
+    }
+    let [(_, young_before, young_after), (_, _, zero_after)] = log_files_after[..] else { unreachable!() };
+    assert!(young_after > young_before, "60 minutes: every commit stays ({log_files_after:?})");
+    assert!(zero_after <= 4, "0 minutes: the checkpoint and what follows it ({log_files_after:?})");
+}
+
+on_every_backend!(
+    maintenance_keeps_contents_and_shrinks_files,
+    maintenance_beside_a_running_writer_loses_no_write,
+    min_age_minutes_keeps_young_log_entries
+);
 
 /// Table rows without what every run appends (`_quality`, `_audit`) and without the refresh
 /// sequence of `curated.user_events`, sorted.
