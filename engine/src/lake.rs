@@ -463,19 +463,6 @@ impl Lake {
     }
 }
 
-/// The version an application recorded on the table with a Delta application transaction
-/// (`txn` action), if any. cdplake records one per ingested object and per cleaned batch, in
-/// the same commit as the data, so "already done?" and "do it" are one atomic step.
-pub async fn applied_version(table: &DeltaTable, label: &str, app_id: &str) -> Result<Option<i64>> {
-    let log_store = table.log_store();
-    table
-        .snapshot()
-        .map_err(|e| EngineError::delta(label, "read application transactions", e))?
-        .transaction_version(log_store.as_ref(), app_id)
-        .await
-        .map_err(|e| EngineError::delta(label, "read application transactions", e))
-}
-
 /// Does `error` mean "there is no Delta table here"? delta-rs says so in two ways: its own
 /// `NotATable`, and the kernel's invalid-location error for a missing directory.
 fn is_not_a_table(error: &DeltaTableError) -> bool {

@@ -29,6 +29,7 @@ pub mod retry;
 pub mod scan;
 pub mod spec;
 pub mod sql;
+pub mod transactions;
 pub mod trino;
 pub mod upsert;
 
@@ -38,7 +39,7 @@ pub use deltalake::datafusion;
 pub use deltalake::parquet;
 
 pub use error::{EngineError, Result};
-pub use lake::{Commit, Lake, TimeTravel, applied_version};
+pub use lake::{Commit, Lake, TimeTravel};
 pub use location::LakeLocation;
 pub use maintenance::{Footprint, MaintainOptions, TableMaintenance};
 pub use naming::{TableId, validate_name};
@@ -48,5 +49,6 @@ pub use requests::RequestCounts;
 pub use retry::retry_on_conflict;
 pub use scan::{ScanMatch, ScanReport};
 pub use spec::{TableSpec, timestamp_type};
+pub use transactions::{applied_version, applied_versions};
 pub use sql::SqlSession;
 pub use upsert::{RetryPolicy, Upsert, UpsertOutcome};

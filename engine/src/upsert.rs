@@ -28,7 +28,8 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::merge::{MergeBuilder, MergeMetrics};
 
 use crate::error::{EngineError, Result};
-use crate::lake::{COMMIT_RETRIES, Lake, applied_version, conform_batches, table_arrow_schema};
+use crate::lake::{COMMIT_RETRIES, Lake, conform_batches, table_arrow_schema};
+use crate::transactions::applied_version;
 use crate::naming::TableId;
 
 /// How an upsert retries.

@@ -10,7 +10,7 @@ use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::datafusion::functions_aggregate::expr_fn::min;
 use cdplake_engine::datafusion::prelude::col;
 use cdplake_engine::deltalake::DeltaTable;
-use cdplake_engine::{TableId, applied_version};
+use cdplake_engine::{TableId, applied_versions};
 use cdplake_zones::raw::{BATCH_ID, INGESTED_AT};
 
 use crate::error::{JobError, Result};
@@ -24,13 +24,10 @@ pub async fn pending_batches(
     output_label: &str,
     app_id: impl Fn(&str) -> String,
 ) -> Result<Vec<String>> {
-    let mut pending = Vec::new();
-    for id in batch_ids(workspace, upstream).await? {
-        if applied_version(output, output_label, &app_id(&id)).await?.is_none() {
-            pending.push(id);
-        }
-    }
-    Ok(pending)
+    let ids = batch_ids(workspace, upstream).await?;
+    let app_ids: Vec<String> = ids.iter().map(|id| app_id(id)).collect();
+    let applied = applied_versions(output, output_label, &app_ids).await?;
+    Ok(ids.into_iter().zip(applied).filter(|(_, applied)| applied.is_none()).map(|(id, _)| id).collect())
 }
 
 /// Every batch id of `upstream`, oldest ingest first.

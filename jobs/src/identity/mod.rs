@@ -41,7 +41,7 @@ use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::{RetryPolicy, Upsert};
-use cdplake_engine::{TableSpec, applied_version};
+use cdplake_engine::{TableSpec, applied_version, applied_versions};
 use cdplake_zones::Source;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
@@ -293,12 +293,10 @@ async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Resul
             continue;
         }
         let clean = lake.table(&clean_id).await?;
-        let mut cleaned = Vec::new();
-        for batch in unresolved {
-            if applied_version(&clean, &clean_id.to_string(), &crate::clean::batch_app_id(&batch)).await?.is_some() {
-                cleaned.push(batch);
-            }
-        }
+        let app_ids: Vec<String> = unresolved.iter().map(|b| crate::clean::batch_app_id(b)).collect();
+        let applied = applied_versions(&clean, &clean_id.to_string(), &app_ids).await?;
+        let cleaned: Vec<String> =
+            unresolved.into_iter().zip(applied).filter(|(_, applied)| applied.is_some()).map(|(b, _)| b).collect();
         if !cleaned.is_empty() {
             pending.push(Pending { source, generation, batches: cleaned });
         }
