@@ -49,6 +49,6 @@ pub use requests::RequestCounts;
 pub use retry::retry_on_conflict;
 pub use scan::{ScanMatch, ScanReport};
 pub use spec::{TableSpec, timestamp_type};
-pub use transactions::{applied_version, applied_versions};
 pub use sql::SqlSession;
+pub use transactions::{applied_version, applied_versions};
 pub use upsert::{RetryPolicy, Upsert, UpsertOutcome};

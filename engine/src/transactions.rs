@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deltalake::arrow::array::{Array, AsArray, StructArray};
-use deltalake::arrow::datatypes::Int64Type;
-use deltalake::{DeltaTable, DeltaTableError};
 use delta_kernel::Snapshot as KernelSnapshot;
 use delta_kernel::actions::LOG_TXN_SCHEMA;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
+use deltalake::arrow::array::{Array, AsArray, StructArray};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Int64Type};
+use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::error::{EngineError, Result};
 
@@ -71,7 +72,9 @@ async fn read_transactions(table: &DeltaTable, label: &str, wanted: HashSet<Stri
     };
     tokio::task::spawn_blocking(replay)
         .await
-        .map_err(|e| EngineError::delta(label, "read application transactions", DeltaTableError::Generic(e.to_string())))?
+        .map_err(|e| {
+            EngineError::delta(label, "read application transactions", DeltaTableError::Generic(e.to_string()))
+        })?
         .map_err(|e| EngineError::delta(label, "read application transactions", e))
 }
 
@@ -84,9 +87,14 @@ fn newest_first(
 ) -> std::result::Result<(), DeltaTableError> {
     let malformed = || DeltaTableError::Generic("a txn action without appId or version".into());
     let Some(txn) = batch.column_by_name("txn").and_then(|c| c.as_struct_opt()) else { return Err(malformed()) };
-    let column = |txn: &StructArray, name: &str| txn.column_by_name(name).cloned().ok_or_else(malformed);
-    let app_ids = column(txn, "appId")?;
-    let versions = column(txn, "version")?;
+    // Cast to the types the default engine reads, whatever string or integer type an engine
+    // gives (Utf8View, LargeUtf8, Int32).
+    let column = |txn: &StructArray, name: &str, to: &DataType| {
+        let array = txn.column_by_name(name).ok_or_else(malformed)?;
+        cast(array, to).map_err(|e| DeltaTableError::Generic(format!("txn.{name}: {e}")))
+    };
+    let app_ids = column(txn, "appId", &DataType::Utf8)?;
+    let versions = column(txn, "version", &DataType::Int64)?;
     let (Some(app_ids), Some(versions)) = (app_ids.as_string_opt::<i32>(), versions.as_primitive_opt::<Int64Type>())
     else {
         return Err(malformed());

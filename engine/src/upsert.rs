@@ -29,8 +29,8 @@ use deltalake::operations::merge::{MergeBuilder, MergeMetrics};
 
 use crate::error::{EngineError, Result};
 use crate::lake::{COMMIT_RETRIES, Lake, conform_batches, table_arrow_schema};
-use crate::transactions::applied_version;
 use crate::naming::TableId;
+use crate::transactions::applied_version;
 
 /// How an upsert retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,8 +27,8 @@ pub struct QualityConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
-    /// Rows now ≥ `threshold` × the average rows of the trailing `window` passed runs. On the
-    /// profiles table, persons merged away or erased count as rows (they left on purpose).
+    /// Rows now ≥ `threshold` × the average rows of the trailing `window` passed runs. Unfiltered
+    /// on the profiles table, persons merged away or erased count as rows (they left on purpose).
     RowCountRatio,
     /// Share of rows (matching `filter`) where `column` is null ≤ `threshold`.
     NullRate,
@@ -90,7 +90,9 @@ impl Default for QualityConfig {
 }
 
 impl QualityRule {
-    /// The rule's name in results: `null_rate(email)`.
+    /// The rule's name in results: `null_rate(email)`. A row count that counts departed persons
+    /// (see [`Self::counts_departed_persons`]) is `row_count_ratio(persons)`: its values are not
+    /// comparable with plain row counts recorded before, so its history starts anew.
     pub fn name(&self) -> String {
         let check = match self.check {
             Check::RowCountRatio => "row_count_ratio",
@@ -99,8 +101,18 @@ impl QualityRule {
         };
         match &self.column {
             Some(c) => format!("{check}({c})"),
+            None if self.counts_departed_persons() => format!("{check}(persons)"),
             None => check.to_string(),
         }
+    }
+
+    /// An unfiltered row count of the profiles table, one row per person: persons merged into
+    /// another or erased left it on purpose and count as still there. (With a filter, the persons
+    /// who departed need not have matched it.)
+    pub fn counts_departed_persons(&self) -> bool {
+        self.check == Check::RowCountRatio
+            && self.filter.is_none()
+            && self.table == crate::profiles::profiles_id().to_string()
     }
 }
 
@@ -158,7 +170,8 @@ pub async fn check(
                 let rows =
                     scalar(session, &format!("SELECT CAST(count(*) AS DOUBLE) FROM {candidate}{filter}")).await?;
                 let average = trailing_average(workspace, session, &label, &rule.name(), rule.window).await?;
-                let departed = if is_person_table(table) { departed_persons(workspace, session).await? } else { 0.0 };
+                let departed =
+                    if rule.counts_departed_persons() { departed_persons(workspace, session).await? } else { 0.0 };
                 row_count_gate(rows.unwrap_or(0.0), average, departed, rule.threshold)
             }
             Check::NullRate => {
@@ -181,19 +194,18 @@ pub async fn check(
     Ok(results)
 }
 
-/// The profiles table holds one row per person: persons merged into another or erased leave it
-/// on purpose, and its row count must not call that a loss.
-fn is_person_table(table: &TableId) -> bool {
-    *table == crate::profiles::profiles_id()
-}
-
-/// Persons that have left the person tables so far on purpose: one_ids absorbed by a merge
-/// (`curated.id_merge_history`) and persons erased (`_audit.erasures`). Cumulative, so that a
-/// run's recorded count stays comparable with every later run whatever their clocks say.
+/// Persons that have left the profiles so far on purpose: one_ids absorbed by a merge
+/// (`curated.id_merge_history`) and persons erased (`_audit.erasures`, where one was found).
+/// Cumulative, so that a run's recorded count stays comparable with every later run whatever
+/// their clocks say. Approximate in two ways, both small beside the rule's margin: a merge of two
+/// persons never published counts, and erasing a person formed by k merges erases those k rows
+/// of the merge history with them.
 async fn departed_persons(workspace: &Workspace, session: &SqlSession) -> Result<f64> {
     let mut departed = 0.0;
-    let ledgers =
-        [(cdplake_zones::curated::merge_history_id(), " WHERE action = 'merge'"), (crate::erase::erasures_id(), "")];
+    let ledgers = [
+        (cdplake_zones::curated::merge_history_id(), " WHERE action = 'merge'"),
+        (crate::erase::erasures_id(), " WHERE identifiers > 0"),
+    ];
     for (ledger, filter) in ledgers {
         let Some(table) = workspace.lake().table_if_exists(&ledger).await? else { continue };
         session.register_loaded(ledger.zone(), ledger.name(), &table).await?;
@@ -274,7 +286,19 @@ pub fn describe_failures(results: &[QualityResult]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::row_count_gate;
+    use super::{QualityConfig, row_count_gate};
+
+    #[test]
+    fn only_an_unfiltered_row_count_of_the_profiles_counts_departed_persons() {
+        let default = QualityConfig::default().rules.remove(0);
+        assert!(default.counts_departed_persons());
+        assert_eq!(default.name(), "row_count_ratio(persons)");
+        let filtered = super::QualityRule { filter: Some("customer_id IS NOT NULL".into()), ..default.clone() };
+        assert!(!filtered.counts_departed_persons());
+        assert_eq!(filtered.name(), "row_count_ratio");
+        let events = super::QualityRule { table: "curated.user_events".into(), ..default };
+        assert!(!events.counts_departed_persons());
+    }
 
     fn passes(gate: (f64, f64)) -> bool {
         gate.0 >= gate.1

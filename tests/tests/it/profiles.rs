@@ -330,9 +330,11 @@ async fn persons_merged_by_identity_do_not_fail_the_row_count_rule() {
     let after = profiles(&ws, "2024-12-31", false).await.unwrap();
     assert!(after.published && after.quality.iter().all(|q| q.passed), "{:?}", after.quality);
     assert_eq!(single_i64(&sql(&ws, "SELECT count(*) FROM curated.customer_profiles").await), 30);
-    let recorded =
-        sql(&ws, "SELECT CAST(min(value) AS BIGINT) FROM _quality.results WHERE rule = 'row_count_ratio' AND passed")
-            .await;
+    let recorded = sql(
+        &ws,
+        "SELECT CAST(min(value) AS BIGINT) FROM _quality.results WHERE rule = 'row_count_ratio(persons)' AND passed",
+    )
+    .await;
     assert_eq!(single_i64(&recorded), 60, "60 rows, then 30 rows and 30 persons merged away");
 }
 
