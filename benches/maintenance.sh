@@ -6,7 +6,9 @@
 # files, log files and bytes over every table, curated.id_mapping's files, and the mean batch
 # wall time of the window.
 #   benches/maintenance.sh [BATCHES] [EVERY] [WINDOW]     (default 500 100 100)
-# BENCH_MODES="maintained" (or "unmaintained") runs one of the two.
+# BENCH_MODES="maintained" (or "unmaintained") runs one of the two. Each mode starts on a fresh
+# S3 server (its data in BENCH_DIR/s3-MODE): a server holding earlier runs' objects answers more
+# slowly, and the two modes are compared on equal terms (BENCH_FRESH_S3=0 keeps the running one).
 # The binary is CDPLAKE_BIN, else target/release/cdplake, else target/debug/cdplake (say which
 # in BENCHMARKS.md: the dev build is several times slower per batch). Maintenance uses
 # [retention] history_days = 0 here (BENCH_HISTORY_DAYS), so what it may delete is deleted at
@@ -24,9 +26,17 @@ bin=${CDPLAKE_BIN:-}
 if [ -z "$bin" ]; then
   if [ -x "$repo/target/release/cdplake" ]; then bin=$repo/target/release/cdplake; else bin=$repo/target/debug/cdplake; fi
 fi
-eval "$(bash "$repo/infra/s3/seaweedfs.sh" env)"
 work=${BENCH_DIR:-/tmp/cdplake-bench-maintenance}
 mkdir -p "$work" && cd "$work"
+# A fresh server for a mode: stop the one running (started by this script, whatever its data
+# dir), start one on an empty data dir.
+fresh_s3() {
+  CDPLAKE_S3_DIR='' bash "$repo/infra/s3/seaweedfs.sh" stop || true
+  bash "$repo/infra/s3/seaweedfs.sh" stop || true
+  export CDPLAKE_S3_DIR=$work/s3-$1
+  rm -rf "$CDPLAKE_S3_DIR"
+  eval "$(bash "$repo/infra/s3/seaweedfs.sh" env)"
+}
 cat > cdplake.toml <<TOML
 [retention]
 history_days = { raw = $history, clean = $history, curated = $history, _catalog = $history, _audit = $history, _quality = $history }
@@ -35,6 +45,7 @@ min_age_minutes = $min_age
 TOML
 echo "binary: $bin ($(file -b "$bin" | cut -d, -f1)); $batches batches, maintenance every $every, history $history days, min age $min_age min; $(date -u +%FT%TZ)"
 for mode in ${BENCH_MODES:-maintained unmaintained}; do
+  if [ "${BENCH_FRESH_S3:-1}" = 1 ]; then fresh_s3 "$mode"; else eval "$(bash "$repo/infra/s3/seaweedfs.sh" env)"; fi
   lake="s3://${CDPLAKE_S3_BUCKET:-lake}/bench-maintenance-$mode-$(date +%s)"
   m=$every; [ "$mode" = unmaintained ] && m=0
   echo "== $mode ($lake)"

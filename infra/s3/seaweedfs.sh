@@ -91,7 +91,12 @@ PY
 
 stop() {
   if running; then
-    kill "$(cat "$pid_file")" && say "stopped"
+    local pid
+    pid=$(cat "$pid_file")
+    kill "$pid"
+    # Gone, ports closed: a start right after must not find this server still answering.
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    say "stopped"
     rm -f "$pid_file"
   else
     say "not running"

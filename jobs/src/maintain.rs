@@ -303,6 +303,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn percentiles_by_nearest_rank() {
+        let times: Vec<f64> = (1..=10).rev().map(f64::from).collect();
+        assert_eq!(percentile(&times, 0.5), 5.0);
+        assert_eq!(percentile(&times, 0.9), 9.0);
+        assert_eq!(percentile(&times, 1.0), 10.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
     fn zones_keep_their_history() {
         let r = RetentionConfig::default();
         assert_eq!(r.history("raw").num_days(), 30);
@@ -332,8 +341,11 @@ pub struct BenchWindow {
     /// The ten targets read most in the window: (`zone/table log|change data|data`, reads per
     /// batch).
     pub top_reads_per_batch: Vec<(String, f64)>,
-    /// Mean and last batch wall time of the window, seconds.
+    /// Batch wall times of the window, seconds: mean, median, 90th percentile, slowest, last.
     pub mean_batch_s: f64,
+    pub median_batch_s: f64,
+    pub p90_batch_s: f64,
+    pub max_batch_s: f64,
     pub last_batch_s: f64,
     /// The maintenance run at the end of the window, seconds (0 without).
     pub maintain_s: f64,
@@ -398,6 +410,9 @@ pub async fn bench_micro_batches(
             let n = times.len().max(1) as f64;
             w.mean_batch_s = times.iter().sum::<f64>() / n;
             w.last_batch_s = times.last().copied().unwrap_or_default();
+            w.median_batch_s = percentile(&times, 0.5);
+            w.p90_batch_s = percentile(&times, 0.9);
+            w.max_batch_s = percentile(&times, 1.0);
             w.requests_per_batch = requests.total() as f64 / n;
             w.gets_per_batch = requests.get as f64 / n;
             w.lists_per_batch = requests.list as f64 / n;
@@ -427,6 +442,14 @@ pub async fn bench_micro_batches(
         }
     }
     Ok(windows)
+}
+
+/// The `q` quantile (0..=1) of `values` by the nearest-rank method; 0 when empty.
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank - 1).copied().unwrap_or_default()
 }
 
 /// The ten targets read most between two counts, per batch (maintenance's reads included).

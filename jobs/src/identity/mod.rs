@@ -122,7 +122,20 @@ fn batch_app_id(source: &str, batch: &str) -> String {
 struct OrderedLink {
     a: NodeId,
     b: NodeId,
+    /// The priorities of its two id types as dense ranks, stronger in the high half: sorting
+    /// millions of links compares this instead of looking both types up again.
+    ranks: u32,
+    /// The rank of its file's name among the run's files.
+    uri_rank: u32,
     evidence: Evidence,
+}
+
+impl OrderedLink {
+    /// Stitching order but for the identifiers: strongest id types, then oldest, then where seen.
+    fn sort_key(&self) -> (u32, i64, u16, i64, u32) {
+        let e = &self.evidence;
+        (self.ranks, e.first, e.source, e.row, self.uri_rank)
+    }
 }
 
 /// The persons after stitching, before ids are assigned.
@@ -375,34 +388,32 @@ fn stitch(
         }
     }
     let ids = &components.ids;
-    let uris = &observations.uris;
     let unlinked = unlinked.interned(ids);
-    // Priorities by type number: the sort below compares millions of links.
-    let type_rank: Vec<u32> = (0..ids.type_count()).map(|t| priority(&config.types, ids.type_name(t as u16))).collect();
-    let rank = |n: NodeId| type_rank[ids.type_of(n) as usize];
+    // Priorities by type number, as dense ranks (a link's pair of them packs into one number).
+    let priorities: Vec<u32> =
+        (0..ids.type_count()).map(|t| priority(&config.types, ids.type_name(t as u16))).collect();
+    let type_rank: Vec<u32> = order_of_keys(&priorities);
+    // The order of files and of id type names, as numbers: the sort breaks ties on them (the
+    // links of one row tie on everything but their identifiers) millions of times.
+    let uri_order = order_of(observations.uris.iter().map(String::as_str));
+    let type_order = order_of((0..ids.type_count()).map(|t| ids.type_name(t as u16)));
+    // (id type name, value) order, as `Interner::cmp`, comparing type numbers instead of names.
+    let node_cmp = |a: NodeId, b: NodeId| {
+        (type_order[ids.type_of(a) as usize], ids.value(a)).cmp(&(type_order[ids.type_of(b) as usize], ids.value(b)))
+    };
     let mut ordered: Vec<OrderedLink> = observations
         .links
         .iter()
         .filter(|((a, b), _)| !degrees.rules.blocks(ids, *a, *b) && !unlinked.blocks(*a, *b))
         .map(|(&(a, b), &evidence)| {
-            let (a, b) = if ids.cmp(a, b).is_le() { (a, b) } else { (b, a) };
-            OrderedLink { a, b, evidence }
+            let (a, b) = if node_cmp(a, b).is_le() { (a, b) } else { (b, a) };
+            let (ra, rb) = (type_rank[ids.type_of(a) as usize], type_rank[ids.type_of(b) as usize]);
+            let ranks = (ra.min(rb) << 16) | ra.max(rb);
+            OrderedLink { a, b, ranks, uri_rank: uri_order[evidence.uri as usize], evidence }
         })
         .collect();
-    // The order of files and of id type names, as numbers: the sort breaks ties on them (the
-    // links of one row tie on everything but their identifiers) millions of times.
-    let uri_order = order_of(uris.iter().map(String::as_str));
-    let type_order = order_of((0..ids.type_count()).map(|t| ids.type_name(t as u16)));
-    let node_cmp = |a: NodeId, b: NodeId| {
-        (type_order[ids.type_of(a) as usize], ids.value(a)).cmp(&(type_order[ids.type_of(b) as usize], ids.value(b)))
-    };
     ordered.sort_unstable_by(|x, y| {
-        let key = |l: &OrderedLink| {
-            let (pa, pb) = (rank(l.a), rank(l.b));
-            let e = &l.evidence;
-            (pa.min(pb), pa.max(pb), e.first, e.source, e.row, uri_order[e.uri as usize])
-        };
-        key(x).cmp(&key(y)).then_with(|| node_cmp(x.a, y.a)).then_with(|| node_cmp(x.b, y.b))
+        x.sort_key().cmp(&y.sort_key()).then_with(|| node_cmp(x.a, y.a)).then_with(|| node_cmp(x.b, y.b))
     });
     let mut conflicts = Vec::new();
     let mut causes = Vec::new();
@@ -419,13 +430,15 @@ fn stitch(
 /// The rank of each item in sorted order, by position: `order_of(["b", "a"]) == [1, 0]`.
 fn order_of<'a>(items: impl Iterator<Item = &'a str>) -> Vec<u32> {
     let items: Vec<&str> = items.collect();
-    let mut by_value: Vec<u32> = (0..items.len() as u32).collect();
-    by_value.sort_unstable_by(|&x, &y| items[x as usize].cmp(items[y as usize]));
-    let mut order = vec![0; items.len()];
-    for (rank, &i) in by_value.iter().enumerate() {
-        order[i as usize] = rank as u32;
-    }
-    order
+    order_of_keys(&items)
+}
+
+/// The dense rank of each key among the distinct keys, by position: `[30, 10, 30] → [1, 0, 1]`.
+fn order_of_keys<K: Ord>(keys: &[K]) -> Vec<u32> {
+    let mut distinct: Vec<&K> = keys.iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    keys.iter().map(|k| distinct.binary_search(&k).unwrap_or_default() as u32).collect()
 }
 
 /// One one_id per cluster: the oldest existing one survives, new clusters get the next ids.
@@ -755,12 +768,15 @@ async fn store_links(workspace: &Workspace, observations: &Observations) -> Resu
         return Ok(());
     }
     let ids = &observations.ids;
+    // Identifiers in `Interner::cmp` order, type names compared as numbers: millions of rows.
+    let type_order = order_of((0..ids.type_count()).map(|t| ids.type_name(t as u16)));
+    let node_key = |n: NodeId| (type_order[ids.type_of(n) as usize], ids.value(n));
     let mut rows: Vec<(NodeId, NodeId, &Evidence)> = observations
         .links
         .iter()
-        .map(|(&(a, b), e)| if ids.cmp(a, b).is_le() { (a, b, e) } else { (b, a, e) })
+        .map(|(&(a, b), e)| if node_key(a) <= node_key(b) { (a, b, e) } else { (b, a, e) })
         .collect();
-    rows.sort_by(|x, y| ids.cmp(x.0, y.0).then_with(|| ids.cmp(x.1, y.1)));
+    rows.sort_unstable_by(|x, y| node_key(x.0).cmp(&node_key(y.0)).then_with(|| node_key(x.1).cmp(&node_key(y.1))));
     let spec = curated::identity_links_spec();
     let batch = batch_for(
         &spec,

@@ -155,8 +155,12 @@ pub struct Components {
     size: Vec<u32>,
     /// Whether the node takes part (an interned identifier may only be a neighbour).
     member: Vec<bool>,
-    /// Per root: its members of id types with a limit.
-    limited: Vec<Vec<NodeId>>,
+    /// Per root: its members of id types with a limit, as a list threaded through the nodes
+    /// (first and last per root, next per node): a union appends one list to another without
+    /// moving anything, and millions of one-member persons allocate nothing.
+    limited_first: Vec<NodeId>,
+    limited_last: Vec<NodeId>,
+    limited_next: Vec<NodeId>,
 }
 
 const NONE: NodeId = NodeId::MAX;
@@ -189,7 +193,9 @@ impl Components {
             self.parent.resize(n, NONE);
             self.size.resize(n, 1);
             self.member.resize(n, false);
-            self.limited.resize(n, Vec::new());
+            self.limited_first.resize(n, NONE);
+            self.limited_last.resize(n, NONE);
+            self.limited_next.resize(n, NONE);
         }
     }
 
@@ -203,7 +209,8 @@ impl Components {
         self.parent[n as usize] = n;
         let t = self.ids.type_of(n);
         if self.limit_of_type(t).is_some() {
-            self.limited[n as usize].push(n);
+            self.limited_first[n as usize] = n;
+            self.limited_last[n as usize] = n;
         }
     }
 
@@ -258,18 +265,32 @@ impl Components {
         }
         self.parent[rb as usize] = ra;
         self.size[ra as usize] += self.size[rb as usize];
-        let moved = std::mem::take(&mut self.limited[rb as usize]);
-        self.limited[ra as usize].extend(moved);
+        let (first_b, last_b) = (self.limited_first[rb as usize], self.limited_last[rb as usize]);
+        if first_b != NONE {
+            match self.limited_last[ra as usize] {
+                NONE => self.limited_first[ra as usize] = first_b,
+                last_a => self.limited_next[last_a as usize] = first_b,
+            }
+            self.limited_last[ra as usize] = last_b;
+            self.limited_first[rb as usize] = NONE;
+            self.limited_last[rb as usize] = NONE;
+        }
+    }
+
+    /// The members of id types with a limit of the cluster whose root is `root`.
+    fn limited_members(&self, root: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::successors(Some(self.limited_first[root as usize]).filter(|&n| n != NONE), |&n| {
+            Some(self.limited_next[n as usize]).filter(|&next| next != NONE)
+        })
     }
 
     /// The first id type whose limit the two clusters together would exceed.
     fn refusal(&mut self, ra: NodeId, rb: NodeId) -> Option<Refusal> {
-        let (left, right) = (&self.limited[ra as usize], &self.limited[rb as usize]);
-        if left.is_empty() || right.is_empty() {
+        if self.limited_first[ra as usize] == NONE || self.limited_first[rb as usize] == NONE {
             return None;
         }
         let mut counts: Vec<(u16, u32)> = Vec::new();
-        for &n in left.iter().chain(right) {
+        for n in self.limited_members(ra).chain(self.limited_members(rb)) {
             let t = self.ids.type_of(n);
             match counts.iter_mut().find(|(ct, _)| *ct == t) {
                 Some((_, c)) => *c += 1,
@@ -279,21 +300,20 @@ impl Components {
         counts.sort_unstable();
         for (t, count) in counts {
             let limit = self.limit_of_type(t).unwrap_or(u32::MAX);
-            let (left, right) = (&self.limited[ra as usize], &self.limited[rb as usize]);
-            let on_both_sides =
-                left.iter().any(|&n| self.ids.type_of(n) == t) && right.iter().any(|&n| self.ids.type_of(n) == t);
+            let this = &*self;
+            let of_type = move |root: NodeId| this.limited_members(root).filter(move |&n| this.ids.type_of(n) == t);
+            let on_both_sides = of_type(ra).next().is_some() && of_type(rb).next().is_some();
             if count > limit && on_both_sides {
-                let side = |nodes: &[NodeId]| {
-                    let mut ids: Vec<Identifier> =
-                        nodes.iter().filter(|&&n| self.ids.type_of(n) == t).map(|&n| self.ids.identifier(n)).collect();
+                let side = |root: NodeId| {
+                    let mut ids: Vec<Identifier> = of_type(root).map(|n| this.ids.identifier(n)).collect();
                     ids.sort();
                     ids
                 };
                 return Some(Refusal {
-                    id_type: self.ids.type_name(t).to_string(),
+                    id_type: this.ids.type_name(t).to_string(),
                     limit,
-                    left: side(left),
-                    right: side(right),
+                    left: side(ra),
+                    right: side(rb),
                 });
             }
         }
