@@ -194,8 +194,10 @@ pub async fn check(
     Ok(results)
 }
 
-/// Persons that have left the profiles so far on purpose: one_ids absorbed by a merge
-/// (`curated.id_merge_history`) and persons erased (`_audit.erasures`, where one was found).
+/// Persons that have left the profiles so far on purpose: one_ids absorbed by a merge or retired
+/// because every identifier they had became a hub (`curated.id_merge_history`; a hub found
+/// after a burst of concurrent runs published the person), and persons erased (`_audit.erasures`,
+/// where one was found).
 /// Cumulative, so that a run's recorded count stays comparable with every later run whatever
 /// their clocks say. Approximate in two ways, both small beside the rule's margin: a merge of two
 /// persons never published counts, and erasing a person formed by k merges erases those k rows
@@ -203,7 +205,7 @@ pub async fn check(
 async fn departed_persons(workspace: &Workspace, session: &SqlSession) -> Result<f64> {
     let mut departed = 0.0;
     let ledgers = [
-        (cdplake_zones::curated::merge_history_id(), " WHERE action = 'merge'"),
+        (cdplake_zones::curated::merge_history_id(), " WHERE action IN ('merge', 'retire')"),
         (crate::erase::erasures_id(), " WHERE identifiers > 0"),
     ];
     for (ledger, filter) in ledgers {

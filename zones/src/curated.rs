@@ -214,7 +214,10 @@ pub fn merge_history_spec() -> TableSpec {
             Field::new("at", timestamp_type(), false),
         ])),
     )
-    .with_description("Merges of one_ids: absorbed → surviving, when, and the link that caused it.")
+    .with_description(
+        "What happened to one_ids: merge (absorbed → surviving, and the link that caused it), split (a part \
+         left absorbed as surviving), retire (every identifier became a hub; surviving is empty); when, and why.",
+    )
 }
 
 /// Links refused because the merge would give one person more values of an id type than its limit.

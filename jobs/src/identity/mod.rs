@@ -77,6 +77,8 @@ pub struct IdentityReport {
     pub splits: u64,
     /// Persons split because one of their identifiers became a hub.
     pub hub_splits: u64,
+    /// Persons gone because every identifier they had became a hub (`retire` in the history).
+    pub retired: u64,
     pub mapping_rows_written: u64,
     pub mapping_version: Option<u64>,
 }
@@ -88,7 +90,7 @@ pub fn describe_report(r: &IdentityReport) -> String {
     }
     format!(
         "identity: {} rows from {} batches, {} identifiers, {} links; {} new persons, {} merges, \
-         {} refused links (conflicts), {} new hubs ({} persons split by one), {} values skipped by rule{}, \
+         {} refused links (conflicts), {} new hubs ({} persons split by one, {} retired), {} values skipped by rule{}, \
          {} blocklist splits; {} id_mapping rows written",
         r.rows,
         r.batches,
@@ -99,6 +101,7 @@ pub fn describe_report(r: &IdentityReport) -> String {
         r.conflicts,
         r.hubs,
         r.hub_splits,
+        r.retired,
         r.junk_values_skipped,
         if r.skipped_by_rule.is_empty() {
             String::new()
@@ -151,8 +154,30 @@ struct Stitched {
 /// The rows to write after stitching.
 struct Assigned {
     rows: Vec<IdMappingRow>,
-    /// `(absorbed one_id, surviving one_id, cause)`.
-    history: Vec<(String, String, String)>,
+    /// Merges, and persons retired because every identifier they had became a hub.
+    history: Vec<HistoryEntry>,
+}
+
+/// One row of `curated.id_merge_history`: a one_id that was absorbed, split or retired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryEntry {
+    /// `merge` (absorbed into `surviving`), `split` (a part left `absorbed` as `surviving`), or
+    /// `retire` (the person is gone: every identifier it had is a hub; `surviving` is empty).
+    pub action: &'static str,
+    pub absorbed: String,
+    pub surviving: String,
+    pub cause: String,
+}
+
+impl HistoryEntry {
+    pub(crate) fn new(action: &'static str, absorbed: &str, surviving: &str, cause: String) -> Self {
+        Self { action, absorbed: absorbed.to_string(), surviving: surviving.to_string(), cause }
+    }
+
+    /// A person none of whose identifiers may link any more: it leaves the profiles.
+    pub(crate) fn retire(one_id: &str, cause: &str) -> Self {
+        Self::new("retire", one_id, "", cause.to_string())
+    }
 }
 
 /// Stitching passes at most: a pass that finds identifiers that would join two persons removes
@@ -233,7 +258,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     let assigned = assign(&stitched, &observations, &degrees, next_int, &mut report);
     let ids = &stitched.components.ids;
     append_hubs(workspace, ids, &degrees, &txns, now).await?;
-    append_history(workspace, "merge", &assigned.history, &txns, now).await?;
+    append_history(workspace, &assigned.history, &txns, now).await?;
     append_conflicts(workspace, ids, &stitched.conflicts, &observations, &txns, now).await?;
     watch.lap("one_ids assigned, side tables written");
     report.mapping_rows_written = assigned.rows.len() as u64;
@@ -464,9 +489,14 @@ fn assign(
     let mut history = Vec::new();
     for cluster in components.clusters() {
         // Identifiers that hub rules cut off from everyone are nobody's: no person for them.
+        // (An existing person is always whole inside one cluster: its identifiers are joined first.)
         if cluster.iter().all(|&n| degrees.rules.names(n)) {
-            let retired = cluster.iter().filter_map(|n| existing.get(n)).filter(|r| r.is_active);
-            rows.extend(retired.map(|r| IdMappingRow { is_active: false, ..r.clone() }));
+            let retired: Vec<&IdMappingRow> =
+                cluster.iter().filter_map(|n| existing.get(n)).filter(|r| r.is_active).collect();
+            let persons: std::collections::BTreeSet<&str> = retired.iter().map(|r| r.one_id.as_str()).collect();
+            report.retired += persons.len() as u64;
+            history.extend(persons.into_iter().map(|p| HistoryEntry::retire(p, "every identifier is a hub")));
+            rows.extend(retired.into_iter().map(|r| IdMappingRow { is_active: false, ..r.clone() }));
             continue;
         }
         let mut owners: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
@@ -490,7 +520,7 @@ fn assign(
                 Some(link) => describe_link(ids, link, observations),
                 None => "links in this run".into(),
             };
-            history.push((absorbed.to_string(), one_id.clone(), cause));
+            history.push(HistoryEntry::new("merge", absorbed, &one_id, cause));
             report.merges += 1;
         }
         for n in cluster {
@@ -613,8 +643,7 @@ pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
 
 pub(crate) async fn append_history(
     workspace: &Workspace,
-    action: &str,
-    history: &[(String, String, String)],
+    history: &[HistoryEntry],
     txns: &[Transaction],
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -625,10 +654,10 @@ pub(crate) async fn append_history(
     let batch = batch_for(
         &spec,
         vec![
-            strings(history.iter().map(|_| action)),
-            strings(history.iter().map(|h| h.0.as_str())),
-            strings(history.iter().map(|h| h.1.as_str())),
-            strings(history.iter().map(|h| h.2.as_str())),
+            strings(history.iter().map(|h| h.action)),
+            strings(history.iter().map(|h| h.absorbed.as_str())),
+            strings(history.iter().map(|h| h.surviving.as_str())),
+            strings(history.iter().map(|h| h.cause.as_str())),
             micros(history.iter().map(|_| now.timestamp_micros())),
         ],
     )?;

@@ -21,7 +21,7 @@ use cdplake_engine::arrow::array::RecordBatch;
 use super::hubs::{ALL_TYPES, NamedHubRules};
 use super::union_find::{Components, Identifier};
 use super::unlink::load_unlinks;
-use super::{append_history, max_user_int_id, merge_mapping, parse_mapping, text};
+use super::{HistoryEntry, append_history, max_user_int_id, merge_mapping, parse_mapping, text};
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
@@ -114,6 +114,12 @@ pub(crate) async fn restitch(
                 .then(first_seen(x).cmp(&first_seen(y)))
                 .then(x.cmp(y))
         });
+        // Nothing left to stitch: every identifier it had is leaving, and so is the person.
+        let had_leaving = retiring[owner].iter().any(|i| members.get(i).is_some_and(|m| m.one_id == owner));
+        if parts.is_empty() && had_leaving {
+            let why = cause(owner);
+            history.push(HistoryEntry::retire(owner, if why.is_empty() { "every identifier left it" } else { &why }));
+        }
         let mut new_one_ids = Vec::new();
         for part in parts.iter().skip(1) {
             // Identifiers that hub rules cut off from everyone are nobody's: they leave.
@@ -128,7 +134,7 @@ pub(crate) async fn restitch(
                 mapping.user_int_id = next_int;
                 rows.push(mapping);
             }
-            history.push((owner.to_string(), one_id.clone(), cause(owner)));
+            history.push(HistoryEntry::new("split", owner, &one_id, cause(owner)));
             new_one_ids.push(one_id);
             next_int += 1;
         }
@@ -139,7 +145,7 @@ pub(crate) async fn restitch(
         }
         splits.push(Split { parts: parts.len(), new_one_ids });
     }
-    append_history(workspace, "split", &history, &[], now).await?;
+    append_history(workspace, &history, &[], now).await?;
     if !rows.is_empty() {
         let table = workspace.lake().table(&curated::id_mapping_id()).await?;
         merge_mapping(workspace, table, &rows, Vec::new()).await?;

@@ -338,6 +338,50 @@ async fn persons_merged_by_identity_do_not_fail_the_row_count_rule() {
     assert_eq!(single_i64(&recorded), 60, "60 rows, then 30 rows and 30 persons merged away");
 }
 
+/// A device seen alone is a person of its own until it turns out to be shared by two customers
+/// (more customer_ids than one person may hold): a hub, linked to nobody, so that person is
+/// retired. Retired persons left on purpose, like merged ones: the row-count rule must not block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persons_retired_by_a_hub_do_not_fail_the_row_count_rule() {
+    let t = TestLake::new(Backend::Local).await;
+    let ws = workspace(&t, Backend::Local).await;
+    let mut customers = "customer_id,email,phone,first_name,last_name,country,signup_date,updated_at\n".to_string();
+    let mut events = String::new();
+    let mut links = "id_type_a,id_value_a,id_type_b,id_value_b,source\n".to_string();
+    for i in 0..60 {
+        customers.push_str(&format!("C{i:03},c{i}@example.org,,A,B,GB,2024-01-01,2024-01-01 00:00:00\n"));
+    }
+    for d in 0..30 {
+        events.push_str(&format!(
+            "{{\"event_id\":\"E{d}\",\"device_id\":\"DEV{d:03}\",\"event_type\":\"app_open\",\"event_time\":\"2024-06-01 10:00:00\"}}\n"
+        ));
+        for c in [2 * d, 2 * d + 1] {
+            links.push_str(&format!("device_id,DEV{d:03},customer_id,C{c:03},store\n"));
+        }
+    }
+    let first = [("customers", "customers.csv".to_string(), customers), ("app_events", "events.jsonl".into(), events)];
+    load(&ws, &first, 1).await;
+    let before = profiles(&ws, "2024-12-31", false).await.unwrap();
+    assert!(before.quality.iter().all(|q| q.passed), "{:?}", before.quality);
+    assert_eq!(single_i64(&sql(&ws, "SELECT count(*) FROM curated.customer_profiles").await), 90);
+
+    load(&ws, &[("identity_links", "links.csv".into(), links)], 2).await;
+    let retired = sql(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'retire'").await;
+    assert_eq!(single_i64(&retired), 30, "each shared device's own person is gone");
+    let active_devices =
+        sql(&ws, "SELECT count(*) FROM curated.id_mapping WHERE id_type = 'device_id' AND is_active").await;
+    assert_eq!(single_i64(&active_devices), 0);
+    let after = profiles(&ws, "2024-12-31", false).await.unwrap();
+    assert!(after.published && after.quality.iter().all(|q| q.passed), "{:?}", after.quality);
+    assert_eq!(single_i64(&sql(&ws, "SELECT count(*) FROM curated.customer_profiles").await), 60);
+    let recorded = sql(
+        &ws,
+        "SELECT CAST(max(value) AS BIGINT) FROM _quality.results WHERE rule = 'row_count_ratio(persons)' AND passed",
+    )
+    .await;
+    assert_eq!(single_i64(&recorded), 90, "60 rows and 30 persons retired");
+}
+
 const DUCKDB_RFM: &str = r#"
 import json, sys, duckdb
 path, as_of = sys.argv[1], sys.argv[2]
