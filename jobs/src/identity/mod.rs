@@ -412,20 +412,38 @@ fn stitch(
             components.add(n);
         }
     }
-    let ids = &components.ids;
+    let ordered = ordered_links(observations, &components.ids, degrees, unlinked, config);
+    let mut conflicts = Vec::new();
+    let mut causes = Vec::new();
+    for link in ordered {
+        match components.union_nodes(link.a, link.b) {
+            Ok(true) => causes.push(link),
+            Ok(false) => {}
+            Err(refusal) => conflicts.push((link, refusal)),
+        }
+    }
+    Stitched { components, existing, conflicts, causes }
+}
+
+/// This run's links that no hub rule or unlink removes, in stitching order: strongest id types
+/// first, then oldest, then where seen, then by identifiers.
+fn ordered_links(
+    observations: &Observations,
+    ids: &union_find::Interner,
+    degrees: &Degrees,
+    unlinked: &unlink::Unlinks,
+    config: &crate::config::IdentityConfig,
+) -> Vec<OrderedLink> {
     let unlinked = unlinked.interned(ids);
     // Priorities by type number, as dense ranks (a link's pair of them packs into one number).
     let priorities: Vec<u32> =
         (0..ids.type_count()).map(|t| priority(&config.types, ids.type_name(t as u16))).collect();
     let type_rank: Vec<u32> = order_of_keys(&priorities);
-    // The order of files and of id type names, as numbers: the sort breaks ties on them (the
-    // links of one row tie on everything but their identifiers) millions of times.
+    // The order of files, as numbers: the sort breaks ties on it (the links of one row tie on
+    // everything but their identifiers) millions of times.
     let uri_order = order_of(observations.uris.iter().map(String::as_str));
-    let type_order = order_of((0..ids.type_count()).map(|t| ids.type_name(t as u16)));
-    // (id type name, value) order, as `Interner::cmp`, comparing type numbers instead of names.
-    let node_cmp = |a: NodeId, b: NodeId| {
-        (type_order[ids.type_of(a) as usize], ids.value(a)).cmp(&(type_order[ids.type_of(b) as usize], ids.value(b)))
-    };
+    let node_key = ids.order_key();
+    let node_cmp = |a: NodeId, b: NodeId| node_key(a).cmp(&node_key(b));
     let mut ordered: Vec<OrderedLink> = observations
         .links
         .iter()
@@ -440,16 +458,7 @@ fn stitch(
     ordered.sort_unstable_by(|x, y| {
         x.sort_key().cmp(&y.sort_key()).then_with(|| node_cmp(x.a, y.a)).then_with(|| node_cmp(x.b, y.b))
     });
-    let mut conflicts = Vec::new();
-    let mut causes = Vec::new();
-    for link in ordered {
-        match components.union_nodes(link.a, link.b) {
-            Ok(true) => causes.push(link),
-            Ok(false) => {}
-            Err(refusal) => conflicts.push((link, refusal)),
-        }
-    }
-    Stitched { components, existing, conflicts, causes }
+    ordered
 }
 
 /// The rank of each item in sorted order, by position: `order_of(["b", "a"]) == [1, 0]`.
@@ -797,9 +806,8 @@ async fn store_links(workspace: &Workspace, observations: &Observations) -> Resu
         return Ok(());
     }
     let ids = &observations.ids;
-    // Identifiers in `Interner::cmp` order, type names compared as numbers: millions of rows.
-    let type_order = order_of((0..ids.type_count()).map(|t| ids.type_name(t as u16)));
-    let node_key = |n: NodeId| (type_order[ids.type_of(n) as usize], ids.value(n));
+    // Identifiers in `Interner::cmp` order: millions of rows.
+    let node_key = ids.order_key();
     let mut rows: Vec<(NodeId, NodeId, &Evidence)> = observations
         .links
         .iter()

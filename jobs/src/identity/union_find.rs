@@ -114,6 +114,18 @@ impl Interner {
         format!("{}:{}", self.id_type(n), self.value(n))
     }
 
+    /// [`Self::cmp`]'s order as a key, with type names ranked once: for comparing millions of
+    /// identifiers (links sorted, ends oriented) without comparing type names each time.
+    pub fn order_key<'a>(&'a self) -> impl Fn(NodeId) -> (u32, &'a str) + 'a {
+        let mut names: Vec<(&str, usize)> = self.type_names.iter().map(String::as_str).zip(0..).collect();
+        names.sort_unstable();
+        let mut rank = vec![0u32; names.len()];
+        for (r, &(_, t)) in names.iter().enumerate() {
+            rank[t] = r as u32;
+        }
+        move |n| (rank[self.node_type[n as usize] as usize], self.value(n))
+    }
+
     /// Order of two nodes by `(id_type, id_value)`: stable whatever order they were interned in.
     pub fn cmp(&self, a: NodeId, b: NodeId) -> std::cmp::Ordering {
         (self.id_type(a), self.value(a)).cmp(&(self.id_type(b), self.value(b)))
