@@ -1,6 +1,7 @@
 //! `cdplake maintain` on a lake grown by micro-batches (local and S3): contents identical
 //! before and after, fewer files on storage, a short log, PII out of statistics, a dry run that
-//! changes nothing; and maintenance beside a running writer loses no write.
+//! changes nothing; maintenance beside a running writer loses no write; raw rows past the
+//! zone's retention deleted, vacuumed and audited.
 
 use std::collections::BTreeMap;
 
@@ -157,10 +158,109 @@ async fn min_age_minutes_keeps_young_log_entries(backend: Backend) {
     assert!(zero_after <= 4, "0 minutes: the checkpoint and what follows it ({log_files_after:?})");
 }
 
+/// Row retention (`[retention] raw_days`, the raw tables' catalog `retention_days`): the rows
+/// ingested before `now - raw_days` are deleted and their files vacuumed, with one audit row per
+/// table; younger raw rows and the clean zone stay as they were; a second maintenance has no
+/// rows left to delete.
+async fn raw_rows_past_their_retention_are_deleted_and_audited(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let mut config = config(backend, 0);
+    config.retention.raw_days = Some(30);
+    let ws = Workspace::open_with(config, Some(&t.root)).await.unwrap();
+    let today = Utc::now();
+    let long_ago = today - chrono::Duration::days(45);
+    let (files, _) = cdplake_jobs::generate::generate(20, 5);
+    let (mut old, mut recent) = (Vec::new(), Vec::new());
+    for (i, f) in files.iter().enumerate() {
+        let file = (f.source, f.name.clone(), f.content.clone());
+        if i % 2 == 0 { old.push(file) } else { recent.push(file) }
+    }
+    crate::support::land_ingest_clean(&ws, &old, long_ago).await;
+    crate::support::land_ingest_clean(&ws, &recent, today).await;
+
+    let old_date = long_ago.format("%Y-%m-%d").to_string();
+    let before = raw_rows_by_age(&ws, &old_date).await;
+    assert!(
+        before.values().any(|&(old, young)| old > 0 && young > 0),
+        "a raw table with old and young rows: {before:?}"
+    );
+    let clean_before: BTreeMap<_, _> =
+        lake_rows(&ws).await.into_iter().filter(|(t, _)| t.starts_with("clean.")).collect();
+    assert!(!clean_before.is_empty());
+
+    // Two hours on, so the deleted files are older than `min_age_minutes` and vacuumed at once.
+    let later = today + chrono::Duration::hours(2);
+    let report = maintain(&ws, &MaintainRequest::default(), &Invoker::cli(), later).await.unwrap();
+    let text = cdplake_jobs::maintain::describe_report(&report);
+    let expected: BTreeMap<String, u64> =
+        before.iter().filter(|(_, (old, _))| *old > 0).map(|(t, (old, _))| (t.clone(), *old)).collect();
+    assert_eq!(report.retention, expected, "{text}");
+    let after = raw_rows_by_age(&ws, &old_date).await;
+    for (table, (_, young)) in &before {
+        assert_eq!(after[table], (0, *young), "{table}: the old rows go, the young ones stay\n{text}");
+    }
+    // Clean runs again on the shortened raw tables: nothing to redo, nothing lost.
+    let mut sources: Vec<&str> = files.iter().map(|f| f.source).collect();
+    sources.sort();
+    sources.dedup();
+    for name in sources {
+        cdplake_jobs::clean::clean(&ws, &ws.config.source(name).unwrap(), later).await.unwrap();
+    }
+    let clean_after: BTreeMap<_, _> =
+        lake_rows(&ws).await.into_iter().filter(|(t, _)| t.starts_with("clean.")).collect();
+    assert_eq!(clean_after, clean_before, "row retention is the raw zone's: clean rows stay");
+
+    // The old partitions' files are gone from storage, not only from the table.
+    let raw_objects = ws.lake().list_objects(ws.lake().location().join("raw/").as_str()).await.unwrap();
+    let partition = format!("_ingest_date={old_date}/");
+    let left: Vec<_> = raw_objects.iter().filter(|o| o.contains(&partition) && o.ends_with(".parquet")).collect();
+    assert!(left.is_empty(), "old raw files vacuumed: {left:?}");
+
+    // One audit row per table whose rows retention deleted, with the number of rows.
+    let audited = cdplake_jobs::query::run_query(
+        &ws,
+        "SELECT array_to_string(tables, ' '), CAST(rows_in AS VARCHAR), outcome FROM _audit.job_runs \
+         WHERE job = 'retention' ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    let audited: Vec<(String, u64)> = crate::support::lake_rows_of(&audited)
+        .into_iter()
+        .map(|row| {
+            assert_eq!(row[2], "ok");
+            (row[0].clone(), row[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(audited, expected.clone().into_iter().collect::<Vec<_>>());
+
+    let again = maintain(&ws, &MaintainRequest::default(), &Invoker::cli(), later).await.unwrap();
+    assert!(again.retention.is_empty(), "nothing old is left: {:?}", again.retention);
+}
+
+/// Rows of every raw table ingested on `old_date` and on other days.
+async fn raw_rows_by_age(ws: &Workspace, old_date: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut counts = BTreeMap::new();
+    let raw_tables =
+        ws.catalog.list().await.unwrap().into_iter().filter(|e| {
+            e.zone == "raw" && e.columns().iter().any(|(name, _, _)| name == cdplake_zones::raw::INGEST_DATE)
+        });
+    for entry in raw_tables {
+        let q = format!(
+            "SELECT CAST(count(*) FILTER (WHERE _ingest_date = '{old_date}') AS VARCHAR), \
+             CAST(count(*) FILTER (WHERE _ingest_date <> '{old_date}') AS VARCHAR) FROM {}",
+            entry.name
+        );
+        let rows = crate::support::lake_rows_of(&cdplake_jobs::query::run_query(ws, &q).await.unwrap());
+        counts.insert(entry.name.clone(), (rows[0][0].parse().unwrap(), rows[0][1].parse().unwrap()));
+    }
+    counts
+}
+
 on_every_backend!(
     maintenance_keeps_contents_and_shrinks_files,
     maintenance_beside_a_running_writer_loses_no_write,
-    min_age_minutes_keeps_young_log_entries
+    min_age_minutes_keeps_young_log_entries,
+    raw_rows_past_their_retention_are_deleted_and_audited
 );
 
 /// Table rows without what every run appends (`_quality`, `_audit`) and without the refresh
