@@ -22,6 +22,7 @@ use url::Url;
 use crate::error::{EngineError, Result};
 use crate::location::LakeLocation;
 use crate::naming::TableId;
+use crate::open_tables::OpenTables;
 use crate::probe::{WriteAccess, check_conditional_writes};
 use crate::requests::{Counters, CountingStore, RequestCounts};
 use crate::spec::{TableSpec, delta_columns};
@@ -61,6 +62,8 @@ pub struct Lake {
     shared_root: Arc<OnceLock<Arc<dyn object_store::ObjectStore>>>,
     /// Calls into the shared store (S3 only; see [`Lake::storage_requests`]).
     requests: Arc<Counters>,
+    /// Tables opened through this lake (and its clones), updated on the next open.
+    open_tables: Arc<OpenTables>,
 }
 
 impl Lake {
@@ -86,7 +89,7 @@ impl Lake {
         } else {
             WriteAccess::Allowed
         };
-        Ok(Self { location, access, shared_root, requests })
+        Ok(Self { location, access, shared_root, requests, open_tables: Arc::default() })
     }
 
     /// Requests made through this lake's tables since it was opened, by kind (S3 lakes; a
@@ -132,10 +135,21 @@ impl Lake {
     }
 
     /// Open any Delta table under the root by its relative location (`_catalog/tables`).
+    /// The latest version: a table opened before through this lake is updated with the commits
+    /// made since (see [`crate::open_tables`]), any other is loaded.
     pub async fn table_at_path(&self, relative: &str, label: &str) -> Result<DeltaTable> {
-        let url = self.location.join(&format!("{}/", relative.trim_end_matches('/')));
+        let path = relative.trim_end_matches('/');
+        if let Some(table) = self.open_tables.updated(path).await {
+            tracing::debug!(table = label, version = table.version(), "table updated");
+            return Ok(table);
+        }
+        tracing::debug!(table = label, "loading table");
+        let url = self.location.join(&format!("{path}/"));
         match self.builder(&url)?.load().await {
-            Ok(table) => Ok(table),
+            Ok(table) => {
+                self.open_tables.remember(path, &table).await;
+                Ok(table)
+            }
             Err(e) if is_not_a_table(&e) => {
                 Err(EngineError::TableNotFound { table: label.to_string(), location: url.to_string() })
             }
@@ -523,6 +537,7 @@ impl Lake {
     pub async fn purge_table_files(&self, id: &TableId) -> Result<usize> {
         use object_store::ObjectStoreExt;
         self.ensure_writable()?;
+        self.open_tables.forget(id.relative_path().trim_end_matches('/'));
         let url = self.location.table_url(id);
         let store =
             self.builder(&url)?.build_storage().map_err(|e| EngineError::delta(id, "purge", e))?.object_store(None);

@@ -4,6 +4,7 @@
 //!   `<root>/<zone>/<table>`: create, append, overwrite a partition, MERGE (delta-rs's builder),
 //!   delete, read as a DataFrame, time travel, history.
 //! * [`TableSpec`] — what a table is, normalised so Athena engine v3 can read it.
+//! * Tables opened through a lake are kept and updated on the next open (`open_tables`).
 //! * [`SqlSession`] — DataFusion with lake tables registered as `zone.table`.
 //! * [`functions`] — SQL functions users' warehouse SQL needs (`datediff`), on every session.
 //! * [`upsert`] — the one MERGE of the engine: rows by key, the watermark in the same commit,
@@ -22,6 +23,7 @@ pub mod location;
 pub mod maintenance;
 pub mod naming;
 pub mod objects;
+mod open_tables;
 pub mod partition_copy;
 pub mod probe;
 pub mod requests;

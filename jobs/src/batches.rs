@@ -4,13 +4,15 @@
 //! output (see `cdplake_engine::applied_version`); this lists the upstream batch ids (the
 //! `_batch_id` column raw and clean tables share) whose transaction the output lacks.
 
+use std::collections::HashMap;
+
 use cdplake_engine::arrow::array::AsArray;
 use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::DataType;
+use cdplake_engine::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use cdplake_engine::datafusion::functions_aggregate::expr_fn::min;
 use cdplake_engine::datafusion::prelude::col;
 use cdplake_engine::deltalake::DeltaTable;
-use cdplake_engine::{TableId, applied_versions};
+use cdplake_engine::{EngineError, TableId, applied_versions};
 use cdplake_zones::raw::{BATCH_ID, INGESTED_AT};
 
 use crate::error::{JobError, Result};
@@ -31,22 +33,129 @@ pub async fn pending_batches(
 }
 
 /// Every batch id of `upstream`, oldest ingest first.
+///
+/// A file that holds one batch names it in its statistics (`_batch_id` min = max; a truncated
+/// string statistic never has min = max, the max is rounded up), so only files holding several
+/// batches (compacted ones) or lacking statistics are read: an appended micro-batch costs no
+/// data read here, where a scan of every file grew with the table.
 pub async fn batch_ids(workspace: &Workspace, upstream: &TableId) -> Result<Vec<String>> {
+    let lake = workspace.lake();
+    let table = lake.table(upstream).await?;
+    let from_stats = batches_in_statistics(&table, upstream)?;
+    let mut first_ingest = from_stats.first_ingest;
+    if !from_stats.files_to_read.is_empty() {
+        let scanned = match scan_batches(workspace, &table, upstream, Some(from_stats.files_to_read)).await {
+            Ok(scanned) => scanned,
+            Err(e) => {
+                tracing::info!(table = %upstream, error = %e, "reading the batches of some files failed: reading all");
+                scan_batches(workspace, &table, upstream, None).await?
+            }
+        };
+        for (id, first) in scanned {
+            let known = first_ingest.entry(id).or_insert(first);
+            *known = (*known).min(first);
+        }
+    }
+    let mut ids: Vec<(i64, String)> = first_ingest.into_iter().map(|(id, first)| (first, id)).collect();
+    ids.sort();
+    Ok(ids.into_iter().map(|(_, id)| id).collect())
+}
+
+/// What the files' statistics tell of the batches in a table.
+struct BatchesInStatistics {
+    /// Batch id → its earliest `_ingested_at` (microseconds), from files holding one batch.
+    first_ingest: HashMap<String, i64>,
+    /// Files whose batches the statistics do not tell.
+    files_to_read: Vec<String>,
+}
+
+fn batches_in_statistics(table: &DeltaTable, id: &TableId) -> Result<BatchesInStatistics> {
+    let snapshot = table.snapshot().map_err(|e| EngineError::delta(id, "read file statistics", e))?;
+    let mut found = BatchesInStatistics { first_ingest: HashMap::new(), files_to_read: Vec::new() };
+    for file in snapshot.log_data().iter() {
+        match file.stats().and_then(|stats| single_batch(&stats)) {
+            Some((batch, first)) => {
+                let known = found.first_ingest.entry(batch).or_insert(first);
+                *known = (*known).min(first);
+            }
+            None if file.num_records() == Some(0) => {}
+            None => found.files_to_read.push(file.path().to_string()),
+        }
+    }
+    Ok(found)
+}
+
+/// The one batch a file's statistics JSON names, with its earliest ingest time (microseconds).
+fn single_batch(stats: &str) -> Option<(String, i64)> {
+    let stats: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let min = stats["minValues"][BATCH_ID].as_str()?;
+    let max = stats["maxValues"][BATCH_ID].as_str()?;
+    let first = stats["minValues"][INGESTED_AT].as_str()?;
+    let first = chrono::DateTime::parse_from_rfc3339(first).ok()?.timestamp_micros();
+    (min == max).then(|| (min.to_string(), first))
+}
+
+/// (batch id, earliest `_ingested_at` in microseconds) of the rows of `files` (None: all).
+async fn scan_batches(
+    workspace: &Workspace,
+    table: &DeltaTable,
+    upstream: &TableId,
+    files: Option<Vec<String>>,
+) -> Result<Vec<(String, i64)>> {
     let context = format!("listing the batches of {upstream}");
-    let batches = workspace
-        .lake()
-        .read(upstream)
-        .await?
-        .aggregate(vec![col(BATCH_ID)], vec![min(col(INGESTED_AT)).alias("first")])
-        .and_then(|df| df.sort(vec![col("first").sort(true, false), col(BATCH_ID).sort(true, false)]))
-        .map_err(|e| JobError::query(context.clone(), e))?
+    let query_error = |e| JobError::query(context.clone(), e);
+    let ctx = workspace.lake().session();
+    table.update_datafusion_session(&ctx.state()).map_err(|e| EngineError::delta(upstream, "read", e))?;
+    let provider = match files {
+        // The paths as delta-rs's own selection by Add action spells them.
+        Some(files) => table
+            .table_provider()
+            .with_file_paths(files.iter().map(|f| cdplake_engine::deltalake::Path::from(f.as_str()).to_string())),
+        None => table.table_provider(),
+    }
+    .await
+    .map_err(query_error)?;
+    let batches = ctx
+        .read_table(provider)
+        .and_then(|df| df.aggregate(vec![col(BATCH_ID)], vec![min(col(INGESTED_AT)).alias("first")]))
+        .map_err(query_error)?
         .collect()
         .await
-        .map_err(|e| JobError::query(context.clone(), e))?;
-    let mut all = Vec::new();
+        .map_err(query_error)?;
+    let mut found = Vec::new();
     for batch in &batches {
         let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("batch ids", e))?;
-        all.extend(ids.as_string::<i32>().iter().flatten().map(String::from));
+        let firsts = cast(batch.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None))
+            .map_err(|e| JobError::arrow("batch ingest times", e))?;
+        let firsts = firsts.as_primitive::<TimestampMicrosecondType>();
+        for (id, first) in ids.as_string::<i32>().iter().zip(firsts.iter()) {
+            if let (Some(id), Some(first)) = (id, first) {
+                found.push((id.to_string(), first));
+            }
+        }
     }
-    Ok(all)
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_batch;
+
+    #[test]
+    fn a_file_names_its_batch_only_when_its_statistics_hold_one_value() {
+        let stats = |min: &str, max: &str| {
+            format!(
+                r#"{{"numRecords":3,"minValues":{{"_batch_id":"{min}","_ingested_at":"2024-12-30T12:00:00.123Z"}},
+                   "maxValues":{{"_batch_id":"{max}","_ingested_at":"2024-12-30T12:00:01.000Z"}}}}"#
+            )
+        };
+        let id = "5f0c7f5e-3a55-4d7b-9c0e-0b6f3c1d2e4f";
+        assert_eq!(single_batch(&stats(id, id)), Some((id.to_string(), 1_735_560_000_123_000)));
+        // Two batches compacted into one file, or a truncated statistic (its max rounded up).
+        assert_eq!(single_batch(&stats(id, "9a1b2c3d-0000-4000-8000-000000000000")), None);
+        assert_eq!(single_batch(&stats("5f0c7f5e", "5f0c7f5f")), None);
+        // No statistics for the lineage columns.
+        assert_eq!(single_batch(r#"{"numRecords":3,"minValues":{},"maxValues":{}}"#), None);
+        assert_eq!(single_batch("not json"), None);
+    }
 }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{BooleanArray, Float64Array, RecordBatch};
+use cdplake_engine::arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::sql::{quote_ident, quote_literal};
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
@@ -228,6 +229,11 @@ fn row_count_gate(rows: f64, average: Option<f64>, departed: f64, ratio: f64) ->
 }
 
 /// Average value of the last `window` passed results of a row-count rule.
+///
+/// Results are appended a file per check, so the table gains a file per job run. The newest
+/// `window` files that may hold the table's results (by their statistics) bound the read to
+/// results since the oldest of them: when that read finds `window` results, they are the newest
+/// ones; otherwise (failed results, other rules) every file is read.
 async fn trailing_average(
     workspace: &Workspace,
     session: &SqlSession,
@@ -239,13 +245,57 @@ async fn trailing_average(
         return Ok(None);
     };
     session.register_loaded(results_id().zone(), results_id().name(), &results).await?;
-    let sql = format!(
-        "SELECT avg(value) FROM (SELECT value FROM _quality.results WHERE \"table\" = {} AND rule = {} \
-         AND passed ORDER BY at DESC LIMIT {window})",
-        quote_literal(table),
-        quote_literal(rule)
-    );
-    scalar(session, &sql).await
+    let newest = |since: &str| {
+        format!(
+            "SELECT CAST(count(*) AS DOUBLE) AS n, avg(value) AS average FROM (SELECT value FROM _quality.results \
+             WHERE \"table\" = {} AND rule = {} AND passed{since} ORDER BY at DESC LIMIT {window})",
+            quote_literal(table),
+            quote_literal(rule)
+        )
+    };
+    if let Some(since) = newest_files_since(&results, table, window) {
+        let bounded = newest(&format!(" AND at >= TIMESTAMP {}", quote_literal(&since)));
+        match count_and_average(session, &bounded).await {
+            Ok((n, average)) if n as usize >= window => return Ok(average),
+            Ok(_) => {}
+            Err(e) => tracing::info!(error = %e, "reading the newest quality results failed: reading all"),
+        }
+    }
+    Ok(count_and_average(session, &newest("")).await?.1)
+}
+
+/// (rows, average) of a [`trailing_average`] query.
+async fn count_and_average(session: &SqlSession, sql: &str) -> Result<(f64, Option<f64>)> {
+    let rows = session.rows(sql).await?;
+    let Some(batch) = rows.iter().find(|b| b.num_rows() > 0) else { return Ok((0.0, None)) };
+    let column = |i: usize| -> Result<Option<f64>> {
+        let values = cdplake_engine::arrow::compute::cast(batch.column(i), &DataType::Float64)
+            .map_err(|e| JobError::arrow("quality results", e))?;
+        let values = values.as_primitive::<cdplake_engine::arrow::datatypes::Float64Type>();
+        Ok(values.is_valid(0).then(|| values.value(0)))
+    };
+    Ok((column(0)?.unwrap_or(0.0), column(1)?))
+}
+
+/// The earliest `at` (RFC 3339) of the newest `window` files whose statistics say they may hold
+/// results of `table`; None when there are fewer such files or a file has no statistics.
+fn newest_files_since(results: &DeltaTable, table: &str, window: usize) -> Option<String> {
+    let snapshot = results.snapshot().ok()?;
+    let mut files: Vec<(String, String)> = Vec::new();
+    for file in snapshot.log_data().iter() {
+        let stats: serde_json::Value = serde_json::from_str(&file.stats()?).ok()?;
+        let (min, max) = (&stats["minValues"], &stats["maxValues"]);
+        let holds = min["table"].as_str()? <= table && table <= max["table"].as_str()?;
+        if holds {
+            files.push((max["at"].as_str()?.to_string(), min["at"].as_str()?.to_string()));
+        }
+    }
+    if files.len() < window {
+        return None;
+    }
+    // RFC 3339 strings of one writer (UTC, same precision) sort as their instants.
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.into_iter().take(window).map(|(_, earliest)| earliest).min()
 }
 
 async fn scalar(session: &SqlSession, sql: &str) -> Result<Option<f64>> {

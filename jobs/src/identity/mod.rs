@@ -573,6 +573,12 @@ fn describe_link(ids: &union_find::Interner, link: &OrderedLink, observations: &
     )
 }
 
+/// Lists of identifiers or persons up to this size are looked up with a literal `IN (...)`,
+/// which delta-rs hands to the Delta kernel as equalities that skip files by their column
+/// statistics: a micro-batch reads only the files its values are in (a batch's own files hold
+/// few values), not every file of the table. Longer lists (a full build) use a join.
+pub(crate) const PRUNABLE_LIST: usize = 1000;
+
 /// The mapping rows of every person one of the identifiers seen now belongs to, by node.
 async fn load_components(
     workspace: &Workspace,
@@ -580,41 +586,26 @@ async fn load_components(
 ) -> Result<FastMap<NodeId, IdMappingRow>> {
     let lake = workspace.lake();
     let ctx = lake.session();
-    let ids = &observations.ids;
-    let touched = RecordBatch::try_from_iter(vec![
-        ("t_type", strings(observations.seen.keys().map(|&n| ids.id_type(n)))),
-        ("t_value", strings(observations.seen.keys().map(|&n| ids.value(n)))),
-    ])
-    .map_err(|e| JobError::arrow("identity: touched identifiers", e))?;
-    let touched = ctx.read_batch(touched).map_err(|e| JobError::query("identity: touched", e))?;
-    let mapping = lake.read_table("curated.id_mapping", &lake.table(&curated::id_mapping_id()).await?, &ctx).await?;
+    // The latest version (a split may have committed since the run opened the table).
+    let mapping_table = &lake.table(&curated::id_mapping_id()).await?;
+    let owners = owners_of_seen(workspace, mapping_table, observations).await?;
+    if owners.is_empty() {
+        return Ok(FastMap::default());
+    }
     let query_error = |e| JobError::query("identity: loading the persons touched", e);
-    // Only the partitions of the id types seen.
-    let types: std::collections::BTreeSet<&str> = observations.seen.keys().map(|&n| ids.id_type(n)).collect();
-    let owners = mapping
-        .clone()
-        .filter(col("id_type").in_list(types.into_iter().map(lit).collect(), false))
-        .and_then(|df| {
-            df.join(
-                touched,
-                cdplake_engine::datafusion::common::JoinType::Inner,
-                &["id_type", "id_value"],
-                &["t_type", "t_value"],
-                None,
-            )
-        })
-        .and_then(|df| df.select(vec![col("one_id").alias("owner")]))
-        .and_then(|df| df.distinct())
-        .map_err(query_error)?;
-    let batches = mapping
-        .filter(col("is_active").eq(lit(true)))
-        .and_then(|df| {
+    let active =
+        lake.read_table("curated.id_mapping", mapping_table, &ctx).await?.filter(col("is_active").eq(lit(true)));
+    let rows = if owners.len() <= PRUNABLE_LIST {
+        active.and_then(|df| df.filter(col("one_id").in_list(owners.iter().map(|o| lit(o.as_str())).collect(), false)))
+    } else {
+        let owners = RecordBatch::try_from_iter(vec![("owner", strings(owners.iter().map(String::as_str)))])
+            .map_err(|e| JobError::arrow("identity: owners", e))?;
+        let owners = ctx.read_batch(owners).map_err(query_error)?;
+        active.and_then(|df| {
             df.join(owners, cdplake_engine::datafusion::common::JoinType::LeftSemi, &["one_id"], &["owner"], None)
         })
-        .map_err(query_error)?
-        .collect()
-        .await
-        .map_err(query_error)?;
+    };
+    let batches = rows.map_err(query_error)?.collect().await.map_err(query_error)?;
     let mut existing = FastMap::default();
     for batch in &batches {
         for row in IdMappingRow::from_batch(batch).map_err(|e| JobError::arrow("curated.id_mapping rows", e))? {
@@ -623,6 +614,62 @@ async fn load_components(
         }
     }
     Ok(existing)
+}
+
+/// The persons (one_ids) the identifiers seen now already belong to. Only the partitions
+/// (id_type, id_bucket) of the identifiers seen are read, and of those, for a short list, the
+/// files whose id_value statistics may hold one.
+async fn owners_of_seen(
+    workspace: &Workspace,
+    mapping_table: &DeltaTable,
+    observations: &Observations,
+) -> Result<Vec<String>> {
+    let lake = workspace.lake();
+    let ctx = lake.session();
+    let ids = &observations.ids;
+    let touched = RecordBatch::try_from_iter(vec![
+        ("t_type", strings(observations.seen.keys().map(|&n| ids.id_type(n)))),
+        ("t_value", strings(observations.seen.keys().map(|&n| ids.value(n)))),
+    ])
+    .map_err(|e| JobError::arrow("identity: touched identifiers", e))?;
+    let query_error = |e| JobError::query("identity: finding the persons touched", e);
+    let touched = ctx.read_batch(touched).map_err(query_error)?;
+    let types: std::collections::BTreeSet<&str> = observations.seen.keys().map(|&n| ids.id_type(n)).collect();
+    let buckets: std::collections::BTreeSet<i32> =
+        observations.seen.keys().map(|&n| curated::id_bucket(ids.id_type(n), ids.value(n))).collect();
+    let mut mapping = lake
+        .read_table("curated.id_mapping", mapping_table, &ctx)
+        .await?
+        .filter(col("id_type").in_list(types.into_iter().map(lit).collect(), false))
+        .and_then(|df| df.filter(col(curated::ID_BUCKET).in_list(buckets.into_iter().map(lit).collect(), false)))
+        .map_err(query_error)?;
+    if observations.seen.len() <= PRUNABLE_LIST {
+        let values: std::collections::BTreeSet<&str> = observations.seen.keys().map(|&n| ids.value(n)).collect();
+        mapping = mapping
+            .filter(col("id_value").in_list(values.into_iter().map(lit).collect(), false))
+            .map_err(query_error)?;
+    }
+    let batches = mapping
+        .join(
+            touched,
+            cdplake_engine::datafusion::common::JoinType::Inner,
+            &["id_type", "id_value"],
+            &["t_type", "t_value"],
+            None,
+        )
+        .and_then(|df| df.select(vec![col("one_id")]))
+        .and_then(|df| df.distinct())
+        .map_err(query_error)?
+        .collect()
+        .await
+        .map_err(query_error)?;
+    let mut owners = Vec::new();
+    for batch in &batches {
+        let column = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("one_id", e))?;
+        owners.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
+    }
+    owners.sort();
+    Ok(owners)
 }
 
 /// `curated.id_mapping` rows by identifier.
@@ -636,9 +683,16 @@ pub(crate) fn parse_mapping(batches: &[RecordBatch]) -> Result<HashMap<Identifie
     Ok(out)
 }
 
+/// The largest user_int_id ever assigned (0: none yet), in the latest version. Read from the
+/// files' statistics, which every file delta-rs writes carries, so no data is read; by a scan
+/// when a file has none.
 pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
+    let mapping_table = &workspace.lake().table(&curated::id_mapping_id()).await?;
+    if let Some(max) = max_user_int_id_from_stats(mapping_table)? {
+        return Ok(max);
+    }
     let session = cdplake_engine::SqlSession::new()?;
-    session.register(workspace.lake(), &curated::id_mapping_id()).await?;
+    session.register_loaded("curated", "id_mapping", mapping_table).await?;
     let batches = session
         .sql("SELECT max(user_int_id) FROM curated.id_mapping")
         .await?
@@ -648,6 +702,26 @@ pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
     let column = cast(batches[0].column(0), &DataType::Int64).map_err(|e| JobError::arrow("user_int_id", e))?;
     let column = column.as_primitive::<Int64Type>();
     Ok(if column.is_null(0) { 0 } else { column.value(0) })
+}
+
+/// The largest `maxValues.user_int_id` over the live files; None when a file with rows lacks it.
+fn max_user_int_id_from_stats(mapping_table: &DeltaTable) -> Result<Option<i64>> {
+    let snapshot = mapping_table
+        .snapshot()
+        .map_err(|e| cdplake_engine::EngineError::delta(&curated::id_mapping_id(), "read file statistics", e))?;
+    let mut max = 0;
+    for file in snapshot.log_data().iter() {
+        let Some(stats) = file.stats() else { return Ok(None) };
+        let Ok(stats) = serde_json::from_str::<serde_json::Value>(&stats) else { return Ok(None) };
+        if stats["numRecords"].as_i64() == Some(0) {
+            continue;
+        }
+        match stats["maxValues"]["user_int_id"].as_i64() {
+            Some(value) => max = max.max(value),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(max))
 }
 
 pub(crate) async fn append_history(

@@ -21,6 +21,7 @@ on_every_backend!(
     tables_stay_readable_by_athena,
     requests_are_counted_per_lake_on_s3,
     application_transactions_read_in_one_replay_agree_with_one_by_one,
+    a_table_opened_again_sees_every_commit_and_reads_only_the_new_ones,
 );
 
 fn events_spec(name: &str) -> TableSpec {
@@ -320,4 +321,70 @@ async fn application_transactions_read_in_one_replay_agree_with_one_by_one(backe
     }
     assert_eq!(together, one_by_one);
     assert_eq!(together, [Some(1), Some(1), Some(1), Some(20), Some(7), None, None]);
+}
+
+/// A lake keeps the tables it opened and updates them on the next open. The update must see
+/// what another process committed (here a second lake on the same root: clones share what they
+/// opened, separate lakes do not), survive that process's checkpoint and log cleanup, and notice
+/// a table dropped, or dropped and created again up to the same version; on S3 an open with
+/// nothing new costs a fraction of a first open.
+async fn a_table_opened_again_sees_every_commit_and_reads_only_the_new_ones(backend: Backend) {
+    let t = TestLake::new(backend).await;
+    let table = id("raw.events");
+    t.lake.create_table(&events_spec("raw.events")).await.unwrap();
+    for i in 0..12 {
+        t.lake.append(&table, vec![events(&[(&format!("e{i}"), "c", 1.0, "2024-05-01")])]).await.unwrap();
+    }
+    let other = match backend {
+        Backend::Local => cdplake_engine::Lake::open(&t.root).await.unwrap(),
+        Backend::S3 => cdplake_engine::Lake::open_with_options(&t.root, crate::support::s3_options()).await.unwrap(),
+    };
+
+    let before = other.storage_requests();
+    assert_eq!(other.table(&table).await.unwrap().version(), Some(12));
+    let first_open = other.storage_requests().since(&before).total();
+    // This lake last opened version 11 (to append the twelfth row): it reads one commit.
+    let before = t.lake.storage_requests();
+    assert_eq!(t.lake.table(&table).await.unwrap().version(), Some(12));
+    let one_new_commit = t.lake.storage_requests().since(&before).total();
+    let before = t.lake.storage_requests();
+    assert_eq!(t.lake.table(&table).await.unwrap().version(), Some(12));
+    let nothing_new = t.lake.storage_requests().since(&before).total();
+    if backend == Backend::S3 {
+        assert!(first_open >= 12, "a first open replays the checkpoint and two commits: {first_open}");
+        assert!(one_new_commit <= 5 && nothing_new <= 3, "{one_new_commit} and {nothing_new} requests");
+    }
+
+    // Another process commits, checkpoints and cleans the log up to its checkpoint.
+    other.append(&table, vec![events(&[("other-1", "c", 1.0, "2024-05-02")])]).await.unwrap();
+    assert_eq!(t.lake.table(&table).await.unwrap().version(), Some(13));
+    other.append(&table, vec![events(&[("other-2", "c", 1.0, "2024-05-02")])]).await.unwrap();
+    let loaded = other.table(&table).await.unwrap();
+    let cutoff = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (checkpoint, removed) = other.checkpoint_and_clean(&loaded, &table, cutoff).await.unwrap();
+    assert_eq!((checkpoint, removed > 0), (14, true));
+    other.append(&table, vec![events(&[("other-3", "c", 1.0, "2024-05-02")])]).await.unwrap();
+    let reopened = t.lake.table(&table).await.unwrap();
+    assert_eq!(reopened.version(), Some(15));
+    let rows = event_rows(t.lake.read(&table).await.unwrap()).await;
+    assert_eq!(rows.len(), 15, "12 + 3 rows: {rows:?}");
+    assert!(rows.iter().any(|r| r.0 == "other-3"));
+
+    // The other process drops the table and creates it again, up to the version kept here.
+    other.purge_table_files(&table).await.unwrap();
+    other.create_table(&events_spec("raw.events")).await.unwrap();
+    for i in 0..15 {
+        other.append(&table, vec![events(&[(&format!("new-{i}"), "c", 1.0, "2024-05-03")])]).await.unwrap();
+    }
+    assert_eq!(t.lake.table(&table).await.unwrap().version(), Some(15));
+    let rows = event_rows(t.lake.read(&table).await.unwrap()).await;
+    assert_eq!(rows.len(), 15, "{rows:?}");
+    assert!(rows.iter().all(|r| r.0.starts_with("new-")), "{rows:?}");
+    // And drops it for good; then this process drops it too.
+    other.purge_table_files(&table).await.unwrap();
+    assert!(matches!(t.lake.table(&table).await, Err(EngineError::TableNotFound { .. })));
+    other.create_table(&events_spec("raw.events")).await.unwrap();
+    assert_eq!(t.lake.table(&table).await.unwrap().version(), Some(0));
+    t.lake.purge_table_files(&table).await.unwrap();
+    assert!(matches!(t.lake.table(&table).await, Err(EngineError::TableNotFound { .. })));
 }

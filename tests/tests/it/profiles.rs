@@ -269,6 +269,58 @@ ORDER BY avg_monetary DESC",
     .to_vec()
 }
 
+/// The row-count rule compares with the average of the newest `window` passed results of its
+/// own table and rule, however many results there are (its read is bounded to the newest
+/// result files when they hold enough, else reads all): hand-computed averages over twelve runs
+/// with a failed one and another table's results between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_count_rule_averages_the_newest_passed_results() {
+    use cdplake_engine::arrow::array::Int64Array;
+    use cdplake_engine::arrow::datatypes::{Field, Schema};
+    use cdplake_jobs::quality::{Check, QualityResult, QualityRule, check, record};
+    let t = TestLake::new(Backend::Local).await;
+    let ws = workspace(&t, Backend::Local).await;
+    let result = |table: &str, value: f64, passed: bool| QualityResult {
+        table: table.into(),
+        rule: "row_count_ratio".into(),
+        value,
+        threshold: 0.0,
+        passed,
+    };
+    for run in 0..12u32 {
+        let value = 100.0 + 10.0 * run as f64;
+        record(&ws, &[result("clean.orders", value, run != 5)], "test", at(run + 1)).await.unwrap();
+        record(&ws, &[result("clean.other", 5.0, true)], "test", at(run + 1) + chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+    }
+    let session = cdplake_engine::SqlSession::new().unwrap();
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let rows =
+        RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(Int64Array::from_iter_values(0..500))]).unwrap();
+    session.register_rows("candidate", schema, vec![rows]).unwrap();
+    let table: cdplake_engine::TableId = "clean.orders".parse().unwrap();
+    let threshold = |window: usize| {
+        let mut ws = ws.clone();
+        ws.config.quality.rules = vec![QualityRule {
+            table: "clean.orders".into(),
+            check: Check::RowCountRatio,
+            column: None,
+            filter: None,
+            threshold: 1.0,
+            window,
+        }];
+        let (session, table) = (&session, &table);
+        async move { check(&ws, session, table, "candidate").await.unwrap()[0].threshold }
+    };
+    // Runs 11, 10, 9: the newest three files hold them.
+    assert!((threshold(3).await - 600.0 / 3.0).abs() < 1e-9);
+    // Runs 11 to 6 and 4 (run 5 failed): the newest seven files hold six.
+    assert!((threshold(7).await - 1250.0 / 7.0).abs() < 1e-9);
+    // Every passed run: 100 + 110 + ... + 210 less the failed 150.
+    assert!((threshold(20).await - (1860.0 - 150.0) / 11.0).abs() < 1e-9);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_quality_rule_blocks_the_publish() {
     let t = TestLake::new(Backend::Local).await;
