@@ -279,22 +279,12 @@ async fn stored_links(workspace: &Workspace, observations: &mut Observations) ->
     session.register_rows("identity_touched", touched.schema(), vec![touched])?;
     let types: std::collections::BTreeSet<&str> = observations.seen.keys().map(|&n| ids.id_type(n)).collect();
     let types = in_list(types.into_iter());
-    // A short literal list of values lets delta-rs skip the files whose value statistics miss
-    // them all (a micro-batch's own files hold few values); the join alone reads every file of
-    // the types' partitions.
-    let values = if observations.seen.len() <= super::PRUNABLE_LIST {
-        let values: std::collections::BTreeSet<&str> = observations.seen.keys().map(|&n| ids.value(n)).collect();
-        Some(in_list(values.into_iter()))
-    } else {
-        None
-    };
     let mut links = Vec::new();
     for side in ["a", "b"] {
-        let by_value = values.as_ref().map(|v| format!(" AND l.id_value_{side} IN {v}")).unwrap_or_default();
         let sql = format!(
             "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
              JOIN identity_touched t ON l.id_type_{side} = t.t_type AND l.id_value_{side} = t.t_value \
-             WHERE l.id_type_{side} IN {types}{by_value}"
+             WHERE l.id_type_{side} IN {types}"
         );
         links.extend(session.rows(&sql).await?);
     }
