@@ -37,6 +37,11 @@ fresh_s3() {
   rm -rf "$CDPLAKE_S3_DIR"
   eval "$(bash "$repo/infra/s3/seaweedfs.sh" env)"
 }
+# A server this script started on its own data dir is stopped when it ends: the next run (or
+# the test suite) cannot stop a server whose data dir it does not know.
+if [ "${BENCH_FRESH_S3:-1}" = 1 ]; then
+  trap 'bash "$repo/infra/s3/seaweedfs.sh" stop >/dev/null 2>&1 || true' EXIT
+fi
 cat > cdplake.toml <<TOML
 [retention]
 history_days = { raw = $history, clean = $history, curated = $history, _catalog = $history, _audit = $history, _quality = $history }
