@@ -1,13 +1,18 @@
 //! The tables a lake has opened, kept so that the next open of one reads only the commits made
 //! since. A full open replays the log (the last checkpoint and every commit after it: a dozen
-//! requests or more on S3); an update checks the kept version's commit file, lists the log after
-//! it and reads the new commits: three requests when nothing changed. Delta Spark keeps its
-//! `DeltaLog`s per table path the same way and `update()`s them before every use.
+//! requests or more on S3); an update checks the kept version's commit file and the log's last
+//! checkpoint, lists the log after the kept version and reads the new commits: four requests
+//! when nothing changed. Delta Spark keeps its `DeltaLog`s per table path the same way and
+//! `update()`s them before every use.
 //!
-//! An open through the cache returns the latest version, whoever committed it. The kept
-//! version's commit file is checked first: when it is gone (another process dropped the table,
-//! or cleaned the log up to a newer checkpoint) or is another file than the one seen (the table
-//! was dropped and created again), the table is loaded afresh.
+//! An open through the cache returns the latest version, whoever committed it. The table is
+//! loaded afresh instead when
+//! - the kept version's commit file is gone or is another file than the one loaded (another
+//!   process dropped the table, or dropped and created it again up to that version), before or
+//!   after the update;
+//! - the log's last checkpoint is not the one seen at the load: log cleanup may then delete the
+//!   checkpoint and commits the kept state was replayed from (a fresh load starts from the
+//!   newest checkpoint, which cleanup keeps), and replays of the kept state would fail.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,11 +21,13 @@ use deltalake::DeltaTable;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-/// A table as last opened, with what its newest commit file looked like then.
+/// A table as last opened, with what its newest commit file and the log's last checkpoint
+/// looked like then.
 #[derive(Clone)]
 struct Kept {
     table: DeltaTable,
     commit: CommitFile,
+    last_checkpoint: Option<u64>,
 }
 
 /// What identifies one commit file: a file written again at the same path differs in one of these.
@@ -57,27 +64,41 @@ impl OpenTables {
 
     async fn update(kept: Kept) -> Option<Kept> {
         let version = kept.table.version()?;
-        if commit_file(&kept.table, version).await? != kept.commit {
+        if commit_file(&kept.table, version).await? != kept.commit
+            || last_checkpoint(&kept.table).await? != kept.last_checkpoint
+        {
             return None;
         }
-        let mut table = kept.table;
+        let mut table = kept.table.clone();
         if let Err(e) = table.update_state().await {
             tracing::debug!(error = %e, "a kept table could not be updated: loading it again");
             return None;
         }
-        let commit = match table.version()? {
-            same if same == version => kept.commit,
-            newer => commit_file(&table, newer).await?,
-        };
-        Some(Kept { table, commit })
+        let newer = table.version()?;
+        if newer == version {
+            return Some(kept);
+        }
+        // The commits read must follow the kept one: that commit file is still the same.
+        if commit_file(&table, version).await? != kept.commit {
+            return None;
+        }
+        Some(Kept { commit: commit_file(&table, newer).await?, table, last_checkpoint: kept.last_checkpoint })
     }
 
-    /// Keep a table just loaded.
+    /// Keep a table just loaded, unless its newest commit file is no longer the one the load
+    /// listed (the table was dropped and created again meanwhile).
     pub(crate) async fn remember(&self, path: &str, table: &DeltaTable) {
         let Some(version) = table.version() else { return };
-        if let Some(commit) = commit_file(table, version).await {
-            self.keep(path, Kept { table: table.clone(), commit });
+        let (Some(commit), Some(last_checkpoint)) = (commit_file(table, version).await, last_checkpoint(table).await)
+        else {
+            return;
+        };
+        let listed = table.snapshot().ok().and_then(|s| s.version_timestamp(version));
+        // HTTP dates (HEAD) have whole seconds; listings have milliseconds.
+        if listed.is_some_and(|millis| millis.div_euclid(1000) != commit.last_modified.timestamp()) {
+            return;
         }
+        self.keep(path, Kept { table: table.clone(), commit, last_checkpoint });
     }
 
     /// Keep `kept` unless a newer version of the table is kept already.
@@ -96,6 +117,21 @@ impl OpenTables {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
         // A panic elsewhere while holding the lock leaves a map that is still consistent.
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The version `_delta_log/_last_checkpoint` names: Some(None) when there is none, None when it
+/// cannot be read.
+async fn last_checkpoint(table: &DeltaTable) -> Option<Option<u64>> {
+    let store = table.log_store().object_store(None);
+    match store.get(&Path::from("_delta_log/_last_checkpoint")).await {
+        Ok(found) => {
+            let bytes = found.bytes().await.ok()?;
+            let hint: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            Some(Some(hint["version"].as_u64()?))
+        }
+        Err(object_store::Error::NotFound { .. }) => Some(None),
+        Err(_) => None,
     }
 }
 

@@ -37,7 +37,9 @@ pub async fn pending_batches(
 /// A file that holds one batch names it in its statistics (`_batch_id` min = max; a truncated
 /// string statistic never has min = max, the max is rounded up), so only files holding several
 /// batches (compacted ones) or lacking statistics are read: an appended micro-batch costs no
-/// data read here, where a scan of every file grew with the table.
+/// data read here, where a scan of every file grew with the table. Ingest times are compared to
+/// the millisecond, as statistics keep them: batches ingested within the same millisecond,
+/// necessarily concurrently, are ordered by id.
 pub async fn batch_ids(workspace: &Workspace, upstream: &TableId) -> Result<Vec<String>> {
     let lake = workspace.lake();
     let table = lake.table(upstream).await?;
@@ -52,19 +54,20 @@ pub async fn batch_ids(workspace: &Workspace, upstream: &TableId) -> Result<Vec<
             }
         };
         for (id, first) in scanned {
-            let known = first_ingest.entry(id).or_insert(first);
-            *known = (*known).min(first);
+            note_ingest(&mut first_ingest, id, first);
         }
     }
-    let mut ids: Vec<(i64, String)> = first_ingest.into_iter().map(|(id, first)| (first, id)).collect();
+    // Batches without an ingest time last, as the scan's ascending sort put them.
+    let mut ids: Vec<(bool, Option<i64>, String)> =
+        first_ingest.into_iter().map(|(id, first)| (first.is_none(), first, id)).collect();
     ids.sort();
-    Ok(ids.into_iter().map(|(_, id)| id).collect())
+    Ok(ids.into_iter().map(|(_, _, id)| id).collect())
 }
 
 /// What the files' statistics tell of the batches in a table.
 struct BatchesInStatistics {
-    /// Batch id → its earliest `_ingested_at` (microseconds), from files holding one batch.
-    first_ingest: HashMap<String, i64>,
+    /// Batch id → its earliest `_ingested_at` (Unix milliseconds), from files holding one batch.
+    first_ingest: HashMap<String, Option<i64>>,
     /// Files whose batches the statistics do not tell.
     files_to_read: Vec<String>,
 }
@@ -74,10 +77,7 @@ fn batches_in_statistics(table: &DeltaTable, id: &TableId) -> Result<BatchesInSt
     let mut found = BatchesInStatistics { first_ingest: HashMap::new(), files_to_read: Vec::new() };
     for file in snapshot.log_data().iter() {
         match file.stats().and_then(|stats| single_batch(&stats)) {
-            Some((batch, first)) => {
-                let known = found.first_ingest.entry(batch).or_insert(first);
-                *known = (*known).min(first);
-            }
+            Some((batch, first)) => note_ingest(&mut found.first_ingest, batch, first),
             None if file.num_records() == Some(0) => {}
             None => found.files_to_read.push(file.path().to_string()),
         }
@@ -85,23 +85,42 @@ fn batches_in_statistics(table: &DeltaTable, id: &TableId) -> Result<BatchesInSt
     Ok(found)
 }
 
-/// The one batch a file's statistics JSON names, with its earliest ingest time (microseconds).
-fn single_batch(stats: &str) -> Option<(String, i64)> {
+/// Keep the earliest ingest time seen of a batch (its rows may be in several files; a time
+/// beats none).
+fn note_ingest(first_ingest: &mut HashMap<String, Option<i64>>, batch: String, at: Option<i64>) {
+    let known = first_ingest.entry(batch).or_insert(at);
+    *known = match (*known, at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+}
+
+/// The one batch a file's statistics JSON names, with its earliest ingest time (milliseconds,
+/// as statistics keep it; none when every row of the file has none).
+fn single_batch(stats: &str) -> Option<(String, Option<i64>)> {
     let stats: serde_json::Value = serde_json::from_str(stats).ok()?;
     let min = stats["minValues"][BATCH_ID].as_str()?;
     let max = stats["maxValues"][BATCH_ID].as_str()?;
-    let first = stats["minValues"][INGESTED_AT].as_str()?;
-    let first = chrono::DateTime::parse_from_rfc3339(first).ok()?.timestamp_micros();
-    (min == max).then(|| (min.to_string(), first))
+    if min != max {
+        return None;
+    }
+    let first = match stats["minValues"][INGESTED_AT].as_str() {
+        Some(first) => Some(chrono::DateTime::parse_from_rfc3339(first).ok()?.timestamp_millis()),
+        // No minimum: every row's is null, or the column has no statistics (then read the file).
+        None if stats["nullCount"][INGESTED_AT].as_i64()? == stats["numRecords"].as_i64()? => None,
+        None => return None,
+    };
+    Some((min.to_string(), first))
 }
 
-/// (batch id, earliest `_ingested_at` in microseconds) of the rows of `files` (None: all).
+/// (batch id, earliest `_ingested_at` in milliseconds, as statistics have it) of the rows of
+/// `files` (None: all).
 async fn scan_batches(
     workspace: &Workspace,
     table: &DeltaTable,
     upstream: &TableId,
     files: Option<Vec<String>>,
-) -> Result<Vec<(String, i64)>> {
+) -> Result<Vec<(String, Option<i64>)>> {
     let context = format!("listing the batches of {upstream}");
     let query_error = |e| JobError::query(context.clone(), e);
     let ctx = workspace.lake().session();
@@ -129,8 +148,8 @@ async fn scan_batches(
             .map_err(|e| JobError::arrow("batch ingest times", e))?;
         let firsts = firsts.as_primitive::<TimestampMicrosecondType>();
         for (id, first) in ids.as_string::<i32>().iter().zip(firsts.iter()) {
-            if let (Some(id), Some(first)) = (id, first) {
-                found.push((id.to_string(), first));
+            if let Some(id) = id {
+                found.push((id.to_string(), first.map(|micros| micros.div_euclid(1000))));
             }
         }
     }
@@ -150,7 +169,12 @@ mod tests {
             )
         };
         let id = "5f0c7f5e-3a55-4d7b-9c0e-0b6f3c1d2e4f";
-        assert_eq!(single_batch(&stats(id, id)), Some((id.to_string(), 1_735_560_000_123_000)));
+        assert_eq!(single_batch(&stats(id, id)), Some((id.to_string(), Some(1_735_560_000_123))));
+        let no_time = format!(
+            r#"{{"numRecords":2,"minValues":{{"_batch_id":"{id}"}},"maxValues":{{"_batch_id":"{id}"}},
+               "nullCount":{{"_batch_id":0,"_ingested_at":2}}}}"#
+        );
+        assert_eq!(single_batch(&no_time), Some((id.to_string(), None)));
         // Two batches compacted into one file, or a truncated statistic (its max rounded up).
         assert_eq!(single_batch(&stats(id, "9a1b2c3d-0000-4000-8000-000000000000")), None);
         assert_eq!(single_batch(&stats("5f0c7f5e", "5f0c7f5f")), None);

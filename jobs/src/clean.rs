@@ -18,7 +18,7 @@
 //!   quarantined with the reason;
 //! * rows read = kept + duplicates + quarantined, checked by the job itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
@@ -28,7 +28,7 @@ use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::Upsert;
-use cdplake_engine::{TableId, TableSpec, applied_version};
+use cdplake_engine::{TableId, TableSpec, applied_version, applied_versions};
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec};
 use cdplake_zones::raw::{self, raw_table_id};
@@ -98,6 +98,36 @@ async fn ensure_clean_table(workspace: &Workspace, source: &Source, contract: &C
     let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
     let (table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
     Ok(Target { clean_id, table })
+}
+
+/// Quarantine first, recorded under each batch's id: a crash between this commit and the clean
+/// one neither loses these rows nor writes them twice. Batches whose rows a crashed run wrote
+/// already are skipped one by one: a batch ingested since then is pending beside them and its
+/// rows are still to write.
+async fn write_quarantine(
+    workspace: &Workspace,
+    pending: &[String],
+    quarantine: Vec<QuarantinedRow>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if quarantine.is_empty() {
+        return Ok(());
+    }
+    let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+    let app_ids: Vec<String> = pending.iter().map(|b| batch_app_id(b)).collect();
+    let applied = applied_versions(&table, "clean._quarantine", &app_ids).await?;
+    let to_write: HashSet<&str> =
+        pending.iter().zip(&applied).filter(|(_, applied)| applied.is_none()).map(|(b, _)| b.as_str()).collect();
+    let rows: Vec<QuarantinedRow> =
+        quarantine.into_iter().filter(|row| to_write.contains(row.batch_id.as_str())).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let txns = to_write.iter().map(|b| Transaction::new(batch_app_id(b), 1)).collect();
+    let batch = quarantine_batch(&rows, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
+    let commit = CommitProperties::default().with_application_transactions(txns);
+    workspace.lake().append_with(&quarantine_table_id(), vec![batch], commit).await?;
+    Ok(())
 }
 
 /// Raw rows typed by the contract: the winners per key, and everything else for the quarantine.
@@ -230,16 +260,7 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     let kept: Vec<(&CleanRow, &Lineage)> = winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).collect();
 
     let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(batch_app_id(b), 1)).collect();
-    // Quarantine first, recorded under the same batch ids: a crash between the two commits
-    // neither loses these rows nor writes them twice.
-    if !quarantine.is_empty() {
-        let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
-        if applied_version(&table, "clean._quarantine", &batch_app_id(&pending[0])).await?.is_none() {
-            let batch = quarantine_batch(&quarantine, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
-            let commit = CommitProperties::default().with_application_transactions(txns.clone());
-            lake.append_with(&quarantine_table_id(), vec![batch], commit).await?;
-        }
-    }
+    write_quarantine(workspace, &pending, quarantine, now).await?;
 
     let (version, metrics) = if kept.is_empty() {
         let commit = CommitProperties::default().with_application_transactions(txns);

@@ -281,21 +281,23 @@ async fn count_and_average(session: &SqlSession, sql: &str) -> Result<(f64, Opti
 /// results of `table`; None when there are fewer such files or a file has no statistics.
 fn newest_files_since(results: &DeltaTable, table: &str, window: usize) -> Option<String> {
     let snapshot = results.snapshot().ok()?;
-    let mut files: Vec<(String, String)> = Vec::new();
+    let instant = |value: &serde_json::Value| DateTime::parse_from_rfc3339(value.as_str()?).ok();
+    // (newest, earliest) result of each file.
+    let mut files = Vec::new();
     for file in snapshot.log_data().iter() {
         let stats: serde_json::Value = serde_json::from_str(&file.stats()?).ok()?;
         let (min, max) = (&stats["minValues"], &stats["maxValues"]);
         let holds = min["table"].as_str()? <= table && table <= max["table"].as_str()?;
         if holds {
-            files.push((max["at"].as_str()?.to_string(), min["at"].as_str()?.to_string()));
+            files.push((instant(&max["at"])?, instant(&min["at"])?));
         }
     }
     if files.len() < window {
         return None;
     }
-    // RFC 3339 strings of one writer (UTC, same precision) sort as their instants.
     files.sort_by(|a, b| b.0.cmp(&a.0));
-    files.into_iter().take(window).map(|(_, earliest)| earliest).min()
+    let since = files.into_iter().take(window).map(|(_, earliest)| earliest).min()?;
+    Some(since.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 async fn scalar(session: &SqlSession, sql: &str) -> Result<Option<f64>> {

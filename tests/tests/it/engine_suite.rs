@@ -352,7 +352,7 @@ async fn a_table_opened_again_sees_every_commit_and_reads_only_the_new_ones(back
     let nothing_new = t.lake.storage_requests().since(&before).total();
     if backend == Backend::S3 {
         assert!(first_open >= 12, "a first open replays the checkpoint and two commits: {first_open}");
-        assert!(one_new_commit <= 5 && nothing_new <= 3, "{one_new_commit} and {nothing_new} requests");
+        assert!(one_new_commit <= 7 && nothing_new <= 4, "{one_new_commit} and {nothing_new} requests");
     }
 
     // Another process commits, checkpoints and cleans the log up to its checkpoint.

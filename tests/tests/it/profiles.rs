@@ -289,7 +289,9 @@ async fn the_row_count_rule_averages_the_newest_passed_results() {
     };
     for run in 0..12u32 {
         let value = 100.0 + 10.0 * run as f64;
-        record(&ws, &[result("clean.orders", value, run != 5)], "test", at(run + 1)).await.unwrap();
+        // Some times with milliseconds: statistics write those with a fraction, others without.
+        let when = at(run + 1) + chrono::Duration::milliseconds(250 * (run % 3) as i64);
+        record(&ws, &[result("clean.orders", value, run != 5)], "test", when).await.unwrap();
         record(&ws, &[result("clean.other", 5.0, true)], "test", at(run + 1) + chrono::Duration::minutes(1))
             .await
             .unwrap();

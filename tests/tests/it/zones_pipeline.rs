@@ -315,3 +315,68 @@ async fn ingest_and_clean_on_s3_with_concurrent_replays() {
     assert_eq!(genders, ["F", "M"]);
     assert_eq!(clean_source(&ws, "crm_members").await.batches, 0, "a second clean is a no-op");
 }
+
+/// A run that crashed between its quarantine commit and its clean commit leaves its batch
+/// pending with its quarantined rows written. The next run, which also finds a batch ingested
+/// since, must write the new batch's quarantined rows and not the crashed batch's again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantined_rows_of_a_batch_ingested_after_a_crash_are_kept() {
+    use cdplake_zones::quarantine::{
+        Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec,
+    };
+    let t = TestLake::new(Backend::Local).await;
+    let ws = workspace(&t, Backend::Local).await;
+    let dir = tempfile::tempdir().unwrap();
+    let header = "transaction_id,customer_id,product_id,amount,transaction_date,status\n";
+    let file = |name: &str, rows: &str| write(dir.path(), name, format!("{header}{rows}").as_bytes());
+    let crashed = ingest_file(
+        &ws,
+        "transactions",
+        &file("a.csv", "a1,c1,p1,9.5,2024-05-01,completed\na2,c1,p2,abc,2024-05-01,completed\n"),
+    )
+    .await
+    .unwrap()[0]
+        .batch_id
+        .clone()
+        .unwrap();
+    // What the crashed run committed: batch A's rejected row, under A's clean watermark.
+    let (_, _) =
+        ws.catalog.ensure_table(&quarantine_table_spec(), &cdplake_catalog::TableMeta::default()).await.unwrap();
+    let row = QuarantinedRow {
+        source: "transactions".into(),
+        stage: "clean",
+        kind: Kind::Rejected,
+        batch_id: crashed.clone(),
+        source_uri: "a.csv".into(),
+        source_row: 2,
+        field: "amount".into(),
+        rule: "not_a_number".into(),
+        reason: "written by the crashed run".into(),
+        raw_values: "{}".into(),
+    };
+    let txn = cdplake_engine::deltalake::kernel::Transaction::new(format!("cdplake-clean-{crashed}"), 1);
+    let commit = cdplake_engine::deltalake::kernel::transaction::CommitProperties::default()
+        .with_application_transactions(vec![txn]);
+    ws.lake()
+        .append_with(&quarantine_table_id(), vec![quarantine_batch(&[row], now()).unwrap()], commit)
+        .await
+        .unwrap();
+
+    ingest_file(
+        &ws,
+        "transactions",
+        &file("b.csv", "b1,c2,p3,1.0,2024-05-02,completed\nb2,c2,p4,xyz,2024-05-02,completed\n"),
+    )
+    .await
+    .unwrap();
+    let report = clean_source(&ws, "transactions").await;
+    assert_eq!((report.batches, report.kept, report.quarantined), (2, 2, 2));
+    let reasons = strings_of(
+        &sql(&ws, "SELECT reason FROM clean._quarantine WHERE source = 'transactions' ORDER BY reason DESC").await,
+    );
+    assert_eq!(reasons.len(), 2, "A's row once, B's row once: {reasons:?}");
+    assert_eq!(reasons[0], "written by the crashed run");
+    assert!(reasons[1].contains("amount"), "{reasons:?}");
+    let kept = strings_of(&sql(&ws, "SELECT transaction_id FROM clean.transactions ORDER BY transaction_id").await);
+    assert_eq!(kept, ["a1", "b1"]);
+}
