@@ -1,24 +1,25 @@
 //! The tables a lake has opened, kept so that the next open of one reads only the commits made
 //! since. A full open replays the log (the last checkpoint and every commit after it: a dozen
-//! requests or more on S3); an update checks the kept version's commit file and the log's last
-//! checkpoint, lists the log after the kept version and reads the new commits: four requests
-//! when nothing changed. Delta Spark keeps its `DeltaLog`s per table path the same way and
-//! `update()`s them before every use.
+//! requests or more on S3); an update lists the log from the kept version on and, when there are
+//! new commits, reads just those: one request when nothing changed. Delta Spark keeps its
+//! `DeltaLog`s per table path the same way and `update()`s them before every use.
 //!
-//! An open through the cache returns the latest version, whoever committed it. The table is
-//! loaded afresh instead when
+//! An open through the cache returns the latest version the listing showed, whoever committed
+//! it. The table is loaded afresh instead when
 //! - the kept version's commit file is gone or is another file than the one loaded (another
-//!   process dropped the table, or dropped and created it again up to that version), before or
-//!   after the update;
-//! - the log's last checkpoint is not the one seen at the load: log cleanup may then delete the
-//!   checkpoint and commits the kept state was replayed from (a fresh load starts from the
-//!   newest checkpoint, which cleanup keeps), and replays of the kept state would fail.
+//!   process dropped the table, or dropped and created it again up to that version);
+//! - the log's `_last_checkpoint` is another object than at the load: log cleanup may then
+//!   delete the checkpoint and commits the kept state was replayed from (a fresh load starts
+//!   from the newest checkpoint, which cleanup keeps), and replays of the kept state would fail;
+//! - the commits the update read are not the ones the listing showed (the table changed between
+//!   the two listings).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use deltalake::DeltaTable;
-use object_store::ObjectStoreExt;
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
 use object_store::path::Path;
 
 /// A table as last opened, with what its newest commit file and the log's last checkpoint
@@ -26,16 +27,75 @@ use object_store::path::Path;
 #[derive(Clone)]
 struct Kept {
     table: DeltaTable,
-    commit: CommitFile,
-    last_checkpoint: Option<u64>,
+    commit: Stamp,
+    last_checkpoint: Option<Stamp>,
 }
 
-/// What identifies one commit file: a file written again at the same path differs in one of these.
-#[derive(Clone, PartialEq, Eq)]
-struct CommitFile {
+/// What identifies one object as a listing shows it: an object written again at the same path
+/// differs in one of these. Always taken from listings, whose times have milliseconds (a HEAD's
+/// have whole seconds), so that stamps compare with the times of the commits a load listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
     e_tag: Option<String>,
     last_modified: chrono::DateTime<chrono::Utc>,
     size: u64,
+}
+
+impl From<&ObjectMeta> for Stamp {
+    fn from(meta: &ObjectMeta) -> Self {
+        Self { e_tag: meta.e_tag.clone(), last_modified: meta.last_modified, size: meta.size }
+    }
+}
+
+/// The log from one version on, as one listing shows it.
+struct LogTail {
+    commits: BTreeMap<u64, Stamp>,
+    last_checkpoint: Option<Stamp>,
+}
+
+impl LogTail {
+    /// Lists `_delta_log/` from the files of `version` on: its commit, the newer ones, and
+    /// `_last_checkpoint` (`_` sorts after every digit). None when the listing fails.
+    async fn list(table: &DeltaTable, version: u64) -> Option<Self> {
+        let store = table.log_store().object_store(None);
+        // The bare version number sorts before every file of that version.
+        let from = Path::from(format!("_delta_log/{version:020}"));
+        let listed: Vec<ObjectMeta> =
+            store.list_with_offset(Some(&Path::from("_delta_log")), &from).try_collect().await.ok()?;
+        let mut tail = Self { commits: BTreeMap::new(), last_checkpoint: None };
+        for meta in &listed {
+            let mut parts = meta.location.parts();
+            let (Some(_log), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+                continue; // staged commits and sidecars live in subdirectories
+            };
+            let name = name.as_ref();
+            if name == "_last_checkpoint" {
+                tail.last_checkpoint = Some(meta.into());
+            } else if let Some(commit) = commit_version(name) {
+                tail.commits.insert(commit, meta.into());
+            }
+        }
+        Some(tail)
+    }
+
+    fn newest(&self) -> Option<u64> {
+        self.commits.keys().next_back().copied()
+    }
+
+    /// Whether the commits of `table` after `kept` are the files this listing showed: a load
+    /// lists them too, and records each commit file's time.
+    fn shows_the_commits_of(&self, table: &DeltaTable, kept: u64) -> bool {
+        let Ok(snapshot) = table.snapshot() else { return false };
+        self.commits.range(kept + 1..).all(|(version, stamp)| {
+            snapshot.version_timestamp(*version) == Some(stamp.last_modified.timestamp_millis())
+        })
+    }
+}
+
+/// The version of a commit file's name (`00000000000000000012.json`).
+fn commit_version(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
 }
 
 /// Opened tables by their path under the lake root.
@@ -64,41 +124,36 @@ impl OpenTables {
 
     async fn update(kept: Kept) -> Option<Kept> {
         let version = kept.table.version()?;
-        if commit_file(&kept.table, version).await? != kept.commit
-            || last_checkpoint(&kept.table).await? != kept.last_checkpoint
-        {
+        let tail = LogTail::list(&kept.table, version).await?;
+        if tail.commits.get(&version) != Some(&kept.commit) || tail.last_checkpoint != kept.last_checkpoint {
             return None;
         }
+        let newest = tail.newest()?;
+        if newest == version {
+            return Some(kept);
+        }
         let mut table = kept.table.clone();
-        if let Err(e) = table.update_state().await {
+        if let Err(e) = table.update_incremental(Some(newest)).await {
             tracing::debug!(error = %e, "a kept table could not be updated: loading it again");
             return None;
         }
-        let newer = table.version()?;
-        if newer == version {
-            return Some(kept);
-        }
-        // The commits read must follow the kept one: that commit file is still the same.
-        if commit_file(&table, version).await? != kept.commit {
+        if table.version() != Some(newest) || !tail.shows_the_commits_of(&table, version) {
             return None;
         }
-        Some(Kept { commit: commit_file(&table, newer).await?, table, last_checkpoint: kept.last_checkpoint })
+        Some(Kept { commit: tail.commits[&newest].clone(), table, last_checkpoint: tail.last_checkpoint })
     }
 
     /// Keep a table just loaded, unless its newest commit file is no longer the one the load
     /// listed (the table was dropped and created again meanwhile).
     pub(crate) async fn remember(&self, path: &str, table: &DeltaTable) {
         let Some(version) = table.version() else { return };
-        let (Some(commit), Some(last_checkpoint)) = (commit_file(table, version).await, last_checkpoint(table).await)
-        else {
-            return;
-        };
-        let listed = table.snapshot().ok().and_then(|s| s.version_timestamp(version));
-        // HTTP dates (HEAD) have whole seconds; listings have milliseconds.
-        if listed.is_some_and(|millis| millis.div_euclid(1000) != commit.last_modified.timestamp()) {
+        let Some(mut tail) = LogTail::list(table, version).await else { return };
+        let Some(commit) = tail.commits.remove(&version) else { return };
+        let loaded = table.snapshot().ok().and_then(|s| s.version_timestamp(version));
+        if loaded.is_some_and(|millis| millis != commit.last_modified.timestamp_millis()) {
             return;
         }
-        self.keep(path, Kept { table: table.clone(), commit, last_checkpoint });
+        self.keep(path, Kept { table: table.clone(), commit, last_checkpoint: tail.last_checkpoint });
     }
 
     /// Keep `kept` unless a newer version of the table is kept already.
@@ -120,30 +175,22 @@ impl OpenTables {
     }
 }
 
-/// The version `_delta_log/_last_checkpoint` names: Some(None) when there is none, None when it
-/// cannot be read.
-async fn last_checkpoint(table: &DeltaTable) -> Option<Option<u64>> {
-    let store = table.log_store().object_store(None);
-    match store.get(&Path::from("_delta_log/_last_checkpoint")).await {
-        Ok(found) => {
-            let bytes = found.bytes().await.ok()?;
-            let hint: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-            Some(Some(hint["version"].as_u64()?))
-        }
-        Err(object_store::Error::NotFound { .. }) => Some(None),
-        Err(_) => None,
-    }
-}
-
-/// The commit file of `version` as storage describes it; None when it is not there.
-async fn commit_file(table: &DeltaTable, version: u64) -> Option<CommitFile> {
-    let store = table.log_store().object_store(None);
-    let meta = store.head(&Path::from(format!("_delta_log/{version:020}.json"))).await.ok()?;
-    Some(CommitFile { e_tag: meta.e_tag, last_modified: meta.last_modified, size: meta.size })
-}
-
 impl std::fmt::Debug for OpenTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenTables").field("tables", &self.lock().len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_version;
+
+    #[test]
+    fn only_commit_files_name_a_version() {
+        assert_eq!(commit_version("00000000000000000012.json"), Some(12));
+        assert_eq!(commit_version("00000000000000000012.crc"), None);
+        assert_eq!(commit_version("00000000000000000012.checkpoint.parquet"), None);
+        assert_eq!(commit_version("00000000000000000012.3a0d65cd-4056-49b8-937b-95f9e3ee90e5.json"), None);
+        assert_eq!(commit_version("_last_checkpoint"), None);
     }
 }
