@@ -32,8 +32,9 @@ struct Kept {
 }
 
 /// What identifies one object as a listing shows it: an object written again at the same path
-/// differs in one of these. Always taken from listings, whose times have milliseconds (a HEAD's
-/// have whole seconds), so that stamps compare with the times of the commits a load listed.
+/// differs in one of these. Always taken from listings, so that stamps compare with the times of
+/// the commits a load listed (a HEAD's time has whole seconds; a listing's has milliseconds on
+/// SeaweedFS and MinIO, whole seconds on AWS, where the e-tag still tells two files apart).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
     e_tag: Option<String>,
@@ -83,7 +84,9 @@ impl LogTail {
     }
 
     /// Whether the commits of `table` after `kept` are the files this listing showed: a load
-    /// lists them too, and records each commit file's time.
+    /// lists them too, and records each commit file's time. (A checkpoint the update started
+    /// from leaves the commits below it out of the snapshot: then this is false, and the table
+    /// is loaded afresh, which is rare: a new checkpoint also moves `_last_checkpoint`.)
     fn shows_the_commits_of(&self, table: &DeltaTable, kept: u64) -> bool {
         let Ok(snapshot) = table.snapshot() else { return false };
         self.commits.range(kept + 1..).all(|(version, stamp)| {
@@ -109,6 +112,7 @@ impl OpenTables {
     /// table cannot be updated safely (then it is forgotten and the caller loads the table).
     pub(crate) async fn updated(&self, path: &str) -> Option<DeltaTable> {
         let kept = self.lock().get(path).cloned()?;
+        let kept_version = kept.table.version();
         match Self::update(kept).await {
             Some(kept) => {
                 let table = kept.table.clone();
@@ -116,7 +120,7 @@ impl OpenTables {
                 Some(table)
             }
             None => {
-                self.forget(path);
+                self.forget_version(path, kept_version);
                 None
             }
         }
@@ -144,7 +148,8 @@ impl OpenTables {
     }
 
     /// Keep a table just loaded, unless its newest commit file is no longer the one the load
-    /// listed (the table was dropped and created again meanwhile).
+    /// listed (the table was dropped and created again meanwhile). A load at a checkpoint's
+    /// version holds no commit times to compare; it is kept on the listing's word.
     pub(crate) async fn remember(&self, path: &str, table: &DeltaTable) {
         let Some(version) = table.version() else { return };
         let Some(mut tail) = LogTail::list(table, version).await else { return };
@@ -167,6 +172,15 @@ impl OpenTables {
     /// Drop what is known of the table (its files were deleted).
     pub(crate) fn forget(&self, path: &str) {
         self.lock().remove(path);
+    }
+
+    /// Drop the kept table if it is still the version an update gave up on, not a newer one
+    /// another task kept meanwhile.
+    fn forget_version(&self, path: &str, version: Option<u64>) {
+        let mut tables = self.lock();
+        if tables.get(path).is_some_and(|k| k.table.version() == version) {
+            tables.remove(path);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
