@@ -136,7 +136,7 @@ impl OpenTables {
         if newest == version {
             return Some(kept);
         }
-        let mut table = kept.table.clone();
+        let mut table = kept.table;
         if let Err(e) = table.update_incremental(Some(newest)).await {
             tracing::debug!(error = %e, "a kept table could not be updated: loading it again");
             return None;
