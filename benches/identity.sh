@@ -24,7 +24,7 @@ for dir in data/*/; do
   "$bin" ingest --source "$source" "$dir"* > /dev/null
 done
 /usr/bin/time -f "clean: %e s, %M KB" "$bin" clean > /dev/null
-log=warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,cdplake_jobs::stopwatch=info
+log=warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,cdplake_core::stopwatch=info
 CDPLAKE_LOG=${CDPLAKE_LOG:-$log} /usr/bin/time -f "identity: %e s, %M KB" "$bin" identity
 "$bin" query "SELECT one_id, id_type, id_value, is_active FROM curated.id_mapping WHERE is_active" --format csv > mapping.csv
 "$py" "$repo/benches/identity_score.py" data mapping.csv

@@ -16,7 +16,7 @@ bin=${CDPLAKE_BIN:-$repo/target/release/cdplake}
 py=$repo/.cache/py/bin/python
 work=${BENCH_DIR:-/tmp/cdplake-bench-profiles}
 # The default log filter plus the step timings.
-log=warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,cdplake_jobs::stopwatch=info
+log=warn,buoyant_kernel::snapshot=off,deltalake_core::operations::merge=error,deltalake_core::writer::stats=error,cdplake_core::stopwatch=info
 [ -x "$bin" ] || (cd "$repo" && cargo build --release --bin cdplake)
 "$py" -c 'import duckdb, deltalake, pyarrow' 2>/dev/null || "$repo/.cache/py/bin/pip" install --quiet duckdb==2.0.0 deltalake==1.6.6 pyarrow==26.0.1
 if [ "${REUSE:-0}" = 1 ] && [ -d "$work/lake/curated/id_mapping" ]; then

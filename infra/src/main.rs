@@ -7,9 +7,9 @@
 //! `cdplake.toml` beside the binary's working directory); logs are JSON lines carrying the request
 //! id (`CDPLAKE_LOG` sets the filter).
 
-use cdplake_jobs::Workspace;
-use cdplake_jobs::audit::Invoker;
-use cdplake_jobs::lambda::{Handler, invoke_as};
+use cdplake_core::Workspace;
+use cdplake_core::audit::Invoker;
+use cdplake_app::lambda::{Handler, invoke_as};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
         .with_current_span(true)
         .with_span_list(false)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CDPLAKE_LOG").unwrap_or_else(|_| {
-            format!("{},cdplake_lambda=info,cdplake_jobs=info,lambda_runtime=info", cdplake_jobs::output::DEFAULT_LOG)
+            format!("{},cdplake_lambda=info,cdplake_core=info,cdplake_ingest=info,cdplake_identity=info,cdplake_profiles=info,cdplake_operations=info,cdplake_serving=info,cdplake_app=info,lambda_runtime=info", cdplake_core::output::DEFAULT_LOG)
                 .into()
         }))
         .without_time()

@@ -10,27 +10,11 @@ use cdplake_engine::arrow::array::{
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimestampMicrosecondType};
 use cdplake_engine::arrow::error::ArrowError;
-use cdplake_engine::{TableId, TableSpec, timestamp_type};
+use cdplake_engine::{TableSpec, timestamp_type};
 
-fn id(name: &str) -> TableId {
-    TableId::new("curated", name).expect("static name is valid")
-}
-
-pub fn id_mapping_id() -> TableId {
-    id("id_mapping")
-}
-pub fn identity_links_id() -> TableId {
-    id("identity_links")
-}
-pub fn merge_history_id() -> TableId {
-    id("id_merge_history")
-}
-pub fn conflicts_id() -> TableId {
-    id("identity_conflicts")
-}
-pub fn hubs_id() -> TableId {
-    id("identity_hubs")
-}
+use crate::tables::{
+    ID_MAPPING, IDENTITY_CONFLICTS, IDENTITY_HUBS, IDENTITY_LINKS, IDENTITY_SKIPPED, IDENTITY_UNLINKS, MERGE_HISTORY,
+};
 
 /// Partition column of `curated.id_mapping` (after id_type): a stable hash of the identifier
 /// into [`ID_BUCKETS`] buckets.
@@ -47,7 +31,7 @@ pub fn id_bucket(id_type: &str, id_value: &str) -> i32 {
 /// Seed 001's `dwd_id_mapping` columns plus `user_int_id`; one active row per identifier.
 pub fn id_mapping_spec() -> TableSpec {
     TableSpec::new(
-        id_mapping_id(),
+        ID_MAPPING.id(),
         Arc::new(Schema::new(vec![
             Field::new("one_id", DataType::Utf8, false),
             Field::new("id_type", DataType::Utf8, false),
@@ -194,7 +178,7 @@ pub fn identity_links_spec() -> TableSpec {
     ]);
     // By the pair of id types: a batch's MERGE reads only the kinds of links it brings, and the
     // hub count reads only the links to a person-unique type.
-    TableSpec::new(identity_links_id(), Arc::new(Schema::new(fields)))
+    TableSpec::new(IDENTITY_LINKS.id(), Arc::new(Schema::new(fields)))
         .partitioned_by(["id_type_a", "id_type_b"])
         .with_description(
             "Links between two identifiers of one person, with provenance (source, file, row); partitioned by \
@@ -205,7 +189,7 @@ pub fn identity_links_spec() -> TableSpec {
 /// Every merge (and, later, split) of one_ids.
 pub fn merge_history_spec() -> TableSpec {
     TableSpec::new(
-        merge_history_id(),
+        MERGE_HISTORY.id(),
         Arc::new(Schema::new(vec![
             Field::new("action", DataType::Utf8, false),
             Field::new("absorbed_one_id", DataType::Utf8, false),
@@ -232,7 +216,7 @@ pub fn conflicts_spec() -> TableSpec {
         Field::new("_source_row", DataType::Int64, true),
         Field::new("at", timestamp_type(), false),
     ]);
-    TableSpec::new(conflicts_id(), Arc::new(Schema::new(fields))).with_description(
+    TableSpec::new(IDENTITY_CONFLICTS.id(), Arc::new(Schema::new(fields))).with_description(
         "Links refused because the two persons together would hold more values of limited_type than its limit.",
     )
 }
@@ -242,7 +226,7 @@ pub fn conflicts_spec() -> TableSpec {
 /// that many customers typed): kept out of stitching.
 pub fn hubs_spec() -> TableSpec {
     TableSpec::new(
-        hubs_id(),
+        IDENTITY_HUBS.id(),
         Arc::new(Schema::new(vec![
             Field::new("id_type", DataType::Utf8, false),
             Field::new("id_value", DataType::Utf8, false),
@@ -258,15 +242,11 @@ pub fn hubs_spec() -> TableSpec {
     )
 }
 
-pub fn skipped_id() -> TableId {
-    id("identity_skipped")
-}
-
 /// Identifier values that never link because a rule says they identify no one (placeholders,
 /// junk values, the blocklist), counted per run.
 pub fn skipped_spec() -> TableSpec {
     TableSpec::new(
-        skipped_id(),
+        IDENTITY_SKIPPED.id(),
         Arc::new(Schema::new(vec![
             Field::new("id_type", DataType::Utf8, false),
             Field::new("id_value", DataType::Utf8, false),
@@ -282,14 +262,10 @@ pub fn skipped_spec() -> TableSpec {
     )
 }
 
-pub fn unlinks_id() -> TableId {
-    id("identity_unlinks")
-}
-
 /// Links (or, with an empty side b, every link of an identifier) a person asked to undo.
 pub fn unlinks_spec() -> TableSpec {
     let mut fields = identifier_pair_fields();
     fields.push(Field::new("at", timestamp_type(), false));
-    TableSpec::new(unlinks_id(), Arc::new(Schema::new(fields)))
+    TableSpec::new(IDENTITY_UNLINKS.id(), Arc::new(Schema::new(fields)))
         .with_description("Undone links: never used again. An empty side b blocks every link of side a.")
 }

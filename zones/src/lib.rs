@@ -10,7 +10,7 @@
 //!   audiences.
 //!
 //! This crate holds the table definitions and validation rules; the jobs that move data
-//! between zones live in `cdplake-jobs`.
+//! between zones live in the job crates under `jobs/`.
 
 pub mod contract;
 pub mod curated;
@@ -22,6 +22,7 @@ pub mod raw;
 pub mod reader;
 pub mod row_rules;
 pub mod source;
+pub mod tables;
 pub mod types;
 
 pub use presets::{preset, presets};

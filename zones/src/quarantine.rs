@@ -8,12 +8,9 @@ use std::sync::Arc;
 use cdplake_engine::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::arrow::error::ArrowError;
-use cdplake_engine::{TableId, TableSpec, timestamp_type};
+use cdplake_engine::{TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
-
-pub fn quarantine_table_id() -> TableId {
-    TableId::new("clean", "_quarantine").expect("static name is valid")
-}
+use crate::tables::QUARANTINE;
 
 /// Why a row is in the quarantine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +65,7 @@ fn schema() -> SchemaRef {
 }
 
 pub fn quarantine_table_spec() -> TableSpec {
-    TableSpec::new(quarantine_table_id(), schema())
+    TableSpec::new(QUARANTINE.id(), schema())
         .partitioned_by(["source"])
         .with_description("Rows that did not reach a clean table: source, batch, file, row, field, reason, raw values.")
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use cdplake_engine::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::arrow::error::ArrowError;
-use cdplake_engine::{TableId, TableSpec, timestamp_type};
+use cdplake_engine::{TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
 
 use crate::reader::RawRecords;
 use crate::source::Source;
+use crate::tables::raw_table;
 
 pub const SOURCE_URI: &str = "_source_uri";
 pub const SOURCE_ETAG: &str = "_source_etag";
@@ -21,10 +22,6 @@ pub const INGEST_DATE: &str = "_ingest_date";
 
 /// Rows per Arrow batch written.
 const CHUNK: usize = 65_536;
-
-pub fn raw_table_id(source: &Source) -> TableId {
-    TableId::new("raw", &source.name).expect("source names are validated")
-}
 
 /// Is this one of the lineage columns cdplake adds?
 pub fn is_lineage(column: &str) -> bool {
@@ -53,7 +50,7 @@ pub fn raw_table_spec(source: &Source) -> TableSpec {
         }
     }
     fields.extend(lineage_fields());
-    TableSpec::new(raw_table_id(source), Arc::new(Schema::new(fields)))
+    TableSpec::new(raw_table(source), Arc::new(Schema::new(fields)))
         .partitioned_by([INGEST_DATE])
         .with_property("delta.appendOnly", "true")
         .with_description(format!(

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use cdplake_jobs::{Config, Workspace};
+use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake};
@@ -56,8 +56,8 @@ async fn every_table_of_the_pipeline_is_readable_by_athena_engine_v3() {
     let t = TestLake::new(Backend::Local).await;
     let ws = Workspace::open_with(Config::default(), Some(&t.root)).await.unwrap();
     let now = Utc.with_ymd_and_hms(2025, 1, 2, 3, 0, 0).unwrap();
-    cdplake_jobs::demo::run_demo(&ws, now).await.unwrap();
-    cdplake_jobs::audience::build_audience(&ws, "everyone", "all_persons", None, now).await.unwrap();
+    cdplake_app::demo::run_demo(&ws, now).await.unwrap();
+    cdplake_profiles::audience::build_audience(&ws, "everyone", "all_persons", None, now).await.unwrap();
 
     let entries = ws.catalog.list().await.unwrap();
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -157,10 +157,10 @@ fn column_strings(batches: &[cdplake_engine::arrow::array::RecordBatch], i: usiz
 async fn athena_queries_over_the_curated_tables_run_unmodified() {
     let t = TestLake::new(Backend::Local).await;
     let ws = Workspace::open_with(Config::default(), Some(&t.root)).await.unwrap();
-    cdplake_jobs::demo::run_demo(&ws, Utc.with_ymd_and_hms(2025, 1, 2, 3, 0, 0).unwrap()).await.unwrap();
+    cdplake_app::demo::run_demo(&ws, Utc.with_ymd_and_hms(2025, 1, 2, 3, 0, 0).unwrap()).await.unwrap();
     let q = |sql: &'static str| {
         let ws = ws.clone();
-        async move { cdplake_jobs::query::run_query(&ws, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")) }
+        async move { cdplake_core::query::run_query(&ws, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")) }
     };
     // Each pair: the Athena query, and the same answer computed without the Trino functions.
     let pairs = [

@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
-use cdplake_jobs::audience::export::{ExportFormat, ExportIds, ExportRequest, export_audience};
-use cdplake_jobs::audience::{build_audience, evaluate};
-use cdplake_jobs::profiles::{RefreshOptions, refresh};
-use cdplake_jobs::segments::build_segments;
-use cdplake_jobs::{Config, Workspace};
+use cdplake_profiles::audience::export::{ExportFormat, ExportIds, ExportRequest, export_audience};
+use cdplake_profiles::audience::{build_audience, evaluate};
+use cdplake_profiles::{RefreshOptions, refresh};
+use cdplake_profiles::segments::build_segments;
+use cdplake_core::{Config, Workspace};
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, single_i64};
@@ -23,7 +23,7 @@ fn date(text: &str) -> NaiveDate {
 }
 
 async fn sql(ws: &Workspace, query: &str) -> Vec<RecordBatch> {
-    cdplake_jobs::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+    cdplake_core::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
 fn texts(batch: &RecordBatch, column: usize) -> Vec<String> {
@@ -35,10 +35,10 @@ fn texts(batch: &RecordBatch, column: usize) -> Vec<String> {
 /// A generated lake with identities and profiles as of `as_of`.
 async fn lake_with_profiles(t: &TestLake, persons: u64, as_of: &str) -> Workspace {
     let ws = Workspace::open_with(Config::default(), Some(&t.root)).await.unwrap();
-    let (files, _) = cdplake_jobs::generate::generate(persons, 9);
+    let (files, _) = cdplake_generate::generate(persons, 9);
     let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
     crate::support::land_ingest_clean(&ws, &files, at(1)).await;
-    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     refresh(&ws, &RefreshOptions { as_of: date(as_of), full: false, force: false }, at(1)).await.unwrap();
     ws
 }

@@ -40,7 +40,7 @@ fn stdout(output: &Output) -> String {
 
 /// The number of files the demo generates.
 fn demo_files() -> usize {
-    cdplake_jobs::generate::generate(cdplake_jobs::demo::DEMO_PERSONS, cdplake_jobs::demo::DEMO_SEED).0.len()
+    cdplake_generate::generate(cdplake_app::demo::DEMO_PERSONS, cdplake_app::demo::DEMO_SEED).0.len()
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cdplake_jobs::{Config, Workspace};
+use cdplake_core::{Config, Workspace};
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, lake_rows, on_every_backend, s3_options, single_i64};
@@ -26,14 +26,14 @@ fn as_of() -> NaiveDate {
 /// The whole pipeline, through segments and an audience, on what is in landing/.
 async fn pipeline(ws: &Workspace, now: chrono::DateTime<Utc>) {
     for source in ws.config.all_sources() {
-        cdplake_jobs::ingest::ingest(ws, &source, &[], now).await.unwrap();
-        cdplake_jobs::clean::clean(ws, &source, now).await.unwrap();
+        cdplake_ingest::ingest::ingest(ws, &source, &[], now).await.unwrap();
+        cdplake_ingest::clean::clean(ws, &source, now).await.unwrap();
     }
-    cdplake_jobs::identity::resolve(ws, now).await.unwrap();
-    let options = cdplake_jobs::profiles::RefreshOptions { as_of: as_of(), full: false, force: true };
-    cdplake_jobs::profiles::refresh(ws, &options, now).await.unwrap();
-    cdplake_jobs::segments::build_segments(ws, Some(as_of()), now).await.unwrap();
-    cdplake_jobs::audience::build_audience(ws, "everyone", "all_persons", Some(as_of()), now).await.unwrap();
+    cdplake_identity::resolve(ws, now).await.unwrap();
+    let options = cdplake_profiles::RefreshOptions { as_of: as_of(), full: false, force: true };
+    cdplake_profiles::refresh(ws, &options, now).await.unwrap();
+    cdplake_profiles::segments::build_segments(ws, Some(as_of()), now).await.unwrap();
+    cdplake_profiles::audience::build_audience(ws, "everyone", "all_persons", Some(as_of()), now).await.unwrap();
 }
 
 /// The person to erase: the first whose identifiers span the CRM, the app, the shop and Online
@@ -41,7 +41,7 @@ async fn pipeline(ws: &Workspace, now: chrono::DateTime<Utc>) {
 /// (an email two spouses share is nobody's); their identifiers by the generator's truth.
 async fn person(ws: &Workspace, truth: &str) -> Vec<(String, String)> {
     let rows =
-        cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
+        cdplake_core::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
             .await
             .unwrap();
     let mapping: HashMap<(String, String), String> =
@@ -70,7 +70,7 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
     let now = Utc.with_ymd_and_hms(2024, 12, 31, 12, 0, 0).unwrap();
-    let (files, truth) = cdplake_jobs::generate::generate(30, 11);
+    let (files, truth) = cdplake_generate::generate(30, 11);
     for f in &files {
         let location = ws.lake().location().join(&format!("landing/{}/{}", f.source, f.name)).to_string();
         ws.lake().put_object(&location, f.content.clone().into()).await.unwrap();
@@ -99,7 +99,7 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
         let q = format!(
             "SELECT one_id, user_int_id FROM curated.id_mapping WHERE id_type = 'customer_id' AND id_value = '{customer}'"
         );
-        let rows = cdplake_jobs::query::run_query(&ws, &q).await.unwrap();
+        let rows = cdplake_core::query::run_query(&ws, &q).await.unwrap();
         let rows = crate::support::lake_rows_of(&rows);
         assert_eq!(rows.len(), 1, "{rows:?}");
         rows[0].clone()
@@ -112,8 +112,8 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
     }
     let rows_before = lake_rows(&ws).await;
 
-    let report = cdplake_jobs::erase::erase(&ws, "customer_id", &customer, Some("test request"), now).await.unwrap();
-    let text = cdplake_jobs::erase::describe_report(&report);
+    let report = cdplake_operations::erase::erase(&ws, "customer_id", &customer, Some("test request"), now).await.unwrap();
+    let text = cdplake_operations::erase::describe_report(&report);
     assert!(report.found && report.identifiers >= 6, "{text}");
     assert!(report.matches_after.is_empty(), "{text}");
 
@@ -181,8 +181,8 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
         assert!(remaining.values().all(|n| *n == 0), "{table}: rows changed or appeared");
     }
     let member = format!("SELECT count(*) FROM curated.segment_bitmaps WHERE bitmap_contains(bitmap, {user_int_id})");
-    assert_eq!(single_i64(&cdplake_jobs::query::run_query(&ws, &member).await.unwrap()), 0, "out of every bitmap");
-    let erasures = cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM _audit.erasures WHERE matches_after = 0")
+    assert_eq!(single_i64(&cdplake_core::query::run_query(&ws, &member).await.unwrap()), 0, "out of every bitmap");
+    let erasures = cdplake_core::query::run_query(&ws, "SELECT count(*) FROM _audit.erasures WHERE matches_after = 0")
         .await
         .unwrap();
     assert_eq!(single_i64(&erasures), 1);
@@ -198,7 +198,7 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
         }
     }
     for source in ws.config.all_sources() {
-        for r in cdplake_jobs::ingest::ingest(&ws, &source, &[], now).await.unwrap() {
+        for r in cdplake_ingest::ingest::ingest(&ws, &source, &[], now).await.unwrap() {
             suppressed += r.rows_suppressed;
             if !r.uri.contains("replay-") {
                 assert_eq!(r.rows_written, 0, "{}: the original object is already ingested", r.uri);
@@ -212,7 +212,7 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
         replayed.matches.iter().filter(|m| !m.path.starts_with("landing/")).map(|m| m.path.clone()).collect();
     assert!(outside.is_empty(), "the replay brought the person back: {outside:?}");
     let again = format!("SELECT count(*) FROM curated.id_mapping WHERE id_value = '{customer}'");
-    assert_eq!(single_i64(&cdplake_jobs::query::run_query(&ws, &again).await.unwrap()), 0);
+    assert_eq!(single_i64(&cdplake_core::query::run_query(&ws, &again).await.unwrap()), 0);
 }
 
 on_every_backend!(erased_everywhere_provably_and_for_good);

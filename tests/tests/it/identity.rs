@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
-use cdplake_jobs::{Config, Workspace};
+use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
@@ -68,7 +68,7 @@ fn persons_of_truth(truth: &str) -> HashMap<Id, String> {
 /// Active identifiers → one_id.
 async fn mapping(ws: &Workspace) -> HashMap<Id, String> {
     let batches =
-        cdplake_jobs::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
+        cdplake_core::query::run_query(ws, "SELECT id_type, id_value, one_id FROM curated.id_mapping WHERE is_active")
             .await
             .unwrap();
     let mut out = HashMap::new();
@@ -158,11 +158,11 @@ fn score(truth: &str, edges: &str, mapping: &HashMap<Id, String>) -> Score {
 
 /// The generated world (change logs, placeholders as plaintext and hashes, `guest` logins, an
 /// unlisted demo account, family tablets, kiosks, one-channel people) resolved in one run.
-async fn resolve_world(ws: &Workspace, persons: u64, seed: u64) -> (cdplake_jobs::generate::Generated, Score) {
-    let generated = cdplake_jobs::generate::generate_with_truth(persons, seed);
+async fn resolve_world(ws: &Workspace, persons: u64, seed: u64) -> (cdplake_generate::Generated, Score) {
+    let generated = cdplake_generate::generate_with_truth(persons, seed);
     let files: Vec<_> = generated.files.iter().map(|f| (f.source, f.name.clone(), f.content.clone())).collect();
     load(ws, &files, 1).await;
-    let report = cdplake_jobs::identity::resolve(ws, at(1)).await.unwrap();
+    let report = cdplake_identity::resolve(ws, at(1)).await.unwrap();
     assert!(report.hubs > 0 && report.junk_values_skipped > 0, "{report:?}");
     let score = score(&generated.truth, &generated.truth_edges, &mapping(ws).await);
     (generated, score)
@@ -182,7 +182,7 @@ async fn the_generated_world_is_resolved_to_the_evidence_ceiling(backend: Backen
     assert_at_the_ceiling(&score);
     // Nothing new: no new version.
     let version = mapping_version(&ws).await;
-    assert_eq!(cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap().batches, 0);
+    assert_eq!(cdplake_identity::resolve(&ws, at(1)).await.unwrap().batches, 0);
     assert_eq!(mapping_version(&ws).await, version);
 }
 
@@ -196,7 +196,7 @@ async fn a_moved_email_joins_the_same_person_and_one_ids_stay_stable(backend: Ba
     // Day 2: three members move to new emails (CRM change log, later updated_at), one of them
     // also in the shop; a new device of a known member logs in.
     // Members whose current email is a real one (not a placeholder), with that email.
-    let current = cdplake_jobs::query::run_query(
+    let current = cdplake_core::query::run_query(
         &ws,
         "SELECT member_id, email_hash FROM clean.crm_members WHERE email_hash IS NOT NULL ORDER BY member_id",
     )
@@ -228,7 +228,7 @@ async fn a_moved_email_joins_the_same_person_and_one_ids_stay_stable(backend: Ba
         2,
     )
     .await;
-    let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    let second = cdplake_identity::resolve(&ws, at(2)).await.unwrap();
     assert_eq!(second.persons_created, 0, "{second:?}");
     let after = mapping(&ws).await;
     for (i, m) in members.iter().enumerate() {
@@ -270,7 +270,7 @@ async fn hubs_in_both_directions_placeholders_and_limits(backend: Backend) {
     links.push_str("member_id,M3,email_hash,e-shared,crm\nmember_id,M4,email_hash,e-shared,crm\n");
     links.push_str("email_hash,e-shared,device_id,D3,app\n");
     load(&ws, &[("identity_links", "links.csv".into(), links)], 1).await;
-    let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    let report = cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     assert_eq!(report.junk_values_skipped, 3, "{report:?}");
     assert!(report.skipped_by_rule.contains_key("placeholder word"), "{report:?}");
 
@@ -291,7 +291,7 @@ async fn hubs_in_both_directions_placeholders_and_limits(backend: Backend) {
     assert_eq!(confidence(&ws, "e-shared").await, 0.5);
     assert_eq!(confidence(&ws, "M3").await, 1.0);
 
-    let hubs = cdplake_jobs::query::run_query(
+    let hubs = cdplake_core::query::run_query(
         &ws,
         "SELECT id_value, linked_type, distinct_values, \"limit\" FROM curated.identity_hubs ORDER BY id_value",
     )
@@ -309,7 +309,7 @@ async fn hubs_in_both_directions_placeholders_and_limits(backend: Backend) {
     assert!(hubs.contains(&("e-shared".into(), "member_id".into(), "2".into(), "1".into())), "{hubs:?}");
 
     // The report a data engineer reads first.
-    let health = cdplake_jobs::identity::report::health(&ws, 5).await.unwrap();
+    let health = cdplake_identity::report::health(&ws, 5).await.unwrap();
     assert_eq!(health.persons_by_size.iter().map(|b| b.persons).sum::<u64>(), health.persons);
     assert_eq!(health.hubs, hubs.len() as u64);
     assert_eq!(health.top_hubs[0].id_value, "DEMO-ACCT");
@@ -318,7 +318,7 @@ async fn hubs_in_both_directions_placeholders_and_limits(backend: Backend) {
 }
 
 async fn confidence(ws: &Workspace, id_value: &str) -> f64 {
-    let rows = cdplake_jobs::query::run_query(
+    let rows = cdplake_core::query::run_query(
         ws,
         &format!(
             "SELECT CAST(confidence * 1000 AS BIGINT) FROM curated.id_mapping WHERE is_active AND id_value = '{id_value}'"
@@ -338,7 +338,7 @@ async fn a_device_that_becomes_shared_leaves_its_person(backend: Backend) {
         "{header}device_id,TAB,member_id,M1,app\ndevice_id,TAB,open_id,O1,app\nmember_id,M1,email_hash,E1,crm\n"
     );
     load(&ws, &[("identity_links", "day1.csv".into(), day1)], 1).await;
-    let first = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    let first = cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     assert_eq!((first.hubs, first.conflicts), (0, 0), "{first:?}");
     let before = mapping(&ws).await;
     assert_eq!(before[&key("device_id", "TAB")], before[&key("member_id", "M1")]);
@@ -347,7 +347,7 @@ async fn a_device_that_becomes_shared_leaves_its_person(backend: Backend) {
     // Day 2: M2 logs in on it too: the tablet's links to members go, so it leaves M1's person
     // (with O1, joined only through it); M1 keeps its one_id and its email.
     load(&ws, &[("identity_links", "day2.csv".into(), format!("{header}device_id,TAB,member_id,M2,app\n"))], 2).await;
-    let second = cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    let second = cdplake_identity::resolve(&ws, at(2)).await.unwrap();
     assert_eq!((second.hubs, second.hub_splits), (1, 1), "{second:?}");
     let after = mapping(&ws).await;
     let m1 = &before[&key("member_id", "M1")];
@@ -356,7 +356,7 @@ async fn a_device_that_becomes_shared_leaves_its_person(backend: Backend) {
     assert_ne!(&after[&key("device_id", "TAB")], m1);
     assert_eq!(after[&key("device_id", "TAB")], after[&key("open_id", "O1")], "the tablet keeps its own app id");
     assert_ne!(after[&key("member_id", "M2")], after[&key("device_id", "TAB")]);
-    let splits = cdplake_jobs::query::run_query(
+    let splits = cdplake_core::query::run_query(
         &ws,
         "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split' AND cause LIKE '%TAB is linked to 2 member_id%'",
     )
@@ -369,7 +369,7 @@ async fn a_device_that_becomes_shared_leaves_its_person(backend: Backend) {
     let day3 =
         format!("{header}member_id,M2,email_hash,E2,crm\nopen_id,O1,email_hash,E1,app\nopen_id,O1,email_hash,E2,app\n");
     load(&ws, &[("identity_links", "day3.csv".into(), day3)], 3).await;
-    let third = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    let third = cdplake_identity::resolve(&ws, at(3)).await.unwrap();
     let last = mapping(&ws).await;
     assert_ne!(last.get(&key("open_id", "O1")), Some(m1), "{third:?}");
     assert_ne!(last.get(&key("open_id", "O1")), last.get(&key("member_id", "M2")), "{third:?}");
@@ -378,7 +378,7 @@ async fn a_device_that_becomes_shared_leaves_its_person(backend: Backend) {
     assert_ne!(last[&key("member_id", "M2")], *m1);
     // Nothing left to split on the next run.
     load(&ws, &[("identity_links", "day4.csv".into(), format!("{header}member_id,M1,email_hash,E3,crm\n"))], 4).await;
-    assert_eq!(cdplake_jobs::identity::resolve(&ws, at(4)).await.unwrap().hub_splits, 0);
+    assert_eq!(cdplake_identity::resolve(&ws, at(4)).await.unwrap().hub_splits, 0);
 }
 
 async fn the_oldest_person_by_business_time_survives_a_merge(backend: Backend) {
@@ -387,15 +387,15 @@ async fn the_oldest_person_by_business_time_survives_a_merge(backend: Backend) {
     // Loaded first, used recently: a device with its open id.
     let recent = r#"{"event_id":"E1","device_id":"DEV-A","open_id":"OPEN-A","event_type":"view","event_time":"2025-03-01 09:00:00"}"#;
     load(&ws, &[("app_events", "recent.json".into(), format!("{recent}\n"))], 1).await;
-    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     // Loaded later (a backfill), but first used in 2019: a member with its email.
     let backfill =
         r#"{"member_id":"MBR-OLD","email_hash":"aa11","mobile_hash":"bb22","updated_at":"2019-02-03T10:00:00Z"}"#;
     load(&ws, &[("crm_members", "backfill.json".into(), format!("{backfill}\n"))], 2).await;
-    cdplake_jobs::identity::resolve(&ws, at(2)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(2)).await.unwrap();
     let before = mapping(&ws).await;
     assert_ne!(before[&key("device_id", "DEV-A")], before[&key("member_id", "MBR-OLD")]);
-    let first_seen = cdplake_jobs::query::run_query(
+    let first_seen = cdplake_core::query::run_query(
         &ws,
         "SELECT CAST(first_seen AS VARCHAR) AS t FROM curated.id_mapping WHERE id_value = 'MBR-OLD'",
     )
@@ -406,7 +406,7 @@ async fn the_oldest_person_by_business_time_survives_a_merge(backend: Backend) {
     // A login links them: the person first seen in 2019 survives, though created second.
     let login = r#"{"event_id":"E2","device_id":"DEV-A","event_type":"login","page_name":"MBR-OLD","event_time":"2025-03-02 09:00:00"}"#;
     load(&ws, &[("app_events", "login.json".into(), format!("{login}\n"))], 3).await;
-    let report = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    let report = cdplake_identity::resolve(&ws, at(3)).await.unwrap();
     assert_eq!(report.merges, 1, "{report:?}");
     let after = mapping(&ws).await;
     assert_eq!(after[&key("device_id", "DEV-A")], before[&key("member_id", "MBR-OLD")]);
@@ -421,12 +421,12 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
         "{header}member_id,M1,email_hash,e1,crm\nemail_hash,e1,device_id,d1,app\ndevice_id,d1,union_id,u1,app\nmember_id,M2,email_hash,e2,crm\n"
     );
     load(&ws, &[("identity_links", "day1.csv".into(), links)], 1).await;
-    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     let before = mapping(&ws).await;
     assert_eq!(before[&key("device_id", "d1")], before[&key("member_id", "M1")]);
 
     // Explain: every identifier, and the link (with its source row) that reached it.
-    let why = cdplake_jobs::identity::explain::explain(&ws, &key("member_id", "M1")).await.unwrap();
+    let why = cdplake_identity::explain::explain(&ws, &key("member_id", "M1")).await.unwrap();
     assert_eq!(why.one_id, before[&key("member_id", "M1")]);
     let steps: Vec<_> = why.identifiers.iter().map(|s| (s.id_value.as_str(), s.via.as_deref())).collect();
     assert_eq!(
@@ -436,7 +436,7 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     assert!(why.identifiers[2].evidence.as_deref().unwrap().contains("day1.csv row 2"), "{:?}", why.identifiers[2]);
 
     let report =
-        cdplake_jobs::identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2))
+        cdplake_identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2))
             .await
             .unwrap();
     assert_eq!((report.parts, report.mapping_rows_written), (2, 2), "{report:?}");
@@ -452,12 +452,12 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
 
     // The same link delivered again later is not used.
     load(&ws, &[("identity_links", "day3.csv".into(), format!("{header}email_hash,e1,device_id,d1,app\n"))], 3).await;
-    let rerun = cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    let rerun = cdplake_identity::resolve(&ws, at(3)).await.unwrap();
     assert_eq!(rerun.merges, 0, "{rerun:?}");
     let last = mapping(&ws).await;
     assert_ne!(last[&key("device_id", "d1")], last[&key("member_id", "M1")]);
     let splits =
-        cdplake_jobs::query::run_query(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split'")
+        cdplake_core::query::run_query(&ws, "SELECT count(*) FROM curated.id_merge_history WHERE action = 'split'")
             .await
             .unwrap();
     assert_eq!(single_i64(&splits), 1);
@@ -466,11 +466,11 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     let mut config = ws.config.clone();
     config.identity.blocklist = vec!["member_id:M2".into()];
     let blocked = Workspace::open_with(config, Some(&t.root)).await.unwrap();
-    assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(4)).await.unwrap().splits, 1);
+    assert_eq!(cdplake_identity::resolve(&blocked, at(4)).await.unwrap().splits, 1);
     let split = mapping(&blocked).await;
     assert_eq!(split[&key("member_id", "M2")], before[&key("member_id", "M2")]);
     assert_ne!(split[&key("email_hash", "e2")], before[&key("member_id", "M2")]);
-    assert_eq!(cdplake_jobs::identity::resolve(&blocked, at(5)).await.unwrap().splits, 0);
+    assert_eq!(cdplake_identity::resolve(&blocked, at(5)).await.unwrap().splits, 0);
 }
 
 async fn an_email_two_members_share_is_nobodys(backend: Backend) {
@@ -486,13 +486,13 @@ async fn an_email_two_members_share_is_nobodys(backend: Backend) {
          {{\"member_id\":\"MB\",\"email_hash\":\"{family}\",\"mobile_hash\":\"{phone_b}\",\"updated_at\":\"2024-02-01T00:00:00Z\"}}\n"
     );
     load(&ws, &[("crm_members", "family.json".into(), crm)], 1).await;
-    let report = cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    let report = cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     let ids = mapping(&ws).await;
     assert!(!ids.contains_key(&key("email_hash", &family)), "{report:?}");
     assert_eq!(ids[&key("mobile_hash", &phone_a)], ids[&key("member_id", "MA")]);
     assert_eq!(ids[&key("mobile_hash", &phone_b)], ids[&key("member_id", "MB")]);
     assert_ne!(ids[&key("member_id", "MA")], ids[&key("member_id", "MB")]);
-    let hubs = cdplake_jobs::query::run_query(
+    let hubs = cdplake_core::query::run_query(
         &ws,
         &format!("SELECT linked_type FROM curated.identity_hubs WHERE id_value = '{family}' ORDER BY linked_type"),
     )

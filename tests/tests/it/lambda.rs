@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use cdplake_jobs::lambda::{Handler, invoke};
-use cdplake_jobs::{Config, JobError, Workspace};
+use cdplake_app::lambda::{Handler, invoke};
+use cdplake_core::{Config, JobError, Workspace};
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
@@ -40,7 +40,7 @@ fn bucket_and_prefix(root: &str) -> (String, String) {
 }
 
 async fn sql(ws: &Workspace, query: &str) -> Vec<cdplake_engine::arrow::array::RecordBatch> {
-    cdplake_jobs::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+    cdplake_core::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
 async fn versions(ws: &Workspace) -> Vec<Option<u64>> {
@@ -65,7 +65,7 @@ async fn s3_events_run_the_pipeline_replays_change_nothing_and_concurrent_invoca
 
     // Every generated file lands in the bucket (one with spaces in its name), then eight
     // invocations, one per file, run at once.
-    let (files, _) = cdplake_jobs::generate::generate(60, 4);
+    let (files, _) = cdplake_generate::generate(60, 4);
     let mut events = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let name = if f.source == "crm_members" { format!("May 2024 {}", f.name) } else { f.name.clone() };
@@ -131,7 +131,7 @@ async fn the_schedule_runs_the_daily_dag_and_a_failed_gate_stops_it() {
     let mut config = Config::default();
     config.audiences.packages.insert("champions".into(), "Champions".into());
     let ws = Workspace::open_with(config, Some(&t.root)).await.unwrap();
-    let (files, _) = cdplake_jobs::generate::generate(80, 6);
+    let (files, _) = cdplake_generate::generate(80, 6);
     for f in &files {
         let location = ws.lake().location().join(&format!("landing/{}/{}", f.source, f.name)).to_string();
         ws.lake().put_object(&location, f.content.clone().into()).await.unwrap();
@@ -167,7 +167,7 @@ async fn the_query_handler_answers_reads_and_refuses_writes() {
     let t = TestLake::new(Backend::Local).await;
     let ws = Workspace::open_with(Config::default(), Some(&t.root)).await.unwrap();
     let now = Utc.with_ymd_and_hms(2025, 1, 2, 3, 0, 0).unwrap();
-    cdplake_jobs::demo::run_demo(&ws, now).await.unwrap();
+    cdplake_app::demo::run_demo(&ws, now).await.unwrap();
 
     let small =
         json!({"sql": "SELECT lifecycle_stage, count(*) AS n FROM curated.customer_profiles GROUP BY 1 ORDER BY 1"});
@@ -221,7 +221,7 @@ async fn the_lambda_binary_handles_an_s3_put_event_under_cargo_lambda() {
     config.lake.storage = s3_options();
     let ws = Workspace::open_with(config, Some(&t.root)).await.unwrap();
     let (bucket, prefix) = bucket_and_prefix(&t.root);
-    let (files, _) = cdplake_jobs::generate::generate(20, 8);
+    let (files, _) = cdplake_generate::generate(20, 8);
     let crm = files.iter().find(|f| f.source == "crm_members").unwrap();
     let key = format!("{prefix}/landing/crm_members/new members.json");
     ws.lake().put_object(&format!("s3://{bucket}/{key}"), crm.content.clone().into()).await.unwrap();

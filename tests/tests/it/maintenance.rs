@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use cdplake_engine::{MaintainOptions, TableSpec};
-use cdplake_jobs::audit::Invoker;
-use cdplake_jobs::maintain::{MaintainRequest, maintain};
-use cdplake_jobs::{Config, Workspace};
+use cdplake_core::audit::Invoker;
+use cdplake_operations::maintain::{MaintainRequest, maintain};
+use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, count, events, events_schema, id, lake_rows, on_every_backend, s3_options};
@@ -32,18 +32,18 @@ fn config(backend: Backend, history_days: u32) -> Config {
 /// steps (clean → identity → profiles): every table gets many small files and commits.
 async fn grow(ws: &Workspace) {
     let now = Utc.with_ymd_and_hms(2024, 12, 30, 12, 0, 0).unwrap();
-    let (files, _) = cdplake_jobs::generate::generate(40, 9);
+    let (files, _) = cdplake_generate::generate(40, 9);
     for group in files.chunks(3) {
         let landed: Vec<(&str, String, String)> =
             group.iter().map(|f| (f.source, f.name.clone(), f.content.clone())).collect();
         crate::support::land_ingest_clean(ws, &landed, now).await;
-        cdplake_jobs::identity::resolve(ws, now).await.unwrap();
-        let options = cdplake_jobs::profiles::RefreshOptions {
+        cdplake_identity::resolve(ws, now).await.unwrap();
+        let options = cdplake_profiles::RefreshOptions {
             as_of: chrono::NaiveDate::from_ymd_opt(2024, 12, 30).unwrap(),
             full: false,
             force: true,
         };
-        cdplake_jobs::profiles::refresh(ws, &options, now).await.unwrap();
+        cdplake_profiles::refresh(ws, &options, now).await.unwrap();
     }
 }
 
@@ -67,7 +67,7 @@ async fn maintenance_keeps_contents_and_shrinks_files(backend: Backend) {
     // entries a concurrent reader may have listed) stays whatever the history.
     let later = Utc::now() + chrono::Duration::hours(2);
     let report = maintain(&ws, &MaintainRequest::default(), &Invoker::cli(), later).await.unwrap();
-    let text = cdplake_jobs::maintain::describe_report(&report);
+    let text = cdplake_operations::maintain::describe_report(&report);
     assert_eq!(lake_rows(&ws).await, before, "every table holds the same rows after maintenance\n{text}");
     let (files_before, files_after): (u64, u64) =
         report.tables.iter().fold((0, 0), |a, t| (a.0 + t.before.files, a.1 + t.after.files));
@@ -169,7 +169,7 @@ async fn raw_rows_past_their_retention_are_deleted_and_audited(backend: Backend)
     let ws = Workspace::open_with(config, Some(&t.root)).await.unwrap();
     let today = Utc::now();
     let long_ago = today - chrono::Duration::days(45);
-    let (files, _) = cdplake_jobs::generate::generate(20, 5);
+    let (files, _) = cdplake_generate::generate(20, 5);
     let (mut old, mut recent) = (Vec::new(), Vec::new());
     for (i, f) in files.iter().enumerate() {
         let file = (f.source, f.name.clone(), f.content.clone());
@@ -191,7 +191,7 @@ async fn raw_rows_past_their_retention_are_deleted_and_audited(backend: Backend)
     // Two hours on, so the deleted files are older than `min_age_minutes` and vacuumed at once.
     let later = today + chrono::Duration::hours(2);
     let report = maintain(&ws, &MaintainRequest::default(), &Invoker::cli(), later).await.unwrap();
-    let text = cdplake_jobs::maintain::describe_report(&report);
+    let text = cdplake_operations::maintain::describe_report(&report);
     let expected: BTreeMap<String, u64> =
         before.iter().filter(|(_, (old, _))| *old > 0).map(|(t, (old, _))| (t.clone(), *old)).collect();
     assert_eq!(report.retention, expected, "{text}");
@@ -204,7 +204,7 @@ async fn raw_rows_past_their_retention_are_deleted_and_audited(backend: Backend)
     sources.sort();
     sources.dedup();
     for name in sources {
-        cdplake_jobs::clean::clean(&ws, &ws.config.source(name).unwrap(), later).await.unwrap();
+        cdplake_ingest::clean::clean(&ws, &ws.config.source(name).unwrap(), later).await.unwrap();
     }
     let clean_after: BTreeMap<_, _> =
         lake_rows(&ws).await.into_iter().filter(|(t, _)| t.starts_with("clean.")).collect();
@@ -217,7 +217,7 @@ async fn raw_rows_past_their_retention_are_deleted_and_audited(backend: Backend)
     assert!(left.is_empty(), "old raw files vacuumed: {left:?}");
 
     // One audit row per table whose rows retention deleted, with the number of rows.
-    let audited = cdplake_jobs::query::run_query(
+    let audited = cdplake_core::query::run_query(
         &ws,
         "SELECT array_to_string(tables, ' '), CAST(rows_in AS VARCHAR), outcome FROM _audit.job_runs \
          WHERE job = 'retention' ORDER BY 1",
@@ -250,7 +250,7 @@ async fn raw_rows_by_age(ws: &Workspace, old_date: &str) -> BTreeMap<String, (u6
              CAST(count(*) FILTER (WHERE _ingest_date <> '{old_date}') AS VARCHAR) FROM {}",
             entry.name
         );
-        let rows = crate::support::lake_rows_of(&cdplake_jobs::query::run_query(ws, &q).await.unwrap());
+        let rows = crate::support::lake_rows_of(&cdplake_core::query::run_query(ws, &q).await.unwrap());
         counts.insert(entry.name.clone(), (rows[0][0].parse().unwrap(), rows[0][1].parse().unwrap()));
     }
     counts
@@ -330,7 +330,7 @@ async fn archival_rules_go_on_the_bucket_beside_its_other_rules_on_s3() {
     use aws_sdk_s3::types::{
         BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
     };
-    use cdplake_jobs::lifecycle;
+    use cdplake_operations::lifecycle;
 
     let t = TestLake::new(Backend::S3).await;
     let location = cdplake_engine::LakeLocation::parse(&t.root, s3_options()).unwrap();
@@ -348,7 +348,7 @@ async fn archival_rules_go_on_the_bucket_beside_its_other_rules_on_s3() {
     let document = BucketLifecycleConfiguration::builder().rules(foreign).build().unwrap();
     client.put_bucket_lifecycle_configuration().bucket(&bucket).lifecycle_configuration(document).send().await.unwrap();
 
-    let retention = cdplake_jobs::maintain::RetentionConfig::default();
+    let retention = cdplake_core::config::RetentionConfig::default();
     let report = lifecycle::apply(&location, &retention).await.unwrap();
     let ours = |name: &str| format!("cdplake:{prefix}:{name}");
     assert_eq!(report.applied, [ours("query-results-expire"), ours("noncurrent-versions-expire")], "{report:?}");

@@ -1,7 +1,7 @@
 //! A user's own data: a source declared in cdplake.toml from the README's fields alone, with the
 //! formats real files use (CDNOW's purchase log: `19970101` dates, money, repeated lines).
 
-use cdplake_jobs::{Config, Workspace};
+use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
@@ -56,7 +56,7 @@ async fn land_and_ingest(ws: &Workspace) {
     let location = ws.lake().location().join("landing/cdnow/CDNOW_sample.csv").to_string();
     ws.lake().put_object(&location, LOG.as_bytes().to_vec().into()).await.unwrap();
     let source = ws.config.source("cdnow").unwrap();
-    cdplake_jobs::ingest::ingest(ws, &source, &[], now()).await.unwrap();
+    cdplake_ingest::ingest::ingest(ws, &source, &[], now()).await.unwrap();
 }
 
 fn now() -> chrono::DateTime<Utc> {
@@ -64,18 +64,18 @@ fn now() -> chrono::DateTime<Utc> {
 }
 
 async fn count(ws: &Workspace, sql: &str) -> i64 {
-    single_i64(&cdplake_jobs::query::run_query(ws, sql).await.unwrap())
+    single_i64(&cdplake_core::query::run_query(ws, sql).await.unwrap())
 }
 
 async fn a_purchase_log_keeps_its_repeated_lines_and_exact_money(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend, CDNOW).await;
     land_and_ingest(&ws).await;
-    let report = cdplake_jobs::clean::clean(&ws, &ws.config.source("cdnow").unwrap(), now()).await.unwrap();
+    let report = cdplake_ingest::clean::clean(&ws, &ws.config.source("cdnow").unwrap(), now()).await.unwrap();
     // Six lines: the repeat is kept, the impossible date (Feb 31) is quarantined, named.
     assert_eq!((report.rows_read, report.kept, report.duplicates, report.quarantined), (6, 5, 0, 1), "{report:?}");
     assert!(report.quarantined_by_reason.contains_key("date: not_a_date"), "{report:?}");
-    let reason = cdplake_jobs::query::run_query(&ws, "SELECT reason FROM clean._quarantine WHERE source = 'cdnow'")
+    let reason = cdplake_core::query::run_query(&ws, "SELECT reason FROM clean._quarantine WHERE source = 'cdnow'")
         .await
         .unwrap();
     let reason =
@@ -92,7 +92,7 @@ async fn a_purchase_log_keeps_its_repeated_lines_and_exact_money(backend: Backen
     assert_eq!(count(&ws, "SELECT count(*) FROM clean.cdnow WHERE customer_id = '1'").await, 3);
     assert_eq!(count(&ws, "SELECT count(*) FROM clean.cdnow WHERE date = DATE '1997-01-01'").await, 2);
     // Identity: each customer id is a person, first seen on its first purchase day.
-    cdplake_jobs::identity::resolve(&ws, now()).await.unwrap();
+    cdplake_identity::resolve(&ws, now()).await.unwrap();
     assert_eq!(count(&ws, "SELECT count(*) FROM curated.id_mapping WHERE id_type = 'cdnow_customer_id'").await, 3);
     assert_eq!(
         count(
@@ -109,18 +109,18 @@ async fn a_changed_contract_is_reprocessed(backend: Backend) {
     let first = workspace(&t, backend, CDNOW_WITHOUT_FORMAT).await;
     land_and_ingest(&first).await;
     let cdnow = first.config.source("cdnow").unwrap();
-    let report = cdplake_jobs::clean::clean(&first, &cdnow, now()).await.unwrap();
+    let report = cdplake_ingest::clean::clean(&first, &cdnow, now()).await.unwrap();
     assert!(report.all_quarantined(), "19970101 is no date in the default formats: {report:?}");
     assert_eq!(count(&first, "SELECT count(*) FROM clean._quarantine WHERE source = 'cdnow'").await, 6);
-    cdplake_jobs::identity::resolve(&first, now()).await.unwrap();
+    cdplake_identity::resolve(&first, now()).await.unwrap();
     assert_eq!(count(&first, "SELECT count(*) FROM curated.id_mapping WHERE id_type = 'cdnow_customer_id'").await, 0);
     // Cleaning again changes nothing: every raw batch is cleaned.
-    assert_eq!(cdplake_jobs::clean::clean(&first, &cdnow, now()).await.unwrap().batches, 0);
+    assert_eq!(cdplake_ingest::clean::clean(&first, &cdnow, now()).await.unwrap().batches, 0);
 
     // The format fixed in cdplake.toml, the source reprocessed: counts reconcile, once each.
     let fixed = workspace(&t, backend, CDNOW).await;
     let cdnow = fixed.config.source("cdnow").unwrap();
-    let report = cdplake_jobs::clean::reprocess(&fixed, &cdnow, now()).await.unwrap();
+    let report = cdplake_ingest::clean::reprocess(&fixed, &cdnow, now()).await.unwrap();
     assert!(report.reprocessed, "{report:?}");
     assert_eq!((report.rows_read, report.kept, report.quarantined), (6, 5, 1), "{report:?}");
     assert_eq!(count(&fixed, "SELECT count(*) FROM clean.cdnow").await, 5);
@@ -130,14 +130,14 @@ async fn a_changed_contract_is_reprocessed(backend: Backend) {
         + count(&fixed, "SELECT count(*) FROM clean._quarantine WHERE source = 'cdnow'").await;
     assert_eq!(read, kept_and_quarantined, "every raw row once: kept or quarantined");
     // A second reprocess gives the same tables.
-    cdplake_jobs::clean::reprocess(&fixed, &cdnow, now()).await.unwrap();
+    cdplake_ingest::clean::reprocess(&fixed, &cdnow, now()).await.unwrap();
     assert_eq!(count(&fixed, "SELECT count(*) FROM clean._quarantine WHERE source = 'cdnow'").await, 1);
     assert_eq!(count(&fixed, "SELECT count(*) FROM clean.cdnow").await, 5);
     // Identity reads the source again after a reprocess.
-    let identity = cdplake_jobs::identity::resolve(&fixed, now()).await.unwrap();
+    let identity = cdplake_identity::resolve(&fixed, now()).await.unwrap();
     assert_eq!(identity.batches, 1, "{identity:?}");
     assert_eq!(count(&fixed, "SELECT count(*) FROM curated.id_mapping WHERE id_type = 'cdnow_customer_id'").await, 3);
-    assert_eq!(cdplake_jobs::identity::resolve(&fixed, now()).await.unwrap().batches, 0);
+    assert_eq!(cdplake_identity::resolve(&fixed, now()).await.unwrap().batches, 0);
 }
 
 /// The README's CDNOW example, cut from README.md itself: the test breaks if the documented
@@ -220,13 +220,13 @@ async fn a_purchase_log_from_the_readme_gives_duckdbs_rfm() {
     let path = dir.path().join("CDNOW_sample.csv");
     std::fs::write(&path, cdnow_log(300)).unwrap();
     let source = ws.config.source("cdnow").unwrap();
-    cdplake_jobs::ingest::ingest(&ws, &source, &[path.display().to_string()], now()).await.unwrap();
-    let cleaned = cdplake_jobs::clean::clean(&ws, &source, now()).await.unwrap();
+    cdplake_ingest::ingest::ingest(&ws, &source, &[path.display().to_string()], now()).await.unwrap();
+    let cleaned = cdplake_ingest::clean::clean(&ws, &source, now()).await.unwrap();
     assert_eq!((cleaned.duplicates, cleaned.quarantined), (0, 0), "{cleaned:?}");
-    cdplake_jobs::identity::resolve(&ws, now()).await.unwrap();
+    cdplake_identity::resolve(&ws, now()).await.unwrap();
     let as_of = chrono::NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
-    let options = cdplake_jobs::profiles::RefreshOptions { as_of, full: false, force: true };
-    cdplake_jobs::profiles::refresh(&ws, &options, now()).await.unwrap();
+    let options = cdplake_profiles::RefreshOptions { as_of, full: false, force: true };
+    cdplake_profiles::refresh(&ws, &options, now()).await.unwrap();
 
     let python = std::env::var("CDPLAKE_TEST_PYTHON")
         .unwrap_or_else(|_| crate::support::repo_root().join(".cache/py/bin/python").display().to_string());
@@ -237,7 +237,7 @@ async fn a_purchase_log_from_the_readme_gives_duckdbs_rfm() {
     assert!(output.status.success(), "duckdb: {}", String::from_utf8_lossy(&output.stderr));
     let expected: Vec<Vec<String>> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(expected.len(), 300);
-    let ours = cdplake_jobs::query::run_query(
+    let ours = cdplake_core::query::run_query(
         &ws,
         "SELECT cdnow_customer_id, CAST(recency_days AS VARCHAR) AS r, CAST(frequency AS VARCHAR) AS f, \
          CAST(CAST(round(monetary * 100) AS BIGINT) AS VARCHAR) AS m, rfm_segment, CAST(r_score AS VARCHAR) AS rs, \
@@ -283,19 +283,19 @@ async fn a_purchase_log_from_the_readme_gives_duckdbs_rfm() {
     }
 
     // These persons have no email: an export of their email hashes is refused, not an empty file.
-    cdplake_jobs::segments::build_segments(&ws, Some(as_of), now()).await.unwrap();
-    cdplake_jobs::audience::build_audience(&ws, "everyone", "all_persons", Some(as_of), now()).await.unwrap();
+    cdplake_profiles::segments::build_segments(&ws, Some(as_of), now()).await.unwrap();
+    cdplake_profiles::audience::build_audience(&ws, "everyone", "all_persons", Some(as_of), now()).await.unwrap();
     let out = tempfile::tempdir().unwrap();
-    let request = cdplake_jobs::audience::export::ExportRequest {
+    let request = cdplake_profiles::audience::export::ExportRequest {
         name: "everyone".into(),
         as_of: Some(as_of),
         to: out.path().display().to_string(),
-        format: cdplake_jobs::audience::export::ExportFormat::Csv,
-        ids: cdplake_jobs::audience::export::ExportIds::EmailHash,
+        format: cdplake_profiles::audience::export::ExportFormat::Csv,
+        ids: cdplake_profiles::audience::export::ExportIds::EmailHash,
         min_size: None,
     };
-    let refused = cdplake_jobs::audience::export::export_audience(&ws, &request).await.unwrap_err();
-    assert!(matches!(refused, cdplake_jobs::JobError::Empty(_)), "{refused}");
+    let refused = cdplake_profiles::audience::export::export_audience(&ws, &request).await.unwrap_err();
+    assert!(matches!(refused, cdplake_core::JobError::Empty(_)), "{refused}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
 }
 
@@ -306,11 +306,11 @@ async fn a_wrong_event_mapping_is_refused() {
     let config = readme_cdnow_config().replace("event_type = \"'purchase'\"", "event_type = \"'sale'\"");
     let ws = workspace(&t, Backend::Local, &config).await;
     land_and_ingest(&ws).await;
-    cdplake_jobs::clean::clean(&ws, &ws.config.source("cdnow").unwrap(), now()).await.unwrap();
-    cdplake_jobs::identity::resolve(&ws, now()).await.unwrap();
+    cdplake_ingest::clean::clean(&ws, &ws.config.source("cdnow").unwrap(), now()).await.unwrap();
+    cdplake_identity::resolve(&ws, now()).await.unwrap();
     let as_of = chrono::NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
-    let options = cdplake_jobs::profiles::RefreshOptions { as_of, full: false, force: true };
-    let err = cdplake_jobs::profiles::refresh(&ws, &options, now()).await.unwrap_err().to_string();
+    let options = cdplake_profiles::RefreshOptions { as_of, full: false, force: true };
+    let err = cdplake_profiles::refresh(&ws, &options, now()).await.unwrap_err().to_string();
     assert!(err.contains("[profiles.events.cdnow]") && err.contains("\"sale\""), "{err}");
     assert!(!ws.lake().table_exists(&"curated.customer_profiles".parse().unwrap()).await.unwrap(), "nothing written");
 }

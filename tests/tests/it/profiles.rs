@@ -12,8 +12,8 @@ use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::arrow::util::display::{ArrayFormatter, FormatOptions};
-use cdplake_jobs::profiles::{ProfilesReport, RefreshOptions, refresh};
-use cdplake_jobs::{Config, JobError, Workspace};
+use cdplake_profiles::{ProfilesReport, RefreshOptions, refresh};
+use cdplake_core::{Config, JobError, Workspace};
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, repo_root, s3_options, single_i64};
@@ -33,7 +33,7 @@ async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
 /// Land files, ingest and clean every source that got one, then resolve identities.
 async fn load(ws: &Workspace, files: &[(&str, String, String)], day: u32) {
     crate::support::land_ingest_clean(ws, files, at(day)).await;
-    cdplake_jobs::identity::resolve(ws, at(day)).await.unwrap();
+    cdplake_identity::resolve(ws, at(day)).await.unwrap();
 }
 
 fn as_of(date: &str) -> NaiveDate {
@@ -45,7 +45,7 @@ async fn profiles(ws: &Workspace, date: &str, full: bool) -> Result<ProfilesRepo
 }
 
 async fn sql(ws: &Workspace, query: &str) -> Vec<RecordBatch> {
-    cdplake_jobs::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+    cdplake_core::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
 /// Every row as text, sorted: two tables with equal rows give equal vectors.
@@ -93,7 +93,7 @@ async fn incremental_refresh_equals_a_full_rebuild_on_s3() {
 async fn incremental_refresh_equals_a_full_rebuild(backend: Backend) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
-    let (files, _) = cdplake_jobs::generate::generate(200, 5);
+    let (files, _) = cdplake_generate::generate(200, 5);
     let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
     load(&ws, &files, 1).await;
     let first = profiles(&ws, "2024-12-31", false).await.unwrap();
@@ -277,7 +277,8 @@ ORDER BY avg_monetary DESC",
 async fn the_row_count_rule_averages_the_newest_passed_results() {
     use cdplake_engine::arrow::array::Int64Array;
     use cdplake_engine::arrow::datatypes::{Field, Schema};
-    use cdplake_jobs::quality::{Check, QualityResult, QualityRule, check, record};
+    use cdplake_core::config::{Check, QualityRule};
+    use cdplake_profiles::quality::{QualityResult, check, record};
     let t = TestLake::new(Backend::Local).await;
     let ws = workspace(&t, Backend::Local).await;
     let result = |table: &str, value: f64, passed: bool| QualityResult {
@@ -327,7 +328,7 @@ async fn the_row_count_rule_averages_the_newest_passed_results() {
 async fn a_failed_quality_rule_blocks_the_publish() {
     let t = TestLake::new(Backend::Local).await;
     let ws = workspace(&t, Backend::Local).await;
-    let (files, _) = cdplake_jobs::generate::generate(100, 3);
+    let (files, _) = cdplake_generate::generate(100, 3);
     let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
     load(&ws, &files, 1).await;
     let first = profiles(&ws, "2024-12-31", false).await.unwrap();
@@ -478,9 +479,9 @@ async fn online_retail_rfm_agrees_with_duckdb() {
     let ws = workspace(&t, Backend::Local).await;
     let source = ws.config.source("retail_transactions").unwrap();
     let path = file.display().to_string();
-    cdplake_jobs::ingest::ingest(&ws, &source, std::slice::from_ref(&path), at(1)).await.unwrap();
-    cdplake_jobs::clean::clean(&ws, &source, at(1)).await.unwrap();
-    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    cdplake_ingest::ingest::ingest(&ws, &source, std::slice::from_ref(&path), at(1)).await.unwrap();
+    cdplake_ingest::clean::clean(&ws, &source, at(1)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     let report = profiles(&ws, "2011-12-10", false).await.unwrap();
     assert_eq!(report.profiles, 4_372, "{report:?}");
 

@@ -177,10 +177,10 @@ fn run_reader(python: &str, reader: &str, tables: &serde_json::Value) -> HashMap
 async fn independent_readers_agree_with_cdplake_on_every_table() {
     use cdplake_engine::arrow::array::{Array, AsArray};
     let t = TestLake::new(Backend::Local).await;
-    let ws = cdplake_jobs::Workspace::open_with(cdplake_jobs::Config::default(), Some(&t.root)).await.unwrap();
+    let ws = cdplake_core::Workspace::open_with(cdplake_core::Config::default(), Some(&t.root)).await.unwrap();
     let now = chrono::Utc::now();
-    cdplake_jobs::demo::run_demo(&ws, now).await.unwrap();
-    cdplake_jobs::audience::build_audience(&ws, "champions", "Champions", None, now).await.unwrap();
+    cdplake_app::demo::run_demo(&ws, now).await.unwrap();
+    cdplake_profiles::audience::build_audience(&ws, "champions", "Champions", None, now).await.unwrap();
 
     let mut tables = Vec::new();
     let mut ours = HashMap::new();
@@ -189,7 +189,7 @@ async fn independent_readers_agree_with_cdplake_on_every_table() {
             if entry.primary_key.is_empty() { vec![entry.columns()[0].0.clone()] } else { entry.primary_key.clone() };
         let select = keys.iter().map(|k| format!("CAST(\"{k}\" AS VARCHAR)")).collect::<Vec<_>>().join(", ");
         let batches =
-            cdplake_jobs::query::run_query(&ws, &format!("SELECT {select} FROM {}", entry.name)).await.unwrap();
+            cdplake_core::query::run_query(&ws, &format!("SELECT {select} FROM {}", entry.name)).await.unwrap();
         let mut lines = Vec::new();
         for b in &batches {
             let columns: Vec<_> = (0..b.num_columns())

@@ -160,7 +160,7 @@ pub(crate) use on_every_backend;
 
 /// Land files under `landing/<source>/`, then ingest and clean every source that got one.
 pub async fn land_ingest_clean(
-    ws: &cdplake_jobs::Workspace,
+    ws: &cdplake_core::Workspace,
     files: &[(&str, String, String)],
     now: chrono::DateTime<chrono::Utc>,
 ) {
@@ -174,13 +174,13 @@ pub async fn land_ingest_clean(
     }
     for name in sources {
         let source = ws.config.source(name).unwrap();
-        cdplake_jobs::ingest::ingest(ws, &source, &[], now).await.unwrap();
-        cdplake_jobs::clean::clean(ws, &source, now).await.unwrap();
+        cdplake_ingest::ingest::ingest(ws, &source, &[], now).await.unwrap();
+        cdplake_ingest::clean::clean(ws, &source, now).await.unwrap();
     }
 }
 
 /// Every row of every registered table (and the catalog), as `column=value|...` text, per table.
-pub async fn lake_rows(ws: &cdplake_jobs::Workspace) -> std::collections::BTreeMap<String, Vec<String>> {
+pub async fn lake_rows(ws: &cdplake_core::Workspace) -> std::collections::BTreeMap<String, Vec<String>> {
     let mut out = std::collections::BTreeMap::new();
     for entry in ws.catalog.list().await.unwrap() {
         let table: TableId = entry.name.parse().unwrap();

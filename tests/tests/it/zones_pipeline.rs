@@ -5,12 +5,13 @@ use std::path::Path;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Float64Type};
-use cdplake_jobs::clean::{CleanReport, clean};
-use cdplake_jobs::ingest::{IngestStatus, ingest};
-use cdplake_jobs::{Config, JobError, Workspace};
+use cdplake_ingest::clean::{CleanReport, clean};
+use cdplake_ingest::ingest::{IngestStatus, ingest};
+use cdplake_core::{Config, JobError, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
+use cdplake_zones::tables::{QUARANTINE};
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
     let mut config = Config::default();
@@ -25,7 +26,7 @@ fn now() -> chrono::DateTime<Utc> {
 }
 
 async fn sql(ws: &Workspace, query: &str) -> Vec<RecordBatch> {
-    cdplake_jobs::query::run_query(ws, query).await.unwrap()
+    cdplake_core::query::run_query(ws, query).await.unwrap()
 }
 
 fn f64_of(batches: &[RecordBatch]) -> f64 {
@@ -49,7 +50,7 @@ async fn ingest_file(
     ws: &Workspace,
     source: &str,
     path: &Path,
-) -> cdplake_jobs::Result<Vec<cdplake_jobs::ingest::IngestReport>> {
+) -> cdplake_core::Result<Vec<cdplake_ingest::ingest::IngestReport>> {
     let source = ws.config.source(source).unwrap();
     ingest(ws, &source, &[path.display().to_string()], now()).await
 }
@@ -322,7 +323,7 @@ async fn ingest_and_clean_on_s3_with_concurrent_replays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quarantined_rows_of_a_batch_ingested_after_a_crash_are_kept() {
     use cdplake_zones::quarantine::{
-        Kind, QuarantinedRow, quarantine_batch, quarantine_table_id, quarantine_table_spec,
+        Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec,
     };
     let t = TestLake::new(Backend::Local).await;
     let ws = workspace(&t, Backend::Local).await;
@@ -358,7 +359,7 @@ async fn quarantined_rows_of_a_batch_ingested_after_a_crash_are_kept() {
     let commit = cdplake_engine::deltalake::kernel::transaction::CommitProperties::default()
         .with_application_transactions(vec![txn]);
     ws.lake()
-        .append_with(&quarantine_table_id(), vec![quarantine_batch(&[row], now()).unwrap()], commit)
+        .append_with(&QUARANTINE.id(), vec![quarantine_batch(&[row], now()).unwrap()], commit)
         .await
         .unwrap();
 

@@ -8,8 +8,8 @@ mod sync_postgres;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
-use cdplake_jobs::profiles::{RefreshOptions, refresh};
-use cdplake_jobs::{Config, Workspace};
+use cdplake_profiles::{RefreshOptions, refresh};
+use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, s3_options};
@@ -32,21 +32,21 @@ pub async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
 pub async fn lake_with_everything(backend: Backend, persons: u64) -> (TestLake, Workspace) {
     let t = TestLake::new(backend).await;
     let ws = workspace(&t, backend).await;
-    let (files, _) = cdplake_jobs::generate::generate(persons, 11);
+    let (files, _) = cdplake_generate::generate(persons, 11);
     let files: Vec<_> = files.into_iter().map(|f| (f.source, f.name, f.content)).collect();
     crate::support::land_ingest_clean(&ws, &files, at(1)).await;
-    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     refresh(&ws, &RefreshOptions { as_of: AS_OF.parse().unwrap(), full: false, force: false }, at(1)).await.unwrap();
-    let segments = cdplake_jobs::segments::build_segments(&ws, None, at(1)).await.unwrap();
+    let segments = cdplake_profiles::segments::build_segments(&ws, None, at(1)).await.unwrap();
     let other = segments.segments.iter().map(|(t, _)| t.as_str()).find(|t| *t != "all_persons").unwrap().to_string();
-    cdplake_jobs::audience::build_audience(&ws, "not_first", &format!("all_persons AND NOT \"{other}\""), None, at(1))
+    cdplake_profiles::audience::build_audience(&ws, "not_first", &format!("all_persons AND NOT \"{other}\""), None, at(1))
         .await
         .unwrap();
     (t, ws)
 }
 
 pub async fn sql(ws: &Workspace, query: &str) -> Vec<RecordBatch> {
-    cdplake_jobs::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+    cdplake_core::query::run_query(ws, query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
 /// Every row of a query as text columns (empty string for null).

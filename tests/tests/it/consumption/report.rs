@@ -85,7 +85,7 @@ fn svg_height(svg: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_charts_render_in_headless_chromium() {
     let (_t, ws) = lake_with_everything(Backend::Local, 150).await;
-    let report = cdplake_jobs::report::build_report(&ws, None).await.unwrap();
+    let report = cdplake_serving::report::build_report(&ws, None).await.unwrap();
     assert_eq!(report.as_of, super::AS_OF);
     let ids: Vec<&str> = report.charts.iter().map(|c| c.id).collect();
     assert_eq!(ids, CHARTS);

@@ -5,15 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdplake_jobs::lambda::{Handler, invoke};
-use cdplake_jobs::profiles::{RefreshOptions, refresh};
-use cdplake_jobs::serve::http::{ServeOptions, Server};
-use cdplake_jobs::serve::{IndexHolder, Permissions};
+use cdplake_app::lambda::{Handler, invoke};
+use cdplake_profiles::{RefreshOptions, refresh};
+use cdplake_serving::serve::http::{ServeOptions, Server};
+use cdplake_serving::serve::{IndexHolder, Permissions};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{AS_OF, at, lake_with_everything, text_rows};
 use crate::support::{Backend, on_every_backend};
+use cdplake_zones::tables::{CUSTOMER_PROFILES};
 
 /// One HTTP/1.1 request on a fresh connection: (status, JSON body).
 async fn http(addr: std::net::SocketAddr, method: &str, target: &str, body: &str) -> (u16, Value) {
@@ -232,25 +233,25 @@ async fn allow_sql_runs_only_read_only_statements() {
     let (_t, ws) = lake_with_everything(Backend::Local, 60).await;
     let holder = IndexHolder::open(ws.clone(), 5).await.unwrap();
     let allow = Permissions { allow_sql: true };
-    let ask = |sql: &str| cdplake_jobs::serve::Request {
+    let ask = |sql: &str| cdplake_serving::serve::Request {
         method: "POST".into(),
         path: "/v1/query".into(),
         query: None,
         body: serde_json::json!({ "sql": sql }).to_string().into_bytes(),
     };
     let reply =
-        cdplake_jobs::serve::respond(&holder, allow, &ask("SELECT count(*) AS n FROM curated.customer_profiles")).await;
+        cdplake_serving::serve::respond(&holder, allow, &ask("SELECT count(*) AS n FROM curated.customer_profiles")).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["row_count"], 1);
-    let version = ws.lake().table(&cdplake_jobs::profiles::profiles_id()).await.unwrap().version();
-    let reply = cdplake_jobs::serve::respond(&holder, allow, &ask("DELETE FROM curated.customer_profiles")).await;
+    let version = ws.lake().table(&CUSTOMER_PROFILES.id()).await.unwrap().version();
+    let reply = cdplake_serving::serve::respond(&holder, allow, &ask("DELETE FROM curated.customer_profiles")).await;
     assert_eq!((reply.status, reply.body["error"].as_str()), (400, Some("refused")), "{:?}", reply.body);
-    assert_eq!(ws.lake().table(&cdplake_jobs::profiles::profiles_id()).await.unwrap().version(), version);
+    assert_eq!(ws.lake().table(&CUSTOMER_PROFILES.id()).await.unwrap().version(), version);
     // The CLI's look-up is the same function.
-    let cli = cdplake_jobs::serve::lookup(
+    let cli = cdplake_serving::serve::lookup(
         &holder.get(),
-        &cdplake_jobs::serve::Lookup { id_type: "member_id".into(), id_value: "NOBODY".into(), events: 1 },
+        &cdplake_serving::serve::Lookup { id_type: "member_id".into(), id_value: "NOBODY".into(), events: 1 },
     )
     .unwrap();
-    assert!(matches!(cli, Err(cdplake_jobs::serve::LookupError::NotFound(_))));
+    assert!(matches!(cli, Err(cdplake_serving::serve::LookupError::NotFound(_))));
 }

@@ -8,13 +8,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use cdplake_engine::TableId;
-use cdplake_jobs::Workspace;
-use cdplake_jobs::profiles::{RefreshOptions, profiles_id, refresh};
-use cdplake_jobs::sync::{SyncOptions, TableSyncReport, sync_postgres};
+use cdplake_core::Workspace;
+use cdplake_profiles::{RefreshOptions, refresh};
+use cdplake_serving::sync::{SyncOptions, TableSyncReport, sync_postgres};
 use tokio_postgres::{Client, NoTls};
 
 use super::{AS_OF, at, lake_with_everything, text_rows};
 use crate::support::{Backend, repo_root};
+use cdplake_zones::tables::{AUDIENCE_PACKAGES, CUSTOMER_PROFILES};
 
 /// The URL of the test server's `postgres` database, starting the server if needed.
 fn server_url() -> &'static str {
@@ -130,8 +131,8 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
     let url = fresh_database().await;
     let (_t, ws) = lake_with_everything(Backend::Local, 150).await;
     let pg = connect(&url).await;
-    let profiles = profiles_id();
-    let packages = cdplake_jobs::audience::packages_id();
+    let profiles = CUSTOMER_PROFILES.id();
+    let packages = AUDIENCE_PACKAGES.id();
 
     // A crash between the COPY and the commit of the first load leaves nothing behind.
     let crashed = sync_postgres(&ws, &SyncOptions { crash_before_commit: true, ..options(&url) }, at(2)).await;
@@ -190,7 +191,7 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
          LATE-1,{customer},delivered,777.0,2,web,2024-12-30 10:00:00,2024-12-30 10:00:00\n"
     );
     crate::support::land_ingest_clean(&ws, &[("orders", "late.csv".into(), orders)], at(3)).await;
-    cdplake_jobs::identity::resolve(&ws, at(3)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(3)).await.unwrap();
     refresh(&ws, &RefreshOptions { as_of: AS_OF.parse().unwrap(), full: false, force: false }, at(3)).await.unwrap();
     let erased =
         text_rows(&ws, "SELECT one_id FROM curated.customer_profiles ORDER BY one_id DESC LIMIT 1").await[0][0].clone();
@@ -246,7 +247,7 @@ async fn write_back_is_complete_incremental_and_survives_a_crash() {
     .await[0]
         .clone();
     let (customer_id, one_id) = (&person[0], &person[1]);
-    let erased = cdplake_jobs::erase::erase(&ws, "customer_id", customer_id, Some("test"), at(7)).await.unwrap();
+    let erased = cdplake_operations::erase::erase(&ws, "customer_id", customer_id, Some("test"), at(7)).await.unwrap();
     assert!(erased.matches_after.is_empty(), "{erased:?}");
     let after_erasure = by_table(sync_postgres(&ws, &options(&url), at(8)).await.unwrap());
     for (table, target) in [(&profiles, "curated.customer_profiles"), (&packages, "curated.audience_packages")] {

@@ -26,7 +26,7 @@ use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
 };
-use cdplake_jobs::Workspace;
+use cdplake_core::Workspace;
 use chrono::{DateTime, Duration, NaiveDate};
 use serde_json::{Value, json};
 
@@ -660,7 +660,7 @@ async fn the_seeds_sql_run_by_duckdb_gives_cdplakes_profiles(backend: Backend) {
     let data = generate();
     let files: Vec<_> = data.files.iter().map(|(s, n, c)| (*s, n.clone(), c.clone())).collect();
     crate::support::land_ingest_clean(&ws, &files, at(1)).await;
-    cdplake_jobs::identity::resolve(&ws, at(1)).await.unwrap();
+    cdplake_identity::resolve(&ws, at(1)).await.unwrap();
     let report = profiles(&ws, AS_OF, false).await.unwrap();
     assert!(report.published, "{report:?}");
 

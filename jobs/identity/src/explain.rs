@@ -1,0 +1,143 @@
+//! `cdplake identity explain ID_TYPE:VALUE`: who this is, and which links made them one person.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::DataType;
+
+use cdplake_engine::sql::quote_literal;
+
+use crate::union_find::Identifier;
+use cdplake_core::error::{JobError, Result};
+use cdplake_core::workspace::Workspace;
+
+/// How one identifier joined the person: through which link, first seen where.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Step {
+    pub id_type: String,
+    pub id_value: String,
+    /// The identifier it was linked to (`None` for the one asked about).
+    pub via: Option<String>,
+    /// `source file row N`, for the link.
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    pub one_id: String,
+    pub user_int_id: i64,
+    pub identifiers: Vec<Step>,
+}
+
+/// `id_type:value` → the identifier.
+pub fn parse_identifier(text: &str) -> Result<Identifier> {
+    let (t, v) = text.split_once(':').ok_or_else(|| {
+        JobError::Invalid(format!("{text:?}: write an identifier as ID_TYPE:VALUE, e.g. member_id:MBR001"))
+    })?;
+    Ok((t.trim().to_string(), v.trim().to_string()))
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let column = batch.column_by_name(name).ok_or_else(|| JobError::Invalid(format!("no column {name}")))?;
+    let column = cast(column, &DataType::Utf8).map_err(|e| JobError::arrow(name.to_string(), e))?;
+    let column = column.as_string::<i32>();
+    Ok((0..column.len()).map(|i| (!column.is_null(i)).then(|| column.value(i).to_string())).collect())
+}
+
+pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<Explanation> {
+    let session = workspace.catalog.sql_session().await?;
+    let run = |sql: String| {
+        let session = session.clone();
+        async move { session.sql(&sql).await?.collect().await.map_err(|e| JobError::query("identity explain", e)) }
+    };
+    let owner = run(format!(
+        "SELECT one_id, user_int_id FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
+        quote_literal(&identifier.0),
+        quote_literal(&identifier.1)
+    ))
+    .await?;
+    let Some(batch) = owner.iter().find(|b| b.num_rows() > 0) else {
+        return Err(JobError::Invalid(format!(
+            "{}:{} is not in curated.id_mapping (run `cdplake identity` first, or check the id type)",
+            identifier.0, identifier.1
+        )));
+    };
+    let one_id = strings(batch, "one_id")?[0].clone().unwrap_or_default();
+    let int_id = cast(batch.column(1), &DataType::Int64).map_err(|e| JobError::arrow("user_int_id", e))?;
+    let user_int_id = int_id.as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>().value(0);
+
+    let members = run(format!(
+        "SELECT id_type, id_value FROM curated.id_mapping WHERE is_active AND one_id = {}",
+        quote_literal(&one_id)
+    ))
+    .await?;
+    let mut cluster: HashSet<Identifier> = HashSet::new();
+    for b in &members {
+        for (t, v) in strings(b, "id_type")?.into_iter().zip(strings(b, "id_value")?) {
+            cluster.insert((t.unwrap_or_default(), v.unwrap_or_default()));
+        }
+    }
+    let links = run(format!(
+        "SELECT l.* FROM curated.identity_links l JOIN curated.id_mapping a ON a.id_type = l.id_type_a AND a.id_value = l.id_value_a \
+         WHERE a.one_id = {} ORDER BY l.first_seen, l.source, l._source_row",
+        quote_literal(&one_id)
+    ))
+    .await?;
+    let mut adjacent: HashMap<Identifier, Vec<(Identifier, String)>> = HashMap::new();
+    for b in &links {
+        let (ta, va, tb, vb) =
+            (strings(b, "id_type_a")?, strings(b, "id_value_a")?, strings(b, "id_type_b")?, strings(b, "id_value_b")?);
+        let (source, uri) = (strings(b, "source")?, strings(b, "_source_uri")?);
+        let rows = cast(
+            b.column_by_name("_source_row").ok_or_else(|| JobError::Invalid("no _source_row".into()))?,
+            &DataType::Utf8,
+        )
+        .map_err(|e| JobError::arrow("_source_row", e))?;
+        let rows = rows.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let a = (ta[i].clone().unwrap_or_default(), va[i].clone().unwrap_or_default());
+            let z = (tb[i].clone().unwrap_or_default(), vb[i].clone().unwrap_or_default());
+            if !cluster.contains(&a) || !cluster.contains(&z) {
+                continue;
+            }
+            let evidence = format!(
+                "{} {} row {}",
+                source[i].clone().unwrap_or_default(),
+                uri[i].clone().unwrap_or_default(),
+                if rows.is_null(i) { "?" } else { rows.value(i) }
+            );
+            adjacent.entry(a.clone()).or_default().push((z.clone(), evidence.clone()));
+            adjacent.entry(z).or_default().push((a, evidence));
+        }
+    }
+    // Breadth-first from the identifier asked about: each step is the link that reached it.
+    let mut steps =
+        vec![Step { id_type: identifier.0.clone(), id_value: identifier.1.clone(), via: None, evidence: None }];
+    let mut reached: HashSet<Identifier> = HashSet::from([identifier.clone()]);
+    let mut queue = VecDeque::from([identifier.clone()]);
+    while let Some(current) = queue.pop_front() {
+        for (next, evidence) in adjacent.get(&current).cloned().unwrap_or_default() {
+            if reached.insert(next.clone()) {
+                steps.push(Step {
+                    id_type: next.0.clone(),
+                    id_value: next.1.clone(),
+                    via: Some(format!("{}:{}", current.0, current.1)),
+                    evidence: Some(evidence),
+                });
+                queue.push_back(next);
+            }
+        }
+    }
+    let mut rest: Vec<&Identifier> = cluster.iter().filter(|i| !reached.contains(*i)).collect();
+    rest.sort();
+    for identifier in rest {
+        steps.push(Step {
+            id_type: identifier.0.clone(),
+            id_value: identifier.1.clone(),
+            via: None,
+            evidence: Some("joined by a link no longer recorded".into()),
+        });
+    }
+    Ok(Explanation { one_id, user_int_id, identifiers: steps })
+}

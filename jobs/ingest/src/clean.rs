@@ -1,0 +1,509 @@
+//! `cdplake clean`: raw batches not yet cleaned → typed, normalised, deduplicated rows upserted
+//! into `clean.<source>` by key; everything else into `clean._quarantine` with the reason.
+//!
+//! The watermark is per raw batch: the clean MERGE commits one Delta application transaction
+//! per batch it applied, so the write and "this batch is done" are one commit, and a second
+//! run (or a concurrent one) finds nothing to do.
+//!
+//! Rules, documented for users:
+//! * the row with the latest `order_by` value (e.g. `updated_at`) wins, also across runs and
+//!   when batches arrive out of order; ties go to the later ingest;
+//! * within one run, rows with the same key collapse first: the losers are *duplicates* and
+//!   are kept in the quarantine (`kind = 'duplicate'`), so nothing is lost and counts add up;
+//! * sources without a key (Online Retail lines) use all the row's values as its identity:
+//!   an exact repeat of a line is a duplicate, reported, not silently merged;
+//! * CDC deletes remove the row; a delete of an unknown key changes nothing (counted);
+//! * a row the contract accepts can still break a rule over two of its columns
+//!   ([`cdplake_zones::row_rules`]: a `completed` transaction with a negative amount) and is
+//!   quarantined with the reason;
+//! * rows read = kept + duplicates + quarantined, checked by the job itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use cdplake_catalog::TableMeta;
+use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
+use cdplake_engine::datafusion::prelude::{col, lit};
+use cdplake_engine::deltalake::kernel::Transaction;
+use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
+use cdplake_engine::upsert::Upsert;
+use cdplake_engine::{TableId, TableSpec, applied_version, applied_versions};
+use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
+use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
+use cdplake_zones::raw;
+use cdplake_zones::row_rules::RowRule;
+use cdplake_zones::{Dedupe, Source};
+use chrono::{DateTime, Utc};
+
+use cdplake_core::error::{JobError, Result};
+use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::{QUARANTINE, app_ids, clean_table, raw_table};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CleanReport {
+    pub source: String,
+    /// Raw batches processed in this run.
+    pub batches: usize,
+    pub rows_read: u64,
+    /// Valid rows after collapsing duplicates (applied to the clean table).
+    pub kept: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    /// Rows dropped because they carry an erased person's identifier (the suppression list).
+    pub suppressed: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Kept rows that changed nothing: older than the stored version, or deletes of unknown keys.
+    pub unchanged: u64,
+    /// Quarantined rows by `field: rule`.
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Values kept as null because they could not be normalised, by `field: reason`.
+    pub warnings: BTreeMap<String, u64>,
+    pub clean_version: Option<u64>,
+    /// Rebuilt from every raw batch (`clean --reprocess`) rather than the new batches only.
+    pub reprocessed: bool,
+}
+
+impl cdplake_core::audit::JobReport for CleanReport {
+    fn row_counts(&self) -> cdplake_core::audit::RowCounts {
+        cdplake_core::audit::RowCounts { read: self.rows_read, written: self.inserted + self.updated + self.deleted }
+    }
+}
+
+impl CleanReport {
+    /// Every row of the batches read went to the quarantine: nothing usable came out, which is
+    /// a contract to fix (a date format, a type), not a result.
+    pub fn all_quarantined(&self) -> bool {
+        self.rows_read > 0 && self.kept == 0 && self.quarantined > 0
+    }
+}
+
+/// The clean table's contract: schema, catalog entry, and the table as loaded.
+struct Target {
+    clean_id: TableId,
+    table: cdplake_engine::deltalake::DeltaTable,
+}
+
+async fn ensure_clean_table(workspace: &Workspace, source: &Source, contract: &Contract<'_>) -> Result<Target> {
+    let clean_id = clean_table(source);
+    let spec = TableSpec::new(clean_id.clone(), contract.clean_schema()).with_description(format!(
+        "Clean {}: typed, normalised, PII hashed, one row per key. {}",
+        source.name, source.description
+    ));
+    let key =
+        if source.primary_key.is_empty() { vec![contract::ROW_KEY.to_string()] } else { source.primary_key.clone() };
+    let meta = TableMeta::default().with_primary_key(key).with_pii_columns(contract.pii_columns());
+    let (table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
+    Ok(Target { clean_id, table })
+}
+
+/// Quarantine first, recorded under each batch's id: a crash between this commit and the clean
+/// one neither loses these rows nor writes them twice. Batches whose rows a crashed run wrote
+/// already are skipped one by one: a batch ingested since then is pending beside them and its
+/// rows are still to write.
+async fn write_quarantine(
+    workspace: &Workspace,
+    pending: &[String],
+    quarantine: Vec<QuarantinedRow>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if quarantine.is_empty() {
+        return Ok(());
+    }
+    let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+    let app_ids: Vec<String> = pending.iter().map(|b| app_ids::cleaned_batch(b)).collect();
+    let applied = applied_versions(&table, "clean._quarantine", &app_ids).await?;
+    let to_write: HashSet<&str> =
+        pending.iter().zip(&applied).filter(|(_, applied)| applied.is_none()).map(|(b, _)| b.as_str()).collect();
+    let rows: Vec<QuarantinedRow> =
+        quarantine.into_iter().filter(|row| to_write.contains(row.batch_id.as_str())).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let txns = to_write.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
+    let batch = quarantine_batch(&rows, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
+    let commit = CommitProperties::default().with_application_transactions(txns);
+    workspace.lake().append_with(&QUARANTINE.id(), vec![batch], commit).await?;
+    Ok(())
+}
+
+/// Raw rows typed by the contract: the winners per key, and everything else for the quarantine.
+struct Typed {
+    valid: Vec<(CleanRow, Lineage)>,
+    /// Indexes into `valid` of the rows that win their key.
+    winners: Vec<usize>,
+    quarantine: Vec<QuarantinedRow>,
+}
+
+/// Read the raw rows of `batches`, type them, and collapse each key to its latest version.
+async fn type_batches(
+    workspace: &Workspace,
+    source: &Source,
+    contract: &Contract<'_>,
+    batches: &[String],
+    report: &mut CleanReport,
+) -> Result<Typed> {
+    let raw_batches = read_raw(workspace, &raw_table(source), batches).await?;
+    let rules = cdplake_zones::row_rules::row_rules(source);
+    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
+    let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
+    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
+    for batch in &raw_batches {
+        apply_contract(contract, &rules, &suppressions, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
+    }
+    for w in warnings {
+        *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
+    }
+    if source.primary_key.is_empty() && source.dedupe == Dedupe::None {
+        // Every line is a row of its own: its place in its file is part of its identity.
+        for (row, lineage) in &mut valid {
+            row.key = format!("{}\u{1f}{}\u{1f}{}", row.key, lineage.source_uri, lineage.source_row);
+        }
+    }
+    let winners = collapse(source, &valid, &mut quarantine, report);
+    report.kept = winners.len() as u64;
+    report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
+    if report.rows_read != report.kept + report.duplicates + report.quarantined + report.suppressed {
+        return Err(JobError::Reconciliation(format!(
+            "{}: {} rows read != {} kept + {} duplicates + {} quarantined + {} suppressed",
+            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined, report.suppressed
+        )));
+    }
+    Ok(Typed { valid, winners, quarantine })
+}
+
+/// Collapse rows with the same key: the latest version wins; the others are duplicates in the
+/// quarantine. Returns the winners' indexes, in order.
+fn collapse(
+    source: &Source,
+    valid: &[(CleanRow, Lineage)],
+    quarantine: &mut Vec<QuarantinedRow>,
+    report: &mut CleanReport,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..valid.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ((ra, la), (rb, lb)) = (&valid[a], &valid[b]);
+        (ra.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(
+            rb.order,
+            lb.ingested_at,
+            &lb.source_uri,
+            lb.source_row,
+        ))
+    });
+    let mut winner: HashMap<&str, usize> = HashMap::new();
+    for &i in &order {
+        winner.insert(valid[i].0.key.as_str(), i);
+    }
+    let keyless = source.primary_key.is_empty();
+    for &i in &order {
+        let (row, lineage) = &valid[i];
+        let w = winner[row.key.as_str()];
+        if w == i {
+            continue;
+        }
+        let kept = &valid[w].1;
+        let reason = if keyless {
+            format!(
+                "repeats row {} of {} exactly (lines have no id; dedupe = \"none\" keeps repeats)",
+                kept.source_row, kept.source_uri
+            )
+        } else {
+            format!(
+                "key {:?} has a later version in this run (row {} of {})",
+                row.key.replace('\u{1f}', ","),
+                kept.source_row,
+                kept.source_uri
+            )
+        };
+        quarantine.push(QuarantinedRow {
+            source: source.name.clone(),
+            stage: "clean",
+            kind: Kind::Duplicate,
+            batch_id: lineage.batch_id.clone(),
+            source_uri: lineage.source_uri.clone(),
+            source_row: lineage.source_row,
+            field: String::new(),
+            rule: "duplicate".into(),
+            reason,
+            raw_values: String::new(),
+        });
+        report.duplicates += 1;
+    }
+    let mut winners: Vec<usize> = winner.into_values().collect();
+    winners.sort_unstable();
+    winners
+}
+
+/// Clean every raw batch of `source` not cleaned yet.
+pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -> Result<CleanReport> {
+    let lake = workspace.lake();
+    let mut report = CleanReport { source: source.name.clone(), ..Default::default() };
+    let raw_id = raw_table(source);
+    if !lake.table_exists(&raw_id).await? {
+        return Ok(report);
+    }
+    lake.ensure_writable()?;
+    let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
+    let Target { clean_id, table: clean_table } = ensure_clean_table(workspace, source, &contract).await?;
+    let pending =
+        cdplake_core::batches::pending_batches(workspace, &raw_id, &clean_table, &clean_id.to_string(), app_ids::cleaned_batch).await?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    report.batches = pending.len();
+    let Typed { valid, winners, quarantine } =
+        type_batches(workspace, source, &contract, &pending, &mut report).await?;
+    let kept: Vec<(&CleanRow, &Lineage)> = winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).collect();
+
+    let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
+    write_quarantine(workspace, &pending, quarantine, now).await?;
+
+    let (version, metrics) = if kept.is_empty() {
+        let commit = CommitProperties::default().with_application_transactions(txns);
+        (lake.record_transactions(&clean_id, commit).await?.version(), None)
+    } else {
+        let source_batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
+        merge(workspace, source, clean_table, &clean_id, source_batch, txns).await?
+    };
+    report.clean_version = version;
+    if let Some(m) = metrics {
+        report.inserted = m.num_target_rows_inserted as u64;
+        report.updated = m.num_target_rows_updated as u64;
+        report.deleted = m.num_target_rows_deleted as u64;
+    }
+    report.unchanged = report.kept.saturating_sub(report.inserted + report.updated + report.deleted);
+    Ok(report)
+}
+
+/// `cdplake clean --reprocess SOURCE`: rebuild `clean.<source>` and the source's quarantine rows
+/// from every raw batch under the current contract (after `cdplake.toml` changed), so kept +
+/// duplicates + quarantined count every raw row once. The quarantine rows are replaced first,
+/// then the clean table in one commit that also bumps the source's generation; a stop between
+/// the two is repaired by running the reprocess again. `cdplake identity` and `cdplake profiles`
+/// read the source again afterwards.
+pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -> Result<CleanReport> {
+    let lake = workspace.lake();
+    let mut report = CleanReport { source: source.name.clone(), ..Default::default() };
+    let raw_id = raw_table(source);
+    if !lake.table_exists(&raw_id).await? {
+        return Err(JobError::NotFound(format!(
+            "raw.{} does not exist: ingest files first (`cdplake ingest --source {} FILE`)",
+            source.name, source.name
+        )));
+    }
+    lake.ensure_writable()?;
+    let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
+    let clean_id = clean_table(source);
+    if lake.table_exists(&clean_id).await? && !same_schema(workspace, &clean_id, &contract).await? {
+        // The contract's columns changed: the table is created again with the new schema.
+        workspace.catalog.drop_table(&clean_id, true).await?;
+    }
+    let Target { clean_id, table } = ensure_clean_table(workspace, source, &contract).await?;
+    let generation = applied_version(&table, &clean_id.to_string(), &app_ids::clean_generation(&source.name)).await?.unwrap_or(0) + 1;
+    let batches = cdplake_core::batches::batch_ids(workspace, &raw_id).await?;
+    report.batches = batches.len();
+    let Typed { valid, winners, quarantine } =
+        type_batches(workspace, source, &contract, &batches, &mut report).await?;
+    let kept: Vec<(&CleanRow, &Lineage)> =
+        winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).filter(|(row, _)| row.op == contract::Op::Upsert).collect();
+    report.deleted = (winners.len() - kept.len()) as u64;
+
+    // The source's clean-stage quarantine rows, replaced (rows ingest refused stay).
+    workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+    let rows = quarantine_batch(&quarantine, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
+    let predicate = format!("source = {} AND stage = 'clean'", cdplake_engine::sql::quote_literal(&source.name));
+    lake.overwrite_partition(&QUARANTINE.id(), &predicate, vec![rows]).await?;
+
+    let mut txns: Vec<Transaction> = batches.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
+    txns.push(Transaction::new(app_ids::clean_generation(&source.name), generation));
+    let batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
+    let batch = batch
+        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
+        .map_err(|e| JobError::arrow("clean rows", e))?;
+    let commit = CommitProperties::default().with_application_transactions(txns);
+    let table = lake.overwrite(&clean_id, vec![batch], commit).await?;
+    report.inserted = kept.len() as u64;
+    report.clean_version = table.version();
+    report.reprocessed = true;
+    Ok(report)
+}
+
+/// Whether the clean table's columns are the contract's (names and types).
+async fn same_schema(workspace: &Workspace, clean_id: &TableId, contract: &Contract<'_>) -> Result<bool> {
+    let table = workspace.lake().table(clean_id).await?;
+    let stored = cdplake_engine::lake::table_arrow_schema(&table, clean_id)?;
+    let wanted = contract.clean_schema();
+    let shape = |s: &cdplake_engine::arrow::datatypes::Schema| -> Vec<(String, String)> {
+        s.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect()
+    };
+    Ok(shape(&stored) == shape(&wanted))
+}
+
+/// The report as a few lines for people.
+pub fn describe_report(r: &CleanReport) -> String {
+    let mut text = format!(
+        "clean.{}: {} batches, {} rows read = {} kept + {} duplicates + {} quarantined{}; \
+         {} inserted, {} updated, {} deleted, {} unchanged",
+        r.source,
+        r.batches,
+        r.rows_read,
+        r.kept,
+        r.duplicates,
+        r.quarantined,
+        if r.suppressed > 0 { format!(" + {} suppressed (erased persons)", r.suppressed) } else { String::new() },
+        r.inserted,
+        r.updated,
+        r.deleted,
+        r.unchanged
+    );
+    for (reason, n) in &r.quarantined_by_reason {
+        text.push_str(&format!("\n  quarantined {n}: {reason}"));
+    }
+    for (reason, n) in &r.warnings {
+        text.push_str(&format!("\n  kept as null {n}: {reason}"));
+    }
+    text
+}
+
+async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -> Result<Vec<RecordBatch>> {
+    let filter = col(raw::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
+    let df = workspace
+        .lake()
+        .read(raw_id)
+        .await?
+        .filter(filter)
+        .and_then(|df| {
+            df.sort(vec![
+                col(raw::INGESTED_AT).sort(true, false),
+                col(raw::SOURCE_URI).sort(true, false),
+                col(raw::SOURCE_ROW).sort(true, false),
+            ])
+        })
+        .map_err(|e| JobError::query("clean: reading raw rows", e))?;
+    df.collect().await.map_err(|e| JobError::query("clean: reading raw rows", e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_contract(
+    contract: &Contract<'_>,
+    rules: &[RowRule],
+    suppressions: &crate::privacy::Suppressions,
+    batch: &RecordBatch,
+    valid: &mut Vec<(CleanRow, Lineage)>,
+    quarantine: &mut Vec<QuarantinedRow>,
+    warnings: &mut Vec<Warning>,
+    report: &mut CleanReport,
+) -> Result<()> {
+    let source = contract.source();
+    let schema = batch.schema();
+    let text_column = |i: usize| cast(batch.column(i), &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e));
+    let mut data_names = Vec::new();
+    let mut data = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        if !raw::is_lineage(field.name()) {
+            data_names.push(field.name().clone());
+            data.push(text_column(i)?);
+        }
+    }
+    let index = |name: &str| schema.index_of(name).map_err(|e| JobError::arrow("raw lineage", e));
+    let uris = text_column(index(raw::SOURCE_URI)?)?;
+    let batch_ids = text_column(index(raw::BATCH_ID)?)?;
+    let rows =
+        cast(batch.column(index(raw::SOURCE_ROW)?), &DataType::Int64).map_err(|e| JobError::arrow("raw rows", e))?;
+    let ingested = batch.column(index(raw::INGESTED_AT)?).clone();
+    let (uris, batch_ids) = (uris.as_string::<i32>(), batch_ids.as_string::<i32>());
+    let rows = rows.as_primitive::<Int64Type>();
+    let ingested = ingested.as_primitive::<TimestampMicrosecondType>();
+    let data: Vec<_> = data.iter().map(|a| a.as_string::<i32>()).collect();
+
+    // Only the columns this batch's rows actually have values in count for the layout: the raw
+    // table holds the union of every file's columns.
+    let layout = contract.layout(&data_names);
+    let mut values: Vec<Option<&str>> = vec![None; data.len()];
+    for r in 0..batch.num_rows() {
+        report.rows_read += 1;
+        for (v, column) in values.iter_mut().zip(&data) {
+            *v = (!column.is_null(r)).then(|| column.value(r));
+        }
+        if suppressions.row_matches(values.iter().copied()) {
+            report.suppressed += 1;
+            continue;
+        }
+        let lineage = Lineage {
+            source_uri: uris.value(r).to_string(),
+            source_row: rows.value(r),
+            batch_id: batch_ids.value(r).to_string(),
+            ingested_at: ingested.value(r),
+        };
+        let outcome = match &layout {
+            Ok(layout) => contract.apply(layout, &values, warnings),
+            Err(reason) => {
+                Err(contract::Rejection { field: String::new(), rule: "missing_column", reason: reason.clone() })
+            }
+        }
+        .and_then(|row| rules.iter().try_for_each(|rule| rule.check(contract, &row)).map(|()| row));
+        match outcome {
+            Ok(row) => valid.push((row, lineage)),
+            Err(rejection) => {
+                let raw_values: serde_json::Map<String, serde_json::Value> = data_names
+                    .iter()
+                    .zip(&values)
+                    .filter_map(|(n, v)| v.map(|v| (n.clone(), serde_json::Value::String(v.to_string()))))
+                    .collect();
+                *report.quarantined_by_reason.entry(format!("{}: {}", rejection.field, rejection.rule)).or_default() +=
+                    1;
+                quarantine.push(QuarantinedRow {
+                    source: source.name.clone(),
+                    stage: "clean",
+                    kind: Kind::Rejected,
+                    batch_id: lineage.batch_id,
+                    source_uri: lineage.source_uri.clone(),
+                    source_row: lineage.source_row,
+                    field: rejection.field.clone(),
+                    rule: rejection.rule.into(),
+                    reason: format!(
+                        "{} row {}, field {}: {}",
+                        lineage.source_uri, lineage.source_row, rejection.field, rejection.reason
+                    ),
+                    raw_values: serde_json::Value::Object(raw_values).to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Upsert the kept rows by key (latest `order_by` wins), apply deletes, and record the batches
+/// as done, in one commit (the watermark alone when no row changed).
+async fn merge(
+    workspace: &Workspace,
+    source: &Source,
+    clean_table: cdplake_engine::deltalake::DeltaTable,
+    clean_id: &TableId,
+    batch: RecordBatch,
+    txns: Vec<Transaction>,
+) -> Result<(Option<u64>, Option<cdplake_engine::deltalake::operations::merge::MergeMetrics>)> {
+    let columns: Vec<String> =
+        batch.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
+    let newer = match &source.order_by {
+        Some(order) => format!("(target.{order} IS NULL OR source.{order} >= target.{order})"),
+        None => "TRUE".to_string(),
+    };
+    let op = contract::OP;
+    // On the snapshot the pending batches were read from: a concurrent clean of the same
+    // batches committed since makes this commit conflict instead of applying them twice.
+    let outcome = workspace
+        .lake()
+        .upsert(clean_id, vec![batch])
+        .on_snapshot(clean_table)
+        .on_columns(&[contract::ROW_KEY])
+        .with_transactions(txns)
+        .delete(Some(format!("source.{op} = 'delete' AND {newer}")))
+        .update(Some(format!("source.{op} = 'upsert' AND {newer}")), Upsert::from_source(&columns))
+        .insert(Some(format!("source.{op} = 'upsert'")), Upsert::from_source(&columns))
+        .await?;
+    Ok((outcome.table.version(), outcome.metrics))
+}

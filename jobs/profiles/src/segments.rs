@@ -1,0 +1,279 @@
+//! `cdplake segments`: one Roaring bitmap of `user_int_id`s per segment, per as-of date.
+//!
+//! Segments: every rfm_segment, lifecycle_stage, engagement_segment and monetary_segment value of
+//! the profiles as of the date (read from `curated.customer_profiles_daily`), `channel_<channel>`
+//! for persons who bought in that channel, every `[segments.custom]` SQL predicate over the
+//! profiles, and `all_persons` (what `NOT` in an audience expression is taken against).
+//!
+//! `curated.segment_bitmaps` holds exactly one row per (segment_tag, as_of): a build replaces
+//! the as-of partition in one commit, so rebuilding can never leave the duplicate rows seed 001
+//! warns break `group_bitmap_and`. `curated.ads_user_bitmap` (seed 001's table: segment_tag,
+//! user_bitmap) holds the last build, so the seed's bitmap statements run as written.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cdplake_catalog::TableMeta;
+use cdplake_engine::arrow::array::{AsArray, RecordBatch};
+use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::lake::conform_batches;
+use cdplake_engine::sql::quote_literal;
+use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use cdplake_core::error::{JobError, Result};
+use cdplake_core::columns::micros;
+use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::{ADS_USER_BITMAP, CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, SEGMENT_BITMAPS, USER_EVENTS, app_ids};
+
+/// The segment every person is in.
+pub const ALL_PERSONS: &str = "all_persons";
+
+/// Profile columns whose every value is a segment.
+pub const SEGMENT_COLUMNS: [&str; 4] = ["rfm_segment", "lifecycle_stage", "engagement_segment", "monetary_segment"];
+
+pub fn segment_bitmaps_spec() -> TableSpec {
+    TableSpec::new(
+        SEGMENT_BITMAPS.id(),
+        Arc::new(Schema::new(vec![
+            Field::new("segment_tag", DataType::Utf8, false),
+            Field::new("bitmap", DataType::Binary, false),
+            Field::new("cardinality", DataType::Int64, false),
+            Field::new("definition", DataType::Utf8, false),
+            Field::new("as_of", DataType::Utf8, false),
+            Field::new("built_at", timestamp_type(), false),
+        ])),
+    )
+    .partitioned_by(["as_of"])
+    .with_description(
+        "One row per segment and as-of date (YYYY-MM-DD): the user_int_ids in it as a Roaring bitmap \
+         (portable serialization), its size and its definition.",
+    )
+}
+
+fn ads_user_bitmap_spec() -> TableSpec {
+    TableSpec::new(
+        ADS_USER_BITMAP.id(),
+        Arc::new(Schema::new(vec![
+            Field::new("segment_tag", DataType::Utf8, false),
+            Field::new("user_bitmap", DataType::Binary, false),
+        ])),
+    )
+    .with_description("Seed 001's ads_user_bitmap: the bitmaps of the last `cdplake segments` build, one row per tag.")
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SegmentsReport {
+    pub as_of: String,
+    /// (segment_tag, cardinality), by tag.
+    pub segments: Vec<(String, i64)>,
+}
+
+impl cdplake_core::audit::JobReport for SegmentsReport {}
+
+pub fn describe_report(r: &SegmentsReport) -> String {
+    let list: Vec<String> = r.segments.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    format!("segments as of {}: {} bitmaps ({})", r.as_of, r.segments.len(), list.join(", "))
+}
+
+/// The as-of date of the current `curated.customer_profiles`.
+pub async fn profiles_as_of(workspace: &Workspace) -> Result<NaiveDate> {
+    let missing = || JobError::NotFound("no profiles yet: run `cdplake profiles` before building segments".into());
+    if !workspace.lake().table_exists(&CUSTOMER_PROFILES.id()).await? {
+        return Err(missing());
+    }
+    let table = workspace.lake().table(&CUSTOMER_PROFILES.id()).await?;
+    let days =
+        applied_version(&table, &CUSTOMER_PROFILES.id().to_string(), app_ids::PROFILES_AS_OF).await?.ok_or_else(missing)?;
+    Ok(NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date") + chrono::Duration::days(days))
+}
+
+/// Build every segment's bitmap as of `as_of` (default: the profiles' as-of date).
+pub async fn build_segments(
+    workspace: &Workspace,
+    as_of: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> Result<SegmentsReport> {
+    let lake = workspace.lake();
+    lake.ensure_writable()?;
+    let as_of = match as_of {
+        Some(d) => d,
+        None => profiles_as_of(workspace).await?,
+    };
+    let dt = as_of.format("%Y-%m-%d").to_string();
+    if !lake.table_exists(&CUSTOMER_PROFILES_DAILY.id()).await? {
+        return Err(JobError::NotFound("no profiles yet: run `cdplake profiles` before building segments".into()));
+    }
+    let session = SqlSession::new()?;
+    for id in [CUSTOMER_PROFILES_DAILY.id(), curated_mapping(), USER_EVENTS.id()] {
+        session.register(lake, &id).await?;
+    }
+    let profiles = format!(
+        "(SELECT d.*, u.user_int_id FROM curated.customer_profiles_daily d JOIN \
+         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = d.one_id \
+         WHERE d.dt = {})",
+        quote_literal(&dt)
+    );
+    let found = session
+        .rows(&format!("SELECT count(*) FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(&dt)))
+        .await?;
+    if found.first().map_or(0, |b| b.column(0).as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>().value(0))
+        == 0
+    {
+        return Err(JobError::NotFound(format!(
+            "no profiles as of {dt} in curated.customer_profiles_daily: run `cdplake profiles --as-of {dt}` first"
+        )));
+    }
+    let mut parts = vec![format!(
+        "SELECT {} AS segment_tag, 'every person with a profile' AS definition, group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p",
+        quote_literal(ALL_PERSONS)
+    )];
+    for column in SEGMENT_COLUMNS {
+        parts.push(format!(
+            "SELECT {column} AS segment_tag, concat('{column} = ''', {column}, '''') AS definition, \
+             group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p WHERE {column} IS NOT NULL GROUP BY {column}"
+        ));
+    }
+    parts.push(format!(
+        "SELECT concat('channel_', e.channel) AS segment_tag, concat('bought through channel ''', e.channel, '''') AS definition, \
+         group_bitmap_state(u.user_int_id) AS bitmap FROM curated.user_events e JOIN \
+         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = e.one_id \
+         WHERE e.event_type = 'purchase' AND e.channel IS NOT NULL AND e.event_date <= DATE {} GROUP BY e.channel",
+        quote_literal(&dt)
+    ));
+    for (tag, predicate) in &workspace.config.segments.custom {
+        parts.push(format!(
+            "SELECT {} AS segment_tag, {} AS definition, group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p WHERE {predicate}",
+            quote_literal(tag),
+            quote_literal(predicate)
+        ));
+    }
+    let sql = format!(
+        "SELECT segment_tag, bitmap, bitmap_count(bitmap) AS cardinality, definition, {} AS as_of FROM ({}) s",
+        quote_literal(&dt),
+        parts.join(" UNION ALL ")
+    );
+    let rows = session.rows(&sql).await.map_err(|e| JobError::Invalid(format!("segments: {e}")))?;
+
+    let spec = segment_bitmaps_spec();
+    workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["segment_tag", "as_of"])).await?;
+    let with_time: Vec<RecordBatch> = rows
+        .iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            columns.push(micros(std::iter::repeat_n(now.timestamp_micros(), b.num_rows())));
+            let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("built_at", timestamp_type(), false));
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| JobError::arrow("segment rows", e))?;
+    // Shaped to the table's types (DataFusion may hand out view types).
+    let with_time = conform_batches(&spec.id, &spec.normalized_schema()?, with_time)?;
+    let mut report = SegmentsReport { as_of: dt.clone(), segments: Vec::new() };
+    let mut seen = HashSet::new();
+    for batch in &with_time {
+        let tags = batch.column_by_name("segment_tag").expect("selected").as_string::<i32>();
+        let counts = batch
+            .column_by_name("cardinality")
+            .expect("selected")
+            .as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>();
+        for i in 0..batch.num_rows() {
+            let tag = tags.value(i).to_string();
+            if !seen.insert(tag.clone()) {
+                return Err(JobError::Invalid(format!(
+                    "segment tag {tag:?} is defined twice (a profile value and a [segments.custom] name?); rename one"
+                )));
+            }
+            report.segments.push((tag, counts.value(i)));
+        }
+    }
+    report.segments.sort();
+
+    // Rebuilding what is stored already commits nothing.
+    let contents = segment_contents(&with_time);
+    if stored_segments(workspace, &session, &dt).await? != contents {
+        lake.overwrite_partition(&spec.id, &format!("as_of = {}", quote_literal(&dt)), with_time.clone()).await?;
+    }
+
+    let seed = ads_user_bitmap_spec();
+    workspace.catalog.ensure_table(&seed, &TableMeta::default().with_primary_key(["segment_tag"])).await?;
+    let seed_rows: Vec<RecordBatch> = with_time
+        .iter()
+        .map(|b| {
+            RecordBatch::try_new(
+                seed.normalized_schema().expect("static schema"),
+                vec![
+                    b.column_by_name("segment_tag").expect("selected").clone(),
+                    b.column_by_name("bitmap").expect("selected").clone(),
+                ],
+            )
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| JobError::arrow("ads_user_bitmap rows", e))?;
+    let seed_now = stored_seed_bitmaps(workspace, &session).await?;
+    let wanted: Vec<(String, Vec<u8>)> = contents.into_iter().map(|(t, b, _)| (t, b)).collect();
+    if seed_now != wanted {
+        lake.overwrite(&seed.id, seed_rows, Default::default()).await?;
+    }
+    Ok(report)
+}
+
+fn curated_mapping() -> TableId {
+    ID_MAPPING.id()
+}
+
+/// (tag, bitmap, definition) of segment rows, sorted.
+fn segment_contents(batches: &[RecordBatch]) -> Vec<(String, Vec<u8>, String)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let column = |name: &str| b.column_by_name(name).expect("segment column").clone();
+        let (tags, maps, definitions) = (column("segment_tag"), column("bitmap"), column("definition"));
+        let (tags, maps, definitions) =
+            (tags.as_string::<i32>(), maps.as_binary::<i32>(), definitions.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.push((tags.value(i).to_string(), maps.value(i).to_vec(), definitions.value(i).to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn stored_segments(
+    workspace: &Workspace,
+    session: &SqlSession,
+    dt: &str,
+) -> Result<Vec<(String, Vec<u8>, String)>> {
+    session.register(workspace.lake(), &SEGMENT_BITMAPS.id()).await?;
+    let rows = session
+        .rows(&format!(
+            "SELECT segment_tag, bitmap, definition FROM curated.segment_bitmaps WHERE as_of = {}",
+            quote_literal(dt)
+        ))
+        .await?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("segment_tag", DataType::Utf8, true),
+        Field::new("bitmap", DataType::Binary, true),
+        Field::new("definition", DataType::Utf8, true),
+    ]));
+    let rows = conform_batches(&SEGMENT_BITMAPS.id(), &schema, rows)?;
+    Ok(segment_contents(&rows))
+}
+
+/// The (tag, bitmap) rows of `curated.ads_user_bitmap`, sorted.
+async fn stored_seed_bitmaps(workspace: &Workspace, session: &SqlSession) -> Result<Vec<(String, Vec<u8>)>> {
+    session.register(workspace.lake(), &ADS_USER_BITMAP.id()).await?;
+    let rows = session.rows("SELECT segment_tag, user_bitmap FROM curated.ads_user_bitmap").await?;
+    let mut out = Vec::new();
+    for b in &rows {
+        let tags = cast(b.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("segment tags", e))?;
+        let maps = cast(b.column(1), &DataType::Binary).map_err(|e| JobError::arrow("segment bitmaps", e))?;
+        let (tags, maps) = (tags.as_string::<i32>(), maps.as_binary::<i32>());
+        for i in 0..b.num_rows() {
+            out.push((tags.value(i).to_string(), maps.value(i).to_vec()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
