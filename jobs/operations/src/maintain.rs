@@ -222,16 +222,3 @@ pub fn describe_report(r: &MaintainReport) -> String {
     }
     text
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zones_keep_their_history() {
-        let r = RetentionConfig::default();
-        assert_eq!(r.history("raw").num_days(), 30);
-        assert_eq!(r.history("curated").num_days(), 7);
-        assert_eq!(r.history("_audit").num_days(), 7);
-    }
-}

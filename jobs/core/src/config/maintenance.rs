@@ -81,3 +81,16 @@ impl Default for MaintenanceConfig {
         Self { target_file_mb: 128, zorder: BTreeMap::new(), daily: true, min_age_minutes: 60 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_keep_their_history() {
+        let r = RetentionConfig::default();
+        assert_eq!(r.history("raw").num_days(), 30);
+        assert_eq!(r.history("curated").num_days(), 7);
+        assert_eq!(r.history("_audit").num_days(), 7);
+    }
+}

@@ -167,7 +167,7 @@ mod tests {
     /// regenerate it with `cdplake config schema > cdplake.schema.json` after changing them.
     #[test]
     fn the_published_schema_is_current() {
-        let published = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../cdplake.schema.json"))
+        let published = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cdplake.schema.json"))
             .expect("cdplake.schema.json at the repository root");
         assert!(
             published == json_schema(),
@@ -182,7 +182,7 @@ mod tests {
     /// What a user copies from the README works: every `toml` block of it is a valid cdplake.toml.
     #[test]
     fn every_toml_example_of_the_readme_is_valid() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
         let blocks: Vec<&str> =
             readme.split("```toml\n").skip(1).map(|b| &b[..b.find("```").unwrap_or(b.len())]).collect();
         assert!(blocks.len() >= 5, "{} toml blocks", blocks.len());
