@@ -16,9 +16,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use cdplake_core::error::Result;
-use cdplake_profiles::RefreshOptions;
 use cdplake_core::retry::retry_step;
 use cdplake_core::workspace::Workspace;
+use cdplake_profiles::RefreshOptions;
 
 const ATTEMPTS: usize = 20;
 
@@ -122,7 +122,8 @@ impl Dag {
             let what = match step {
                 Step::Ingest { source } => {
                     let source = workspace.config.source(source).ok_or_else(|| unknown(source))?;
-                    let reports = retry_step(ATTEMPTS, || cdplake_ingest::ingest::ingest(workspace, &source, &[], now)).await?;
+                    let reports =
+                        retry_step(ATTEMPTS, || cdplake_ingest::ingest::ingest(workspace, &source, &[], now)).await?;
                     format!("{} new files", reports.iter().filter(|r| r.batch_id.is_some()).count())
                 }
                 Step::Clean { source } => {
@@ -145,8 +146,10 @@ impl Dag {
                     cdplake_profiles::describe_report(&report)
                 }
                 Step::Segments => {
-                    let report =
-                        retry_step(ATTEMPTS, || cdplake_profiles::segments::build_segments(workspace, Some(as_of), now)).await?;
+                    let report = retry_step(ATTEMPTS, || {
+                        cdplake_profiles::segments::build_segments(workspace, Some(as_of), now)
+                    })
+                    .await?;
                     cdplake_profiles::segments::describe_report(&report)
                 }
                 Step::Audience { name, rule } => {
@@ -160,7 +163,8 @@ impl Dag {
                     // Storage ages are wall-clock: maintenance measures them against the clock.
                     let request = cdplake_operations::maintain::MaintainRequest::default();
                     let invoker = cdplake_core::audit::Invoker { trigger: "schedule".into(), principal: "dag".into() };
-                    let report = cdplake_operations::maintain::maintain(workspace, &request, &invoker, Utc::now()).await?;
+                    let report =
+                        cdplake_operations::maintain::maintain(workspace, &request, &invoker, Utc::now()).await?;
                     let (before, after): (u64, u64) =
                         report.tables.iter().fold((0, 0), |a, t| (a.0 + t.before.files, a.1 + t.after.files));
                     format!("{} tables maintained: {before} → {after} data files", report.tables.len())

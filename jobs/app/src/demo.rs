@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 
 use crate::dag::{Dag, Through};
 use cdplake_core::error::{JobError, Result};
+use cdplake_core::workspace::Workspace;
 use cdplake_generate::generate;
 use cdplake_ingest::ingest::{IngestReport, ingest};
-use cdplake_core::workspace::Workspace;
 
 /// People in the demo data set.
 pub const DEMO_PERSONS: u64 = 200;

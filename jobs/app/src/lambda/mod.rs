@@ -106,8 +106,15 @@ pub async fn invoke_as(
     }
     let arguments = audit_arguments(handler, &event);
     let job = format!("lambda {}", handler.name());
-    cdplake_core::audit::audited(workspace, invoker, &job, arguments, chrono::Utc::now(), run(workspace, handler, event, now))
-        .await
+    cdplake_core::audit::audited(
+        workspace,
+        invoker,
+        &job,
+        arguments,
+        chrono::Utc::now(),
+        run(workspace, handler, event, now),
+    )
+    .await
 }
 
 /// What the audit trail keeps of an event: object keys, dates; never SQL text or identifiers.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use cdplake_core::error::Result;
-use cdplake_serving::serve::{DEFAULT_EVENTS_KEPT, IndexHolder, Permissions, Request, respond};
 use cdplake_core::workspace::Workspace;
+use cdplake_serving::serve::{DEFAULT_EVENTS_KEPT, IndexHolder, Permissions, Request, respond};
 
 /// How often an invocation checks the tables' versions.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);

@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 
 use crate::dag::{Dag, Through};
 use cdplake_core::error::{JobError, Result};
-use cdplake_ingest::ingest::IngestStatus;
 use cdplake_core::retry::retry_step;
 use cdplake_core::workspace::Workspace;
+use cdplake_ingest::ingest::IngestStatus;
 
 const ATTEMPTS: usize = 20;
 
@@ -104,7 +104,8 @@ pub async fn handle(workspace: &Workspace, event: S3Event, now: DateTime<Utc>) -
                 .config
                 .source(&name)
                 .ok_or_else(|| JobError::Invalid(format!("{uri}: no source named {name:?}")))?;
-            let report = retry_step(ATTEMPTS, || cdplake_ingest::ingest::ingest_object(workspace, &source, uri, now)).await?;
+            let report =
+                retry_step(ATTEMPTS, || cdplake_ingest::ingest::ingest_object(workspace, &source, uri, now)).await?;
             Ok::<_, JobError>((source, report))
         }
         .await;

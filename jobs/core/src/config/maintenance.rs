@@ -63,15 +63,16 @@ pub struct MaintenanceConfig {
 }
 
 /// The columns the jobs look rows up by, Z-ordered unless `[maintenance.zorder]` says otherwise.
-const BUILT_IN_ZORDER: [(TableName, &str); 2] =
-    [(ID_MAPPING, "id_value"), (CUSTOMER_PROFILES, "one_id")];
+const BUILT_IN_ZORDER: [(TableName, &str); 2] = [(ID_MAPPING, "id_value"), (CUSTOMER_PROFILES, "one_id")];
 
 impl MaintenanceConfig {
     /// The Z-order columns of a table: the configured ones, else the built-in (empty: none).
     pub fn zorder_of(&self, table: &str) -> Vec<String> {
         match self.zorder.get(table) {
             Some(columns) => columns.clone(),
-            None => BUILT_IN_ZORDER.iter().filter(|(t, _)| t.to_string() == table).map(|(_, c)| c.to_string()).collect(),
+            None => {
+                BUILT_IN_ZORDER.iter().filter(|(t, _)| t.to_string() == table).map(|(_, c)| c.to_string()).collect()
+            }
         }
     }
 }

@@ -97,8 +97,6 @@ impl QualityRule {
     /// another or erased left it on purpose and count as still there. (With a filter, the persons
     /// who departed need not have matched it.)
     pub fn counts_departed_persons(&self) -> bool {
-        self.check == Check::RowCountRatio
-            && self.filter.is_none()
-            && self.table == CUSTOMER_PROFILES.to_string()
+        self.check == Check::RowCountRatio && self.filter.is_none() && self.table == CUSTOMER_PROFILES.to_string()
     }
 }
