@@ -26,8 +26,11 @@ use chrono::NaiveDate;
 
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::{
+    AUDIENCE_PACKAGES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, IDENTITY_CONFLICTS, IDENTITY_HUBS, QUALITY_RESULTS,
+    SEGMENT_BITMAPS,
+};
 use charts::{Bars, Series};
-use cdplake_zones::tables::{AUDIENCE_PACKAGES, CUSTOMER_PROFILES_DAILY, IDENTITY_CONFLICTS, IDENTITY_HUBS, ID_MAPPING, QUALITY_RESULTS, SEGMENT_BITMAPS};
 
 /// One chart of the report.
 #[derive(Debug, Clone)]

@@ -17,15 +17,14 @@
 //! * `GET /v1/health`: the index's size, memory, build time and table versions;
 //! * `POST /v1/query` (`--allow-sql` only): `{"sql": "SELECT ..."}`.
 
-
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use crate::serve::index::{DEFAULT_EVENTS_KEPT, IndexStats, IndexVersions, ProfileIndex};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-pub use crate::serve::index::{DEFAULT_EVENTS_KEPT, IndexStats, IndexVersions, ProfileIndex};
 
 /// The longest identifier value accepted (longer ones are malformed, not unknown).
 pub const MAX_VALUE_BYTES: usize = 1024;

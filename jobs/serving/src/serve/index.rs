@@ -45,13 +45,7 @@ fn mapping_id() -> TableId {
 
 /// The tables the index reads, in the order of [`IndexVersions`].
 pub fn source_tables() -> [TableId; 5] {
-    [
-        CUSTOMER_PROFILES.id(),
-        mapping_id(),
-        USER_EVENTS.id(),
-        SEGMENT_BITMAPS.id(),
-        AUDIENCE_PACKAGES.id(),
-    ]
+    [CUSTOMER_PROFILES.id(), mapping_id(), USER_EVENTS.id(), SEGMENT_BITMAPS.id(), AUDIENCE_PACKAGES.id()]
 }
 
 /// The Delta version of each table the index was built from (None: the table does not exist).

@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use cdplake_engine::arrow::datatypes::SchemaRef;
 use cdplake_engine::datafusion::prelude::DataFrame;
+use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::lake::table_arrow_schema;
 use cdplake_engine::sql::quote_ident;
-use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::{SqlSession, TableId, TimeTravel};
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
@@ -33,8 +33,8 @@ use tokio_postgres::{Client, NoTls, Transaction};
 
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use copy::{CopyEncoder, PgType};
 use cdplake_zones::tables::{AUDIENCE_PACKAGES, CUSTOMER_PROFILES};
+use copy::{CopyEncoder, PgType};
 
 /// The table that records what each target holds.
 pub const STATE_TABLE: &str = "cdplake_sync_state";
@@ -533,12 +533,7 @@ struct Changes {
 
 /// The rows to upsert and the keys to delete to take a target from version `from` to the
 /// table's current version (`sync.current` in `session`).
-async fn changes_since(
-    workspace: &Workspace,
-    session: &SqlSession,
-    plan: &SyncPlan<'_>,
-    from: u64,
-) -> Result<Changes> {
+async fn changes_since(workspace: &Workspace, session: &SqlSession, plan: &SyncPlan<'_>, from: u64) -> Result<Changes> {
     let (id, table, columns, key) = (plan.id, &plan.table, &plan.columns, &plan.key);
     let keys: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
     let keys = keys.join(", ");
