@@ -17,7 +17,7 @@ pub mod charts;
 
 use std::collections::BTreeMap;
 
-use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::sql::quote_literal;
@@ -26,8 +26,12 @@ use chrono::NaiveDate;
 
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use cdplake_identity::report::IdentityHealth;
+use cdplake_zones::tables::{
+    AUDIENCE_PACKAGES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, IDENTITY_CONFLICTS, IDENTITY_HUBS, QUALITY_RESULTS,
+    SEGMENT_BITMAPS,
+};
 use charts::{Bars, Series};
-use cdplake_zones::tables::{AUDIENCE_PACKAGES, CUSTOMER_PROFILES_DAILY, IDENTITY_CONFLICTS, IDENTITY_HUBS, ID_MAPPING, QUALITY_RESULTS, SEGMENT_BITMAPS};
 
 /// One chart of the report.
 #[derive(Debug, Clone)]
@@ -48,30 +52,35 @@ pub struct Report {
     pub charts: Vec<Chart>,
 }
 
-/// Every column of a query's rows as text (None for null).
-async fn text_rows(session: &SqlSession, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+/// The columns `names` of a query's rows as text (None for null), in that order.
+async fn text_rows<const N: usize>(
+    session: &SqlSession,
+    sql: &str,
+    names: [&str; N],
+) -> Result<Vec<[Option<String>; N]>> {
     let batches: Vec<RecordBatch> = session
         .rows(sql)
         .await
         .map_err(|e| JobError::Step { context: "report: reading the lake".into(), source: Box::new(e) })?;
     let mut rows = Vec::new();
     for b in &batches {
-        let columns = b
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| JobError::arrow("report: reading the lake", e))?;
+        let columns = names.iter().map(|name| text_column(b, name)).collect::<Result<Vec<_>>>()?;
         for r in 0..b.num_rows() {
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| if c.is_null(r) { None } else { Some(c.as_string::<i32>().value(r).to_string()) })
-                    .collect(),
-            );
+            rows.push(std::array::from_fn(|i| {
+                let c = columns[i].as_string::<i32>();
+                if c.is_null(r) { None } else { Some(c.value(r).to_string()) }
+            }));
         }
     }
     Ok(rows)
+}
+
+/// The column `name` of a batch cast to Utf8.
+fn text_column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| JobError::Invalid(format!("report: reading the lake: the query has no column {name}")))?;
+    cast(column, &DataType::Utf8).map_err(|e| JobError::arrow("report: reading the lake", e))
 }
 
 fn num(value: &Option<String>) -> f64 {
@@ -91,38 +100,54 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Build the report as of a daily-snapshot date (default: the latest).
-pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Result<Report> {
-    let lake = workspace.lake();
-    let session = SqlSession::new()?;
-    let mut present: BTreeMap<&'static str, bool> = BTreeMap::new();
-    let tables: [(&'static str, TableId); 7] = [
-        ("daily", CUSTOMER_PROFILES_DAILY.id()),
-        ("mapping", ID_MAPPING.id()),
-        ("segments", SEGMENT_BITMAPS.id()),
-        ("packages", AUDIENCE_PACKAGES.id()),
-        ("quality", QUALITY_RESULTS.id()),
-        ("hubs", IDENTITY_HUBS.id()),
-        ("conflicts", IDENTITY_CONFLICTS.id()),
-    ];
-    for (name, id) in &tables {
-        let exists = lake.table_exists(id).await?;
-        if exists {
-            session.register(lake, id).await?;
+/// The tables the report reads, registered in one session, and which of the optional ones exist.
+struct ReportTables {
+    session: SqlSession,
+    segments: bool,
+    packages: bool,
+    quality: bool,
+}
+
+impl ReportTables {
+    /// Register every table that exists; the daily profiles and the mapping must.
+    async fn register(workspace: &Workspace) -> Result<Self> {
+        let lake = workspace.lake();
+        let session = SqlSession::new()?;
+        let mut present: BTreeMap<&'static str, bool> = BTreeMap::new();
+        let tables: [(&'static str, TableId); 7] = [
+            ("daily", CUSTOMER_PROFILES_DAILY.id()),
+            ("mapping", ID_MAPPING.id()),
+            ("segments", SEGMENT_BITMAPS.id()),
+            ("packages", AUDIENCE_PACKAGES.id()),
+            ("quality", QUALITY_RESULTS.id()),
+            ("hubs", IDENTITY_HUBS.id()),
+            ("conflicts", IDENTITY_CONFLICTS.id()),
+        ];
+        for (name, id) in &tables {
+            let exists = lake.table_exists(id).await?;
+            if exists {
+                session.register(lake, id).await?;
+            }
+            present.insert(name, exists);
         }
-        present.insert(name, exists);
+        if !present["daily"] || !present["mapping"] {
+            return Err(JobError::NotFound(
+                "no profiles yet: run `cdplake identity` and `cdplake profiles` before `cdplake report`".into(),
+            ));
+        }
+        Ok(Self { session, segments: present["segments"], packages: present["packages"], quality: present["quality"] })
     }
-    if !present["daily"] || !present["mapping"] {
-        return Err(JobError::NotFound(
-            "no profiles yet: run `cdplake identity` and `cdplake profiles` before `cdplake report`".into(),
-        ));
-    }
-    let dates: Vec<String> = text_rows(&session, "SELECT DISTINCT dt FROM curated.customer_profiles_daily ORDER BY dt")
-        .await?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect();
-    let as_of = match as_of {
+}
+
+/// The daily snapshot the report is as of: `as_of` if there is one, else the latest.
+async fn snapshot_date(session: &SqlSession, as_of: Option<NaiveDate>) -> Result<String> {
+    let dates: Vec<String> =
+        text_rows(session, "SELECT DISTINCT dt FROM curated.customer_profiles_daily ORDER BY dt", ["dt"])
+            .await?
+            .into_iter()
+            .filter_map(|[dt]| dt)
+            .collect();
+    match as_of {
         Some(d) => {
             let d = d.format("%Y-%m-%d").to_string();
             if !dates.contains(&d) {
@@ -131,34 +156,82 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
                     dates.join(", ")
                 )));
             }
-            d
+            Ok(d)
         }
-        None => dates.last().cloned().ok_or_else(|| JobError::NotFound("no profiles snapshot yet".into()))?,
-    };
-    let dt = quote_literal(&as_of);
-    let mut charts = Vec::new();
+        None => dates.last().cloned().ok_or_else(|| JobError::NotFound("no profiles snapshot yet".into())),
+    }
+}
 
-    // Persons and profiles over time.
+/// Build the report as of a daily-snapshot date (default: the latest).
+pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Result<Report> {
+    let tables = ReportTables::register(workspace).await?;
+    let session = &tables.session;
+    let as_of = snapshot_date(session, as_of).await?;
+    let persons = persons_over_time(session, &as_of).await?;
+    let rfm = rfm_grid(session, &as_of).await?;
+    let segments = segment_sizes(&tables, &as_of).await?;
+    let audiences = audience_sizes(&tables, &as_of).await?;
+    let lifecycle = lifecycle_over_time(session).await?;
+    let health = cdplake_identity::report::health(workspace, 10).await?;
+    let identity_sizes = identity_sizes(&health)?;
+    let identity_rules = identity_rules(&health)?;
+    let quality = quality_history(&tables).await?;
+    let figures = [
+        ("persons", health.persons.to_string()),
+        ("identifiers", health.active_identifiers.to_string()),
+        ("profiles", persons.profiles_now.map(|n| (n as u64).to_string()).unwrap_or_default()),
+        ("segments", segments.bars.to_string()),
+        ("audiences", audiences.bars.to_string()),
+        ("quality failures", quality.failed.to_string()),
+    ];
+    let charts = vec![
+        persons.chart,
+        rfm,
+        segments.chart,
+        audiences.chart,
+        lifecycle,
+        identity_sizes,
+        identity_rules,
+        quality.chart,
+    ];
+    let html = page(workspace, &as_of, &charts, &figures);
+    Ok(Report { as_of, html, charts })
+}
+
+/// The persons-over-time chart and the profiles of the report's snapshot.
+struct PersonsOverTime {
+    chart: Chart,
+    /// Profiles in the snapshot the report is as of.
+    profiles_now: Option<f64>,
+}
+
+/// Persons by the month they were first seen (cumulative) and profiles per daily snapshot.
+async fn persons_over_time(session: &SqlSession, as_of: &str) -> Result<PersonsOverTime> {
     let persons = text_rows(
-        &session,
-        "SELECT CAST(date_trunc('month', f) AS DATE) AS m, count(*) FROM \
+        session,
+        "SELECT CAST(date_trunc('month', f) AS DATE) AS m, count(*) AS persons FROM \
          (SELECT one_id, min(first_seen) AS f FROM curated.id_mapping WHERE is_active GROUP BY one_id) \
          GROUP BY 1 ORDER BY 1",
+        ["m", "persons"],
     )
     .await?;
     let mut cumulative = 0.0;
     let persons_line: Vec<(f64, f64)> = persons
         .iter()
-        .filter_map(|r| {
-            cumulative += num(&r[1]);
-            Some((days(r[0].as_deref()?)?, cumulative))
+        .filter_map(|[month, persons]| {
+            cumulative += num(persons);
+            Some((days(month.as_deref()?)?, cumulative))
         })
         .collect();
-    let profiles_per_dt =
-        text_rows(&session, "SELECT dt, count(*) FROM curated.customer_profiles_daily GROUP BY dt ORDER BY dt").await?;
+    let profiles_per_dt = text_rows(
+        session,
+        "SELECT dt, count(*) AS profiles FROM curated.customer_profiles_daily GROUP BY dt ORDER BY dt",
+        ["dt", "profiles"],
+    )
+    .await?;
     let profile_points: Vec<(f64, f64)> =
-        profiles_per_dt.iter().filter_map(|r| Some((days(r[0].as_deref()?)?, num(&r[1])))).collect();
-    charts.push(Chart {
+        profiles_per_dt.iter().filter_map(|[dt, profiles]| Some((days(dt.as_deref()?)?, num(profiles)))).collect();
+    let chart = Chart {
         id: "persons_over_time",
         title: "Persons and profiles over time".into(),
         note: "Persons by the month their first identifier was seen (cumulative), and the profiles of each daily \
@@ -172,126 +245,169 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             ],
             "persons",
         )?,
-    });
+    };
+    let profiles_now = profiles_per_dt.iter().find(|[dt, _]| dt.as_deref() == Some(as_of)).map(|[_, n]| num(n));
+    Ok(PersonsOverTime { chart, profiles_now })
+}
 
-    // RFM grid.
+/// Persons per recency × frequency score in the snapshot, coloured by average monetary value.
+async fn rfm_grid(session: &SqlSession, as_of: &str) -> Result<Chart> {
+    let dt = quote_literal(as_of);
     let cells = text_rows(
-        &session,
+        session,
         &format!(
-            "SELECT r_score, f_score, count(*), avg(monetary) FROM curated.customer_profiles_daily \
+            "SELECT r_score, f_score, count(*) AS persons, avg(monetary) AS avg_monetary \
+             FROM curated.customer_profiles_daily \
              WHERE dt = {dt} AND r_score IS NOT NULL AND f_score IS NOT NULL GROUP BY 1, 2"
         ),
+        ["r_score", "f_score", "persons", "avg_monetary"],
     )
     .await?;
-    let grid: Vec<(u32, u32, u64, f64)> =
-        cells.iter().map(|r| (num(&r[0]) as u32, num(&r[1]) as u32, num(&r[2]) as u64, num(&r[3]))).collect();
+    let grid: Vec<(u32, u32, u64, f64)> = cells
+        .iter()
+        .map(|[r, f, persons, monetary]| (num(r) as u32, num(f) as u32, num(persons) as u64, num(monetary)))
+        .collect();
     let unscored = text_rows(
-        &session,
-        &format!("SELECT count(*) FROM curated.customer_profiles_daily WHERE dt = {dt} AND r_score IS NULL"),
+        session,
+        &format!(
+            "SELECT count(*) AS unscored FROM curated.customer_profiles_daily WHERE dt = {dt} AND r_score IS NULL"
+        ),
+        ["unscored"],
     )
     .await?;
-    charts.push(Chart {
+    Ok(Chart {
         id: "rfm_grid",
         title: format!("RFM grid as of {as_of}"),
         note: format!(
             "Persons per recency score (5 = bought most recently) and frequency score (5 = most purchase days); \
              the colour is the cell's average monetary value. {} persons without purchases are not scored.",
-            unscored.first().map(|r| num(&r[0]) as u64).unwrap_or(0)
+            unscored.first().map(|[n]| num(n) as u64).unwrap_or(0)
         ),
         svg: charts::rfm_grid("rfm_grid", &grid)?,
-    });
+    })
+}
 
-    // Segments and audiences: sizes now and at the previous as-of.
-    let (segment_bars, segments_as_of, segments_previous) = if present["segments"] {
-        let built: Vec<String> = text_rows(
-            &session,
-            &format!(
-                "SELECT DISTINCT as_of FROM curated.segment_bitmaps WHERE as_of <= {dt} ORDER BY as_of DESC LIMIT 2"
-            ),
-        )
-        .await?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect();
-        let size_at = |date: Option<&String>| {
-            let session = session.clone();
-            let date = date.cloned();
-            async move {
-                let Some(date) = date else { return Ok(BTreeMap::new()) };
-                let rows = text_rows(
-                    &session,
-                    &format!(
-                        "SELECT segment_tag, cardinality FROM curated.segment_bitmaps WHERE as_of = {}",
-                        quote_literal(&date)
-                    ),
-                )
-                .await?;
-                Ok::<_, JobError>(rows.iter().map(|r| (text(&r[0]), num(&r[1]))).collect::<BTreeMap<_, _>>())
-            }
-        };
-        let now = size_at(built.first()).await?;
-        let before = size_at(built.get(1)).await?;
-        (bars_with_change(&now, &before), built.first().cloned(), built.get(1).cloned())
-    } else {
-        (Vec::new(), None, None)
-    };
-    charts.push(Chart {
+/// A bar chart and how many bars it has.
+struct BarChart {
+    chart: Chart,
+    bars: usize,
+}
+
+/// The segment sizes of the latest build up to the snapshot, and of the build before it.
+#[derive(Default)]
+struct SegmentBuilds {
+    bars: Vec<Bars>,
+    as_of: Option<String>,
+    previous: Option<String>,
+}
+
+async fn segment_sizes(tables: &ReportTables, as_of: &str) -> Result<BarChart> {
+    let builds = if tables.segments { segment_builds(&tables.session, as_of).await? } else { SegmentBuilds::default() };
+    let chart = Chart {
         id: "segment_sizes",
-        title: format!("Segment sizes{}", segments_as_of.as_deref().map(|d| format!(" as of {d}")).unwrap_or_default()),
-        note: match (&segments_as_of, &segments_previous) {
+        title: format!("Segment sizes{}", builds.as_of.as_deref().map(|d| format!(" as of {d}")).unwrap_or_default()),
+        note: match (&builds.as_of, &builds.previous) {
             (Some(_), Some(p)) => format!("Persons per segment; the grey bar is the previous build ({p})."),
             (Some(_), None) => "Persons per segment (the first build: no change to show yet).".into(),
             _ => "No segments built yet: run `cdplake segments`.".into(),
         },
-        svg: charts::bars("segment_sizes", &segment_bars, "persons")?,
-    });
-    let (audience_bars, audience_note) = if present["packages"] {
-        let rows = text_rows(
-            &session,
-            &format!(
-                "SELECT package_name, as_of, count(*) FROM curated.audience_packages WHERE as_of <= {dt} \
-                 GROUP BY 1, 2 ORDER BY 1, 2"
-            ),
-        )
-        .await?;
-        let mut by_package: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-        for r in &rows {
-            by_package.entry(text(&r[0])).or_default().push((text(&r[1]), num(&r[2])));
-        }
-        let now: BTreeMap<String, f64> =
-            by_package.iter().filter_map(|(k, v)| Some((k.clone(), v.last()?.1))).collect();
-        let before: BTreeMap<String, f64> = by_package
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.len().checked_sub(2).and_then(|i| v.get(i))?.1)))
-            .collect();
+        svg: charts::bars("segment_sizes", &builds.bars, "persons")?,
+    };
+    Ok(BarChart { chart, bars: builds.bars.len() })
+}
+
+async fn segment_builds(session: &SqlSession, as_of: &str) -> Result<SegmentBuilds> {
+    let built: Vec<String> = text_rows(
+        session,
+        &format!(
+            "SELECT DISTINCT as_of FROM curated.segment_bitmaps WHERE as_of <= {} ORDER BY as_of DESC LIMIT 2",
+            quote_literal(as_of)
+        ),
+        ["as_of"],
+    )
+    .await?
+    .into_iter()
+    .filter_map(|[as_of]| as_of)
+    .collect();
+    let now = segment_sizes_at(session, built.first()).await?;
+    let before = segment_sizes_at(session, built.get(1)).await?;
+    Ok(SegmentBuilds {
+        bars: bars_with_change(&now, &before),
+        as_of: built.first().cloned(),
+        previous: built.get(1).cloned(),
+    })
+}
+
+/// Persons per segment tag in the build of `date` (none without a date).
+async fn segment_sizes_at(session: &SqlSession, date: Option<&String>) -> Result<BTreeMap<String, f64>> {
+    let Some(date) = date else { return Ok(BTreeMap::new()) };
+    let rows = text_rows(
+        session,
+        &format!("SELECT segment_tag, cardinality FROM curated.segment_bitmaps WHERE as_of = {}", quote_literal(date)),
+        ["segment_tag", "cardinality"],
+    )
+    .await?;
+    Ok(rows.iter().map(|[tag, persons]| (text(tag), num(persons))).collect())
+}
+
+/// Members of each audience's latest build up to the snapshot, and of its build before.
+async fn audience_sizes(tables: &ReportTables, as_of: &str) -> Result<BarChart> {
+    let (bars, note) = if tables.packages {
         (
-            bars_with_change(&now, &before),
+            audience_bars(&tables.session, as_of).await?,
             "Members of each audience's latest build; the grey bar is its previous build.",
         )
     } else {
         (Vec::new(), "No audiences built yet: run `cdplake audience build NAME --expr ...`.")
     };
-    charts.push(Chart {
+    let chart = Chart {
         id: "audience_sizes",
         title: "Audience sizes".into(),
-        note: audience_note.into(),
-        svg: charts::bars("audience_sizes", &audience_bars, "members")?,
-    });
+        note: note.into(),
+        svg: charts::bars("audience_sizes", &bars, "members")?,
+    };
+    Ok(BarChart { chart, bars: bars.len() })
+}
 
-    // Lifecycle stages over time.
+async fn audience_bars(session: &SqlSession, as_of: &str) -> Result<Vec<Bars>> {
+    let rows = text_rows(
+        session,
+        &format!(
+            "SELECT package_name, as_of, count(*) AS members FROM curated.audience_packages WHERE as_of <= {} \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            quote_literal(as_of)
+        ),
+        ["package_name", "as_of", "members"],
+    )
+    .await?;
+    let mut by_package: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for [package, built, members] in &rows {
+        by_package.entry(text(package)).or_default().push((text(built), num(members)));
+    }
+    let now: BTreeMap<String, f64> = by_package.iter().filter_map(|(k, v)| Some((k.clone(), v.last()?.1))).collect();
+    let before: BTreeMap<String, f64> = by_package
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.len().checked_sub(2).and_then(|i| v.get(i))?.1)))
+        .collect();
+    Ok(bars_with_change(&now, &before))
+}
+
+/// Persons per lifecycle stage in each daily snapshot.
+async fn lifecycle_over_time(session: &SqlSession) -> Result<Chart> {
     let stages = text_rows(
-        &session,
-        "SELECT dt, coalesce(lifecycle_stage, '(none)'), count(*) FROM curated.customer_profiles_daily \
-         GROUP BY 1, 2 ORDER BY 1, 2",
+        session,
+        "SELECT dt, coalesce(lifecycle_stage, '(none)') AS stage, count(*) AS persons \
+         FROM curated.customer_profiles_daily GROUP BY 1, 2 ORDER BY 1, 2",
+        ["dt", "stage", "persons"],
     )
     .await?;
     let mut by_stage: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in &stages {
-        if let Some(d) = r[0].as_deref().and_then(days) {
-            by_stage.entry(text(&r[1])).or_default().push((d, num(&r[2])));
+    for [dt, stage, persons] in &stages {
+        if let Some(d) = dt.as_deref().and_then(days) {
+            by_stage.entry(text(stage)).or_default().push((d, num(persons)));
         }
     }
-    charts.push(Chart {
+    Ok(Chart {
         id: "lifecycle_over_time",
         title: "Lifecycle stages over time".into(),
         note: "Persons per lifecycle stage in each daily snapshot (curated.customer_profiles_daily).".into(),
@@ -300,16 +416,17 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             &by_stage.into_iter().map(|(name, points)| Series { name, points }).collect::<Vec<_>>(),
             "persons",
         )?,
-    });
+    })
+}
 
-    // Identity health.
-    let health = cdplake_identity::report::health(workspace, 10).await?;
+/// Persons by how many identifiers they hold.
+fn identity_sizes(health: &IdentityHealth) -> Result<Chart> {
     let size_bars: Vec<Bars> = health
         .persons_by_size
         .iter()
         .map(|b| Bars { label: format!("{} ids", b.identifiers), now: b.persons as f64, before: None })
         .collect();
-    charts.push(Chart {
+    Ok(Chart {
         id: "identity_sizes",
         title: "Identity: persons by number of identifiers".into(),
         note: format!(
@@ -318,7 +435,11 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             health.persons, health.active_identifiers
         ),
         svg: charts::bars("identity_sizes", &size_bars, "persons")?,
-    });
+    })
+}
+
+/// Hub identifiers, links refused per type and rows skipped per placeholder rule.
+fn identity_rules(health: &IdentityHealth) -> Result<Chart> {
     let mut rule_bars = vec![Bars { label: "hub identifiers".into(), now: health.hubs as f64, before: None }];
     rule_bars.extend(health.refused_by_type.iter().map(|(t, n)| Bars {
         label: format!("refused links ({t})"),
@@ -333,45 +454,39 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
         now: *n as f64,
         before: None,
     }));
-    charts.push(Chart {
+    Ok(Chart {
         id: "identity_rules",
         title: "Identity: hubs, refused links, skipped values".into(),
         note: "Identifiers kept from linking because they are linked to more values than one person may hold (hubs), \
                links refused by a per-type limit, and rows whose identifier a placeholder rule skipped."
             .into(),
         svg: charts::bars("identity_rules", &rule_bars, "count")?,
-    });
+    })
+}
 
-    // Quality gates' history.
-    let quality = if present["quality"] {
+/// The quality-history chart and how many checks failed.
+struct QualityHistory {
+    chart: Chart,
+    failed: usize,
+}
+
+/// Every quality check run before profiles were published, passed or failed.
+async fn quality_history(tables: &ReportTables) -> Result<QualityHistory> {
+    let quality = if tables.quality {
         text_rows(
-            &session,
+            &tables.session,
             "SELECT concat(\"table\", ' ', rule) AS rule_name, CAST(at AS VARCHAR) AS at_text, passed, value, threshold \
              FROM _quality.results ORDER BY at",
+            ["rule_name", "at_text", "passed", "value", "threshold"],
         )
         .await?
     } else {
         Vec::new()
     };
-    let runs: Vec<charts::Check> = quality
-        .iter()
-        .filter_map(|r| {
-            Some(charts::Check {
-                rule: text(&r[0]),
-                at: chrono::DateTime::parse_from_rfc3339(&r[1].as_deref()?.replace(' ', "T"))
-                    .ok()
-                    .map(|t| t.timestamp() as f64)
-                    .or_else(|| {
-                        chrono::NaiveDateTime::parse_from_str(r[1].as_deref()?, "%Y-%m-%dT%H:%M:%S%.f")
-                            .ok()
-                            .map(|t| t.and_utc().timestamp() as f64)
-                    })?,
-                passed: r[2].as_deref() == Some("true"),
-            })
-        })
-        .collect();
+    let runs: Vec<charts::Check> =
+        quality.iter().filter_map(|[rule, at, passed, _, _]| quality_check(rule, at.as_deref()?, passed)).collect();
     let failed = runs.iter().filter(|c| !c.passed).count();
-    charts.push(Chart {
+    let chart = Chart {
         id: "quality_history",
         title: "Quality gates' history".into(),
         note: format!(
@@ -380,23 +495,20 @@ pub async fn build_report(workspace: &Workspace, as_of: Option<NaiveDate>) -> Re
             runs.len()
         ),
         svg: charts::quality("quality_history", &runs)?,
-    });
+    };
+    Ok(QualityHistory { chart, failed })
+}
 
-    let profiles_now = profiles_per_dt.iter().find(|r| r[0].as_deref() == Some(as_of.as_str())).map(|r| num(&r[1]));
-    let html = page(
-        workspace,
-        &as_of,
-        &charts,
-        &[
-            ("persons", health.persons.to_string()),
-            ("identifiers", health.active_identifiers.to_string()),
-            ("profiles", profiles_now.map(|n| (n as u64).to_string()).unwrap_or_default()),
-            ("segments", segment_bars.len().to_string()),
-            ("audiences", audience_bars.len().to_string()),
-            ("quality failures", failed.to_string()),
-        ],
-    );
-    Ok(Report { as_of, html, charts })
+/// One check of `_quality.results`; None when its time does not parse.
+fn quality_check(rule: &Option<String>, at: &str, passed: &Option<String>) -> Option<charts::Check> {
+    let at = chrono::DateTime::parse_from_rfc3339(&at.replace(' ', "T")).ok().map(|t| t.timestamp() as f64).or_else(
+        || {
+            chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc().timestamp() as f64)
+        },
+    )?;
+    Some(charts::Check { rule: text(rule), at, passed: passed.as_deref() == Some("true") })
 }
 
 /// Bars for the keys of `now`, largest first, with the previous value where there was one.

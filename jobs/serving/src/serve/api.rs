@@ -17,15 +17,14 @@
 //! * `GET /v1/health`: the index's size, memory, build time and table versions;
 //! * `POST /v1/query` (`--allow-sql` only): `{"sql": "SELECT ..."}`.
 
-
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use crate::serve::index::{DEFAULT_EVENTS_KEPT, IndexStats, IndexVersions, ProfileIndex};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-pub use crate::serve::index::{DEFAULT_EVENTS_KEPT, IndexStats, IndexVersions, ProfileIndex};
 
 /// The longest identifier value accepted (longer ones are malformed, not unknown).
 pub const MAX_VALUE_BYTES: usize = 1024;
@@ -283,79 +282,118 @@ pub async fn respond(holder: &IndexHolder, permissions: Permissions, request: &R
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = request.method.to_ascii_uppercase();
     match segments.as_slice() {
-        ["v1", "health"] => {
-            if method != "GET" && method != "HEAD" {
-                return Reply::error(405, "method_not_allowed", format!("{method} {path}: use GET"));
-            }
-            Reply::ok(
-                json!({ "status": "ok", "read_only": true, "allow_sql": permissions.allow_sql, "index": index.stats() }),
-            )
-        }
+        ["v1", "health"] => health_reply(&index, permissions, &method, path),
         ["v1", "profiles", rest @ ..] => {
-            if method != "GET" && method != "HEAD" {
-                return Reply::error(405, "method_not_allowed", format!("{method} {path}: use GET"));
-            }
-            let [id_type, value] = rest else {
-                return Reply::error(
-                    400,
-                    "malformed",
-                    format!(
-                        "{path}: use /v1/profiles/{{id_type}}/{{value}}, with a '/' inside the value encoded as %2F"
-                    ),
-                );
-            };
-            let parts = percent_decode(id_type).and_then(|t| Ok((t, percent_decode(value)?)));
-            let events = query_param(request.query.as_deref(), "events").and_then(|v| match v {
-                None => Ok(holder.events_kept().min(DEFAULT_EVENTS_KEPT)),
-                Some(text) => match text.trim().parse::<usize>() {
-                    Ok(n) if n <= holder.events_kept() => Ok(n),
-                    Ok(n) => Err(LookupError::Malformed(format!(
-                        "events={n}: this server keeps the latest {} events per person",
-                        holder.events_kept()
-                    ))),
-                    Err(_) => Err(LookupError::Malformed(format!("events={text:?} is not a whole number"))),
-                },
-            });
-            let request = match (parts, events) {
-                (Ok((id_type, id_value)), Ok(events)) => Lookup { id_type, id_value, events },
-                (Err(LookupError::Malformed(m)), _) | (_, Err(LookupError::Malformed(m))) => {
-                    return Reply::error(400, "malformed", m);
-                }
-                (Err(LookupError::NotFound(m)), _) | (_, Err(LookupError::NotFound(m))) => {
-                    return Reply::error(404, "not_found", m);
-                }
-            };
-            match lookup(&index, &request) {
-                Ok(Ok(body)) => Reply::ok(body),
-                Ok(Err(LookupError::Malformed(m))) => Reply::error(400, "malformed", m),
-                Ok(Err(LookupError::NotFound(m))) => Reply::error(404, "not_found", m),
-                Err(e) => Reply::error(500, "internal", e.to_string()),
-            }
+            let endpoint = ProfileEndpoint { index: &index, events_kept: holder.events_kept(), method: &method, path };
+            endpoint.reply(request, rest)
         }
-        ["v1", "query"] => {
-            if !permissions.allow_sql {
-                return Reply::error(
-                    403,
-                    "sql_disabled",
-                    "this server runs no SQL; start it with --allow-sql to allow read-only statements",
-                );
-            }
-            if method != "POST" {
-                return Reply::error(405, "method_not_allowed", "POST a JSON body {\"sql\": \"SELECT ...\"}");
-            }
-            let sql = serde_json::from_slice::<Value>(&request.body)
-                .ok()
-                .and_then(|v| v.get("sql").and_then(Value::as_str).map(str::to_string));
-            let Some(sql) = sql else {
-                return Reply::error(400, "malformed", "the body must be JSON {\"sql\": \"SELECT ...\"}");
-            };
-            match run_sql(holder.workspace(), &sql).await {
-                Ok(body) => Reply::ok(body),
-                Err(JobError::Invalid(m)) => Reply::error(400, "refused", m),
-                Err(e) => Reply::error(400, "query_failed", e.to_string()),
-            }
-        }
+        ["v1", "query"] => query_reply(holder, permissions, request, &method).await,
         _ => Reply::error(404, "no_such_endpoint", format!("{method} {path}: the endpoints are {ENDPOINTS}")),
+    }
+}
+
+/// 405 unless the method is GET or HEAD.
+fn require_get(method: &str, path: &str) -> Option<Reply> {
+    if method != "GET" && method != "HEAD" {
+        return Some(Reply::error(405, "method_not_allowed", format!("{method} {path}: use GET")));
+    }
+    None
+}
+
+/// `GET /v1/health`: the index's stats.
+fn health_reply(index: &ProfileIndex, permissions: Permissions, method: &str, path: &str) -> Reply {
+    if let Some(refused) = require_get(method, path) {
+        return refused;
+    }
+    Reply::ok(json!({ "status": "ok", "read_only": true, "allow_sql": permissions.allow_sql, "index": index.stats() }))
+}
+
+/// The 400 or 404 a look-up error answers with.
+fn lookup_error_reply(error: LookupError) -> Reply {
+    match error {
+        LookupError::Malformed(m) => Reply::error(400, "malformed", m),
+        LookupError::NotFound(m) => Reply::error(404, "not_found", m),
+    }
+}
+
+/// `GET /v1/profiles/{id_type}/{value}?events=N` as asked of one index.
+struct ProfileEndpoint<'a> {
+    index: &'a ProfileIndex,
+    /// How many latest events per person the index keeps.
+    events_kept: usize,
+    method: &'a str,
+    /// The request's path without a trailing `/`.
+    path: &'a str,
+}
+
+impl ProfileEndpoint<'_> {
+    /// One person's look-up; `rest` is the path after `/v1/profiles`.
+    fn reply(&self, request: &Request, rest: &[&str]) -> Reply {
+        let path = self.path;
+        if let Some(refused) = require_get(self.method, path) {
+            return refused;
+        }
+        let [id_type, value] = rest else {
+            return Reply::error(
+                400,
+                "malformed",
+                format!("{path}: use /v1/profiles/{{id_type}}/{{value}}, with a '/' inside the value encoded as %2F"),
+            );
+        };
+        let parts = percent_decode(id_type).and_then(|t| Ok((t, percent_decode(value)?)));
+        let events = events_param(self.events_kept, request.query.as_deref());
+        let lookup_request = match (parts, events) {
+            (Ok((id_type, id_value)), Ok(events)) => Lookup { id_type, id_value, events },
+            // Either part malformed answers 400 before the other one can answer 404.
+            (Err(e @ LookupError::Malformed(_)), _) | (_, Err(e @ LookupError::Malformed(_))) => {
+                return lookup_error_reply(e);
+            }
+            (Err(e), _) | (_, Err(e)) => return lookup_error_reply(e),
+        };
+        match lookup(self.index, &lookup_request) {
+            Ok(Ok(body)) => Reply::ok(body),
+            Ok(Err(e)) => lookup_error_reply(e),
+            Err(e) => Reply::error(500, "internal", e.to_string()),
+        }
+    }
+}
+
+/// The `events` query parameter: how many latest events to answer (at most what the index keeps).
+fn events_param(events_kept: usize, query: Option<&str>) -> std::result::Result<usize, LookupError> {
+    let Some(text) = query_param(query, "events")? else {
+        return Ok(events_kept.min(DEFAULT_EVENTS_KEPT));
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= events_kept => Ok(n),
+        Ok(n) => Err(LookupError::Malformed(format!(
+            "events={n}: this server keeps the latest {events_kept} events per person"
+        ))),
+        Err(_) => Err(LookupError::Malformed(format!("events={text:?} is not a whole number"))),
+    }
+}
+
+/// `POST /v1/query` (`--allow-sql` only): one read-only statement.
+async fn query_reply(holder: &IndexHolder, permissions: Permissions, request: &Request, method: &str) -> Reply {
+    if !permissions.allow_sql {
+        return Reply::error(
+            403,
+            "sql_disabled",
+            "this server runs no SQL; start it with --allow-sql to allow read-only statements",
+        );
+    }
+    if method != "POST" {
+        return Reply::error(405, "method_not_allowed", "POST a JSON body {\"sql\": \"SELECT ...\"}");
+    }
+    let sql = serde_json::from_slice::<Value>(&request.body)
+        .ok()
+        .and_then(|v| v.get("sql").and_then(Value::as_str).map(str::to_string));
+    let Some(sql) = sql else {
+        return Reply::error(400, "malformed", "the body must be JSON {\"sql\": \"SELECT ...\"}");
+    };
+    match run_sql(holder.workspace(), &sql).await {
+        Ok(body) => Reply::ok(body),
+        Err(JobError::Invalid(m)) => Reply::error(400, "refused", m),
+        Err(e) => Reply::error(400, "query_failed", e.to_string()),
     }
 }
 

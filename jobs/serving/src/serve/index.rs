@@ -20,7 +20,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
+use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, StringArray, UInt32Array};
 use cdplake_engine::arrow::compute::{cast, concat_batches, take_record_batch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use cdplake_engine::bitmap::from_bytes;
@@ -45,13 +45,7 @@ fn mapping_id() -> TableId {
 
 /// The tables the index reads, in the order of [`IndexVersions`].
 pub fn source_tables() -> [TableId; 5] {
-    [
-        CUSTOMER_PROFILES.id(),
-        mapping_id(),
-        USER_EVENTS.id(),
-        SEGMENT_BITMAPS.id(),
-        AUDIENCE_PACKAGES.id(),
-    ]
+    [CUSTOMER_PROFILES.id(), mapping_id(), USER_EVENTS.id(), SEGMENT_BITMAPS.id(), AUDIENCE_PACKAGES.id()]
 }
 
 /// The Delta version of each table the index was built from (None: the table does not exist).
@@ -202,12 +196,365 @@ fn batch_bytes(batch: &RecordBatch) -> u64 {
     batch.get_array_memory_size() as u64
 }
 
+/// The active identifiers, sorted by person so a person's identifiers are one slice.
+const IDENTIFIERS_SQL: &str = "SELECT one_id, user_int_id, id_type, id_value, source_channel, confidence, first_seen, \
+     last_seen FROM curated.id_mapping WHERE is_active ORDER BY one_id, id_type, id_value";
+
+/// The events that have a person.
+const EVENTS_SQL: &str = "SELECT * FROM curated.user_events WHERE one_id IS NOT NULL";
+
+/// The segments of the latest build.
+const SEGMENTS_SQL: &str = "SELECT segment_tag, bitmap, as_of FROM curated.segment_bitmaps \
+     WHERE as_of = (SELECT max(as_of) FROM curated.segment_bitmaps) ORDER BY segment_tag";
+
+/// The members of each audience package's latest build.
+const AUDIENCES_SQL: &str = "SELECT p.package_id AS package_id, p.package_name AS package_name, p.as_of AS as_of, \
+     p.user_int_id AS user_int_id FROM curated.audience_packages p \
+     JOIN (SELECT package_id, max(as_of) AS as_of FROM curated.audience_packages GROUP BY package_id) l \
+     ON l.package_id = p.package_id AND l.as_of = p.as_of ORDER BY p.package_name";
+
+impl IndexVersions {
+    /// The versions in the order of [`source_tables`].
+    fn in_source_order(&self) -> [Option<u64>; 5] {
+        [self.customer_profiles, self.id_mapping, self.user_events, self.segment_bitmaps, self.audience_packages]
+    }
+}
+
+/// A SQL session with every source table that exists registered.
+struct IndexReader {
+    session: SqlSession,
+}
+
+impl IndexReader {
+    async fn open(workspace: &Workspace, versions: &IndexVersions) -> Result<Self> {
+        let session = SqlSession::new()?;
+        for (id, version) in source_tables().iter().zip(versions.in_source_order()) {
+            if version.is_some() {
+                session.register(workspace.lake(), id).await?;
+            }
+        }
+        Ok(Self { session })
+    }
+
+    /// A query's rows as one plain batch; `what` names the read in errors.
+    async fn read(&self, sql: &str, what: &str) -> Result<RecordBatch> {
+        let (schema, rows) = self
+            .session
+            .rows_with_schema(sql)
+            .await
+            .map_err(|e| JobError::Step { context: format!("profile index: {what}"), source: Box::new(e) })?;
+        plain(&schema, rows, what)
+    }
+
+    /// `curated.customer_profiles` with every column it has (one `one_id` column if it does not exist).
+    async fn profiles(&self, exists: bool) -> Result<RecordBatch> {
+        if exists {
+            self.read("SELECT * FROM curated.customer_profiles", "reading curated.customer_profiles").await
+        } else {
+            Ok(RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("one_id", DataType::Utf8, true)]))))
+        }
+    }
+
+    /// The events that have a person, without the bookkeeping columns, as one plain batch.
+    async fn events(&self) -> Result<RecordBatch> {
+        let (schema, batches) = self.session.rows_with_schema(EVENTS_SQL).await.map_err(|e| JobError::Step {
+            context: "profile index: reading curated.user_events".into(),
+            source: Box::new(e),
+        })?;
+        let keep: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !EVENT_BOOKKEEPING.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let projected = schema.project(&keep).map_err(|e| JobError::arrow("profile index: events", e))?;
+        let batches = batches
+            .iter()
+            .map(|b| b.project(&keep))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| JobError::arrow("profile index: events", e))?;
+        plain(&Arc::new(projected), batches, "reading curated.user_events")
+    }
+}
+
+/// The identifier rows' columns a look-up probes, and the persons the rows group into.
+struct Identifiers {
+    one_id: StringArray,
+    id_type: StringArray,
+    id_value: StringArray,
+    /// Identifier row → person.
+    row_person: Vec<u32>,
+    /// Identifier rows keyed by the hash of (id_type, id_value).
+    by_identifier: HashTable<u32>,
+    persons: Vec<Person>,
+    id_types: BTreeSet<String>,
+}
+
+impl Identifiers {
+    /// Group the rows of [`IDENTIFIERS_SQL`] (sorted by one_id) into persons and hash every identifier.
+    fn index(ids: &RecordBatch, hasher: &DefaultHashBuilder) -> Result<Self> {
+        const TABLE: &str = "curated.id_mapping";
+        let one_id = as_utf8(column(ids, "one_id", TABLE)?, "one_id")?;
+        let id_type = as_utf8(column(ids, "id_type", TABLE)?, "id_type")?;
+        let id_value = as_utf8(column(ids, "id_value", TABLE)?, "id_value")?;
+        let user_int_id = cast(column(ids, "user_int_id", TABLE)?, &DataType::Int64)
+            .map_err(|e| JobError::arrow("profile index: user_int_id", e))?;
+        let user_int_id = user_int_id.as_primitive::<Int64Type>();
+        let rows = ids.num_rows();
+        if rows >= u32::MAX as usize {
+            return Err(JobError::Invalid(format!("profile index: {rows} identifiers is more than one index holds")));
+        }
+        let mut index = Self {
+            one_id,
+            id_type,
+            id_value,
+            row_person: Vec::with_capacity(rows),
+            by_identifier: HashTable::with_capacity(rows),
+            persons: Vec::new(),
+            id_types: BTreeSet::new(),
+        };
+        for row in 0..rows {
+            index.add_row(row, user_int_id, hasher);
+        }
+        Ok(index)
+    }
+
+    /// Add identifier row `row` to its person (a new one when its one_id differs from the row before).
+    fn add_row(&mut self, row: usize, user_int_id: &PrimitiveArray<Int64Type>, hasher: &DefaultHashBuilder) {
+        if row == 0 || self.one_id.value(row) != self.one_id.value(row - 1) {
+            self.persons.push(Person {
+                ids_start: row as u32,
+                ids_end: row as u32,
+                profile: u32::MAX,
+                events_start: 0,
+                events_len: 0,
+                user_int_id: user_int_id.value(row),
+            });
+        }
+        let person = self.persons.len() as u32 - 1;
+        if let Some(p) = self.persons.last_mut() {
+            p.ids_end = row as u32 + 1;
+        }
+        self.row_person.push(person);
+        let (id_type, id_value) = (&self.id_type, &self.id_value);
+        let (t, v) = (id_type.value(row), id_value.value(row));
+        if !self.id_types.contains(t) {
+            self.id_types.insert(t.to_string());
+        }
+        let hash = identifier_hash(hasher, t, v);
+        self.by_identifier.insert_unique(hash, row as u32, |&r| {
+            identifier_hash(hasher, id_type.value(r as usize), id_value.value(r as usize))
+        });
+    }
+}
+
+/// one_id → person, for attaching profiles and events.
+struct PersonsByOneId<'a> {
+    one_id: &'a StringArray,
+    /// Each person's first identifier row, where its one_id is read.
+    starts: Vec<u32>,
+    table: HashTable<u32>,
+    hasher: &'a DefaultHashBuilder,
+}
+
+impl<'a> PersonsByOneId<'a> {
+    fn new(one_id: &'a StringArray, persons: &[Person], hasher: &'a DefaultHashBuilder) -> Self {
+        let starts: Vec<u32> = persons.iter().map(|p| p.ids_start).collect();
+        let mut table: HashTable<u32> = HashTable::with_capacity(persons.len());
+        for (i, start) in starts.iter().enumerate() {
+            let key = one_id.value(*start as usize);
+            table.insert_unique(hasher.hash_one(key), i as u32, |&q| {
+                hasher.hash_one(one_id.value(starts[q as usize] as usize))
+            });
+        }
+        Self { one_id, starts, table, hasher }
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        self.table
+            .find(self.hasher.hash_one(key), |&q| self.one_id.value(self.starts[q as usize] as usize) == key)
+            .copied()
+    }
+}
+
+/// Point each person at their profile row.
+fn attach_profiles(profiles: &RecordBatch, by_one_id: &PersonsByOneId, persons: &mut [Person]) -> Result<()> {
+    let profile_one_id = as_utf8(column(profiles, "one_id", "curated.customer_profiles")?, "one_id")?;
+    for row in 0..profiles.num_rows() {
+        if profile_one_id.is_null(row) {
+            continue;
+        }
+        if let Some(p) = by_one_id.find(profile_one_id.value(row)) {
+            persons[p as usize].profile = row as u32;
+        }
+    }
+    Ok(())
+}
+
+/// An event row with what orders it: its person, then its time, newest first.
+#[derive(Debug, Clone, Copy)]
+struct EventRow {
+    person: u32,
+    /// Microseconds; `i64::MIN` for a null time.
+    time: i64,
+    row: u32,
+}
+
+/// The events of known persons, by person, newest first (ties by row).
+fn events_by_person(events: &RecordBatch, by_one_id: &PersonsByOneId) -> Result<Vec<EventRow>> {
+    let event_one_id = as_utf8(column(events, "one_id", "curated.user_events")?, "events one_id")?;
+    let time = cast(column(events, "event_time", "curated.user_events")?, &timestamp_type())
+        .map_err(|e| JobError::arrow("profile index: event_time", e))?;
+    let time = time.as_primitive::<TimestampMicrosecondType>();
+    let mut order: Vec<EventRow> = (0..events.num_rows())
+        .filter_map(|row| {
+            let person = by_one_id.find(event_one_id.value(row))?;
+            let t = if time.is_null(row) { i64::MIN } else { time.value(row) };
+            Some(EventRow { person, time: t, row: row as u32 })
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| a.person.cmp(&b.person).then(b.time.cmp(&a.time)).then(a.row.cmp(&b.row)));
+    Ok(order)
+}
+
+/// The rows to keep (each person's first `events_kept` of `order`); sets each person's slice of them.
+fn keep_latest(order: &[EventRow], persons: &mut [Person], events_kept: usize) -> Vec<u32> {
+    let mut take = Vec::new();
+    for group in order.chunk_by(|a, b| a.person == b.person) {
+        let kept = group.len().min(events_kept);
+        let p = &mut persons[group[0].person as usize];
+        p.events_start = take.len() as u32;
+        p.events_len = kept as u32;
+        take.extend(group[..kept].iter().map(|e| e.row));
+    }
+    take
+}
+
+/// Each person's latest `events_kept` events, newest first, as one batch sorted by person.
+async fn latest_events(
+    reader: &IndexReader,
+    by_one_id: &PersonsByOneId<'_>,
+    persons: &mut [Person],
+    events_kept: usize,
+) -> Result<RecordBatch> {
+    let all = reader.events().await?;
+    let order = events_by_person(&all, by_one_id)?;
+    let take = keep_latest(&order, persons, events_kept);
+    take_record_batch(&all, &UInt32Array::from(take)).map_err(|e| JobError::arrow("profile index: events", e))
+}
+
+/// The latest segment build: its as_of and each segment's bitmap, by tag.
+#[derive(Debug, Default)]
+struct LatestSegments {
+    as_of: Option<String>,
+    bitmaps: Vec<(String, RoaringBitmap)>,
+}
+
+async fn read_segments(session: &SqlSession) -> Result<LatestSegments> {
+    const TABLE: &str = "curated.segment_bitmaps";
+    let rows = session.rows(SEGMENTS_SQL).await?;
+    let mut latest = LatestSegments::default();
+    for b in &rows {
+        let tags = as_utf8(column(b, "segment_tag", TABLE)?, "segment tags")?;
+        let maps = cast(column(b, "bitmap", TABLE)?, &DataType::Binary)
+            .map_err(|e| JobError::arrow("profile index: segment bitmaps", e))?;
+        let as_of = as_utf8(column(b, "as_of", TABLE)?, "segment as_of")?;
+        for r in 0..b.num_rows() {
+            let bitmap = from_bytes(maps.as_binary::<i32>().value(r))
+                .map_err(|e| JobError::query("profile index: reading a segment bitmap", e))?;
+            latest.bitmaps.push((tags.value(r).to_string(), bitmap));
+            latest.as_of = Some(as_of.value(r).to_string());
+        }
+    }
+    Ok(latest)
+}
+
+async fn read_audiences(session: &SqlSession) -> Result<Vec<Audience>> {
+    let rows = session.rows(AUDIENCES_SQL).await?;
+    let mut audiences: Vec<Audience> = Vec::new();
+    for b in &rows {
+        add_audience_members(&mut audiences, b)?;
+    }
+    Ok(audiences)
+}
+
+/// Add a batch of [`AUDIENCES_SQL`] rows to their packages (a package first seen is added).
+fn add_audience_members(audiences: &mut Vec<Audience>, b: &RecordBatch) -> Result<()> {
+    const TABLE: &str = "curated.audience_packages";
+    let pid = as_utf8(column(b, "package_id", TABLE)?, "package_id")?;
+    let name = as_utf8(column(b, "package_name", TABLE)?, "package_name")?;
+    let as_of = as_utf8(column(b, "as_of", TABLE)?, "as_of")?;
+    let users = cast(column(b, "user_int_id", TABLE)?, &DataType::Int64)
+        .map_err(|e| JobError::arrow("profile index: users", e))?;
+    let users = users.as_primitive::<Int64Type>();
+    for r in 0..b.num_rows() {
+        let position = match audiences.iter().position(|a| a.package_id == pid.value(r)) {
+            Some(p) => p,
+            None => {
+                audiences.push(Audience {
+                    package_id: pid.value(r).to_string(),
+                    package_name: name.value(r).to_string(),
+                    as_of: as_of.value(r).to_string(),
+                    members: RoaringBitmap::new(),
+                });
+                audiences.len() - 1
+            }
+        };
+        if let Ok(u) = u32::try_from(users.value(r)) {
+            audiences[position].members.insert(u);
+        }
+    }
+    Ok(())
+}
+
+/// Everything the index holds but its stats.
+struct IndexParts {
+    ids: RecordBatch,
+    identifiers: Identifiers,
+    profiles: RecordBatch,
+    events: RecordBatch,
+    segments: LatestSegments,
+    audiences: Vec<Audience>,
+}
+
+impl IndexParts {
+    /// Bytes held by the arrays, tables and bitmaps.
+    fn memory_bytes(&self) -> u64 {
+        let identifiers = &self.identifiers;
+        batch_bytes(&self.ids)
+            + batch_bytes(&self.profiles)
+            + batch_bytes(&self.events)
+            + (self.ids.num_rows() as u64) * 4
+            + identifiers.by_identifier.capacity() as u64 * 5
+            + (identifiers.persons.capacity() * std::mem::size_of::<Person>()) as u64
+            + self.segments.bitmaps.iter().map(|(_, b)| b.serialized_size() as u64).sum::<u64>()
+            + self.audiences.iter().map(|a| a.members.serialized_size() as u64).sum::<u64>()
+    }
+
+    fn stats(&self, versions: IndexVersions, started: Instant) -> IndexStats {
+        IndexStats {
+            persons: self.identifiers.persons.len() as u64,
+            identifiers: self.ids.num_rows() as u64,
+            profiles: self.profiles.num_rows() as u64,
+            events: self.events.num_rows() as u64,
+            segments: self.segments.bitmaps.len() as u64,
+            audiences: self.audiences.len() as u64,
+            segments_as_of: self.segments.as_of.clone(),
+            id_types: self.identifiers.id_types.iter().cloned().collect(),
+            memory_bytes: self.memory_bytes(),
+            build_ms: started.elapsed().as_secs_f64() * 1000.0,
+            built_at: Utc::now(),
+            versions,
+        }
+    }
+}
+
 impl ProfileIndex {
     /// Build the index from the lake's curated tables as they are now. `events_kept`: how many of
     /// each person's latest events to hold.
     pub async fn build(workspace: &Workspace, events_kept: usize) -> Result<Self> {
         let started = Instant::now();
-        let lake = workspace.lake();
         // Versions first: a table committed while we read is caught by the next poll.
         let versions = IndexVersions::current(workspace).await?;
         if versions.id_mapping.is_none() {
@@ -215,252 +562,28 @@ impl ProfileIndex {
                 "curated.id_mapping does not exist yet: run `cdplake identity` and `cdplake profiles` first".into(),
             ));
         }
-        let session = SqlSession::new()?;
-        for (id, version) in source_tables().iter().zip([
-            versions.customer_profiles,
-            versions.id_mapping,
-            versions.user_events,
-            versions.segment_bitmaps,
-            versions.audience_packages,
-        ]) {
-            if version.is_some() {
-                session.register(lake, id).await?;
-            }
-        }
-        let read = |sql: String, what: &'static str| {
-            let session = session.clone();
-            async move {
-                let (schema, rows) = session
-                    .rows_with_schema(&sql)
-                    .await
-                    .map_err(|e| JobError::Step { context: format!("profile index: {what}"), source: Box::new(e) })?;
-                plain(&schema, rows, what)
-            }
-        };
-
-        // Identifiers, sorted by person.
-        let ids = read(
-            "SELECT one_id, user_int_id, id_type, id_value, source_channel, confidence, first_seen, last_seen \
-             FROM curated.id_mapping WHERE is_active ORDER BY one_id, id_type, id_value"
-                .into(),
-            "reading curated.id_mapping",
-        )
-        .await?;
-        let one_id = as_utf8(column(&ids, "one_id", "curated.id_mapping")?, "one_id")?;
-        let id_type = as_utf8(column(&ids, "id_type", "curated.id_mapping")?, "id_type")?;
-        let id_value = as_utf8(column(&ids, "id_value", "curated.id_mapping")?, "id_value")?;
-        let user_int_id = cast(column(&ids, "user_int_id", "curated.id_mapping")?, &DataType::Int64)
-            .map_err(|e| JobError::arrow("profile index: user_int_id", e))?;
-        let user_int_id = user_int_id.as_primitive::<Int64Type>();
+        let reader = IndexReader::open(workspace, &versions).await?;
+        let ids = reader.read(IDENTIFIERS_SQL, "reading curated.id_mapping").await?;
         let hasher = DefaultHashBuilder::default();
-        let rows = ids.num_rows();
-        if rows >= u32::MAX as usize {
-            return Err(JobError::Invalid(format!("profile index: {rows} identifiers is more than one index holds")));
-        }
-        let mut by_identifier = HashTable::with_capacity(rows);
-        let mut row_person = Vec::with_capacity(rows);
-        let mut persons: Vec<Person> = Vec::new();
-        let mut id_types = BTreeSet::new();
-        for row in 0..rows {
-            if row == 0 || one_id.value(row) != one_id.value(row - 1) {
-                persons.push(Person {
-                    ids_start: row as u32,
-                    ids_end: row as u32,
-                    profile: u32::MAX,
-                    events_start: 0,
-                    events_len: 0,
-                    user_int_id: user_int_id.value(row),
-                });
-            }
-            let person = persons.len() as u32 - 1;
-            if let Some(p) = persons.last_mut() {
-                p.ids_end = row as u32 + 1;
-            }
-            row_person.push(person);
-            let (t, v) = (id_type.value(row), id_value.value(row));
-            if !id_types.contains(t) {
-                id_types.insert(t.to_string());
-            }
-            let hash = identifier_hash(&hasher, t, v);
-            by_identifier.insert_unique(hash, row as u32, |&r| {
-                identifier_hash(&hasher, id_type.value(r as usize), id_value.value(r as usize))
-            });
-        }
-        // one_id → person, for attaching profiles and events.
-        let starts: Vec<u32> = persons.iter().map(|p| p.ids_start).collect();
-        let mut by_one_id: HashTable<u32> = HashTable::with_capacity(persons.len());
-        for (i, start) in starts.iter().enumerate() {
-            let key = one_id.value(*start as usize);
-            by_one_id.insert_unique(hasher.hash_one(key), i as u32, |&q| {
-                hasher.hash_one(one_id.value(starts[q as usize] as usize))
-            });
-        }
-        let person_of = |key: &str| -> Option<u32> {
-            by_one_id.find(hasher.hash_one(key), |&q| one_id.value(starts[q as usize] as usize) == key).copied()
-        };
-
-        // Profiles: every column the table has.
-        let profiles = if versions.customer_profiles.is_some() {
-            read("SELECT * FROM curated.customer_profiles".into(), "reading curated.customer_profiles").await?
-        } else {
-            RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("one_id", DataType::Utf8, true)])))
-        };
-        {
-            let profile_one_id = as_utf8(column(&profiles, "one_id", "curated.customer_profiles")?, "one_id")?;
-            for row in 0..profiles.num_rows() {
-                if profile_one_id.is_null(row) {
-                    continue;
-                }
-                if let Some(p) = person_of(profile_one_id.value(row)) {
-                    persons[p as usize].profile = row as u32;
-                }
-            }
-        }
-
-        // Each person's latest events, newest first.
+        let mut identifiers = Identifiers::index(&ids, &hasher)?;
+        let by_one_id = PersonsByOneId::new(&identifiers.one_id, &identifiers.persons, &hasher);
+        let profiles = reader.profiles(versions.customer_profiles.is_some()).await?;
+        attach_profiles(&profiles, &by_one_id, &mut identifiers.persons)?;
         let events = if versions.user_events.is_some() && events_kept > 0 {
-            let (schema, batches) = session
-                .rows_with_schema("SELECT * FROM curated.user_events WHERE one_id IS NOT NULL")
-                .await
-                .map_err(|e| JobError::Step {
-                    context: "profile index: reading curated.user_events".into(),
-                    source: Box::new(e),
-                })?;
-            let keep: Vec<usize> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| !EVENT_BOOKKEEPING.contains(&f.name().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            let projected = schema.project(&keep).map_err(|e| JobError::arrow("profile index: events", e))?;
-            let batches = batches
-                .iter()
-                .map(|b| b.project(&keep))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| JobError::arrow("profile index: events", e))?;
-            let all = plain(&Arc::new(projected), batches, "reading curated.user_events")?;
-            let event_one_id = as_utf8(column(&all, "one_id", "curated.user_events")?, "events one_id")?;
-            let time = cast(column(&all, "event_time", "curated.user_events")?, &timestamp_type())
-                .map_err(|e| JobError::arrow("profile index: event_time", e))?;
-            let time = time.as_primitive::<TimestampMicrosecondType>();
-            // (person, newest first, row)
-            let mut order: Vec<(u32, i64, u32)> = (0..all.num_rows())
-                .filter_map(|row| {
-                    let person = person_of(event_one_id.value(row))?;
-                    let t = if time.is_null(row) { i64::MIN } else { time.value(row) };
-                    Some((person, t, row as u32))
-                })
-                .collect();
-            order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-            let mut take = Vec::new();
-            let mut i = 0;
-            while i < order.len() {
-                let person = order[i].0;
-                let start = take.len() as u32;
-                let mut n = 0;
-                while i < order.len() && order[i].0 == person {
-                    if n < events_kept {
-                        take.push(order[i].2);
-                        n += 1;
-                    }
-                    i += 1;
-                }
-                let p = &mut persons[person as usize];
-                p.events_start = start;
-                p.events_len = n as u32;
-            }
-            take_record_batch(&all, &UInt32Array::from(take))
-                .map_err(|e| JobError::arrow("profile index: events", e))?
+            latest_events(&reader, &by_one_id, &mut identifiers.persons, events_kept).await?
         } else {
             RecordBatch::new_empty(Arc::new(Schema::empty()))
         };
-
-        // Segments of the latest build.
-        let mut segments = Vec::new();
-        let mut segments_as_of = None;
-        if versions.segment_bitmaps.is_some() {
-            let rows = session
-                .rows(
-                    "SELECT segment_tag, bitmap, as_of FROM curated.segment_bitmaps \
-                     WHERE as_of = (SELECT max(as_of) FROM curated.segment_bitmaps) ORDER BY segment_tag",
-                )
-                .await?;
-            for b in &rows {
-                let tags = as_utf8(b.column(0), "segment tags")?;
-                let maps = cast(b.column(1), &DataType::Binary)
-                    .map_err(|e| JobError::arrow("profile index: segment bitmaps", e))?;
-                let as_of = as_utf8(b.column(2), "segment as_of")?;
-                for r in 0..b.num_rows() {
-                    let bitmap = from_bytes(maps.as_binary::<i32>().value(r))
-                        .map_err(|e| JobError::query("profile index: reading a segment bitmap", e))?;
-                    segments.push((tags.value(r).to_string(), bitmap));
-                    segments_as_of = Some(as_of.value(r).to_string());
-                }
-            }
-        }
-
-        // Audiences: each package's latest build.
-        let mut audiences: Vec<Audience> = Vec::new();
-        if versions.audience_packages.is_some() {
-            let rows = session
-                .rows(
-                    "SELECT p.package_id, p.package_name, p.as_of, p.user_int_id FROM curated.audience_packages p \
-                     JOIN (SELECT package_id, max(as_of) AS as_of FROM curated.audience_packages GROUP BY package_id) l \
-                     ON l.package_id = p.package_id AND l.as_of = p.as_of ORDER BY p.package_name",
-                )
-                .await?;
-            for b in &rows {
-                let (pid, name, as_of) = (
-                    as_utf8(b.column(0), "package_id")?,
-                    as_utf8(b.column(1), "package_name")?,
-                    as_utf8(b.column(2), "as_of")?,
-                );
-                let users =
-                    cast(b.column(3), &DataType::Int64).map_err(|e| JobError::arrow("profile index: users", e))?;
-                let users = users.as_primitive::<Int64Type>();
-                for r in 0..b.num_rows() {
-                    let position = match audiences.iter().position(|a| a.package_id == pid.value(r)) {
-                        Some(p) => p,
-                        None => {
-                            audiences.push(Audience {
-                                package_id: pid.value(r).to_string(),
-                                package_name: name.value(r).to_string(),
-                                as_of: as_of.value(r).to_string(),
-                                members: RoaringBitmap::new(),
-                            });
-                            audiences.len() - 1
-                        }
-                    };
-                    if let Ok(u) = u32::try_from(users.value(r)) {
-                        audiences[position].members.insert(u);
-                    }
-                }
-            }
-        }
-
-        let memory_bytes = batch_bytes(&ids)
-            + batch_bytes(&profiles)
-            + batch_bytes(&events)
-            + (rows as u64) * 4
-            + by_identifier.capacity() as u64 * 5
-            + (persons.capacity() * std::mem::size_of::<Person>()) as u64
-            + segments.iter().map(|(_, b)| b.serialized_size() as u64).sum::<u64>()
-            + audiences.iter().map(|a| a.members.serialized_size() as u64).sum::<u64>();
-        let stats = IndexStats {
-            persons: persons.len() as u64,
-            identifiers: rows as u64,
-            profiles: profiles.num_rows() as u64,
-            events: events.num_rows() as u64,
-            segments: segments.len() as u64,
-            audiences: audiences.len() as u64,
-            segments_as_of: segments_as_of.clone(),
-            id_types: id_types.iter().cloned().collect(),
-            memory_bytes,
-            build_ms: started.elapsed().as_secs_f64() * 1000.0,
-            built_at: Utc::now(),
-            versions,
+        let segments = match versions.segment_bitmaps {
+            Some(_) => read_segments(&reader.session).await?,
+            None => LatestSegments::default(),
         };
+        let audiences = match versions.audience_packages {
+            Some(_) => read_audiences(&reader.session).await?,
+            None => Vec::new(),
+        };
+        let parts = IndexParts { ids, identifiers, profiles, events, segments, audiences };
+        let stats = parts.stats(versions, started);
         tracing::info!(
             persons = stats.persons,
             identifiers = stats.identifiers,
@@ -470,7 +593,13 @@ impl ProfileIndex {
             build_ms = stats.build_ms,
             "profile index built"
         );
-        Ok(Self {
+        Ok(Self::assemble(parts, hasher, stats))
+    }
+
+    fn assemble(parts: IndexParts, hasher: DefaultHashBuilder, stats: IndexStats) -> Self {
+        let IndexParts { ids, identifiers, profiles, events, segments, audiences } = parts;
+        let Identifiers { one_id, id_type, id_value, row_person, by_identifier, persons, id_types } = identifiers;
+        Self {
             ids,
             id_type,
             id_value,
@@ -480,13 +609,13 @@ impl ProfileIndex {
             persons,
             profiles,
             events,
-            segments_as_of,
-            segments,
+            segments_as_of: segments.as_of,
+            segments: segments.bitmaps,
             audiences,
             id_types,
             hasher,
             stats,
-        })
+        }
     }
 
     pub fn stats(&self) -> &IndexStats {

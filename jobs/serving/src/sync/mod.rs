@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use cdplake_engine::arrow::datatypes::SchemaRef;
 use cdplake_engine::datafusion::prelude::DataFrame;
+use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::lake::table_arrow_schema;
 use cdplake_engine::sql::quote_ident;
 use cdplake_engine::{SqlSession, TableId, TimeTravel};
@@ -32,8 +33,8 @@ use tokio_postgres::{Client, NoTls, Transaction};
 
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use copy::{CopyEncoder, PgType};
 use cdplake_zones::tables::{AUDIENCE_PACKAGES, CUSTOMER_PROFILES};
+use copy::{CopyEncoder, PgType};
 
 /// The table that records what each target holds.
 pub const STATE_TABLE: &str = "cdplake_sync_state";
@@ -181,6 +182,84 @@ fn signature(columns: &[(String, PgType)], key: &[String]) -> String {
     format!("{}; key ({})", cols.join(", "), key.join(", "))
 }
 
+/// One lake table at its current version and the PostgreSQL table it is written to.
+struct SyncPlan<'a> {
+    id: &'a TableId,
+    table: DeltaTable,
+    version: u64,
+    columns: Vec<(String, PgType)>,
+    /// The catalog's primary key.
+    key: Vec<String>,
+    pg_schema: String,
+    /// `schema.table`, quoted for SQL.
+    target: String,
+    /// `schema.table` as messages, the lock and the state row name it.
+    target_label: String,
+    /// The columns and key, as the state row records them.
+    signature: String,
+    lake_root: String,
+}
+
+impl<'a> SyncPlan<'a> {
+    async fn new(workspace: &Workspace, id: &'a TableId, options: &SyncOptions) -> Result<Self> {
+        let lake = workspace.lake();
+        let entry = workspace.catalog.describe(id).await?;
+        let table = lake.table(id).await?;
+        let version = table.version().unwrap_or(0) as u64;
+        let schema = table_arrow_schema(&table, id)?;
+        let columns = pg_columns(id, &schema)?;
+        let key = entry.primary_key.clone();
+        let pg_schema = options.schema.clone().unwrap_or_else(|| id.zone().trim_start_matches('_').to_string());
+        let target = format!("{}.{}", quote_ident(&pg_schema), quote_ident(id.name()));
+        let target_label = format!("{pg_schema}.{}", id.name());
+        let signature = signature(&columns, &key);
+        let lake_root = lake.location().root().to_string();
+        Ok(Self { id, table, version, columns, key, pg_schema, target, target_label, signature, lake_root })
+    }
+
+    /// Why the target must be reloaded whole, if it must.
+    fn full_reason(&self, held: &Held, full: bool) -> Option<String> {
+        let (id, target_label) = (self.id, &self.target_label);
+        match &held.state {
+            _ if full => Some("--full".to_string()),
+            _ if self.key.is_empty() => Some(format!("{id} has no primary key in the catalog")),
+            None => Some("first sync".to_string()),
+            Some(_) if !held.exists => Some(format!("{target_label} was dropped in PostgreSQL")),
+            Some(s) if s.lake != self.lake_root || s.lake_table != id.to_string() => {
+                Some(format!("it held {} of lake {}", s.lake_table, s.lake))
+            }
+            Some(s) if s.columns != self.signature => Some("the table's columns changed".to_string()),
+            Some(s) if (s.delta_version as u64) > self.version => {
+                Some(format!("it holds version {}, newer than the lake's", s.delta_version))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// A target's row of the state table.
+struct SyncState {
+    lake: String,
+    lake_table: String,
+    delta_version: i64,
+    columns: String,
+}
+
+/// What PostgreSQL holds for a target when its sync starts.
+struct Held {
+    state: Option<SyncState>,
+    /// Whether the target table exists.
+    exists: bool,
+}
+
+/// What a sync does to its target.
+enum SyncWork {
+    /// Reload it whole, for this reason.
+    Full(String),
+    Incremental(Changes),
+    Unchanged,
+}
+
 async fn sync_table(
     workspace: &Workspace,
     client: &mut Client,
@@ -189,158 +268,207 @@ async fn sync_table(
     now: DateTime<Utc>,
 ) -> Result<TableSyncReport> {
     let started = Instant::now();
-    let lake = workspace.lake();
-    let entry = workspace.catalog.describe(id).await?;
-    let table = lake.table(id).await?;
-    let version = table.version().unwrap_or(0) as u64;
-    let schema = table_arrow_schema(&table, id)?;
-    let columns = pg_columns(id, &schema)?;
-    let key = entry.primary_key.clone();
-    let pg_schema = options.schema.clone().unwrap_or_else(|| id.zone().trim_start_matches('_').to_string());
-    let target = format!("{}.{}", quote_ident(&pg_schema), quote_ident(id.name()));
-    let target_label = format!("{pg_schema}.{}", id.name());
-    let signature = signature(&columns, &key);
-    let lake_root = lake.location().root().to_string();
+    let plan = SyncPlan::new(workspace, id, options).await?;
     let mut report = TableSyncReport {
         table: id.to_string(),
-        target: target_label.clone(),
-        to_version: version,
+        target: plan.target_label.clone(),
+        to_version: plan.version,
         ..Default::default()
     };
-
     let tx = client.transaction().await.map_err(pg("BEGIN"))?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&target_label])
-        .await
-        .map_err(pg(format!("locking {target_label}")))?;
-    let state = tx
-        .query_opt(
-            &format!("SELECT lake, lake_table, delta_version, columns FROM {STATE_TABLE} WHERE target = $1 FOR UPDATE"),
-            &[&target_label],
-        )
-        .await
-        .map_err(pg(format!("reading {STATE_TABLE}")))?;
-    let state: Option<(String, String, i64, String)> = state.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
-    let exists: bool = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target])
-        .await
-        .map_err(pg(format!("looking for {target_label}")))?
-        .get(0);
-    let full_reason = match &state {
-        _ if options.full => Some("--full".to_string()),
-        _ if key.is_empty() => Some(format!("{id} has no primary key in the catalog")),
-        None => Some("first sync".to_string()),
-        Some(_) if !exists => Some(format!("{target_label} was dropped in PostgreSQL")),
-        Some((l, t, _, _)) if *l != lake_root || *t != id.to_string() => Some(format!("it held {t} of lake {l}")),
-        Some((_, _, _, c)) if *c != signature => Some("the table's columns changed".to_string()),
-        Some((_, _, v, _)) if (*v as u64) > version => Some(format!("it holds version {v}, newer than the lake's")),
-        Some(_) => None,
-    };
-    report.from_version = state.as_ref().map(|s| s.2 as u64);
+    let held = lock_and_read_state(&tx, &plan).await?;
+    let full_reason = plan.full_reason(&held, options.full);
+    report.from_version = held.state.as_ref().map(|s| s.delta_version as u64);
 
     let session = SqlSession::new()?;
-    session.register_loaded("sync", "current", &table).await?;
-    // An incremental sync needs the version the target holds; if it cannot be read any more,
-    // the table is reloaded whole.
-    let mut changes = None;
-    let mut full_reason = full_reason;
-    if full_reason.is_none() && report.from_version != Some(version) {
-        let from = report.from_version.unwrap_or(0);
-        match changes_since(workspace, &session, id, &table, from, &columns, &key).await {
-            Ok(found) => changes = Some(found),
-            Err(e) => full_reason = Some(format!("version {from} cannot be compared any more: {e}")),
+    session.register_loaded("sync", "current", &plan.table).await?;
+    match choose_work(workspace, &session, &plan, report.from_version, full_reason).await {
+        SyncWork::Full(reason) => {
+            report.mode = "full".into();
+            report.reason = Some(reason);
+            report.rows_copied = full_load(&tx, &session, &plan).await?;
         }
-    }
-    if let Some(reason) = full_reason {
-        report.mode = "full".into();
-        report.reason = Some(reason);
-        create_target(&tx, &pg_schema, &target, &columns, &key).await?;
-        let rows = session.sql("SELECT * FROM sync.current").await?;
-        report.rows_copied = copy_into(&tx, &target, &columns, rows).await?;
-    } else if let Some(changes) = changes {
-        report.mode = "incremental".into();
-        report.change_data_feed = changes.from_feed;
-        let temp_upserts = quote_ident("__cdplake_upserts");
-        let temp_deletes = quote_ident("__cdplake_deletes");
-        let keys: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {temp_upserts} (LIKE {target}) ON COMMIT DROP; \
-             CREATE TEMP TABLE {temp_deletes} ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA;",
-            keys.join(", ")
-        ))
-        .await
-        .map_err(pg("creating the staging tables"))?;
-        let key_columns: Vec<(String, PgType)> =
-            key.iter().filter_map(|k| columns.iter().find(|(n, _)| n == k).cloned()).collect();
-        report.rows_upserted = copy_into(&tx, &temp_upserts, &columns, changes.upserts).await?;
-        report.rows_deleted = copy_into(&tx, &temp_deletes, &key_columns, changes.deletes).await?;
-        report.rows_copied = report.rows_upserted + report.rows_deleted;
-        let names: Vec<String> = columns.iter().map(|(n, _)| quote_ident(n)).collect();
-        let updates: Vec<String> = columns
-            .iter()
-            .filter(|(n, _)| !key.contains(n))
-            .map(|(n, _)| format!("{0} = EXCLUDED.{0}", quote_ident(n)))
-            .collect();
-        let on_conflict =
-            if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
-        let matches: Vec<String> = keys.iter().map(|k| format!("t.{k} = d.{k}")).collect();
-        tx.batch_execute(&format!(
-            "DELETE FROM {target} t USING {temp_deletes} d WHERE {}; \
-             INSERT INTO {target} ({cols}) SELECT {cols} FROM {temp_upserts} ON CONFLICT ({keys}) {on_conflict};",
-            matches.join(" AND "),
-            cols = names.join(", "),
-            keys = keys.join(", ")
-        ))
-        .await
-        .map_err(pg(format!("applying the changes to {target_label}")))?;
-    } else {
-        report.mode = "unchanged".into();
+        SyncWork::Incremental(changes) => apply_changes(&tx, &plan, changes, &mut report).await?,
+        SyncWork::Unchanged => report.mode = "unchanged".into(),
     }
 
-    // The counts must agree before anything is committed.
-    let lake_rows = session.first_i64("SELECT count(*) FROM sync.current").await?.unwrap_or(0) as u64;
-    let pg_rows: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM {target}"), &[])
-        .await
-        .map_err(pg(format!("counting {target_label}")))?
-        .get(0);
+    let pg_rows = check_row_counts(&tx, &session, &plan).await?;
     report.rows = pg_rows as u64;
-    if report.rows != lake_rows {
-        return Err(JobError::Reconciliation(format!(
-            "{target_label} would hold {pg_rows} rows but {id} version {version} has {lake_rows}; nothing committed \
-             (rerun with --full to reload it)"
-        )));
-    }
     if report.mode != "unchanged" {
-        tx.execute(
-            &format!(
-                "INSERT INTO {STATE_TABLE} (target, lake_table, lake, delta_version, columns, \"rows\", synced_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision)) ON CONFLICT (target) DO UPDATE SET \
-                 lake_table = EXCLUDED.lake_table, lake = EXCLUDED.lake, delta_version = EXCLUDED.delta_version, \
-                 columns = EXCLUDED.columns, \"rows\" = EXCLUDED.\"rows\", synced_at = EXCLUDED.synced_at"
-            ),
-            &[
-                &target_label,
-                &id.to_string(),
-                &lake_root,
-                &(version as i64),
-                &signature,
-                &pg_rows,
-                &(now.timestamp_micros() as f64 / 1e6),
-            ],
-        )
-        .await
-        .map_err(pg(format!("recording the version in {STATE_TABLE}")))?;
+        record_state(&tx, &plan, pg_rows, now).await?;
     }
     if options.crash_before_commit && report.mode != "unchanged" {
         // As a crash: the transaction is never committed; dropping it rolls it back.
         drop(tx);
         return Err(JobError::Invalid(format!(
-            "{target_label}: stopped before the commit (crash_before_commit); nothing was committed"
+            "{}: stopped before the commit (crash_before_commit); nothing was committed",
+            plan.target_label
         )));
     }
-    tx.commit().await.map_err(pg(format!("committing {target_label}")))?;
+    tx.commit().await.map_err(pg(format!("committing {}", plan.target_label)))?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
+}
+
+/// Lock the target for the transaction and read its state row (locked too) and whether it exists.
+async fn lock_and_read_state(tx: &Transaction<'_>, plan: &SyncPlan<'_>) -> Result<Held> {
+    let target_label = &plan.target_label;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[target_label])
+        .await
+        .map_err(pg(format!("locking {target_label}")))?;
+    let state = tx
+        .query_opt(
+            &format!("SELECT lake, lake_table, delta_version, columns FROM {STATE_TABLE} WHERE target = $1 FOR UPDATE"),
+            &[target_label],
+        )
+        .await
+        .map_err(pg(format!("reading {STATE_TABLE}")))?;
+    let state = state.map(|r| SyncState {
+        lake: r.get("lake"),
+        lake_table: r.get("lake_table"),
+        delta_version: r.get("delta_version"),
+        columns: r.get("columns"),
+    });
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL AS target_exists", &[&plan.target])
+        .await
+        .map_err(pg(format!("looking for {target_label}")))?
+        .get("target_exists");
+    Ok(Held { state, exists })
+}
+
+/// Full, incremental or nothing. An incremental sync needs the version the target holds; if it
+/// cannot be read any more, the table is reloaded whole.
+async fn choose_work(
+    workspace: &Workspace,
+    session: &SqlSession,
+    plan: &SyncPlan<'_>,
+    from_version: Option<u64>,
+    full_reason: Option<String>,
+) -> SyncWork {
+    if let Some(reason) = full_reason {
+        return SyncWork::Full(reason);
+    }
+    if from_version == Some(plan.version) {
+        return SyncWork::Unchanged;
+    }
+    let from = from_version.unwrap_or(0);
+    match changes_since(workspace, session, plan, from).await {
+        Ok(changes) => SyncWork::Incremental(changes),
+        Err(e) => SyncWork::Full(format!("version {from} cannot be compared any more: {e}")),
+    }
+}
+
+/// Recreate the target and COPY the whole table into it; returns the rows copied.
+async fn full_load(tx: &Transaction<'_>, session: &SqlSession, plan: &SyncPlan<'_>) -> Result<u64> {
+    create_target(tx, &plan.pg_schema, &plan.target, &plan.columns, &plan.key).await?;
+    let rows = session.sql("SELECT * FROM sync.current").await?;
+    copy_into(tx, &plan.target, &plan.columns, rows).await
+}
+
+/// COPY the changes into temporary tables, then delete and upsert them into the target.
+async fn apply_changes(
+    tx: &Transaction<'_>,
+    plan: &SyncPlan<'_>,
+    changes: Changes,
+    report: &mut TableSyncReport,
+) -> Result<()> {
+    report.mode = "incremental".into();
+    report.change_data_feed = changes.from_feed;
+    let staging = Staging { upserts: quote_ident("__cdplake_upserts"), deletes: quote_ident("__cdplake_deletes") };
+    let target = &plan.target;
+    let keys: Vec<String> = plan.key.iter().map(|k| quote_ident(k)).collect();
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {upserts} (LIKE {target}) ON COMMIT DROP; \
+         CREATE TEMP TABLE {deletes} ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA;",
+        keys.join(", "),
+        upserts = staging.upserts,
+        deletes = staging.deletes,
+    ))
+    .await
+    .map_err(pg("creating the staging tables"))?;
+    let key_columns: Vec<(String, PgType)> =
+        plan.key.iter().filter_map(|k| plan.columns.iter().find(|(n, _)| n == k).cloned()).collect();
+    report.rows_upserted = copy_into(tx, &staging.upserts, &plan.columns, changes.upserts).await?;
+    report.rows_deleted = copy_into(tx, &staging.deletes, &key_columns, changes.deletes).await?;
+    report.rows_copied = report.rows_upserted + report.rows_deleted;
+    tx.batch_execute(&merge_sql(plan, &staging))
+        .await
+        .map_err(pg(format!("applying the changes to {}", plan.target_label)))
+}
+
+/// The temporary tables an incremental sync stages its changes in (names quoted).
+struct Staging {
+    upserts: String,
+    deletes: String,
+}
+
+/// `DELETE ... USING` the staged keys, then `INSERT ... ON CONFLICT (key) DO UPDATE` the staged rows.
+fn merge_sql(plan: &SyncPlan<'_>, staging: &Staging) -> String {
+    let keys: Vec<String> = plan.key.iter().map(|k| quote_ident(k)).collect();
+    let names: Vec<String> = plan.columns.iter().map(|(n, _)| quote_ident(n)).collect();
+    let updates: Vec<String> = plan
+        .columns
+        .iter()
+        .filter(|(n, _)| !plan.key.contains(n))
+        .map(|(n, _)| format!("{0} = EXCLUDED.{0}", quote_ident(n)))
+        .collect();
+    let on_conflict =
+        if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
+    let matches: Vec<String> = keys.iter().map(|k| format!("t.{k} = d.{k}")).collect();
+    format!(
+        "DELETE FROM {target} t USING {deletes} d WHERE {}; \
+         INSERT INTO {target} ({cols}) SELECT {cols} FROM {upserts} ON CONFLICT ({keys}) {on_conflict};",
+        matches.join(" AND "),
+        target = plan.target,
+        deletes = staging.deletes,
+        upserts = staging.upserts,
+        cols = names.join(", "),
+        keys = keys.join(", ")
+    )
+}
+
+/// The target's row count, which must equal the lake table's before anything is committed.
+async fn check_row_counts(tx: &Transaction<'_>, session: &SqlSession, plan: &SyncPlan<'_>) -> Result<i64> {
+    let (target, target_label) = (&plan.target, &plan.target_label);
+    let lake_rows = session.first_i64("SELECT count(*) FROM sync.current").await?.unwrap_or(0) as u64;
+    let pg_rows: i64 = tx
+        .query_one(&format!("SELECT count(*) AS target_rows FROM {target}"), &[])
+        .await
+        .map_err(pg(format!("counting {target_label}")))?
+        .get("target_rows");
+    if pg_rows as u64 != lake_rows {
+        return Err(JobError::Reconciliation(format!(
+            "{target_label} would hold {pg_rows} rows but {} version {} has {lake_rows}; nothing committed \
+             (rerun with --full to reload it)",
+            plan.id, plan.version
+        )));
+    }
+    Ok(pg_rows)
+}
+
+/// The state row: the target now holds this version of the table, with these columns.
+async fn record_state(tx: &Transaction<'_>, plan: &SyncPlan<'_>, rows: i64, now: DateTime<Utc>) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO {STATE_TABLE} (target, lake_table, lake, delta_version, columns, \"rows\", synced_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision)) ON CONFLICT (target) DO UPDATE SET \
+             lake_table = EXCLUDED.lake_table, lake = EXCLUDED.lake, delta_version = EXCLUDED.delta_version, \
+             columns = EXCLUDED.columns, \"rows\" = EXCLUDED.\"rows\", synced_at = EXCLUDED.synced_at"
+        ),
+        &[
+            &plan.target_label,
+            &plan.id.to_string(),
+            &plan.lake_root,
+            &(plan.version as i64),
+            &plan.signature,
+            &rows,
+            &(now.timestamp_micros() as f64 / 1e6),
+        ],
+    )
+    .await
+    .map_err(pg(format!("recording the version in {STATE_TABLE}")))?;
+    Ok(())
 }
 
 async fn create_target(
@@ -405,15 +533,8 @@ struct Changes {
 
 /// The rows to upsert and the keys to delete to take a target from version `from` to the
 /// table's current version (`sync.current` in `session`).
-async fn changes_since(
-    workspace: &Workspace,
-    session: &SqlSession,
-    id: &TableId,
-    table: &cdplake_engine::deltalake::DeltaTable,
-    from: u64,
-    columns: &[(String, PgType)],
-    key: &[String],
-) -> Result<Changes> {
+async fn changes_since(workspace: &Workspace, session: &SqlSession, plan: &SyncPlan<'_>, from: u64) -> Result<Changes> {
+    let (id, table, columns, key) = (plan.id, &plan.table, &plan.columns, &plan.key);
     let keys: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
     let keys = keys.join(", ");
     let cols: Vec<String> = columns.iter().map(|(n, _)| quote_ident(n)).collect();
