@@ -26,8 +26,6 @@ use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{
     AsArray, Int64Array, RecordBatch,
 };
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::datafusion::common::HashMap as FastMap;
 use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::DeltaTable;
@@ -44,6 +42,7 @@ use cdplake_core::columns::{batch_for, micros, strings};
 use cdplake_zones::tables::{ID_MAPPING, app_ids, clean_table, raw_table};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use crate::columns::utf8;
 use crate::hubs::{self, Degrees};
 use crate::observe::{self, Evidence, Observations, Screen, priority};
 use crate::split;
@@ -646,7 +645,7 @@ async fn owners_of_seen(
         .map_err(query_error)?;
     let mut owners = Vec::new();
     for batch in &batches {
-        let column = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("one_id", e))?;
+        let column = utf8(batch, "one_id")?;
         owners.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
     }
     owners.sort();
