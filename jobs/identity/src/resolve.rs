@@ -180,18 +180,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     let txns: Vec<Transaction> =
         pending.iter().flat_map(|p| p.batches.iter().map(|b| Transaction::new(p.app_id(b), 1))).collect();
     report.batches = txns.len();
-    let screen = Screen::new(config, cdplake_zones::normalize::pii_key_from_env());
-    let mut observations = Observations::default();
-    for p in &pending {
-        observe::observe_source(workspace, &p.source, &p.batches, &screen, &mut observations).await?;
-    }
-    report.rows = observations.rows;
-    report.identifiers_seen = observations.seen.len() as u64;
-    report.new_links = observations.links.len() as u64;
-    for ((_, _, rule, _), n) in &observations.skipped {
-        report.junk_values_skipped += n;
-        *report.skipped_by_rule.entry(rule.to_string()).or_default() += n;
-    }
+    let mut observations = observe_pending(workspace, &pending, &mut report).await?;
     watch.lap("rows observed");
 
     // 2. Hubs, before this run's links are stored (the stored ones are earlier runs').
@@ -201,32 +190,9 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     store_skipped(workspace, &observations, &txns, now).await?;
     watch.lap("links stored");
 
-    // 3. Stitch the persons the new identifiers reach. An identifier whose links would join two
-    // persons (a refused link's weaker end) loses every link, and the persons are stitched again.
-    let unlinked = crate::unlinks::load_unlinks(workspace).await?;
-    let mut rules_applied = 0;
-    let mut pass = 0;
-    let stitched = loop {
-        pass += 1;
-        let found = rules_found(&observations.ids, &degrees, rules_applied);
-        rules_applied = degrees.new_hubs.len();
-        if !found.is_empty() {
-            let named = degrees.rules.named(&observations.ids);
-            report.hub_splits += split::split_for_rules(workspace, &found, &named, now).await?;
-        }
-        let existing = load_components(workspace, &mut observations).await?;
-        watch.lap("components loaded");
-        let stitched = stitch(&mut observations, existing, &degrees, &unlinked, config);
-        watch.lap("union-find");
-        let ambiguous = ambiguous_identifiers(&stitched, &degrees, config);
-        if ambiguous.is_empty() || pass == MAX_PASSES {
-            break stitched;
-        }
-        observations.ids = stitched.components.ids;
-        for n in ambiguous {
-            degrees.add_full(n, 2);
-        }
-    };
+    // 3. Stitch the persons the new identifiers reach.
+    let mut run = StitchRun { workspace, observations: &mut observations, degrees: &mut degrees, report: &mut report };
+    let stitched = run.stitch_passes(&mut watch, now).await?;
     report.hubs = degrees.new_hubs.len() as u64;
     report.conflicts = stitched.conflicts.len() as u64;
 
@@ -254,6 +220,77 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     watch.lap("id_mapping merged");
     report.mapping_version = table.version();
     Ok(report)
+}
+
+/// Read the pending batches of every source into this run's observations, counting them in
+/// `report`.
+async fn observe_pending(
+    workspace: &Workspace,
+    pending: &[Pending],
+    report: &mut IdentityReport,
+) -> Result<Observations> {
+    let screen = Screen::new(&workspace.config.identity, cdplake_zones::normalize::pii_key_from_env());
+    let mut observations = Observations::default();
+    for p in pending {
+        observe::observe_source(workspace, &p.source, &p.batches, &screen, &mut observations).await?;
+    }
+    report.rows = observations.rows;
+    report.identifiers_seen = observations.seen.len() as u64;
+    report.new_links = observations.links.len() as u64;
+    for ((_, _, rule, _), n) in &observations.skipped {
+        report.junk_values_skipped += n;
+        *report.skipped_by_rule.entry(rule.to_string()).or_default() += n;
+    }
+    Ok(observations)
+}
+
+/// What the stitching passes of a run read and update.
+struct StitchRun<'a> {
+    workspace: &'a Workspace,
+    observations: &'a mut Observations,
+    degrees: &'a mut Degrees,
+    report: &'a mut IdentityReport,
+}
+
+impl StitchRun<'_> {
+    /// Stitch the persons the new identifiers reach. An identifier whose links would join two
+    /// persons (a refused link's weaker end) loses every link, and the persons are stitched
+    /// again, at most [`MAX_PASSES`] times. Persons holding an identifier of a new hub rule are
+    /// re-stitched first.
+    async fn stitch_passes(&mut self, watch: &mut cdplake_core::stopwatch::Stopwatch, now: DateTime<Utc>) -> Result<Stitched> {
+        let config = &self.workspace.config.identity;
+        let unlinked = crate::unlinks::load_unlinks(self.workspace).await?;
+        let mut rules_applied = 0;
+        let mut pass = 0;
+        loop {
+            pass += 1;
+            self.split_for_new_rules(rules_applied, now).await?;
+            rules_applied = self.degrees.new_hubs.len();
+            let existing = load_components(self.workspace, self.observations).await?;
+            watch.lap("components loaded");
+            let stitched = stitch(self.observations, existing, self.degrees, &unlinked, config);
+            watch.lap("union-find");
+            let ambiguous = ambiguous_identifiers(&stitched, self.degrees, config);
+            if ambiguous.is_empty() || pass == MAX_PASSES {
+                return Ok(stitched);
+            }
+            self.observations.ids = stitched.components.ids;
+            for n in ambiguous {
+                self.degrees.add_full(n, 2);
+            }
+        }
+    }
+
+    /// Re-stitch the persons holding an identifier of a hub rule found since the first
+    /// `rules_applied` ones.
+    async fn split_for_new_rules(&mut self, rules_applied: usize, now: DateTime<Utc>) -> Result<()> {
+        let found = rules_found(&self.observations.ids, self.degrees, rules_applied);
+        if !found.is_empty() {
+            let named = self.degrees.rules.named(&self.observations.ids);
+            self.report.hub_splits += split::split_for_rules(self.workspace, &found, &named, now).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Create the identity tables if needed; the mapping table as loaded.
