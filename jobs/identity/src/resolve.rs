@@ -494,37 +494,74 @@ fn assign(
     stitched: &Stitched,
     observations: &Observations,
     degrees: &Degrees,
-    mut next_int: i64,
+    next_int: i64,
     report: &mut IdentityReport,
 ) -> Assigned {
-    let Stitched { components, existing, causes, .. } = stitched;
-    let ids = &components.ids;
-    // The first link (in stitching order) that reached each existing person: the merge's cause.
+    let mut assigning = Assigning {
+        stitched,
+        observations,
+        degrees,
+        cause_of: merge_causes(stitched),
+        next_int,
+        assigned: Assigned { rows: Vec::new(), history: Vec::new() },
+    };
+    for cluster in stitched.components.clusters() {
+        // Identifiers that hub rules cut off from everyone are nobody's: no person for them.
+        // (An existing person is always whole inside one cluster: its identifiers are joined first.)
+        if cluster.iter().all(|&n| degrees.rules.names(n)) {
+            assigning.retire(&cluster, report);
+        } else {
+            assigning.person(cluster, report);
+        }
+    }
+    assigning.assigned
+}
+
+/// The first link (in stitching order) that reached each existing person: the merge's cause.
+fn merge_causes(stitched: &Stitched) -> HashMap<&str, &OrderedLink> {
     let mut cause_of: HashMap<&str, &OrderedLink> = HashMap::new();
-    for link in causes {
+    for link in &stitched.causes {
         for n in [link.a, link.b] {
-            if let Some(row) = existing.get(&n) {
+            if let Some(row) = stitched.existing.get(&n) {
                 cause_of.entry(row.one_id.as_str()).or_insert(link);
             }
         }
     }
-    let mut rows = Vec::new();
-    let mut history = Vec::new();
-    for cluster in components.clusters() {
-        // Identifiers that hub rules cut off from everyone are nobody's: no person for them.
-        // (An existing person is always whole inside one cluster: its identifiers are joined first.)
-        if cluster.iter().all(|&n| degrees.rules.names(n)) {
-            let retired: Vec<&IdMappingRow> =
-                cluster.iter().filter_map(|n| existing.get(n)).filter(|r| r.is_active).collect();
-            let persons: std::collections::BTreeSet<&str> = retired.iter().map(|r| r.one_id.as_str()).collect();
-            report.retired += persons.len() as u64;
-            history.extend(persons.into_iter().map(|p| HistoryEntry::retire(p, "every identifier is a hub")));
-            rows.extend(retired.into_iter().map(|r| IdMappingRow { is_active: false, ..r.clone() }));
-            continue;
-        }
+    cause_of
+}
+
+/// Assigning one_ids cluster by cluster: what it reads and what it has written so far.
+struct Assigning<'a> {
+    stitched: &'a Stitched,
+    observations: &'a Observations,
+    degrees: &'a Degrees,
+    cause_of: HashMap<&'a str, &'a OrderedLink>,
+    /// The user_int_id of the next new person.
+    next_int: i64,
+    assigned: Assigned,
+}
+
+impl Assigning<'_> {
+    /// A cluster no identifier of which may link: the persons it held are retired and their
+    /// rows go inactive.
+    fn retire(&mut self, cluster: &[NodeId], report: &mut IdentityReport) {
+        let retired: Vec<&IdMappingRow> =
+            cluster.iter().filter_map(|n| self.stitched.existing.get(n)).filter(|r| r.is_active).collect();
+        let persons: std::collections::BTreeSet<&str> = retired.iter().map(|r| r.one_id.as_str()).collect();
+        report.retired += persons.len() as u64;
+        let history = &mut self.assigned.history;
+        history.extend(persons.into_iter().map(|p| HistoryEntry::retire(p, "every identifier is a hub")));
+        self.assigned.rows.extend(retired.into_iter().map(|r| IdMappingRow { is_active: false, ..r.clone() }));
+    }
+
+    /// A cluster's person: the oldest of the persons it holds survives (earliest first_seen,
+    /// then the smaller one_id) and the others merge into it; without one, a new person. Only
+    /// the rows that changed are written.
+    fn person(&mut self, cluster: Vec<NodeId>, report: &mut IdentityReport) {
+        let stitched = self.stitched;
         let mut owners: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for n in &cluster {
-            if let Some(row) = existing.get(n) {
+            if let Some(row) = stitched.existing.get(n) {
                 let entry = owners.entry(row.one_id.as_str()).or_insert((row.first_seen, row.user_int_id));
                 entry.0 = entry.0.min(row.first_seen);
             }
@@ -532,46 +569,52 @@ fn assign(
         let (one_id, user_int_id) = match owners.iter().min_by(|a, b| (a.1.0, a.0).cmp(&(b.1.0, b.0))) {
             Some((one_id, (_, int_id))) => (one_id.to_string(), *int_id),
             None => {
-                let id = next_int;
-                next_int += 1;
+                let id = self.next_int;
+                self.next_int += 1;
                 report.persons_created += 1;
                 (curated::one_id(id), id)
             }
         };
         for absorbed in owners.keys().filter(|o| **o != one_id) {
-            let cause = match cause_of.get(absorbed) {
-                Some(link) => describe_link(ids, link, observations),
+            let cause = match self.cause_of.get(absorbed) {
+                Some(link) => describe_link(&stitched.components.ids, link, self.observations),
                 None => "links in this run".into(),
             };
-            history.push(HistoryEntry::new("merge", absorbed, &one_id, cause));
+            self.assigned.history.push(HistoryEntry::new("merge", absorbed, &one_id, cause));
             report.merges += 1;
         }
         for n in cluster {
-            let old = existing.get(&n);
-            let new = observations.seen.get(&n);
-            let row = IdMappingRow {
-                one_id: one_id.clone(),
-                id_type: ids.id_type(n).to_string(),
-                id_value: ids.value(n).to_string(),
-                source_channel: old
-                    .map(|r| r.source_channel.clone())
-                    .or_else(|| new.map(|s| observations.sources[s.source as usize].clone()))
-                    .unwrap_or_default(),
-                confidence: match new {
-                    Some(_) => 1.0 / degrees.shared.get(&n).copied().unwrap_or(1).max(1) as f64,
-                    None => old.map_or(1.0, |r| r.confidence),
-                },
-                first_seen: old.map(|r| r.first_seen).into_iter().chain(new.map(|s| s.first)).min().unwrap_or_default(),
-                last_seen: old.map(|r| r.last_seen).into_iter().chain(new.map(|s| s.last)).max().unwrap_or_default(),
-                is_active: true,
-                user_int_id,
-            };
-            if old != Some(&row) {
-                rows.push(row);
+            let row = self.mapping_row(n, &one_id, user_int_id);
+            if stitched.existing.get(&n) != Some(&row) {
+                self.assigned.rows.push(row);
             }
         }
     }
-    Assigned { rows, history }
+
+    /// The mapping row of identifier `n` in person `one_id`: the stored row's, with this run's
+    /// sightings (first and last seen widened; a newly seen identifier's confidence recounted).
+    fn mapping_row(&self, n: NodeId, one_id: &str, user_int_id: i64) -> IdMappingRow {
+        let ids = &self.stitched.components.ids;
+        let old = self.stitched.existing.get(&n);
+        let new = self.observations.seen.get(&n);
+        IdMappingRow {
+            one_id: one_id.to_string(),
+            id_type: ids.id_type(n).to_string(),
+            id_value: ids.value(n).to_string(),
+            source_channel: old
+                .map(|r| r.source_channel.clone())
+                .or_else(|| new.map(|s| self.observations.sources[s.source as usize].clone()))
+                .unwrap_or_default(),
+            confidence: match new {
+                Some(_) => 1.0 / self.degrees.shared.get(&n).copied().unwrap_or(1).max(1) as f64,
+                None => old.map_or(1.0, |r| r.confidence),
+            },
+            first_seen: old.map(|r| r.first_seen).into_iter().chain(new.map(|s| s.first)).min().unwrap_or_default(),
+            last_seen: old.map(|r| r.last_seen).into_iter().chain(new.map(|s| s.last)).max().unwrap_or_default(),
+            is_active: true,
+            user_int_id,
+        }
+    }
 }
 
 /// `a = b (source file row N)`: a link and where it was first seen.
