@@ -13,7 +13,7 @@ use cdplake_engine::sql::{SqlSession, in_list};
 use crate::columns::{int64, utf8};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{IDENTITY_SKIPPED, ID_MAPPING};
+use cdplake_zones::tables::{ID_MAPPING, IDENTITY_SKIPPED};
 
 /// Persons whose number of active identifiers falls in a band.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -90,7 +90,9 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
     health.highest_degree_not_flagged = with_limits(workspace, highest_degrees_not_flagged(&session, top).await?);
     add_hubs(workspace, &session, top, &mut health).await?;
     let refused = pairs(
-        &session.rows("SELECT limited_type, count(*) AS n FROM curated.identity_conflicts GROUP BY limited_type").await?,
+        &session
+            .rows("SELECT limited_type, count(*) AS n FROM curated.identity_conflicts GROUP BY limited_type")
+            .await?,
         "limited_type",
     )?;
     health.refused_links = refused.iter().map(|r| r.1).sum();

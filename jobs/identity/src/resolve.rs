@@ -18,30 +18,22 @@
 //! 5. **Publish**: only the identifiers whose row changed are MERGEd into `curated.id_mapping`,
 //!    with the applied batches recorded in that commit.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{
-    AsArray, Int64Array, RecordBatch,
-};
+use cdplake_engine::applied_versions;
+use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch};
 use cdplake_engine::datafusion::common::HashMap as FastMap;
 use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::{RetryPolicy, Upsert};
-use cdplake_engine::applied_versions;
 use cdplake_zones::Source;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
 
-use cdplake_core::batches::clean_generation;
-use cdplake_core::columns::{batch_for, micros, strings};
-use cdplake_zones::tables::{ID_MAPPING, app_ids, clean_table, raw_table};
-use cdplake_core::error::{JobError, Result};
-use cdplake_core::workspace::Workspace;
 use crate::columns::utf8;
 use crate::hubs::{self, Degrees};
 use crate::observe::{self, Evidence, Observations, Screen, priority};
@@ -49,6 +41,11 @@ use crate::split;
 use crate::store::{HistoryEntry, append_history, append_once, max_user_int_id, merge_mapping};
 use crate::union_find::{self, Components, Identifier, NodeId, Refusal};
 use crate::unlink;
+use cdplake_core::batches::clean_generation;
+use cdplake_core::columns::{batch_for, micros, strings};
+use cdplake_core::error::{JobError, Result};
+use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::{ID_MAPPING, app_ids, clean_table, raw_table};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IdentityReport {
@@ -206,11 +203,8 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     watch.lap("one_ids assigned, side tables written");
     report.mapping_rows_written = assigned.rows.len() as u64;
     // A split above committed to the mapping after it was opened.
-    let mapping_table = if report.splits + report.hub_splits > 0 {
-        lake.table(&ID_MAPPING.id()).await?
-    } else {
-        mapping_table
-    };
+    let mapping_table =
+        if report.splits + report.hub_splits > 0 { lake.table(&ID_MAPPING.id()).await? } else { mapping_table };
     let table = if assigned.rows.is_empty() {
         let commit = CommitProperties::default().with_application_transactions(txns);
         lake.record_transactions(&ID_MAPPING.id(), commit).await?
@@ -257,7 +251,11 @@ impl StitchRun<'_> {
     /// persons (a refused link's weaker end) loses every link, and the persons are stitched
     /// again, at most [`MAX_PASSES`] times. Persons holding an identifier of a new hub rule are
     /// re-stitched first.
-    async fn stitch_passes(&mut self, watch: &mut cdplake_core::stopwatch::Stopwatch, now: DateTime<Utc>) -> Result<Stitched> {
+    async fn stitch_passes(
+        &mut self,
+        watch: &mut cdplake_core::stopwatch::Stopwatch,
+        now: DateTime<Utc>,
+    ) -> Result<Stitched> {
         let config = &self.workspace.config.identity;
         let unlinked = crate::unlinks::load_unlinks(self.workspace).await?;
         let mut rules_applied = 0;
@@ -337,10 +335,11 @@ async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Resul
         let generation = clean_generation(workspace, &source).await?;
         let raw_id = raw_table(&source);
         let name = source.name.clone();
-        let unresolved = cdplake_core::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
-            app_ids::at_generation(app_ids::stitched_batch(&name, batch), generation)
-        })
-        .await?;
+        let unresolved =
+            cdplake_core::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
+                app_ids::at_generation(app_ids::stitched_batch(&name, batch), generation)
+            })
+            .await?;
         if unresolved.is_empty() {
             continue;
         }

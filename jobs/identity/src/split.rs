@@ -27,7 +27,7 @@ use crate::unlinks::{Unlinks, load_unlinks};
 use cdplake_core::config::IdTypeRule;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{ID_MAPPING};
+use cdplake_zones::tables::ID_MAPPING;
 
 /// One person re-stitched.
 #[derive(Debug, Clone)]
@@ -188,7 +188,8 @@ impl Rewrite {
         let had_leaving = retiring.iter().any(|i| members.get(i).is_some_and(|m| m.one_id == owner));
         if parts.is_empty() && had_leaving {
             let why = (persons.cause)(owner);
-            self.history.push(HistoryEntry::retire(owner, if why.is_empty() { "every identifier left it" } else { &why }));
+            self.history
+                .push(HistoryEntry::retire(owner, if why.is_empty() { "every identifier left it" } else { &why }));
         }
         let new_one_ids = parts.iter().skip(1).filter_map(|part| self.split_off(persons, owner, part)).collect();
         let mut leaving: Vec<&Identifier> = retiring.iter().filter(|i| members.contains_key(*i)).collect();

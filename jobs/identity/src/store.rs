@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use crate::columns::int64;
 use crate::union_find::Identifier;
-use cdplake_zones::tables::{ID_MAPPING};
+use cdplake_zones::tables::ID_MAPPING;
 
 /// One row of `curated.id_merge_history`: a one_id that was absorbed, split or retired.
 #[derive(Debug, Clone, PartialEq, Eq)]
