@@ -3,11 +3,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::DataType;
+use cdplake_engine::arrow::datatypes::Int64Type;
 
-use cdplake_engine::sql::quote_literal;
+use cdplake_engine::sql::{SqlSession, quote_literal};
 
+use crate::columns::{int64, utf8};
 use crate::union_find::Identifier;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
@@ -38,24 +38,37 @@ pub fn parse_identifier(text: &str) -> Result<Identifier> {
     Ok((t.trim().to_string(), v.trim().to_string()))
 }
 
+/// The text column `name`, one entry per row (`None` for a null).
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let column = batch.column_by_name(name).ok_or_else(|| JobError::Invalid(format!("no column {name}")))?;
-    let column = cast(column, &DataType::Utf8).map_err(|e| JobError::arrow(name.to_string(), e))?;
+    let column = utf8(batch, name)?;
     let column = column.as_string::<i32>();
     Ok((0..column.len()).map(|i| (!column.is_null(i)).then(|| column.value(i).to_string())).collect())
 }
 
+/// The person `identifier` belongs to, and how: the identifiers of the person in the order the
+/// links reached them from `identifier`.
 pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<Explanation> {
     let session = workspace.catalog.sql_session().await?;
-    let run = |sql: String| {
-        let session = session.clone();
-        async move { session.sql(&sql).await?.collect().await.map_err(|e| JobError::query("identity explain", e)) }
-    };
-    let owner = run(format!(
-        "SELECT one_id, user_int_id FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
-        quote_literal(&identifier.0),
-        quote_literal(&identifier.1)
-    ))
+    let (one_id, user_int_id) = owner(&session, identifier).await?;
+    let cluster = members(&session, &one_id).await?;
+    let adjacent = links_within(&session, &one_id, &cluster).await?;
+    Ok(Explanation { identifiers: steps(identifier, &cluster, &adjacent), one_id, user_int_id })
+}
+
+async fn run(session: &SqlSession, sql: &str) -> Result<Vec<RecordBatch>> {
+    session.sql(sql).await?.collect().await.map_err(|e| JobError::query("identity explain", e))
+}
+
+/// `(one_id, user_int_id)` of the active person holding `identifier`.
+async fn owner(session: &SqlSession, identifier: &Identifier) -> Result<(String, i64)> {
+    let owner = run(
+        session,
+        &format!(
+            "SELECT one_id, user_int_id FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
+            quote_literal(&identifier.0),
+            quote_literal(&identifier.1)
+        ),
+    )
     .await?;
     let Some(batch) = owner.iter().find(|b| b.num_rows() > 0) else {
         return Err(JobError::Invalid(format!(
@@ -64,13 +77,19 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
         )));
     };
     let one_id = strings(batch, "one_id")?[0].clone().unwrap_or_default();
-    let int_id = cast(batch.column(1), &DataType::Int64).map_err(|e| JobError::arrow("user_int_id", e))?;
-    let user_int_id = int_id.as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>().value(0);
+    let user_int_id = int64(batch, "user_int_id")?.as_primitive::<Int64Type>().value(0);
+    Ok((one_id, user_int_id))
+}
 
-    let members = run(format!(
-        "SELECT id_type, id_value FROM curated.id_mapping WHERE is_active AND one_id = {}",
-        quote_literal(&one_id)
-    ))
+/// The active identifiers of person `one_id`.
+async fn members(session: &SqlSession, one_id: &str) -> Result<HashSet<Identifier>> {
+    let members = run(
+        session,
+        &format!(
+            "SELECT id_type, id_value FROM curated.id_mapping WHERE is_active AND one_id = {}",
+            quote_literal(one_id)
+        ),
+    )
     .await?;
     let mut cluster: HashSet<Identifier> = HashSet::new();
     for b in &members {
@@ -78,46 +97,71 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
             cluster.insert((t.unwrap_or_default(), v.unwrap_or_default()));
         }
     }
-    let links = run(format!(
-        "SELECT l.* FROM curated.identity_links l JOIN curated.id_mapping a ON a.id_type = l.id_type_a AND a.id_value = l.id_value_a \
-         WHERE a.one_id = {} ORDER BY l.first_seen, l.source, l._source_row",
-        quote_literal(&one_id)
-    ))
+    Ok(cluster)
+}
+
+/// A link from one identifier to another, with where it was seen (`source file row N`).
+#[derive(Debug, Clone)]
+struct LinkTo {
+    other: Identifier,
+    evidence: String,
+}
+
+/// Per identifier, its links to other identifiers of the cluster, in both directions.
+type Adjacent = HashMap<Identifier, Vec<LinkTo>>;
+
+/// The stored links of person `one_id` between identifiers of `cluster`, oldest first.
+async fn links_within(session: &SqlSession, one_id: &str, cluster: &HashSet<Identifier>) -> Result<Adjacent> {
+    let links = run(
+        session,
+        &format!(
+            "SELECT l.* FROM curated.identity_links l JOIN curated.id_mapping a ON a.id_type = l.id_type_a AND a.id_value = l.id_value_a \
+             WHERE a.one_id = {} ORDER BY l.first_seen, l.source, l._source_row",
+            quote_literal(one_id)
+        ),
+    )
     .await?;
-    let mut adjacent: HashMap<Identifier, Vec<(Identifier, String)>> = HashMap::new();
+    let mut adjacent = Adjacent::new();
     for b in &links {
-        let (ta, va, tb, vb) =
-            (strings(b, "id_type_a")?, strings(b, "id_value_a")?, strings(b, "id_type_b")?, strings(b, "id_value_b")?);
-        let (source, uri) = (strings(b, "source")?, strings(b, "_source_uri")?);
-        let rows = cast(
-            b.column_by_name("_source_row").ok_or_else(|| JobError::Invalid("no _source_row".into()))?,
-            &DataType::Utf8,
-        )
-        .map_err(|e| JobError::arrow("_source_row", e))?;
-        let rows = rows.as_string::<i32>();
-        for i in 0..b.num_rows() {
-            let a = (ta[i].clone().unwrap_or_default(), va[i].clone().unwrap_or_default());
-            let z = (tb[i].clone().unwrap_or_default(), vb[i].clone().unwrap_or_default());
-            if !cluster.contains(&a) || !cluster.contains(&z) {
-                continue;
-            }
-            let evidence = format!(
-                "{} {} row {}",
-                source[i].clone().unwrap_or_default(),
-                uri[i].clone().unwrap_or_default(),
-                if rows.is_null(i) { "?" } else { rows.value(i) }
-            );
-            adjacent.entry(a.clone()).or_default().push((z.clone(), evidence.clone()));
-            adjacent.entry(z).or_default().push((a, evidence));
-        }
+        add_links(b, cluster, &mut adjacent)?;
     }
-    // Breadth-first from the identifier asked about: each step is the link that reached it.
+    Ok(adjacent)
+}
+
+/// The links of one batch of `curated.identity_links` rows with both ends in `cluster`.
+fn add_links(b: &RecordBatch, cluster: &HashSet<Identifier>, adjacent: &mut Adjacent) -> Result<()> {
+    let (ta, va, tb, vb) =
+        (strings(b, "id_type_a")?, strings(b, "id_value_a")?, strings(b, "id_type_b")?, strings(b, "id_value_b")?);
+    let (source, uri) = (strings(b, "source")?, strings(b, "_source_uri")?);
+    let rows = utf8(b, "_source_row")?;
+    let rows = rows.as_string::<i32>();
+    for i in 0..b.num_rows() {
+        let a = (ta[i].clone().unwrap_or_default(), va[i].clone().unwrap_or_default());
+        let z = (tb[i].clone().unwrap_or_default(), vb[i].clone().unwrap_or_default());
+        if !cluster.contains(&a) || !cluster.contains(&z) {
+            continue;
+        }
+        let evidence = format!(
+            "{} {} row {}",
+            source[i].clone().unwrap_or_default(),
+            uri[i].clone().unwrap_or_default(),
+            if rows.is_null(i) { "?" } else { rows.value(i) }
+        );
+        adjacent.entry(a.clone()).or_default().push(LinkTo { other: z.clone(), evidence: evidence.clone() });
+        adjacent.entry(z).or_default().push(LinkTo { other: a, evidence });
+    }
+    Ok(())
+}
+
+/// Breadth-first from the identifier asked about: each step is the link that reached it; the
+/// identifiers no recorded link reaches come last, sorted.
+fn steps(identifier: &Identifier, cluster: &HashSet<Identifier>, adjacent: &Adjacent) -> Vec<Step> {
     let mut steps =
         vec![Step { id_type: identifier.0.clone(), id_value: identifier.1.clone(), via: None, evidence: None }];
     let mut reached: HashSet<Identifier> = HashSet::from([identifier.clone()]);
     let mut queue = VecDeque::from([identifier.clone()]);
     while let Some(current) = queue.pop_front() {
-        for (next, evidence) in adjacent.get(&current).cloned().unwrap_or_default() {
+        for LinkTo { other: next, evidence } in adjacent.get(&current).cloned().unwrap_or_default() {
             if reached.insert(next.clone()) {
                 steps.push(Step {
                     id_type: next.0.clone(),
@@ -139,5 +183,5 @@ pub async fn explain(workspace: &Workspace, identifier: &Identifier) -> Result<E
             evidence: Some("joined by a link no longer recorded".into()),
         });
     }
-    Ok(Explanation { one_id, user_int_id, identifiers: steps })
+    steps
 }

@@ -22,7 +22,7 @@ use cdplake_engine::sql::{SqlSession, in_list};
 
 use cdplake_core::columns::strings;
 
-use crate::observe::Observations;
+use crate::observe::{Observations, Sighting};
 use crate::union_find::{Identifier, Interner, NodeId};
 use cdplake_core::config::IdTypeRule;
 use cdplake_core::error::{JobError, Result};
@@ -162,78 +162,129 @@ pub(crate) async fn find_hubs(
         degrees.rules.add(n, linked);
     }
     let stored = stored_links(workspace, observations).await?;
-    let pairs: FastSet<(NodeId, NodeId)> = observations.links.keys().copied().chain(stored).collect();
     let ids = &observations.ids;
-    let limits: Vec<Option<u32>> =
-        (0..ids.type_count()).map(|t| rules.get(ids.type_name(t as u16)).map(|r| r.limit)).collect();
-    let seen = &observations.seen;
-    let usable = |degrees: &Degrees, a: NodeId, b: NodeId| !degrees.rules.blocks(ids, a, b);
+    let graph = LinkGraph {
+        ids,
+        seen: &observations.seen,
+        pairs: observations.links.keys().copied().chain(stored).collect(),
+        limits: (0..ids.type_count()).map(|t| rules.get(ids.type_name(t as u16)).map(|r| r.limit)).collect(),
+    };
+    let candidates = graph.candidates(&degrees);
+    graph.add_rules(&mut degrees, candidates);
+    graph.add_shared(&mut degrees);
+    Ok(degrees)
+}
 
-    // Distinct linked values per (identifier, linked type): pairs are distinct already.
-    let count_per_type = |degrees: &Degrees, keep: &dyn Fn(u16) -> bool| {
+/// The links degrees are counted over: this run's and the stored ones of the identifiers seen now.
+struct LinkGraph<'a> {
+    ids: &'a Interner,
+    seen: &'a FastMap<NodeId, Sighting>,
+    pairs: FastSet<(NodeId, NodeId)>,
+    /// By type number: the type's per-person limit, if it has one.
+    limits: Vec<Option<u32>>,
+}
+
+/// An identifier linked to more values of a type than its limit: a possible hub rule.
+struct Candidate {
+    node: NodeId,
+    linked_type: u16,
+    over_limit: u32,
+}
+
+impl LinkGraph<'_> {
+    fn usable(&self, degrees: &Degrees, a: NodeId, b: NodeId) -> bool {
+        !degrees.rules.blocks(self.ids, a, b)
+    }
+
+    /// Distinct linked values per (identifier seen now, linked type that `keep` accepts, other
+    /// than its own), over the links no rule removes: pairs are distinct already.
+    fn count_per_type(&self, degrees: &Degrees, keep: &dyn Fn(u16) -> bool) -> FastMap<(NodeId, u16), u32> {
+        let ids = self.ids;
         let mut count: FastMap<(NodeId, u16), u32> = FastMap::default();
-        for &(a, b) in &pairs {
-            if !usable(degrees, a, b) {
+        for &(a, b) in &self.pairs {
+            if !self.usable(degrees, a, b) {
                 continue;
             }
             for (x, y) in [(a, b), (b, a)] {
                 let t = ids.type_of(y);
-                if seen.contains_key(&x) && keep(t) && ids.type_of(x) != t {
+                if self.seen.contains_key(&x) && keep(t) && ids.type_of(x) != t {
                     *count.entry((x, t)).or_default() += 1;
                 }
             }
         }
         count
-    };
-    let count = count_per_type(&degrees, &|t| limits[t as usize].is_some());
-    // Most values over the limit first: the account seen on twelve devices is what puts each
-    // of those devices over its one-member limit, not the other way round.
-    let mut candidates: Vec<(NodeId, u16, u32)> = count
-        .iter()
-        .filter_map(|(&(n, t), &c)| limits[t as usize].filter(|&limit| c > limit).map(|limit| (n, t, c - limit)))
-        .collect();
-    candidates.sort_by(|a, b| {
-        b.2.cmp(&a.2).then_with(|| ids.cmp(a.0, b.0)).then_with(|| ids.type_name(a.1).cmp(ids.type_name(b.1)))
-    });
-
-    // The candidates' neighbours, to recount them as rules are found.
-    let wanted: FastSet<NodeId> = candidates.iter().map(|c| c.0).collect();
-    let mut neighbours: FastMap<NodeId, Vec<NodeId>> = FastMap::default();
-    for &(a, b) in &pairs {
-        if wanted.contains(&a) {
-            neighbours.entry(a).or_default().push(b);
-        }
-        if wanted.contains(&b) {
-            neighbours.entry(b).or_default().push(a);
-        }
-    }
-    for (n, t, _) in candidates {
-        let Some(limit) = limits[t as usize] else { continue };
-        let c = neighbours
-            .get(&n)
-            .into_iter()
-            .flatten()
-            .filter(|&&m| ids.type_of(m) == t && usable(&degrees, n, m))
-            .count() as u32;
-        if c > limit {
-            degrees.rules.add(n, Some(t));
-            degrees.new_hubs.push(NewHub {
-                node: n,
-                linked_type: ids.type_name(t).to_string(),
-                distinct_values: c,
-                limit,
-            });
-        }
     }
 
-    // Confidence: 1 / the most values of one person-unique type an identifier was seen with,
-    // counting every link (a family tablet kept with its owner was also seen with a relative).
-    let unique = count_per_type(&Degrees::default(), &|t| limits[t as usize] == Some(1));
-    for ((n, _), c) in unique {
-        let most = degrees.shared.entry(n).or_default();
-        *most = (*most).max(c);
+    /// The identifiers over a type's limit, most values over the limit first: the account seen
+    /// on twelve devices is what puts each of those devices over its one-member limit, not the
+    /// other way round.
+    fn candidates(&self, degrees: &Degrees) -> Vec<Candidate> {
+        let (ids, limits) = (self.ids, &self.limits);
+        let count = self.count_per_type(degrees, &|t| limits[t as usize].is_some());
+        let mut candidates: Vec<Candidate> = count
+            .iter()
+            .filter_map(|(&(node, t), &c)| {
+                let limit = limits[t as usize].filter(|&limit| c > limit)?;
+                Some(Candidate { node, linked_type: t, over_limit: c - limit })
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            b.over_limit
+                .cmp(&a.over_limit)
+                .then_with(|| ids.cmp(a.node, b.node))
+                .then_with(|| ids.type_name(a.linked_type).cmp(ids.type_name(b.linked_type)))
+        });
+        candidates
     }
-    Ok(degrees)
+
+    /// The neighbours of `wanted` identifiers.
+    fn neighbours(&self, wanted: &FastSet<NodeId>) -> FastMap<NodeId, Vec<NodeId>> {
+        let mut neighbours: FastMap<NodeId, Vec<NodeId>> = FastMap::default();
+        for &(a, b) in &self.pairs {
+            if wanted.contains(&a) {
+                neighbours.entry(a).or_default().push(b);
+            }
+            if wanted.contains(&b) {
+                neighbours.entry(b).or_default().push(a);
+            }
+        }
+        neighbours
+    }
+
+    /// A rule for each candidate still over its limit once the rules found before it are
+    /// applied (each is recounted over its neighbours).
+    fn add_rules(&self, degrees: &mut Degrees, candidates: Vec<Candidate>) {
+        let ids = self.ids;
+        let neighbours = self.neighbours(&candidates.iter().map(|c| c.node).collect());
+        for Candidate { node: n, linked_type: t, .. } in candidates {
+            let Some(limit) = self.limits[t as usize] else { continue };
+            let c = neighbours
+                .get(&n)
+                .into_iter()
+                .flatten()
+                .filter(|&&m| ids.type_of(m) == t && self.usable(degrees, n, m))
+                .count() as u32;
+            if c > limit {
+                degrees.rules.add(n, Some(t));
+                degrees.new_hubs.push(NewHub {
+                    node: n,
+                    linked_type: ids.type_name(t).to_string(),
+                    distinct_values: c,
+                    limit,
+                });
+            }
+        }
+    }
+
+    /// For the confidence: the most values of one person-unique type each identifier was seen
+    /// with, counting every link (a family tablet kept with its owner was also seen with a relative).
+    fn add_shared(&self, degrees: &mut Degrees) {
+        let unique = self.count_per_type(&Degrees::default(), &|t| self.limits[t as usize] == Some(1));
+        for ((n, _), c) in unique {
+            let most = degrees.shared.entry(n).or_default();
+            *most = (*most).max(c);
+        }
+    }
 }
 
 /// Every hub rule recorded by earlier runs: `[id_type, id_value, linked_type]`.

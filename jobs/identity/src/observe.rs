@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use cdplake_engine::datafusion::common::HashMap as FastMap;
@@ -24,6 +24,7 @@ use cdplake_zones::placeholders::{IdKind, Placeholders, placeholder_rule};
 use cdplake_zones::raw;
 use cdplake_zones::{Normalize, PiiTreatment, Source};
 
+use crate::columns::{int64, utf8};
 use crate::union_find::{Interner, NodeId};
 use cdplake_core::config::{IdTypeRule, IdentityConfig};
 use cdplake_core::error::{JobError, Result};
@@ -105,6 +106,42 @@ impl Observations {
         let key = if a < b { (a, b) } else { (b, a) };
         self.links.entry(key).and_modify(|e| e.absorb(evidence)).or_insert(evidence);
     }
+
+    /// The index of a source in [`Observations::sources`], added if new.
+    fn source_index(&mut self, name: &str) -> u16 {
+        match self.sources.iter().position(|s| s == name) {
+            Some(i) => i as u16,
+            None => {
+                self.sources.push(name.to_string());
+                (self.sources.len() - 1) as u16
+            }
+        }
+    }
+
+    /// A row's identifiers: each is seen, and each pair of them is a link.
+    fn record_row(&mut self, ids: &[NodeId], row: &RowSighting<'_>) {
+        for &n in ids {
+            self.sight(n, row.at, row.source);
+        }
+        if ids.len() > 1 {
+            let uri = self.uri(row.uri);
+            let evidence = Evidence { first: row.at, last: row.at, source: row.source, uri, row: row.line };
+            for (i, &a) in ids.iter().enumerate() {
+                for &b in &ids[i + 1..] {
+                    self.link(a, b, evidence);
+                }
+            }
+        }
+    }
+}
+
+/// Where and when one row was seen.
+struct RowSighting<'a> {
+    /// Business time, µs since the epoch.
+    at: i64,
+    source: u16,
+    uri: &'a str,
+    line: i64,
 }
 
 /// The screening rules: which values identify no one, and how PII columns are hashed.
@@ -290,16 +327,16 @@ pub(crate) async fn observe_source(
     let Some(plan) = plan(source, &workspace.config.identity) else { return Ok(()) };
     let rejected = rejected_rows(workspace, source, batches).await?;
     let raw_batches = read_raw(workspace, source, &plan, batches).await?;
-    let contract = Contract::new(&plan.narrowed, None);
-    let source_index = match observations.sources.iter().position(|s| *s == source.name) {
-        Some(i) => i as u16,
-        None => {
-            observations.sources.push(source.name.clone());
-            (observations.sources.len() - 1) as u16
-        }
+    let reader = SourceReader {
+        contract: Contract::new(&plan.narrowed, None),
+        plan: &plan,
+        source_name: &source.name,
+        source_index: observations.source_index(&source.name),
+        rejected: &rejected,
+        screen,
     };
     for batch in &raw_batches {
-        observe_batch(&contract, &plan, source, source_index, batch, &rejected, screen, observations)?;
+        reader.observe_batch(batch, observations)?;
     }
     Ok(())
 }
@@ -328,8 +365,7 @@ async fn rejected_rows(workspace: &Workspace, source: &Source, batches: &[String
         .await
         .map_err(|e| JobError::query(context, e))?;
     for batch in &rows {
-        let uris = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("quarantine rows", e))?;
-        let lines = cast(batch.column(1), &DataType::Int64).map_err(|e| JobError::arrow("quarantine rows", e))?;
+        let (uris, lines) = (utf8(batch, "_source_uri")?, int64(batch, "_source_row")?);
         let (uris, lines) = (uris.as_string::<i32>(), lines.as_primitive::<Int64Type>());
         for i in 0..batch.num_rows() {
             rejected.entry(uris.value(i).to_string()).or_default().insert(lines.value(i));
@@ -358,63 +394,68 @@ async fn read_raw(workspace: &Workspace, source: &Source, plan: &Plan, batches: 
         .map_err(|e| JobError::query(context, e))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn observe_batch(
-    contract: &Contract<'_>,
-    plan: &Plan,
-    source: &Source,
+/// One source's reading: its plan and contract, the rows clean rejected and the screening rules.
+struct SourceReader<'a> {
+    contract: Contract<'a>,
+    plan: &'a Plan,
+    source_name: &'a str,
+    /// Index into [`Observations::sources`].
     source_index: u16,
-    batch: &RecordBatch,
-    rejected: &Rejected,
-    screen: &Screen<'_>,
-    observations: &mut Observations,
-) -> Result<()> {
-    let schema = batch.schema();
-    let text = |name: &str| -> Result<_> {
-        let i = schema.index_of(name).map_err(|e| JobError::arrow("raw lineage", e))?;
-        cast(batch.column(i), &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e))
-    };
-    let uris = text(raw::SOURCE_URI)?;
-    let lines = schema
-        .index_of(raw::SOURCE_ROW)
-        .map_err(|e| JobError::arrow("raw lineage", e))
-        .and_then(|i| cast(batch.column(i), &DataType::Int64).map_err(|e| JobError::arrow("raw lineage", e)))?;
-    let ingested = schema
-        .index_of(raw::INGESTED_AT)
-        .map(|i| batch.column(i).clone())
-        .map_err(|e| JobError::arrow("raw lineage", e))?;
-    let (uris, lines, ingested) = (
-        uris.as_string::<i32>(),
-        lines.as_primitive::<Int64Type>(),
-        ingested.as_primitive::<TimestampMicrosecondType>(),
-    );
-    let data_names: Vec<String> =
-        schema.fields().iter().map(|f| f.name().clone()).filter(|n| !raw::is_lineage(n)).collect();
-    let data: Vec<_> = data_names.iter().map(|n| text(n)).collect::<Result<_>>()?;
-    let data: Vec<_> = data.iter().map(|a| a.as_string::<i32>()).collect();
-    let Ok(layout) = contract.layout(&data_names) else { return Ok(()) };
-    let mut values: Vec<Option<&str>> = vec![None; data.len()];
-    let mut warnings = Vec::new();
-    let mut ids: Vec<NodeId> = Vec::new();
-    for r in 0..batch.num_rows() {
-        let line = lines.value(r);
-        if !rejected.is_empty() && rejected.get(uris.value(r)).is_some_and(|rows| rows.contains(&line)) {
-            continue;
+    rejected: &'a Rejected,
+    screen: &'a Screen<'a>,
+}
+
+impl SourceReader<'_> {
+    /// Read the rows of one raw batch into `observations`, leaving out rejected and deleted rows.
+    fn observe_batch(&self, batch: &RecordBatch, observations: &mut Observations) -> Result<()> {
+        let lineage = Lineage::read(batch)?;
+        let (uris, lines, ingested) = (
+            lineage.uris.as_string::<i32>(),
+            lineage.lines.as_primitive::<Int64Type>(),
+            lineage.ingested.as_primitive::<TimestampMicrosecondType>(),
+        );
+        let data_names: Vec<String> =
+            batch.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !raw::is_lineage(n)).collect();
+        let data: Vec<_> = data_names.iter().map(|n| raw_text(batch, n)).collect::<Result<_>>()?;
+        let data: Vec<_> = data.iter().map(|a| a.as_string::<i32>()).collect();
+        let Ok(layout) = self.contract.layout(&data_names) else { return Ok(()) };
+        let mut values: Vec<Option<&str>> = vec![None; data.len()];
+        let mut warnings = Vec::new();
+        let mut ids: Vec<NodeId> = Vec::new();
+        for r in 0..batch.num_rows() {
+            let line = lines.value(r);
+            if self.is_rejected(uris.value(r), line) {
+                continue;
+            }
+            for (v, column) in values.iter_mut().zip(&data) {
+                *v = (!column.is_null(r)).then(|| column.value(r));
+            }
+            warnings.clear();
+            let Ok(mut row) = self.contract.typed(&layout, &values, &mut warnings) else { continue };
+            if row.op == Op::Delete {
+                continue;
+            }
+            observations.rows += 1;
+            let at = self.plan.times.iter().find_map(|&i| micros(&row.values[i])).unwrap_or_else(|| ingested.value(r));
+            self.screened_identifiers(&mut row.values, &mut ids, observations);
+            let sighting = RowSighting { at, source: self.source_index, uri: uris.value(r), line };
+            observations.record_row(&ids, &sighting);
         }
-        for (v, column) in values.iter_mut().zip(&data) {
-            *v = (!column.is_null(r)).then(|| column.value(r));
-        }
-        warnings.clear();
-        let Ok(mut row) = contract.typed(&layout, &values, &mut warnings) else { continue };
-        if row.op == Op::Delete {
-            continue;
-        }
-        observations.rows += 1;
-        let at = plan.times.iter().find_map(|&i| micros(&row.values[i])).unwrap_or_else(|| ingested.value(r));
+        Ok(())
+    }
+
+    /// Did clean reject this row of this file?
+    fn is_rejected(&self, uri: &str, line: i64) -> bool {
+        !self.rejected.is_empty() && self.rejected.get(uri).is_some_and(|rows| rows.contains(&line))
+    }
+
+    /// The identifiers of a typed row that pass screening, each once, into `ids`; the values a
+    /// rule keeps out are counted in `observations.skipped`.
+    fn screened_identifiers(&self, values: &mut [Value], ids: &mut Vec<NodeId>, observations: &mut Observations) {
         ids.clear();
-        for slot in &plan.slots {
-            let Some((id_type, plain, kind, hash)) = slot_value(slot, &mut row.values) else { continue };
-            match screen.value(&id_type, &plain, kind, hash) {
+        for slot in &self.plan.slots {
+            let Some((id_type, plain, kind, hash)) = slot_value(slot, values) else { continue };
+            match self.screen.value(&id_type, &plain, kind, hash) {
                 Ok(value) => {
                     let n = observations.ids.intern_named(&id_type, &value);
                     if !ids.contains(&n) {
@@ -422,25 +463,40 @@ fn observe_batch(
                     }
                 }
                 Err(skip) => {
-                    *observations.skipped.entry((id_type, skip.stored, skip.rule, source.name.clone())).or_default() +=
-                        1;
-                }
-            }
-        }
-        for &n in &ids {
-            observations.sight(n, at, source_index);
-        }
-        if ids.len() > 1 {
-            let uri = observations.uri(uris.value(r));
-            let evidence = Evidence { first: at, last: at, source: source_index, uri, row: line };
-            for (i, &a) in ids.iter().enumerate() {
-                for &b in &ids[i + 1..] {
-                    observations.link(a, b, evidence);
+                    let key = (id_type, skip.stored, skip.rule, self.source_name.to_string());
+                    *observations.skipped.entry(key).or_default() += 1;
                 }
             }
         }
     }
-    Ok(())
+}
+
+/// A raw batch's lineage columns: the file and line of each row and when it was ingested.
+struct Lineage {
+    uris: ArrayRef,
+    lines: ArrayRef,
+    ingested: ArrayRef,
+}
+
+impl Lineage {
+    fn read(batch: &RecordBatch) -> Result<Self> {
+        let uris = raw_text(batch, raw::SOURCE_URI)?;
+        let lines = cast(raw_column(batch, raw::SOURCE_ROW)?, &DataType::Int64)
+            .map_err(|e| JobError::arrow("raw lineage", e))?;
+        let ingested = raw_column(batch, raw::INGESTED_AT)?.clone();
+        Ok(Self { uris, lines, ingested })
+    }
+}
+
+/// The column `name` of a raw batch.
+fn raw_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    let i = batch.schema().index_of(name).map_err(|e| JobError::arrow("raw lineage", e))?;
+    Ok(batch.column(i))
+}
+
+/// The column `name` of a raw batch as strings.
+fn raw_text(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    cast(raw_column(batch, name)?, &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e))
 }
 
 /// `(id_type, plaintext, kind, hash)` of one slot of a typed row, if it holds a value.

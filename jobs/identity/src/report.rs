@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 
 use cdplake_engine::arrow::array::{AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::{DataType, Int64Type};
-use cdplake_engine::sql::in_list;
+use cdplake_engine::arrow::datatypes::Int64Type;
+use cdplake_engine::sql::{SqlSession, in_list};
 
+use crate::columns::{int64, utf8};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{IDENTITY_SKIPPED, ID_MAPPING};
+use cdplake_zones::tables::{ID_MAPPING, IDENTITY_SKIPPED};
 
 /// Persons whose number of active identifiers falls in a band.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -86,114 +86,143 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
         return Err(JobError::NotFound("curated.id_mapping does not exist yet: run `cdplake identity` first".into()));
     }
     let session = workspace.catalog.sql_session().await?;
-    let rows = |sql: String| {
-        let session = session.clone();
-        async move { session.rows(&sql).await.map_err(JobError::from) }
-    };
+    add_persons(&session, top, &mut health).await?;
+    health.highest_degree_not_flagged = with_limits(workspace, highest_degrees_not_flagged(&session, top).await?);
+    add_hubs(workspace, &session, top, &mut health).await?;
+    let refused = pairs(
+        &session
+            .rows("SELECT limited_type, count(*) AS n FROM curated.identity_conflicts GROUP BY limited_type")
+            .await?,
+        "limited_type",
+    )?;
+    health.refused_links = refused.iter().map(|r| r.1).sum();
+    health.refused_by_type = refused.into_iter().collect();
+    if lake.table_exists(&IDENTITY_SKIPPED.id()).await? {
+        add_skipped(&session, top, &mut health).await?;
+    }
+    Ok(health)
+}
 
-    // Persons by size and the largest ones.
+/// Persons by size and the `top` largest ones, with their identifiers by type.
+async fn add_persons(session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
     let sizes = pairs(
-        &rows("SELECT one_id, count(*) AS n FROM curated.id_mapping WHERE is_active GROUP BY one_id".into()).await?,
+        &session.rows("SELECT one_id, count(*) AS n FROM curated.id_mapping WHERE is_active GROUP BY one_id").await?,
+        "one_id",
     )?;
     health.persons = sizes.len() as u64;
     health.active_identifiers = sizes.iter().map(|(_, n)| *n).sum();
-    health.persons_by_size = BANDS
-        .iter()
-        .map(|(low, high, label)| SizeBand {
-            identifiers: label.to_string(),
-            persons: sizes.iter().filter(|(_, n)| (*low..=*high).contains(n)).count() as u64,
-        })
-        .collect();
+    health.persons_by_size = size_bands(&sizes);
     let mut largest = sizes;
     largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     largest.truncate(top);
-    if !largest.is_empty() {
-        let by_type = rows(format!(
+    if largest.is_empty() {
+        return Ok(());
+    }
+    let by_type = session
+        .rows(&format!(
             "SELECT one_id, id_type, count(*) AS n FROM curated.id_mapping WHERE is_active AND one_id IN {} \
              GROUP BY one_id, id_type",
             in_list(largest.iter().map(|(o, _)| o.as_str()))
         ))
         .await?;
-        let by_type = triples(&by_type)?;
-        health.largest_persons = largest
-            .into_iter()
-            .map(|(one_id, n)| LargePerson {
-                by_type: by_type.iter().filter(|t| t.0 == one_id).map(|t| (t.1.clone(), t.2)).collect(),
-                one_id,
-                identifiers: n,
-            })
-            .collect();
-    }
+    let by_type = triples(&by_type, ["one_id", "id_type"])?;
+    health.largest_persons = largest
+        .into_iter()
+        .map(|(one_id, n)| LargePerson {
+            by_type: by_type.iter().filter(|t| t.0 == one_id).map(|t| (t.1.clone(), t.2)).collect(),
+            one_id,
+            identifiers: n,
+        })
+        .collect();
+    Ok(())
+}
 
-    // Degrees: links are distinct pairs, so a count per (identifier, other type) is distinct values.
+/// How many persons fall in each of [`BANDS`], from `(one_id, identifiers)` rows.
+fn size_bands(sizes: &[(String, u64)]) -> Vec<SizeBand> {
+    BANDS
+        .iter()
+        .map(|(low, high, label)| SizeBand {
+            identifiers: label.to_string(),
+            persons: sizes.iter().filter(|(_, n)| (*low..=*high).contains(n)).count() as u64,
+        })
+        .collect()
+}
+
+/// The `top` identifiers with the most distinct values of another type that no hub rule names.
+/// Links are distinct pairs, so a count per (identifier, other type) is distinct values.
+async fn highest_degrees_not_flagged(session: &SqlSession, top: usize) -> Result<Vec<Degree>> {
+    let degree_rows = session
+        .rows(&format!(
+            "SELECT d.id_type, d.id_value, d.linked_type, count(*) AS n FROM (\
+               SELECT id_type_a AS id_type, id_value_a AS id_value, id_type_b AS linked_type FROM curated.identity_links \
+               UNION ALL SELECT id_type_b, id_value_b, id_type_a FROM curated.identity_links) d \
+             WHERE d.id_type <> d.linked_type AND NOT EXISTS (SELECT 1 FROM curated.identity_hubs h \
+               WHERE h.id_type = d.id_type AND h.id_value = d.id_value) \
+             GROUP BY d.id_type, d.id_value, d.linked_type ORDER BY n DESC, d.id_type, d.id_value LIMIT {top}"
+        ))
+        .await?;
+    degrees(&degree_rows, "n")
+}
+
+/// The number of hubs and the `top` hubs with the most linked values.
+async fn add_hubs(workspace: &Workspace, session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
+    health.hubs = count(&session.rows("SELECT count(*) AS n FROM curated.identity_hubs").await?)?;
+    let hub_rows = session
+        .rows(&format!(
+            "SELECT id_type, id_value, linked_type, distinct_values, \"limit\" FROM curated.identity_hubs \
+             ORDER BY distinct_values DESC, id_type, id_value LIMIT {top}"
+        ))
+        .await?;
+    health.top_hubs = with_limits(workspace, degrees(&hub_rows, "distinct_values")?);
+    Ok(())
+}
+
+/// Each degree with its linked type's per-person limit, if it has one.
+fn with_limits(workspace: &Workspace, rows: Vec<Degree>) -> Vec<Degree> {
     let limit_of = |t: &str| workspace.config.identity.types.get(t).map(|r| r.limit);
-    let degree_rows = rows(format!(
-        "SELECT d.id_type, d.id_value, d.linked_type, count(*) AS n FROM (\
-           SELECT id_type_a AS id_type, id_value_a AS id_value, id_type_b AS linked_type FROM curated.identity_links \
-           UNION ALL SELECT id_type_b, id_value_b, id_type_a FROM curated.identity_links) d \
-         WHERE d.id_type <> d.linked_type AND NOT EXISTS (SELECT 1 FROM curated.identity_hubs h \
-           WHERE h.id_type = d.id_type AND h.id_value = d.id_value) \
-         GROUP BY d.id_type, d.id_value, d.linked_type ORDER BY n DESC, d.id_type, d.id_value LIMIT {top}"
-    ))
-    .await?;
-    let with_limits = |rows: Vec<Degree>| -> Vec<Degree> {
-        rows.into_iter().map(|d| Degree { limit: limit_of(&d.linked_type), ..d }).collect()
-    };
-    health.highest_degree_not_flagged = with_limits(degrees(&degree_rows, "n")?);
+    rows.into_iter().map(|d| Degree { limit: limit_of(&d.linked_type), ..d }).collect()
+}
 
-    // Hubs, refused links, skipped values.
-    health.hubs = count(&rows("SELECT count(*) FROM curated.identity_hubs".into()).await?)?;
-    let hub_rows = rows(format!(
-        "SELECT id_type, id_value, linked_type, distinct_values, \"limit\" FROM curated.identity_hubs \
-         ORDER BY distinct_values DESC, id_type, id_value LIMIT {top}"
-    ))
-    .await?;
-    health.top_hubs = with_limits(degrees(&hub_rows, "distinct_values")?);
-    let refused = pairs(
-        &rows("SELECT limited_type, count(*) AS n FROM curated.identity_conflicts GROUP BY limited_type".into())
-            .await?,
+/// The rows skipped by each rule, and the `top` values skipped most.
+async fn add_skipped(session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
+    let by_rule = pairs(
+        &session.rows("SELECT rule, sum(\"rows\") AS n FROM curated.identity_skipped GROUP BY rule").await?,
+        "rule",
     )?;
-    health.refused_links = refused.iter().map(|r| r.1).sum();
-    health.refused_by_type = refused.into_iter().collect();
-    if lake.table_exists(&IDENTITY_SKIPPED.id()).await? {
-        let by_rule =
-            pairs(&rows("SELECT rule, sum(\"rows\") AS n FROM curated.identity_skipped GROUP BY rule".into()).await?)?;
-        health.skipped_rows_by_rule = by_rule.into_iter().collect();
-        let values = rows(format!(
+    health.skipped_rows_by_rule = by_rule.into_iter().collect();
+    let values = session
+        .rows(&format!(
             "SELECT id_type, id_value, rule, sum(\"rows\") AS n FROM curated.identity_skipped \
              GROUP BY id_type, id_value, rule ORDER BY n DESC, id_type, id_value LIMIT {top}"
         ))
         .await?;
-        for batch in &values {
-            let c = |i: usize| cast(batch.column(i), &DataType::Utf8).map_err(|e| JobError::arrow("skipped", e));
-            let (t, v, r) = (c(0)?, c(1)?, c(2)?);
-            let n = cast(batch.column(3), &DataType::Int64).map_err(|e| JobError::arrow("skipped", e))?;
-            for i in 0..batch.num_rows() {
-                health.top_skipped_values.push(SkippedValue {
-                    id_type: t.as_string::<i32>().value(i).to_string(),
-                    id_value: v.as_string::<i32>().value(i).to_string(),
-                    rule: r.as_string::<i32>().value(i).to_string(),
-                    rows: n.as_primitive::<Int64Type>().value(i) as u64,
-                });
-            }
-        }
-    }
-    Ok(health)
+    health.top_skipped_values = skipped_values(&values)?;
+    Ok(())
 }
 
-fn strings(batch: &RecordBatch, i: usize) -> Result<cdplake_engine::arrow::array::ArrayRef> {
-    cast(batch.column(i), &DataType::Utf8).map_err(|e| JobError::arrow("identity report", e))
-}
-
-fn numbers(batch: &RecordBatch, i: usize) -> Result<cdplake_engine::arrow::array::ArrayRef> {
-    cast(batch.column(i), &DataType::Int64).map_err(|e| JobError::arrow("identity report", e))
-}
-
-/// `(text, count)` rows.
-fn pairs(batches: &[RecordBatch]) -> Result<Vec<(String, u64)>> {
+/// `(id_type, id_value, rule, n)` rows.
+fn skipped_values(batches: &[RecordBatch]) -> Result<Vec<SkippedValue>> {
     let mut out = Vec::new();
     for batch in batches {
-        let (k, n) = (strings(batch, 0)?, numbers(batch, 1)?);
+        let (t, v, r) = (utf8(batch, "id_type")?, utf8(batch, "id_value")?, utf8(batch, "rule")?);
+        let n = int64(batch, "n")?;
+        for i in 0..batch.num_rows() {
+            out.push(SkippedValue {
+                id_type: t.as_string::<i32>().value(i).to_string(),
+                id_value: v.as_string::<i32>().value(i).to_string(),
+                rule: r.as_string::<i32>().value(i).to_string(),
+                rows: n.as_primitive::<Int64Type>().value(i) as u64,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `(key, n)` rows: the text column `key` and the count `n`.
+fn pairs(batches: &[RecordBatch], key: &str) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let (k, n) = (utf8(batch, key)?, int64(batch, "n")?);
         for i in 0..batch.num_rows() {
             out.push((k.as_string::<i32>().value(i).to_string(), n.as_primitive::<Int64Type>().value(i) as u64));
         }
@@ -201,11 +230,11 @@ fn pairs(batches: &[RecordBatch]) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
-/// `(text, text, count)` rows.
-fn triples(batches: &[RecordBatch]) -> Result<Vec<(String, String, u64)>> {
+/// `(a, b, n)` rows: the text columns `keys` and the count `n`.
+fn triples(batches: &[RecordBatch], keys: [&str; 2]) -> Result<Vec<(String, String, u64)>> {
     let mut out = Vec::new();
     for batch in batches {
-        let (a, b, n) = (strings(batch, 0)?, strings(batch, 1)?, numbers(batch, 2)?);
+        let (a, b, n) = (utf8(batch, keys[0])?, utf8(batch, keys[1])?, int64(batch, "n")?);
         for i in 0..batch.num_rows() {
             out.push((
                 a.as_string::<i32>().value(i).to_string(),
@@ -221,8 +250,8 @@ fn triples(batches: &[RecordBatch]) -> Result<Vec<(String, String, u64)>> {
 fn degrees(batches: &[RecordBatch], count_column: &str) -> Result<Vec<Degree>> {
     let mut out = Vec::new();
     for batch in batches {
-        let index = batch.schema().index_of(count_column).map_err(|e| JobError::arrow("identity report", e))?;
-        let (t, v, l, n) = (strings(batch, 0)?, strings(batch, 1)?, strings(batch, 2)?, numbers(batch, index)?);
+        let (t, v, l) = (utf8(batch, "id_type")?, utf8(batch, "id_value")?, utf8(batch, "linked_type")?);
+        let n = int64(batch, count_column)?;
         for i in 0..batch.num_rows() {
             out.push(Degree {
                 id_type: t.as_string::<i32>().value(i).to_string(),
@@ -236,14 +265,11 @@ fn degrees(batches: &[RecordBatch], count_column: &str) -> Result<Vec<Degree>> {
     Ok(out)
 }
 
+/// The count `n` of a one-row result (0 without rows).
 fn count(batches: &[RecordBatch]) -> Result<u64> {
-    Ok(pairs_of_one(batches)?.unwrap_or(0))
-}
-
-fn pairs_of_one(batches: &[RecordBatch]) -> Result<Option<u64>> {
     match batches.iter().find(|b| b.num_rows() > 0) {
-        Some(batch) => Ok(Some(numbers(batch, 0)?.as_primitive::<Int64Type>().value(0) as u64)),
-        None => Ok(None),
+        Some(batch) => Ok(int64(batch, "n")?.as_primitive::<Int64Type>().value(0) as u64),
+        None => Ok(0),
     }
 }
 

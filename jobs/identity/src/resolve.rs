@@ -18,38 +18,34 @@
 //! 5. **Publish**: only the identifiers whose row changed are MERGEd into `curated.id_mapping`,
 //!    with the applied batches recorded in that commit.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{
-    AsArray, Int64Array, RecordBatch,
-};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::DataType;
+use cdplake_engine::applied_versions;
+use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch};
 use cdplake_engine::datafusion::common::HashMap as FastMap;
 use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::{RetryPolicy, Upsert};
-use cdplake_engine::applied_versions;
 use cdplake_zones::Source;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
 
-use cdplake_core::batches::clean_generation;
-use cdplake_core::columns::{batch_for, micros, strings};
-use cdplake_zones::tables::{ID_MAPPING, app_ids, clean_table, raw_table};
-use cdplake_core::error::{JobError, Result};
-use cdplake_core::workspace::Workspace;
+use crate::columns::utf8;
 use crate::hubs::{self, Degrees};
 use crate::observe::{self, Evidence, Observations, Screen, priority};
 use crate::split;
 use crate::store::{HistoryEntry, append_history, append_once, max_user_int_id, merge_mapping};
 use crate::union_find::{self, Components, Identifier, NodeId, Refusal};
 use crate::unlink;
+use cdplake_core::batches::clean_generation;
+use cdplake_core::columns::{batch_for, micros, strings};
+use cdplake_core::error::{JobError, Result};
+use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::{ID_MAPPING, app_ids, clean_table, raw_table};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IdentityReport {
@@ -181,18 +177,7 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     let txns: Vec<Transaction> =
         pending.iter().flat_map(|p| p.batches.iter().map(|b| Transaction::new(p.app_id(b), 1))).collect();
     report.batches = txns.len();
-    let screen = Screen::new(config, cdplake_zones::normalize::pii_key_from_env());
-    let mut observations = Observations::default();
-    for p in &pending {
-        observe::observe_source(workspace, &p.source, &p.batches, &screen, &mut observations).await?;
-    }
-    report.rows = observations.rows;
-    report.identifiers_seen = observations.seen.len() as u64;
-    report.new_links = observations.links.len() as u64;
-    for ((_, _, rule, _), n) in &observations.skipped {
-        report.junk_values_skipped += n;
-        *report.skipped_by_rule.entry(rule.to_string()).or_default() += n;
-    }
+    let mut observations = observe_pending(workspace, &pending, &mut report).await?;
     watch.lap("rows observed");
 
     // 2. Hubs, before this run's links are stored (the stored ones are earlier runs').
@@ -202,32 +187,9 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     store_skipped(workspace, &observations, &txns, now).await?;
     watch.lap("links stored");
 
-    // 3. Stitch the persons the new identifiers reach. An identifier whose links would join two
-    // persons (a refused link's weaker end) loses every link, and the persons are stitched again.
-    let unlinked = crate::unlinks::load_unlinks(workspace).await?;
-    let mut rules_applied = 0;
-    let mut pass = 0;
-    let stitched = loop {
-        pass += 1;
-        let found = rules_found(&observations.ids, &degrees, rules_applied);
-        rules_applied = degrees.new_hubs.len();
-        if !found.is_empty() {
-            let named = degrees.rules.named(&observations.ids);
-            report.hub_splits += split::split_for_rules(workspace, &found, &named, now).await?;
-        }
-        let existing = load_components(workspace, &mut observations).await?;
-        watch.lap("components loaded");
-        let stitched = stitch(&mut observations, existing, &degrees, &unlinked, config);
-        watch.lap("union-find");
-        let ambiguous = ambiguous_identifiers(&stitched, &degrees, config);
-        if ambiguous.is_empty() || pass == MAX_PASSES {
-            break stitched;
-        }
-        observations.ids = stitched.components.ids;
-        for n in ambiguous {
-            degrees.add_full(n, 2);
-        }
-    };
+    // 3. Stitch the persons the new identifiers reach.
+    let mut run = StitchRun { workspace, observations: &mut observations, degrees: &mut degrees, report: &mut report };
+    let stitched = run.stitch_passes(&mut watch, now).await?;
     report.hubs = degrees.new_hubs.len() as u64;
     report.conflicts = stitched.conflicts.len() as u64;
 
@@ -241,11 +203,8 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     watch.lap("one_ids assigned, side tables written");
     report.mapping_rows_written = assigned.rows.len() as u64;
     // A split above committed to the mapping after it was opened.
-    let mapping_table = if report.splits + report.hub_splits > 0 {
-        lake.table(&ID_MAPPING.id()).await?
-    } else {
-        mapping_table
-    };
+    let mapping_table =
+        if report.splits + report.hub_splits > 0 { lake.table(&ID_MAPPING.id()).await? } else { mapping_table };
     let table = if assigned.rows.is_empty() {
         let commit = CommitProperties::default().with_application_transactions(txns);
         lake.record_transactions(&ID_MAPPING.id(), commit).await?
@@ -255,6 +214,81 @@ pub async fn resolve(workspace: &Workspace, now: DateTime<Utc>) -> Result<Identi
     watch.lap("id_mapping merged");
     report.mapping_version = table.version();
     Ok(report)
+}
+
+/// Read the pending batches of every source into this run's observations, counting them in
+/// `report`.
+async fn observe_pending(
+    workspace: &Workspace,
+    pending: &[Pending],
+    report: &mut IdentityReport,
+) -> Result<Observations> {
+    let screen = Screen::new(&workspace.config.identity, cdplake_zones::normalize::pii_key_from_env());
+    let mut observations = Observations::default();
+    for p in pending {
+        observe::observe_source(workspace, &p.source, &p.batches, &screen, &mut observations).await?;
+    }
+    report.rows = observations.rows;
+    report.identifiers_seen = observations.seen.len() as u64;
+    report.new_links = observations.links.len() as u64;
+    for ((_, _, rule, _), n) in &observations.skipped {
+        report.junk_values_skipped += n;
+        *report.skipped_by_rule.entry(rule.to_string()).or_default() += n;
+    }
+    Ok(observations)
+}
+
+/// What the stitching passes of a run read and update.
+struct StitchRun<'a> {
+    workspace: &'a Workspace,
+    observations: &'a mut Observations,
+    degrees: &'a mut Degrees,
+    report: &'a mut IdentityReport,
+}
+
+impl StitchRun<'_> {
+    /// Stitch the persons the new identifiers reach. An identifier whose links would join two
+    /// persons (a refused link's weaker end) loses every link, and the persons are stitched
+    /// again, at most [`MAX_PASSES`] times. Persons holding an identifier of a new hub rule are
+    /// re-stitched first.
+    async fn stitch_passes(
+        &mut self,
+        watch: &mut cdplake_core::stopwatch::Stopwatch,
+        now: DateTime<Utc>,
+    ) -> Result<Stitched> {
+        let config = &self.workspace.config.identity;
+        let unlinked = crate::unlinks::load_unlinks(self.workspace).await?;
+        let mut rules_applied = 0;
+        let mut pass = 0;
+        loop {
+            pass += 1;
+            self.split_for_new_rules(rules_applied, now).await?;
+            rules_applied = self.degrees.new_hubs.len();
+            let existing = load_components(self.workspace, self.observations).await?;
+            watch.lap("components loaded");
+            let stitched = stitch(self.observations, existing, self.degrees, &unlinked, config);
+            watch.lap("union-find");
+            let ambiguous = ambiguous_identifiers(&stitched, self.degrees, config);
+            if ambiguous.is_empty() || pass == MAX_PASSES {
+                return Ok(stitched);
+            }
+            self.observations.ids = stitched.components.ids;
+            for n in ambiguous {
+                self.degrees.add_full(n, 2);
+            }
+        }
+    }
+
+    /// Re-stitch the persons holding an identifier of a hub rule found since the first
+    /// `rules_applied` ones.
+    async fn split_for_new_rules(&mut self, rules_applied: usize, now: DateTime<Utc>) -> Result<()> {
+        let found = rules_found(&self.observations.ids, self.degrees, rules_applied);
+        if !found.is_empty() {
+            let named = self.degrees.rules.named(&self.observations.ids);
+            self.report.hub_splits += split::split_for_rules(self.workspace, &found, &named, now).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Create the identity tables if needed; the mapping table as loaded.
@@ -301,10 +335,11 @@ async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Resul
         let generation = clean_generation(workspace, &source).await?;
         let raw_id = raw_table(&source);
         let name = source.name.clone();
-        let unresolved = cdplake_core::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
-            app_ids::at_generation(app_ids::stitched_batch(&name, batch), generation)
-        })
-        .await?;
+        let unresolved =
+            cdplake_core::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
+                app_ids::at_generation(app_ids::stitched_batch(&name, batch), generation)
+            })
+            .await?;
         if unresolved.is_empty() {
             continue;
         }
@@ -458,37 +493,74 @@ fn assign(
     stitched: &Stitched,
     observations: &Observations,
     degrees: &Degrees,
-    mut next_int: i64,
+    next_int: i64,
     report: &mut IdentityReport,
 ) -> Assigned {
-    let Stitched { components, existing, causes, .. } = stitched;
-    let ids = &components.ids;
-    // The first link (in stitching order) that reached each existing person: the merge's cause.
+    let mut assigning = Assigning {
+        stitched,
+        observations,
+        degrees,
+        cause_of: merge_causes(stitched),
+        next_int,
+        assigned: Assigned { rows: Vec::new(), history: Vec::new() },
+    };
+    for cluster in stitched.components.clusters() {
+        // Identifiers that hub rules cut off from everyone are nobody's: no person for them.
+        // (An existing person is always whole inside one cluster: its identifiers are joined first.)
+        if cluster.iter().all(|&n| degrees.rules.names(n)) {
+            assigning.retire(&cluster, report);
+        } else {
+            assigning.person(cluster, report);
+        }
+    }
+    assigning.assigned
+}
+
+/// The first link (in stitching order) that reached each existing person: the merge's cause.
+fn merge_causes(stitched: &Stitched) -> HashMap<&str, &OrderedLink> {
     let mut cause_of: HashMap<&str, &OrderedLink> = HashMap::new();
-    for link in causes {
+    for link in &stitched.causes {
         for n in [link.a, link.b] {
-            if let Some(row) = existing.get(&n) {
+            if let Some(row) = stitched.existing.get(&n) {
                 cause_of.entry(row.one_id.as_str()).or_insert(link);
             }
         }
     }
-    let mut rows = Vec::new();
-    let mut history = Vec::new();
-    for cluster in components.clusters() {
-        // Identifiers that hub rules cut off from everyone are nobody's: no person for them.
-        // (An existing person is always whole inside one cluster: its identifiers are joined first.)
-        if cluster.iter().all(|&n| degrees.rules.names(n)) {
-            let retired: Vec<&IdMappingRow> =
-                cluster.iter().filter_map(|n| existing.get(n)).filter(|r| r.is_active).collect();
-            let persons: std::collections::BTreeSet<&str> = retired.iter().map(|r| r.one_id.as_str()).collect();
-            report.retired += persons.len() as u64;
-            history.extend(persons.into_iter().map(|p| HistoryEntry::retire(p, "every identifier is a hub")));
-            rows.extend(retired.into_iter().map(|r| IdMappingRow { is_active: false, ..r.clone() }));
-            continue;
-        }
+    cause_of
+}
+
+/// Assigning one_ids cluster by cluster: what it reads and what it has written so far.
+struct Assigning<'a> {
+    stitched: &'a Stitched,
+    observations: &'a Observations,
+    degrees: &'a Degrees,
+    cause_of: HashMap<&'a str, &'a OrderedLink>,
+    /// The user_int_id of the next new person.
+    next_int: i64,
+    assigned: Assigned,
+}
+
+impl Assigning<'_> {
+    /// A cluster no identifier of which may link: the persons it held are retired and their
+    /// rows go inactive.
+    fn retire(&mut self, cluster: &[NodeId], report: &mut IdentityReport) {
+        let retired: Vec<&IdMappingRow> =
+            cluster.iter().filter_map(|n| self.stitched.existing.get(n)).filter(|r| r.is_active).collect();
+        let persons: std::collections::BTreeSet<&str> = retired.iter().map(|r| r.one_id.as_str()).collect();
+        report.retired += persons.len() as u64;
+        let history = &mut self.assigned.history;
+        history.extend(persons.into_iter().map(|p| HistoryEntry::retire(p, "every identifier is a hub")));
+        self.assigned.rows.extend(retired.into_iter().map(|r| IdMappingRow { is_active: false, ..r.clone() }));
+    }
+
+    /// A cluster's person: the oldest of the persons it holds survives (earliest first_seen,
+    /// then the smaller one_id) and the others merge into it; without one, a new person. Only
+    /// the rows that changed are written.
+    fn person(&mut self, cluster: Vec<NodeId>, report: &mut IdentityReport) {
+        let stitched = self.stitched;
         let mut owners: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for n in &cluster {
-            if let Some(row) = existing.get(n) {
+            if let Some(row) = stitched.existing.get(n) {
                 let entry = owners.entry(row.one_id.as_str()).or_insert((row.first_seen, row.user_int_id));
                 entry.0 = entry.0.min(row.first_seen);
             }
@@ -496,46 +568,52 @@ fn assign(
         let (one_id, user_int_id) = match owners.iter().min_by(|a, b| (a.1.0, a.0).cmp(&(b.1.0, b.0))) {
             Some((one_id, (_, int_id))) => (one_id.to_string(), *int_id),
             None => {
-                let id = next_int;
-                next_int += 1;
+                let id = self.next_int;
+                self.next_int += 1;
                 report.persons_created += 1;
                 (curated::one_id(id), id)
             }
         };
         for absorbed in owners.keys().filter(|o| **o != one_id) {
-            let cause = match cause_of.get(absorbed) {
-                Some(link) => describe_link(ids, link, observations),
+            let cause = match self.cause_of.get(absorbed) {
+                Some(link) => describe_link(&stitched.components.ids, link, self.observations),
                 None => "links in this run".into(),
             };
-            history.push(HistoryEntry::new("merge", absorbed, &one_id, cause));
+            self.assigned.history.push(HistoryEntry::new("merge", absorbed, &one_id, cause));
             report.merges += 1;
         }
         for n in cluster {
-            let old = existing.get(&n);
-            let new = observations.seen.get(&n);
-            let row = IdMappingRow {
-                one_id: one_id.clone(),
-                id_type: ids.id_type(n).to_string(),
-                id_value: ids.value(n).to_string(),
-                source_channel: old
-                    .map(|r| r.source_channel.clone())
-                    .or_else(|| new.map(|s| observations.sources[s.source as usize].clone()))
-                    .unwrap_or_default(),
-                confidence: match new {
-                    Some(_) => 1.0 / degrees.shared.get(&n).copied().unwrap_or(1).max(1) as f64,
-                    None => old.map_or(1.0, |r| r.confidence),
-                },
-                first_seen: old.map(|r| r.first_seen).into_iter().chain(new.map(|s| s.first)).min().unwrap_or_default(),
-                last_seen: old.map(|r| r.last_seen).into_iter().chain(new.map(|s| s.last)).max().unwrap_or_default(),
-                is_active: true,
-                user_int_id,
-            };
-            if old != Some(&row) {
-                rows.push(row);
+            let row = self.mapping_row(n, &one_id, user_int_id);
+            if stitched.existing.get(&n) != Some(&row) {
+                self.assigned.rows.push(row);
             }
         }
     }
-    Assigned { rows, history }
+
+    /// The mapping row of identifier `n` in person `one_id`: the stored row's, with this run's
+    /// sightings (first and last seen widened; a newly seen identifier's confidence recounted).
+    fn mapping_row(&self, n: NodeId, one_id: &str, user_int_id: i64) -> IdMappingRow {
+        let ids = &self.stitched.components.ids;
+        let old = self.stitched.existing.get(&n);
+        let new = self.observations.seen.get(&n);
+        IdMappingRow {
+            one_id: one_id.to_string(),
+            id_type: ids.id_type(n).to_string(),
+            id_value: ids.value(n).to_string(),
+            source_channel: old
+                .map(|r| r.source_channel.clone())
+                .or_else(|| new.map(|s| self.observations.sources[s.source as usize].clone()))
+                .unwrap_or_default(),
+            confidence: match new {
+                Some(_) => 1.0 / self.degrees.shared.get(&n).copied().unwrap_or(1).max(1) as f64,
+                None => old.map_or(1.0, |r| r.confidence),
+            },
+            first_seen: old.map(|r| r.first_seen).into_iter().chain(new.map(|s| s.first)).min().unwrap_or_default(),
+            last_seen: old.map(|r| r.last_seen).into_iter().chain(new.map(|s| s.last)).max().unwrap_or_default(),
+            is_active: true,
+            user_int_id,
+        }
+    }
 }
 
 /// `a = b (source file row N)`: a link and where it was first seen.
@@ -646,7 +724,7 @@ async fn owners_of_seen(
         .map_err(query_error)?;
     let mut owners = Vec::new();
     for batch in &batches {
-        let column = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("one_id", e))?;
+        let column = utf8(batch, "one_id")?;
         owners.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
     }
     owners.sort();

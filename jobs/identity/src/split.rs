@@ -7,13 +7,13 @@
 //! `curated.id_merge_history`. An identifier that leaves the person altogether (a hub) keeps
 //! its row with `is_active = false`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cdplake_engine::arrow::array::AsArray;
 use cdplake_zones::curated;
 use chrono::{DateTime, Utc};
 
-use cdplake_engine::sql::in_list;
+use cdplake_engine::sql::{SqlSession, in_list};
 use cdplake_zones::curated::IdMappingRow;
 
 use cdplake_engine::arrow::array::RecordBatch;
@@ -23,10 +23,11 @@ use cdplake_core::columns::{strings, text};
 use crate::hubs::{ALL_TYPES, NamedHubRules};
 use crate::store::{HistoryEntry, append_history, max_user_int_id, merge_mapping, parse_mapping};
 use crate::union_find::{Components, Identifier};
-use crate::unlinks::load_unlinks;
+use crate::unlinks::{Unlinks, load_unlinks};
+use cdplake_core::config::IdTypeRule;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{ID_MAPPING};
+use cdplake_zones::tables::ID_MAPPING;
 
 /// One person re-stitched.
 #[derive(Debug, Clone)]
@@ -50,33 +51,70 @@ pub(crate) async fn restitch(
         return Ok((Vec::new(), 0));
     }
     let session = workspace.catalog.sql_session().await?;
-    let run = |sql: String| {
-        let session = session.clone();
-        async move { session.sql(&sql).await?.collect().await.map_err(|e| JobError::query("identity: splitting", e)) }
-    };
-    let persons = in_list(retiring.keys().map(String::as_str));
+    let one_ids = in_list(retiring.keys().map(String::as_str));
     let members = parse_mapping(
-        &run(format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id IN {persons}")).await?,
+        &run(&session, &format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id IN {one_ids}")).await?,
     )?;
-    let links = run(format!(
-        "SELECT m.one_id, l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
-         JOIN curated.id_mapping m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a \
-         WHERE m.is_active AND m.one_id IN {persons}"
-    ))
+    let links = run(
+        &session,
+        &format!(
+            "SELECT m.one_id, l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
+             JOIN curated.id_mapping m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a \
+             WHERE m.is_active AND m.one_id IN {one_ids}"
+        ),
+    )
     .await?;
     let unlinks = load_unlinks(workspace).await?;
-    let rules = &workspace.config.identity.types;
+    let persons = Persons { retiring, members: &members, cause, hub_rules };
     let unique_types = workspace.config.identity.unique_types();
-    let mut components: BTreeMap<&str, Components> =
-        retiring.keys().map(|o| (o.as_str(), Components::new(rules))).collect();
-    let mut sorted: Vec<(&Identifier, &IdMappingRow)> = members.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    for (identifier, mapping) in &sorted {
-        if !retiring[&mapping.one_id].contains(*identifier) {
-            components.get_mut(mapping.one_id.as_str()).expect("queried person").node(identifier);
-        }
-    }
+    let mut components = persons.staying_identifiers(&workspace.config.identity.types);
     for batch in &links {
+        persons.apply_links(batch, &unlinks, &mut components);
+    }
+    let mut rewrite = Rewrite::starting_at(max_user_int_id(workspace).await? + 1);
+    for (owner, c) in components {
+        rewrite.person(&persons, owner, persons.ranked_parts(&c, &unique_types));
+    }
+    append_history(workspace, &rewrite.history, &[], now).await?;
+    if !rewrite.rows.is_empty() {
+        let table = workspace.lake().table(&ID_MAPPING.id()).await?;
+        merge_mapping(workspace, table, &rewrite.rows, Vec::new()).await?;
+    }
+    Ok((rewrite.splits, rewrite.rows.len() as u64))
+}
+
+async fn run(session: &SqlSession, sql: &str) -> Result<Vec<RecordBatch>> {
+    session.sql(sql).await?.collect().await.map_err(|e| JobError::query("identity: splitting", e))
+}
+
+/// The persons being re-stitched, as loaded.
+struct Persons<'a> {
+    /// one_id → the identifiers that leave it.
+    retiring: &'a BTreeMap<String, HashSet<Identifier>>,
+    /// Their active mapping rows, by identifier.
+    members: &'a HashMap<Identifier, IdMappingRow>,
+    cause: &'a (dyn Fn(&str) -> String + Sync),
+    hub_rules: &'a NamedHubRules,
+}
+
+impl<'a> Persons<'a> {
+    /// Per person, components holding the identifiers that stay, unjoined (in identifier order).
+    fn staying_identifiers(&self, rules: &BTreeMap<String, IdTypeRule>) -> BTreeMap<&'a str, Components> {
+        let mut components: BTreeMap<&str, Components> =
+            self.retiring.keys().map(|o| (o.as_str(), Components::new(rules))).collect();
+        let mut sorted: Vec<(&Identifier, &IdMappingRow)> = self.members.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        for (identifier, mapping) in &sorted {
+            if !self.retiring[&mapping.one_id].contains(*identifier) {
+                components.get_mut(mapping.one_id.as_str()).expect("queried person").node(identifier);
+            }
+        }
+        components
+    }
+
+    /// Join the two identifiers of each link row `(one_id, id_type_a, id_value_a, id_type_b,
+    /// id_value_b)` that may still join its person.
+    fn apply_links(&self, batch: &RecordBatch, unlinks: &Unlinks, components: &mut BTreeMap<&str, Components>) {
         let (Some(owner), Some(ta), Some(va), Some(tb), Some(vb)) = (
             text(batch, "one_id"),
             text(batch, "id_type_a"),
@@ -84,31 +122,37 @@ pub(crate) async fn restitch(
             text(batch, "id_type_b"),
             text(batch, "id_value_b"),
         ) else {
-            continue;
+            return;
         };
         for i in 0..batch.num_rows() {
             let owner = owner.as_string::<i32>().value(i);
             let x = (ta.as_string::<i32>().value(i).to_string(), va.as_string::<i32>().value(i).to_string());
             let y = (tb.as_string::<i32>().value(i).to_string(), vb.as_string::<i32>().value(i).to_string());
-            let leaving = &retiring[owner];
-            let usable = [&x, &y].iter().all(|i| members.get(*i).is_some_and(|m| m.one_id == owner))
-                && !leaving.contains(&x)
-                && !leaving.contains(&y)
-                && !unlinks.blocks(&x, &y)
-                && !hub_rules.blocks(&x, &y);
-            if usable && let Some(c) = components.get_mut(owner) {
+            if self.may_join(owner, &x, &y, unlinks)
+                && let Some(c) = components.get_mut(owner)
+            {
                 let _ = c.union(&x, &y);
             }
         }
     }
 
-    let anchored = |part: &Vec<Identifier>| part.iter().any(|i| unique_types.contains(&i.0));
-    let first_seen = |part: &Vec<Identifier>| part.iter().map(|i| members[i].first_seen).min().unwrap_or_default();
-    let mut next_int = max_user_int_id(workspace).await? + 1;
-    let mut rows: Vec<IdMappingRow> = Vec::new();
-    let mut history = Vec::new();
-    let mut splits = Vec::new();
-    for (owner, c) in components {
+    /// May the link `x`–`y` still join person `owner`: both ends are its members, neither
+    /// leaves, and no unlink or hub rule removes it.
+    fn may_join(&self, owner: &str, x: &Identifier, y: &Identifier, unlinks: &Unlinks) -> bool {
+        let leaving = &self.retiring[owner];
+        [x, y].iter().all(|i| self.members.get(*i).is_some_and(|m| m.one_id == owner))
+            && !leaving.contains(x)
+            && !leaving.contains(y)
+            && !unlinks.blocks(x, y)
+            && !self.hub_rules.blocks(x, y)
+    }
+
+    /// The parts of a re-stitched person, the one that keeps the one_id first: the largest, then
+    /// one holding a person-unique id, then the one seen first.
+    fn ranked_parts(&self, c: &Components, unique_types: &[String]) -> Vec<Vec<Identifier>> {
+        let anchored = |part: &Vec<Identifier>| part.iter().any(|i| unique_types.contains(&i.0));
+        let first_seen =
+            |part: &Vec<Identifier>| part.iter().map(|i| self.members[i].first_seen).min().unwrap_or_default();
         let mut parts = c.identifier_clusters();
         parts.sort_by(|x, y| {
             y.len()
@@ -117,43 +161,64 @@ pub(crate) async fn restitch(
                 .then(first_seen(x).cmp(&first_seen(y)))
                 .then(x.cmp(y))
         });
+        parts
+    }
+}
+
+/// What re-stitching writes: the changed mapping rows, the history, and each person's split.
+struct Rewrite {
+    /// The user_int_id of the next new person.
+    next_int: i64,
+    rows: Vec<IdMappingRow>,
+    history: Vec<HistoryEntry>,
+    splits: Vec<Split>,
+}
+
+impl Rewrite {
+    fn starting_at(next_int: i64) -> Self {
+        Self { next_int, rows: Vec::new(), history: Vec::new(), splits: Vec::new() }
+    }
+
+    /// Person `owner` re-stitched into `parts` (ranked): the first keeps the one_id, each other
+    /// splits off, and the rows of the identifiers that leave go inactive.
+    fn person(&mut self, persons: &Persons<'_>, owner: &str, parts: Vec<Vec<Identifier>>) {
+        let members = persons.members;
+        let retiring = &persons.retiring[owner];
         // Nothing left to stitch: every identifier it had is leaving, and so is the person.
-        let had_leaving = retiring[owner].iter().any(|i| members.get(i).is_some_and(|m| m.one_id == owner));
+        let had_leaving = retiring.iter().any(|i| members.get(i).is_some_and(|m| m.one_id == owner));
         if parts.is_empty() && had_leaving {
-            let why = cause(owner);
-            history.push(HistoryEntry::retire(owner, if why.is_empty() { "every identifier left it" } else { &why }));
+            let why = (persons.cause)(owner);
+            self.history
+                .push(HistoryEntry::retire(owner, if why.is_empty() { "every identifier left it" } else { &why }));
         }
-        let mut new_one_ids = Vec::new();
-        for part in parts.iter().skip(1) {
-            // Identifiers that hub rules cut off from everyone are nobody's: they leave.
-            if part.iter().all(|i| hub_rules.names(i)) {
-                rows.extend(part.iter().map(|i| IdMappingRow { is_active: false, ..members[i].clone() }));
-                continue;
-            }
-            let one_id = curated::one_id(next_int);
-            for identifier in part {
-                let mut mapping = members[identifier].clone();
-                mapping.one_id = one_id.clone();
-                mapping.user_int_id = next_int;
-                rows.push(mapping);
-            }
-            history.push(HistoryEntry::new("split", owner, &one_id, cause(owner)));
-            new_one_ids.push(one_id);
-            next_int += 1;
-        }
-        let mut leaving: Vec<&Identifier> = retiring[owner].iter().filter(|i| members.contains_key(*i)).collect();
+        let new_one_ids = parts.iter().skip(1).filter_map(|part| self.split_off(persons, owner, part)).collect();
+        let mut leaving: Vec<&Identifier> = retiring.iter().filter(|i| members.contains_key(*i)).collect();
         leaving.sort();
         for identifier in leaving {
-            rows.push(IdMappingRow { is_active: false, ..members[identifier].clone() });
+            self.rows.push(IdMappingRow { is_active: false, ..members[identifier].clone() });
         }
-        splits.push(Split { parts: parts.len(), new_one_ids });
+        self.splits.push(Split { parts: parts.len(), new_one_ids });
     }
-    append_history(workspace, &history, &[], now).await?;
-    if !rows.is_empty() {
-        let table = workspace.lake().table(&ID_MAPPING.id()).await?;
-        merge_mapping(workspace, table, &rows, Vec::new()).await?;
+
+    /// A part that leaves person `owner`: a new person (its one_id), or nobody's when hub rules
+    /// cut every identifier of it off from everyone (its rows go inactive).
+    fn split_off(&mut self, persons: &Persons<'_>, owner: &str, part: &[Identifier]) -> Option<String> {
+        let members = persons.members;
+        if part.iter().all(|i| persons.hub_rules.names(i)) {
+            self.rows.extend(part.iter().map(|i| IdMappingRow { is_active: false, ..members[i].clone() }));
+            return None;
+        }
+        let one_id = curated::one_id(self.next_int);
+        for identifier in part {
+            let mut mapping = members[identifier].clone();
+            mapping.one_id = one_id.clone();
+            mapping.user_int_id = self.next_int;
+            self.rows.push(mapping);
+        }
+        self.history.push(HistoryEntry::new("split", owner, &one_id, (persons.cause)(owner)));
+        self.next_int += 1;
+        Some(one_id)
     }
-    Ok((splits, rows.len() as u64))
 }
 
 /// A hub rule found in this run, by identifier.

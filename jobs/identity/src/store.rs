@@ -8,8 +8,7 @@ use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_engine::applied_version;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::{DataType, Int64Type};
+use cdplake_engine::arrow::datatypes::Int64Type;
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
@@ -17,8 +16,9 @@ use cdplake_engine::upsert::Upsert;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
 
+use crate::columns::int64;
 use crate::union_find::Identifier;
-use cdplake_zones::tables::{ID_MAPPING};
+use cdplake_zones::tables::ID_MAPPING;
 
 /// One row of `curated.id_merge_history`: a one_id that was absorbed, split or retired.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +64,12 @@ pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
     let session = cdplake_engine::SqlSession::new()?;
     session.register_loaded("curated", "id_mapping", mapping_table).await?;
     let batches = session
-        .sql("SELECT max(user_int_id) FROM curated.id_mapping")
+        .sql("SELECT max(user_int_id) AS max_user_int_id FROM curated.id_mapping")
         .await?
         .collect()
         .await
         .map_err(|e| JobError::query("identity: next user_int_id", e))?;
-    let column = cast(batches[0].column(0), &DataType::Int64).map_err(|e| JobError::arrow("user_int_id", e))?;
+    let column = int64(&batches[0], "max_user_int_id")?;
     let column = column.as_primitive::<Int64Type>();
     Ok(if column.is_null(0) { 0 } else { column.value(0) })
 }

@@ -7,7 +7,7 @@ use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 
 use crate::union_find::Identifier;
-use cdplake_zones::tables::{IDENTITY_UNLINKS};
+use cdplake_zones::tables::IDENTITY_UNLINKS;
 
 /// The undone links and identifiers.
 #[derive(Debug, Default)]
