@@ -237,18 +237,18 @@ pub fn describe_failures(results: &[QualityResult]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::QualityConfig;
-use super::row_count_gate;
+    use super::row_count_gate;
+    use cdplake_core::config::{QualityConfig, QualityRule};
 
     #[test]
     fn only_an_unfiltered_row_count_of_the_profiles_counts_departed_persons() {
         let default = QualityConfig::default().rules.remove(0);
         assert!(default.counts_departed_persons());
         assert_eq!(default.name(), "row_count_ratio(persons)");
-        let filtered = super::QualityRule { filter: Some("customer_id IS NOT NULL".into()), ..default.clone() };
+        let filtered = QualityRule { filter: Some("customer_id IS NOT NULL".into()), ..default.clone() };
         assert!(!filtered.counts_departed_persons());
         assert_eq!(filtered.name(), "row_count_ratio");
-        let events = super::QualityRule { table: "curated.user_events".into(), ..default };
+        let events = QualityRule { table: "curated.user_events".into(), ..default };
         assert!(!events.counts_departed_persons());
     }
 
