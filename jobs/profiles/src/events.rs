@@ -22,13 +22,13 @@ use cdplake_engine::upsert::Upsert;
 use cdplake_engine::{SqlSession, TableSpec, applied_version, timestamp_type};
 use cdplake_zones::Source;
 
-use cdplake_core::config::profiles::EventMapping;
 use crate::ids::{ChangedIdentifiers, IDS, register_changed_identifiers};
 use crate::inputs::{query_error, register_clean};
 use cdplake_core::batches::pending_batches;
+use cdplake_core::config::profiles::EventMapping;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{USER_EVENTS, clean_table, app_ids};
+use cdplake_zones::tables::{USER_EVENTS, app_ids, clean_table};
 
 /// Which rows a run writes, the number that grows with every write (profiles refresh the
 /// persons of rows newer than the last one they read), and the one_id a row had before.

@@ -25,7 +25,9 @@ use crate::columns::column_as;
 use cdplake_core::columns::micros;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{ADS_USER_BITMAP, CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, SEGMENT_BITMAPS, USER_EVENTS, app_ids};
+use cdplake_zones::tables::{
+    ADS_USER_BITMAP, CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, SEGMENT_BITMAPS, USER_EVENTS, app_ids,
+};
 
 /// The segment every person is in.
 pub const ALL_PERSONS: &str = "all_persons";
@@ -84,8 +86,9 @@ pub async fn profiles_as_of(workspace: &Workspace) -> Result<NaiveDate> {
         return Err(missing());
     }
     let table = workspace.lake().table(&CUSTOMER_PROFILES.id()).await?;
-    let days =
-        applied_version(&table, &CUSTOMER_PROFILES.id().to_string(), app_ids::PROFILES_AS_OF).await?.ok_or_else(missing)?;
+    let days = applied_version(&table, &CUSTOMER_PROFILES.id().to_string(), app_ids::PROFILES_AS_OF)
+        .await?
+        .ok_or_else(missing)?;
     Ok(NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date") + chrono::Duration::days(days))
 }
 
@@ -134,7 +137,8 @@ async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession>
     for id in [CUSTOMER_PROFILES_DAILY.id(), curated_mapping(), USER_EVENTS.id()] {
         session.register(lake, &id).await?;
     }
-    let count = format!("SELECT count(*) AS profiles FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(dt));
+    let count =
+        format!("SELECT count(*) AS profiles FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(dt));
     if session.first_i64(&count).await?.unwrap_or(0) == 0 {
         return Err(JobError::NotFound(format!(
             "no profiles as of {dt} in curated.customer_profiles_daily: run `cdplake profiles --as-of {dt}` first"

@@ -6,7 +6,6 @@
 //! joining profile tables; a build replaces exactly its (package, as-of) rows, so rebuilding is
 //! idempotent.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
