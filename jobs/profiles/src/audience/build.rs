@@ -320,7 +320,7 @@ impl OneIds {
         Ok(OneIds(one_id_of))
     }
 
-    /// The one_id of `u` (the one `curated` derives from it when the mapping has none).
+    /// The one_id of `u`; without a mapping row, the one constructed from it (`ONE` + its digits).
     fn of(&self, u: u32) -> String {
         self.0.get(&i64::from(u)).cloned().unwrap_or_else(|| cdplake_zones::curated::one_id(i64::from(u)))
     }
