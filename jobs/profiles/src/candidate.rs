@@ -12,11 +12,11 @@ use chrono::NaiveDate;
 
 use crate::build::ProfileSql;
 use crate::ids::IDS;
+use crate::inputs::query_error;
 use crate::touched::{Scope, TOUCHED};
 use crate::watermarks::Watermarks;
-use crate::inputs::query_error;
 use cdplake_core::error::{JobError, Result};
-use cdplake_zones::tables::{CUSTOMER_PROFILES};
+use cdplake_zones::tables::CUSTOMER_PROFILES;
 
 /// The session table of the computed rows (profile columns without the scores).
 pub const RECOMPUTED: &str = "recomputed";

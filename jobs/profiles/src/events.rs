@@ -22,13 +22,13 @@ use cdplake_engine::upsert::Upsert;
 use cdplake_engine::{SqlSession, TableSpec, applied_version, timestamp_type};
 use cdplake_zones::Source;
 
-use cdplake_core::config::profiles::EventMapping;
 use crate::ids::{ChangedIdentifiers, IDS, register_changed_identifiers};
 use crate::inputs::{query_error, register_clean};
 use cdplake_core::batches::pending_batches;
+use cdplake_core::config::profiles::EventMapping;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{USER_EVENTS, clean_table, app_ids};
+use cdplake_zones::tables::{USER_EVENTS, app_ids, clean_table};
 
 /// Which rows a run writes, the number that grows with every write (profiles refresh the
 /// persons of rows newer than the last one they read), and the one_id a row had before.
@@ -196,8 +196,34 @@ pub async fn update(
     mapping_version: i64,
     full: bool,
 ) -> Result<EventsUpdate> {
-    // A user's own mappings are checked before anything is written: a wrong one fails here with
-    // what to change, instead of giving everyone zero orders.
+    check_user_mappings(workspace, session).await?;
+    let (table, _) = workspace
+        .catalog
+        .ensure_table(&user_events_spec(), &TableMeta::default().with_primary_key(["source", "event_key"]))
+        .await?;
+    let label = USER_EVENTS.id().to_string();
+    let mapping_read = applied_version(&table, &label, app_ids::EVENTS_MAPPING_VERSION).await?;
+    let generations = clean_generations(workspace, &table).await?;
+    let full = full || mapping_read.is_none() || generations.reprocessed;
+    let versions = MappingVersions { read: mapping_read, current: mapping_version };
+    let remap = remap(workspace, session, mapping, versions, full).await?;
+    let mut txns = vec![Transaction::new(app_ids::EVENTS_MAPPING_VERSION, mapping_version)];
+    txns.extend(generations.transactions);
+    let selects = source_selects(workspace, session, &table, &remap).await?;
+    txns.extend(selects.transactions);
+    let seq = table.version().unwrap_or(0) as i64 + 1;
+    let rows = map_rows(session, &selects.sql, seq).await?;
+    let written: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    let anonymous = rows.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
+    let changed = written > 0 || txns.len() > 1 || mapping_read != Some(mapping_version);
+    let table = if changed { write(workspace, table, rows, txns, remap.full).await? } else { table };
+    session.register_loaded("curated", "user_events", &table).await?;
+    Ok(EventsUpdate { table, mapping_read, full: remap.full, changed_ids: remap.changed_ids, written, anonymous })
+}
+
+/// Check a user's own mappings before anything is written: a wrong one fails here with what to
+/// change, instead of giving everyone zero orders.
+async fn check_user_mappings(workspace: &Workspace, session: &SqlSession) -> Result<()> {
     for (name, mapping) in &workspace.config.profiles.events {
         let source = workspace.config.source(name).ok_or_else(|| {
             JobError::Invalid(format!(
@@ -209,90 +235,135 @@ pub async fn update(
             crate::validate::check_mapped_rows(session, name, mapping).await?;
         }
     }
-    let (table, _) = workspace
-        .catalog
-        .ensure_table(&user_events_spec(), &TableMeta::default().with_primary_key(["source", "event_key"]))
-        .await?;
+    Ok(())
+}
+
+/// The clean generations of the mapped sources, to record with the events.
+struct Generations {
+    transactions: Vec<Transaction>,
+    /// A source was reprocessed under a new contract (`clean --reprocess`) since the last run:
+    /// it may have lost rows as well as gained them, so its events are mapped again from scratch.
+    reprocessed: bool,
+}
+
+/// Every mapped source's clean generation, and whether one changed since the events recorded it.
+async fn clean_generations(workspace: &Workspace, table: &DeltaTable) -> Result<Generations> {
     let label = USER_EVENTS.id().to_string();
-    let mapping_read = applied_version(&table, &label, app_ids::EVENTS_MAPPING_VERSION).await?;
-    // A source reprocessed under a new contract (`clean --reprocess`) since the last run may have
-    // lost rows as well as gained them: its events are mapped again from scratch.
-    let mut generations = Vec::new();
-    let mut reprocessed = false;
+    let mut generations = Generations { transactions: Vec::new(), reprocessed: false };
     for (name, _) in workspace.config.profiles.event_mappings() {
         let Some(source) = workspace.config.source(&name) else { continue };
         let generation = cdplake_core::batches::clean_generation(workspace, &source).await?;
         let app_id = app_ids::events_generation(&name);
         if generation > 0 {
-            reprocessed |= applied_version(&table, &label, &app_id).await? != Some(generation as i64);
-            generations.push(Transaction::new(app_id, generation as i64));
+            generations.reprocessed |= applied_version(table, &label, &app_id).await? != Some(generation as i64);
+            generations.transactions.push(Transaction::new(app_id, generation as i64));
         }
     }
-    let mut full = full || mapping_read.is_none() || reprocessed;
-    let changed_ids = match mapping_read {
-        Some(v) if !full && v != mapping_version => {
-            match register_changed_identifiers(workspace, session, mapping, v as u64, "changed_for_events").await? {
-                ChangedIdentifiers::None => None,
-                ChangedIdentifiers::In(name) => Some(name),
-                ChangedIdentifiers::HistoryGone => {
-                    full = true;
-                    None
-                }
-            }
-        }
-        _ => None,
+    Ok(generations)
+}
+
+/// The id_mapping version the events were last resolved against (None: never), and the current one.
+#[derive(Clone, Copy)]
+struct MappingVersions {
+    read: Option<i64>,
+    current: i64,
+}
+
+/// Which rows a run maps again: all (`full`), or those carrying an identifier in `changed_ids`.
+struct Remap {
+    full: bool,
+    /// The session table of identifiers that changed person since the version read, if any.
+    changed_ids: Option<String>,
+}
+
+/// The identifiers that changed person since the events were last resolved; a run whose
+/// mapping history is gone maps every row again.
+async fn remap(
+    workspace: &Workspace,
+    session: &SqlSession,
+    mapping: &DeltaTable,
+    versions: MappingVersions,
+    full: bool,
+) -> Result<Remap> {
+    let Some(read) = versions.read.filter(|v| !full && *v != versions.current) else {
+        return Ok(Remap { full, changed_ids: None });
     };
-    let mut txns = vec![Transaction::new(app_ids::EVENTS_MAPPING_VERSION, mapping_version)];
-    txns.extend(generations);
-    let mut selects = Vec::new();
+    Ok(match register_changed_identifiers(workspace, session, mapping, read as u64, "changed_for_events").await? {
+        ChangedIdentifiers::None => Remap { full, changed_ids: None },
+        ChangedIdentifiers::In(name) => Remap { full, changed_ids: Some(name) },
+        ChangedIdentifiers::HistoryGone => Remap { full: true, changed_ids: None },
+    })
+}
+
+/// The SQL of every mapped source's rows to write, and the transactions recording their
+/// pending batches as read.
+struct SourceSelects {
+    sql: Vec<String>,
+    transactions: Vec<Transaction>,
+}
+
+/// Every mapped source's SQL for the rows `remap` selects, with the batches pending for it.
+async fn source_selects(
+    workspace: &Workspace,
+    session: &SqlSession,
+    table: &DeltaTable,
+    remap: &Remap,
+) -> Result<SourceSelects> {
+    let label = USER_EVENTS.id().to_string();
+    let mut selects = SourceSelects { sql: Vec::new(), transactions: Vec::new() };
     let priority = &workspace.config.identity.priority_order();
     for (name, event_mapping) in workspace.config.profiles.event_mappings() {
         let Some(source) = workspace.config.source(&name) else { continue };
         let generation = cdplake_core::batches::clean_generation(workspace, &source).await?;
         let app_id = |b: &str| app_ids::at_generation(app_ids::events_batch(&name, b), generation);
         let pending = if register_clean(workspace, session, &source).await? {
-            pending_batches(workspace, &clean_table(&source), &table, &label, app_id).await?
+            pending_batches(workspace, &clean_table(&source), table, &label, app_id).await?
         } else {
             Vec::new()
         };
-        txns.extend(pending.iter().map(|b| Transaction::new(app_id(b), 1)));
-        let selection = if full {
+        selects.transactions.extend(pending.iter().map(|b| Transaction::new(app_id(b), 1)));
+        let selection = if remap.full {
             Selection::All
         } else {
-            Selection::Incremental { batches: &pending, changed_ids_table: changed_ids.as_deref() }
+            Selection::Incremental { batches: &pending, changed_ids_table: remap.changed_ids.as_deref() }
         };
         let clean = format!("clean.{name}");
         if let Some(sql) = source_events_sql(&source, &clean, &event_mapping, IDS, priority, &selection) {
-            selects.push(sql);
+            selects.sql.push(sql);
         }
     }
-    let seq = table.version().unwrap_or(0) as i64 + 1;
-    let rows = if selects.is_empty() {
-        Vec::new()
+    Ok(selects)
+}
+
+/// The user_events rows of `selects`, with the refresh columns (written at `seq`).
+async fn map_rows(session: &SqlSession, selects: &[String], seq: i64) -> Result<Vec<RecordBatch>> {
+    if selects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT *, CAST(NULL AS VARCHAR) AS {PREVIOUS_ONE_ID}, CAST({seq} AS BIGINT) AS {REFRESH_SEQ} FROM ({})",
+        selects.join(" UNION ALL ")
+    );
+    session.rows(&sql).await.map_err(query_error("profiles: mapping clean rows to events"))
+}
+
+/// Commit `rows` with `transactions`: replacing every row when `full`, else merged by key
+/// (only the transactions when there are no rows).
+async fn write(
+    workspace: &Workspace,
+    table: DeltaTable,
+    rows: Vec<RecordBatch>,
+    transactions: Vec<Transaction>,
+    full: bool,
+) -> Result<DeltaTable> {
+    let commit = || CommitProperties::default().with_application_transactions(transactions.clone());
+    if full {
+        Ok(workspace.lake().overwrite(&USER_EVENTS.id(), rows, commit()).await?)
+    } else if rows.iter().all(|b| b.num_rows() == 0) {
+        Ok(workspace.lake().record_transactions(&USER_EVENTS.id(), commit()).await?)
     } else {
-        let sql = format!(
-            "SELECT *, CAST(NULL AS VARCHAR) AS {PREVIOUS_ONE_ID}, CAST({seq} AS BIGINT) AS {REFRESH_SEQ} FROM ({})",
-            selects.join(" UNION ALL ")
-        );
-        session.rows(&sql).await.map_err(query_error("profiles: mapping clean rows to events"))?
-    };
-    let written: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-    let anonymous = rows.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
-    let changed = written > 0 || txns.len() > 1 || mapping_read != Some(mapping_version);
-    let table = if !changed {
-        table
-    } else {
-        let commit = || CommitProperties::default().with_application_transactions(txns.clone());
-        if full {
-            workspace.lake().overwrite(&USER_EVENTS.id(), rows, commit()).await?
-        } else if written == 0 {
-            workspace.lake().record_transactions(&USER_EVENTS.id(), commit()).await?
-        } else {
-            merge(workspace, table, rows, txns).await?
-        }
-    };
-    session.register_loaded("curated", "user_events", &table).await?;
-    Ok(EventsUpdate { table, mapping_read, full, changed_ids, written, anonymous })
+        merge(workspace, table, rows, transactions).await
+    }
 }
 
 /// The largest [`REFRESH_SEQ`] of the registered `curated.user_events`: what a profile run has read.

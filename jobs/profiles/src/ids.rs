@@ -12,7 +12,7 @@ use cdplake_engine::{SqlSession, TimeTravel};
 use crate::inputs::query_error;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{IDENTITY_HUBS, ID_MAPPING};
+use cdplake_zones::tables::{ID_MAPPING, IDENTITY_HUBS};
 
 /// The session table of active identifiers (one_id, id_type, id_value, first_seen).
 pub const IDS: &str = "ids";

@@ -19,11 +19,11 @@ use chrono::NaiveDate;
 
 use crate::candidate::RECOMPUTED;
 use crate::candidate::SCORE_COLUMNS;
+use crate::inputs::{DT, query_error};
+use crate::report::ProfilesReport;
 use crate::scores::{CANDIDATE, MOVED, RECOMPUTED_SCORED};
 use crate::touched::{Scope, TOUCHED};
 use crate::watermarks::Watermarks;
-use crate::inputs::{DT, query_error};
-use crate::report::ProfilesReport;
 use cdplake_core::error::Result;
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY};

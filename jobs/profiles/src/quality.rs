@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
+use cdplake_core::config::Check;
 use cdplake_engine::arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::sql::{quote_ident, quote_literal};
 use cdplake_engine::{SqlSession, TableId, TableSpec, timestamp_type};
-use cdplake_core::config::Check;
 use chrono::{DateTime, Utc};
 
-use cdplake_core::error::{JobError, Result};
 use cdplake_core::columns::{micros, strings};
+use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{ERASURES, MERGE_HISTORY, QUALITY_RESULTS};
 
@@ -102,10 +102,8 @@ pub async fn check(
 /// of the merge history with them.
 async fn departed_persons(workspace: &Workspace, session: &SqlSession) -> Result<f64> {
     let mut departed = 0.0;
-    let ledgers = [
-        (MERGE_HISTORY.id(), " WHERE action IN ('merge', 'retire')"),
-        (ERASURES.id(), " WHERE identifiers > 0"),
-    ];
+    let ledgers =
+        [(MERGE_HISTORY.id(), " WHERE action IN ('merge', 'retire')"), (ERASURES.id(), " WHERE identifiers > 0")];
     for (ledger, filter) in ledgers {
         let Some(table) = workspace.lake().table_if_exists(&ledger).await? else { continue };
         session.register_loaded(ledger.zone(), ledger.name(), &table).await?;

@@ -23,7 +23,6 @@
 //! Watermarks are Delta application transactions in the commits of the outputs, so a blocked
 //! or failed run leaves them unmoved and the next run redoes its work.
 
-
 use cdplake_engine::SqlSession;
 use chrono::{DateTime, Utc};
 
@@ -94,7 +93,9 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     watch.lap("customer_profiles written");
     let daily = match published {
         Some(table) => Some(table),
-        None if !lake.table_exists(&CUSTOMER_PROFILES_DAILY.id()).await? => Some(lake.table(&CUSTOMER_PROFILES.id()).await?),
+        None if !lake.table_exists(&CUSTOMER_PROFILES_DAILY.id()).await? => {
+            Some(lake.table(&CUSTOMER_PROFILES.id()).await?)
+        }
         None => None,
     };
     if let Some(profiles) = daily {

@@ -15,17 +15,19 @@ use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
 use cdplake_engine::lake::conform_batches;
 use cdplake_engine::sql::quote_literal;
 use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use cdplake_core::error::{JobError, Result};
+use crate::columns::column_as;
 use cdplake_core::columns::micros;
+use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{ADS_USER_BITMAP, CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, SEGMENT_BITMAPS, USER_EVENTS, app_ids};
+use cdplake_zones::tables::{
+    ADS_USER_BITMAP, CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY, ID_MAPPING, SEGMENT_BITMAPS, USER_EVENTS, app_ids,
+};
 
 /// The segment every person is in.
 pub const ALL_PERSONS: &str = "all_persons";
@@ -84,8 +86,9 @@ pub async fn profiles_as_of(workspace: &Workspace) -> Result<NaiveDate> {
         return Err(missing());
     }
     let table = workspace.lake().table(&CUSTOMER_PROFILES.id()).await?;
-    let days =
-        applied_version(&table, &CUSTOMER_PROFILES.id().to_string(), app_ids::PROFILES_AS_OF).await?.ok_or_else(missing)?;
+    let days = applied_version(&table, &CUSTOMER_PROFILES.id().to_string(), app_ids::PROFILES_AS_OF)
+        .await?
+        .ok_or_else(missing)?;
     Ok(NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date") + chrono::Duration::days(days))
 }
 
@@ -95,13 +98,38 @@ pub async fn build_segments(
     as_of: Option<NaiveDate>,
     now: DateTime<Utc>,
 ) -> Result<SegmentsReport> {
-    let lake = workspace.lake();
-    lake.ensure_writable()?;
+    workspace.lake().ensure_writable()?;
     let as_of = match as_of {
         Some(d) => d,
         None => profiles_as_of(workspace).await?,
     };
     let dt = as_of.format("%Y-%m-%d").to_string();
+    let session = profiles_session(workspace, &dt).await?;
+    let sql = segments_sql(&workspace.config.segments.custom, &dt);
+    let rows = session.rows(&sql).await.map_err(|e| JobError::Invalid(format!("segments: {e}")))?;
+
+    let spec = segment_bitmaps_spec();
+    workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["segment_tag", "as_of"])).await?;
+    // Shaped to the table's types (DataFusion may hand out view types).
+    let batches = conform_batches(&spec.id, &spec.normalized_schema()?, with_built_at(&rows, now)?)?;
+    let report = segments_report(&dt, &batches)?;
+    let built = BuiltSegments { rows: segment_contents(&batches), batches, as_of: dt };
+    store_segment_bitmaps(workspace, &session, &spec, &built).await?;
+    store_seed_bitmaps(workspace, &session, built).await?;
+    Ok(report)
+}
+
+/// The segments of one build: batches of `curated.segment_bitmaps`, and their rows sorted to
+/// compare with what is stored.
+struct BuiltSegments {
+    as_of: String,
+    batches: Vec<RecordBatch>,
+    rows: Vec<SegmentRow>,
+}
+
+/// A session with the tables segments are built from, once profiles as of `dt` are known to exist.
+async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession> {
+    let lake = workspace.lake();
     if !lake.table_exists(&CUSTOMER_PROFILES_DAILY.id()).await? {
         return Err(JobError::NotFound("no profiles yet: run `cdplake profiles` before building segments".into()));
     }
@@ -109,22 +137,25 @@ pub async fn build_segments(
     for id in [CUSTOMER_PROFILES_DAILY.id(), curated_mapping(), USER_EVENTS.id()] {
         session.register(lake, &id).await?;
     }
-    let profiles = format!(
-        "(SELECT d.*, u.user_int_id FROM curated.customer_profiles_daily d JOIN \
-         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = d.one_id \
-         WHERE d.dt = {})",
-        quote_literal(&dt)
-    );
-    let found = session
-        .rows(&format!("SELECT count(*) FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(&dt)))
-        .await?;
-    if found.first().map_or(0, |b| b.column(0).as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>().value(0))
-        == 0
-    {
+    let count =
+        format!("SELECT count(*) AS profiles FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(dt));
+    if session.first_i64(&count).await?.unwrap_or(0) == 0 {
         return Err(JobError::NotFound(format!(
             "no profiles as of {dt} in curated.customer_profiles_daily: run `cdplake profiles --as-of {dt}` first"
         )));
     }
+    Ok(session)
+}
+
+/// SQL giving every segment's row (segment_tag, bitmap, cardinality, definition, as_of) as of
+/// `dt`; `custom` holds the `[segments.custom]` (tag, predicate) pairs.
+fn segments_sql<'a>(custom: impl IntoIterator<Item = (&'a String, &'a String)>, dt: &str) -> String {
+    let profiles = format!(
+        "(SELECT d.*, u.user_int_id FROM curated.customer_profiles_daily d JOIN \
+         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = d.one_id \
+         WHERE d.dt = {})",
+        quote_literal(dt)
+    );
     let mut parts = vec![format!(
         "SELECT {} AS segment_tag, 'every person with a profile' AS definition, group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p",
         quote_literal(ALL_PERSONS)
@@ -135,31 +166,35 @@ pub async fn build_segments(
              group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p WHERE {column} IS NOT NULL GROUP BY {column}"
         ));
     }
-    parts.push(format!(
-        "SELECT concat('channel_', e.channel) AS segment_tag, concat('bought through channel ''', e.channel, '''') AS definition, \
-         group_bitmap_state(u.user_int_id) AS bitmap FROM curated.user_events e JOIN \
-         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = e.one_id \
-         WHERE e.event_type = 'purchase' AND e.channel IS NOT NULL AND e.event_date <= DATE {} GROUP BY e.channel",
-        quote_literal(&dt)
-    ));
-    for (tag, predicate) in &workspace.config.segments.custom {
+    parts.push(channel_segments_sql(dt));
+    for (tag, predicate) in custom {
         parts.push(format!(
             "SELECT {} AS segment_tag, {} AS definition, group_bitmap_state(user_int_id) AS bitmap FROM {profiles} p WHERE {predicate}",
             quote_literal(tag),
             quote_literal(predicate)
         ));
     }
-    let sql = format!(
+    format!(
         "SELECT segment_tag, bitmap, bitmap_count(bitmap) AS cardinality, definition, {} AS as_of FROM ({}) s",
-        quote_literal(&dt),
+        quote_literal(dt),
         parts.join(" UNION ALL ")
-    );
-    let rows = session.rows(&sql).await.map_err(|e| JobError::Invalid(format!("segments: {e}")))?;
+    )
+}
 
-    let spec = segment_bitmaps_spec();
-    workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["segment_tag", "as_of"])).await?;
-    let with_time: Vec<RecordBatch> = rows
-        .iter()
+/// SQL giving a `channel_<channel>` segment for every channel persons bought through up to `dt`.
+fn channel_segments_sql(dt: &str) -> String {
+    format!(
+        "SELECT concat('channel_', e.channel) AS segment_tag, concat('bought through channel ''', e.channel, '''') AS definition, \
+         group_bitmap_state(u.user_int_id) AS bitmap FROM curated.user_events e JOIN \
+         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = e.one_id \
+         WHERE e.event_type = 'purchase' AND e.channel IS NOT NULL AND e.event_date <= DATE {} GROUP BY e.channel",
+        quote_literal(dt)
+    )
+}
+
+/// The segment rows with a `built_at` column of `now` added.
+fn with_built_at(rows: &[RecordBatch], now: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
+    rows.iter()
         .map(|b| {
             let mut columns = b.columns().to_vec();
             columns.push(micros(std::iter::repeat_n(now.timestamp_micros(), b.num_rows())));
@@ -168,12 +203,14 @@ pub async fn build_segments(
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         })
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| JobError::arrow("segment rows", e))?;
-    // Shaped to the table's types (DataFusion may hand out view types).
-    let with_time = conform_batches(&spec.id, &spec.normalized_schema()?, with_time)?;
-    let mut report = SegmentsReport { as_of: dt.clone(), segments: Vec::new() };
+        .map_err(|e| JobError::arrow("segment rows", e))
+}
+
+/// Every segment's size, by tag; an error when two segments have the same tag.
+fn segments_report(dt: &str, segments: &[RecordBatch]) -> Result<SegmentsReport> {
+    let mut report = SegmentsReport { as_of: dt.to_string(), segments: Vec::new() };
     let mut seen = HashSet::new();
-    for batch in &with_time {
+    for batch in segments {
         let tags = batch.column_by_name("segment_tag").expect("selected").as_string::<i32>();
         let counts = batch
             .column_by_name("cardinality")
@@ -190,16 +227,31 @@ pub async fn build_segments(
         }
     }
     report.segments.sort();
+    Ok(report)
+}
 
-    // Rebuilding what is stored already commits nothing.
-    let contents = segment_contents(&with_time);
-    if stored_segments(workspace, &session, &dt).await? != contents {
-        lake.overwrite_partition(&spec.id, &format!("as_of = {}", quote_literal(&dt)), with_time.clone()).await?;
+/// Replace the as-of partition of `curated.segment_bitmaps` (`spec`) with the built segments,
+/// unless it holds them already: rebuilding what is stored commits nothing.
+async fn store_segment_bitmaps(
+    workspace: &Workspace,
+    session: &SqlSession,
+    spec: &TableSpec,
+    built: &BuiltSegments,
+) -> Result<()> {
+    if stored_segments(workspace, session, &built.as_of).await? != built.rows {
+        let partition = format!("as_of = {}", quote_literal(&built.as_of));
+        workspace.lake().overwrite_partition(&spec.id, &partition, built.batches.clone()).await?;
     }
+    Ok(())
+}
 
+/// Replace `curated.ads_user_bitmap` with the (tag, bitmap) rows of the built segments, unless it
+/// holds them already.
+async fn store_seed_bitmaps(workspace: &Workspace, session: &SqlSession, built: BuiltSegments) -> Result<()> {
     let seed = ads_user_bitmap_spec();
     workspace.catalog.ensure_table(&seed, &TableMeta::default().with_primary_key(["segment_tag"])).await?;
-    let seed_rows: Vec<RecordBatch> = with_time
+    let seed_rows: Vec<RecordBatch> = built
+        .batches
         .iter()
         .map(|b| {
             RecordBatch::try_new(
@@ -212,20 +264,35 @@ pub async fn build_segments(
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| JobError::arrow("ads_user_bitmap rows", e))?;
-    let seed_now = stored_seed_bitmaps(workspace, &session).await?;
-    let wanted: Vec<(String, Vec<u8>)> = contents.into_iter().map(|(t, b, _)| (t, b)).collect();
-    if seed_now != wanted {
-        lake.overwrite(&seed.id, seed_rows, Default::default()).await?;
+    let wanted: Vec<TaggedBitmap> =
+        built.rows.into_iter().map(|s| TaggedBitmap { tag: s.tag, bitmap: s.bitmap }).collect();
+    if stored_seed_bitmaps(workspace, session).await? != wanted {
+        workspace.lake().overwrite(&seed.id, seed_rows, Default::default()).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 fn curated_mapping() -> TableId {
     ID_MAPPING.id()
 }
 
-/// (tag, bitmap, definition) of segment rows, sorted.
-fn segment_contents(batches: &[RecordBatch]) -> Vec<(String, Vec<u8>, String)> {
+/// A segment row as stored, compared to decide whether a build changes anything.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SegmentRow {
+    tag: String,
+    bitmap: Vec<u8>,
+    definition: String,
+}
+
+/// A segment's tag and its bitmap (portable Roaring serialization).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TaggedBitmap {
+    pub tag: String,
+    pub bitmap: Vec<u8>,
+}
+
+/// The segment rows of `batches`, sorted.
+fn segment_contents(batches: &[RecordBatch]) -> Vec<SegmentRow> {
     let mut out = Vec::new();
     for b in batches {
         let column = |name: &str| b.column_by_name(name).expect("segment column").clone();
@@ -233,18 +300,18 @@ fn segment_contents(batches: &[RecordBatch]) -> Vec<(String, Vec<u8>, String)> {
         let (tags, maps, definitions) =
             (tags.as_string::<i32>(), maps.as_binary::<i32>(), definitions.as_string::<i32>());
         for i in 0..b.num_rows() {
-            out.push((tags.value(i).to_string(), maps.value(i).to_vec(), definitions.value(i).to_string()));
+            out.push(SegmentRow {
+                tag: tags.value(i).to_string(),
+                bitmap: maps.value(i).to_vec(),
+                definition: definitions.value(i).to_string(),
+            });
         }
     }
     out.sort();
     out
 }
 
-async fn stored_segments(
-    workspace: &Workspace,
-    session: &SqlSession,
-    dt: &str,
-) -> Result<Vec<(String, Vec<u8>, String)>> {
+async fn stored_segments(workspace: &Workspace, session: &SqlSession, dt: &str) -> Result<Vec<SegmentRow>> {
     session.register(workspace.lake(), &SEGMENT_BITMAPS.id()).await?;
     let rows = session
         .rows(&format!(
@@ -262,18 +329,25 @@ async fn stored_segments(
 }
 
 /// The (tag, bitmap) rows of `curated.ads_user_bitmap`, sorted.
-async fn stored_seed_bitmaps(workspace: &Workspace, session: &SqlSession) -> Result<Vec<(String, Vec<u8>)>> {
+async fn stored_seed_bitmaps(workspace: &Workspace, session: &SqlSession) -> Result<Vec<TaggedBitmap>> {
     session.register(workspace.lake(), &ADS_USER_BITMAP.id()).await?;
-    let rows = session.rows("SELECT segment_tag, user_bitmap FROM curated.ads_user_bitmap").await?;
+    let rows = session.rows("SELECT segment_tag, user_bitmap AS bitmap FROM curated.ads_user_bitmap").await?;
+    let mut out = tagged_bitmaps(&rows)?;
+    out.sort();
+    Ok(out)
+}
+
+/// The rows of a query selecting `segment_tag` and `bitmap`, whatever string and binary types
+/// they were read as.
+pub(crate) fn tagged_bitmaps(rows: &[RecordBatch]) -> Result<Vec<TaggedBitmap>> {
     let mut out = Vec::new();
-    for b in &rows {
-        let tags = cast(b.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("segment tags", e))?;
-        let maps = cast(b.column(1), &DataType::Binary).map_err(|e| JobError::arrow("segment bitmaps", e))?;
+    for b in rows {
+        let tags = column_as(b, "segment_tag", &DataType::Utf8, "segment tags")?;
+        let maps = column_as(b, "bitmap", &DataType::Binary, "segment bitmaps")?;
         let (tags, maps) = (tags.as_string::<i32>(), maps.as_binary::<i32>());
         for i in 0..b.num_rows() {
-            out.push((tags.value(i).to_string(), maps.value(i).to_vec()));
+            out.push(TaggedBitmap { tag: tags.value(i).to_string(), bitmap: maps.value(i).to_vec() });
         }
     }
-    out.sort();
     Ok(out)
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use cdplake_engine::SqlSession;
 use cdplake_engine::arrow::array::{AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::deltalake::DeltaTable;
 
+use crate::columns::{column, column_as};
 use crate::events::{EventsUpdate, REFRESH_SEQ};
 use crate::ids::{ChangedIdentifiers, register_changed_identifiers};
 use crate::inputs::query_error;
@@ -91,16 +91,23 @@ pub async fn find(
         return Ok(Scope::Unchanged);
     }
     let schema = Arc::new(Schema::new(vec![Field::new("one_id", DataType::Utf8, true)]));
-    let rows = rows
-        .iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), vec![cast(b.column(0), &DataType::Utf8)?]))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| JobError::arrow("touched persons", e))?;
-    let listed = (count as usize <= LISTED_PERSONS).then(|| {
-        rows.iter()
-            .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_string).collect::<Vec<_>>())
-            .collect()
-    });
+    let rows = rows.iter().map(|b| one_id_batch(&schema, b)).collect::<Result<Vec<_>>>()?;
+    let listed = if count as usize <= LISTED_PERSONS { Some(one_ids(&rows)?) } else { None };
     session.register_rows(TOUCHED, schema, rows)?;
     Ok(Scope::Persons { count, listed })
+}
+
+/// The `one_id` column of a batch of touched persons, as strings (Utf8) in a batch of `schema`.
+fn one_id_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let one_ids = column_as(batch, "one_id", &DataType::Utf8, "touched persons")?;
+    RecordBatch::try_new(schema.clone(), vec![one_ids]).map_err(|e| JobError::arrow("touched persons", e))
+}
+
+/// The non-null one_ids of batches made by [`one_id_batch`].
+fn one_ids(rows: &[RecordBatch]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in rows {
+        out.extend(column(b, "one_id")?.as_string::<i32>().iter().flatten().map(str::to_string));
+    }
+    Ok(out)
 }

@@ -8,11 +8,13 @@
 //! clean rows, what the mapping's `event_type` gives.
 
 use cdplake_engine::SqlSession;
+use cdplake_engine::arrow::array::{Array, AsArray};
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::sql::quote_ident;
 use cdplake_zones::Source;
 use cdplake_zones::contract::Contract;
 
+use crate::columns::column_as;
 use cdplake_core::config::profiles::{EventKind, EventMapping};
 use cdplake_core::error::{JobError, Result};
 
@@ -114,17 +116,14 @@ pub async fn check_mapped_rows(session: &SqlSession, source: &str, mapping: &Eve
         return Ok(());
     }
     let sql = format!(
-        "SELECT CAST({e} AS VARCHAR) AS t, count(*) AS n FROM clean.{source} GROUP BY 1 ORDER BY 2 DESC",
+        "SELECT CAST({e} AS VARCHAR) AS event_type, count(*) AS row_count FROM clean.{source} GROUP BY 1 ORDER BY 2 DESC",
         e = mapping.event_type
     );
     let rows = session.rows(&sql).await?;
     let mut values: Vec<(String, i64)> = Vec::new();
     for batch in &rows {
-        let t = cdplake_engine::arrow::compute::cast(batch.column(0), &DataType::Utf8)
-            .map_err(|e| JobError::arrow("event types", e))?;
-        let n = cdplake_engine::arrow::compute::cast(batch.column(1), &DataType::Int64)
-            .map_err(|e| JobError::arrow("event types", e))?;
-        use cdplake_engine::arrow::array::{Array, AsArray};
+        let t = column_as(batch, "event_type", &DataType::Utf8, "event types")?;
+        let n = column_as(batch, "row_count", &DataType::Int64, "event types")?;
         let (t, n) = (t.as_string::<i32>(), n.as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>());
         for i in 0..batch.num_rows() {
             let value = if t.is_null(i) { "NULL".to_string() } else { t.value(i).to_string() };

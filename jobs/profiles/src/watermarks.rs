@@ -60,8 +60,11 @@ impl Watermarks {
     /// Read the stored profiles' watermarks; register every attribute source's clean table.
     pub async fn read(workspace: &Workspace, session: &cdplake_engine::SqlSession, current: Marks) -> Result<Self> {
         let lake = workspace.lake();
-        let stored =
-            if lake.table_exists(&CUSTOMER_PROFILES.id()).await? { Some(lake.table(&CUSTOMER_PROFILES.id()).await?) } else { None };
+        let stored = if lake.table_exists(&CUSTOMER_PROFILES.id()).await? {
+            Some(lake.table(&CUSTOMER_PROFILES.id()).await?)
+        } else {
+            None
+        };
         let read = match &stored {
             Some(table) => {
                 session.register_loaded("curated", "customer_profiles", table).await?;

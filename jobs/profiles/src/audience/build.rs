@@ -6,14 +6,12 @@
 //! joining profile tables; a build replaces exactly its (package, as-of) rows, so rebuilding is
 //! idempotent.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
+use cdplake_engine::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use cdplake_engine::bitmap::from_bytes;
 use cdplake_engine::sql::quote_literal;
@@ -21,11 +19,12 @@ use cdplake_engine::{SqlSession, TableSpec, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 use roaring::RoaringBitmap;
 
-use cdplake_core::error::{JobError, Result};
-use cdplake_core::columns::{micros, strings};
-use crate::segments::ALL_PERSONS;
-use cdplake_core::workspace::Workspace;
 use crate::audience::expr::Expr;
+use crate::columns::{column, column_as};
+use crate::segments::{ALL_PERSONS, TaggedBitmap, tagged_bitmaps};
+use cdplake_core::columns::{micros, strings};
+use cdplake_core::error::{JobError, Result};
+use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{AUDIENCE_CHANGES, AUDIENCE_PACKAGES, ID_MAPPING, SEGMENT_BITMAPS};
 
 fn packages_spec() -> TableSpec {
@@ -124,22 +123,7 @@ pub async fn evaluate(
     let expr = Expr::parse(rule).map_err(|e| JobError::Invalid(format!("audience expression {rule:?}: {e}")))?;
     let latest = latest_segments_as_of(workspace, session).await?;
     let as_of = as_of.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or(latest);
-    let rows = session
-        .rows(&format!(
-            "SELECT segment_tag, bitmap FROM curated.segment_bitmaps WHERE as_of = {}",
-            quote_literal(&as_of)
-        ))
-        .await?;
-    let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
-    for b in &rows {
-        let tags = cast(b.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("segment tags", e))?;
-        let maps = cast(b.column(1), &DataType::Binary).map_err(|e| JobError::arrow("segment bitmaps", e))?;
-        let (tags, maps) = (tags.as_string::<i32>(), maps.as_binary::<i32>());
-        for i in 0..b.num_rows() {
-            let bitmap = from_bytes(maps.value(i)).map_err(|e| JobError::query("reading a segment bitmap", e))?;
-            bitmaps.insert(tags.value(i).to_string(), bitmap);
-        }
-    }
+    let bitmaps = segment_bitmaps(session, &as_of).await?;
     if bitmaps.is_empty() {
         return Err(JobError::NotFound(format!("no segments as of {as_of}: run `cdplake segments --as-of {as_of}`")));
     }
@@ -157,6 +141,22 @@ pub async fn evaluate(
         .into_owned();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok((as_of, members, ms))
+}
+
+/// Every segment's bitmap as of `as_of`, by tag.
+async fn segment_bitmaps(session: &SqlSession, as_of: &str) -> Result<HashMap<String, RoaringBitmap>> {
+    let rows = session
+        .rows(&format!(
+            "SELECT segment_tag, bitmap FROM curated.segment_bitmaps WHERE as_of = {}",
+            quote_literal(as_of)
+        ))
+        .await?;
+    let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
+    for TaggedBitmap { tag, bitmap } in tagged_bitmaps(&rows)? {
+        let bitmap = from_bytes(&bitmap).map_err(|e| JobError::query("reading a segment bitmap", e))?;
+        bitmaps.insert(tag, bitmap);
+    }
+    Ok(bitmaps)
 }
 
 /// Count audience `name`'s members without storing anything.
@@ -191,115 +191,183 @@ pub async fn build_audience(
     lake.ensure_writable()?;
     let session = SqlSession::new()?;
     let (as_of, members, evaluate_ms) = evaluate(workspace, &session, rule, as_of).await?;
-    let id = package_id(name);
-    let packages = packages_spec();
-    let changes = changes_spec();
+    let build = Build { package_id: package_id(name), name, rule, as_of, now };
+    let (packages, changes) = (packages_spec(), changes_spec());
+    ensure_tables(workspace, &session, &packages, &changes).await?;
+    let changed = Changes::since(previous_build(&session, &build).await?, &members);
+    // user_int_id → one_id, for members and leavers alike.
+    let one_ids = OneIds::read(&session, &(&members | &changed.left)).await?;
+    let member_rows = build.member_rows(&packages, &members, &one_ids)?;
+    lake.overwrite_partition(&packages.id, &build.partition(), vec![member_rows]).await?;
+    let change_rows = build.change_rows(&changes, &changed, &one_ids)?;
+    lake.overwrite_partition(&changes.id, &build.partition(), vec![change_rows]).await?;
+    Ok(AudienceReport {
+        name: name.to_string(),
+        package_id: build.package_id,
+        rule: rule.to_string(),
+        as_of: build.as_of,
+        members: members.len(),
+        entered: changed.entered.len(),
+        left: changed.left.len(),
+        previous_as_of: changed.previous_as_of,
+        evaluate_ms,
+        stored: true,
+    })
+}
+
+/// Create the packages and changes tables if needed, and register what a build reads.
+async fn ensure_tables(
+    workspace: &Workspace,
+    session: &SqlSession,
+    packages: &TableSpec,
+    changes: &TableSpec,
+) -> Result<()> {
     workspace
         .catalog
-        .ensure_table(&packages, &TableMeta::default().with_primary_key(["package_id", "as_of", "one_id"]))
+        .ensure_table(packages, &TableMeta::default().with_primary_key(["package_id", "as_of", "one_id"]))
         .await?;
-    workspace.catalog.ensure_table(&changes, &TableMeta::default()).await?;
-    session.register(lake, &packages.id).await?;
-    session.register(lake, &ID_MAPPING.id()).await?;
+    workspace.catalog.ensure_table(changes, &TableMeta::default()).await?;
+    session.register(workspace.lake(), &packages.id).await?;
+    session.register(workspace.lake(), &ID_MAPPING.id()).await?;
+    Ok(())
+}
 
-    // The previous build: the latest as-of before this one.
-    let previous_as_of = single_string(
-        &session,
+/// One build of an audience: which, from what rule, as of when.
+struct Build<'a> {
+    package_id: String,
+    name: &'a str,
+    rule: &'a str,
+    as_of: String,
+    now: DateTime<Utc>,
+}
+
+/// An audience's build before this one: its as-of date and members (none without one).
+struct PreviousBuild {
+    as_of: Option<String>,
+    members: RoaringBitmap,
+}
+
+/// The previous build of `build`'s audience: the latest as-of before this one.
+async fn previous_build(session: &SqlSession, build: &Build<'_>) -> Result<PreviousBuild> {
+    let as_of = single_string(
+        session,
         &format!(
             "SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {} AND as_of < {}",
-            quote_literal(name),
-            quote_literal(&as_of)
+            quote_literal(build.name),
+            quote_literal(&build.as_of)
         ),
     )
     .await?;
-    let mut previous = RoaringBitmap::new();
-    if let Some(p) = &previous_as_of {
+    let mut members = RoaringBitmap::new();
+    if let Some(p) = &as_of {
         let rows = session
             .rows(&format!(
                 "SELECT user_int_id FROM curated.audience_packages WHERE package_name = {} AND as_of = {}",
-                quote_literal(name),
+                quote_literal(build.name),
                 quote_literal(p)
             ))
             .await?;
         for b in &rows {
-            previous.extend(b.column(0).as_primitive::<Int64Type>().values().iter().map(|v| *v as u32));
+            let ids = column(b, "user_int_id")?.as_primitive::<Int64Type>();
+            members.extend(ids.values().iter().map(|v| *v as u32));
         }
     }
-    let entered = &members - &previous;
-    let left = &previous - &members;
+    Ok(PreviousBuild { as_of, members })
+}
 
-    // user_int_id → one_id, for members and leavers alike.
-    let wanted = &members | &left;
-    let ids_schema = Arc::new(Schema::new(vec![Field::new("user_int_id", DataType::Int64, false)]));
-    let ids = Int64Array::from_iter_values(wanted.iter().map(i64::from));
-    let batch = RecordBatch::try_new(ids_schema.clone(), vec![Arc::new(ids)])
-        .map_err(|e| JobError::arrow("audience ids", e))?;
-    session.register_rows("wanted", ids_schema, vec![batch])?;
-    let rows = session
-        .rows(
-            "SELECT w.user_int_id, min(m.one_id) AS one_id FROM wanted w JOIN curated.id_mapping m \
-             ON m.user_int_id = w.user_int_id GROUP BY w.user_int_id",
+/// Who entered and who left an audience since its previous build.
+struct Changes {
+    entered: RoaringBitmap,
+    left: RoaringBitmap,
+    previous_as_of: Option<String>,
+}
+
+impl Changes {
+    fn since(previous: PreviousBuild, members: &RoaringBitmap) -> Self {
+        Changes {
+            entered: members - &previous.members,
+            left: &previous.members - members,
+            previous_as_of: previous.as_of,
+        }
+    }
+}
+
+/// The one_id of each user_int_id, as `curated.id_mapping` gives it.
+struct OneIds(HashMap<i64, String>);
+
+impl OneIds {
+    /// The one_ids of `wanted`.
+    async fn read(session: &SqlSession, wanted: &RoaringBitmap) -> Result<Self> {
+        let ids_schema = Arc::new(Schema::new(vec![Field::new("user_int_id", DataType::Int64, false)]));
+        let ids = Int64Array::from_iter_values(wanted.iter().map(i64::from));
+        let batch = RecordBatch::try_new(ids_schema.clone(), vec![Arc::new(ids)])
+            .map_err(|e| JobError::arrow("audience ids", e))?;
+        session.register_rows("wanted", ids_schema, vec![batch])?;
+        let rows = session
+            .rows(
+                "SELECT w.user_int_id AS user_int_id, min(m.one_id) AS one_id FROM wanted w JOIN curated.id_mapping m \
+                 ON m.user_int_id = w.user_int_id GROUP BY w.user_int_id",
+            )
+            .await?;
+        let mut one_id_of: HashMap<i64, String> = HashMap::new();
+        for b in &rows {
+            let o = column_as(b, "one_id", &DataType::Utf8, "one_ids")?;
+            let (u, o) = (column(b, "user_int_id")?.as_primitive::<Int64Type>(), o.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                one_id_of.insert(u.value(i), o.value(i).to_string());
+            }
+        }
+        Ok(OneIds(one_id_of))
+    }
+
+    /// The one_id of `u`; without a mapping row, the one constructed from it (`ONE` + its digits).
+    fn of(&self, u: u32) -> String {
+        self.0.get(&i64::from(u)).cloned().unwrap_or_else(|| cdplake_zones::curated::one_id(i64::from(u)))
+    }
+}
+
+impl Build<'_> {
+    /// The rows of this build, in both the packages and the changes table.
+    fn partition(&self) -> String {
+        format!("as_of = {} AND package_name = {}", quote_literal(&self.as_of), quote_literal(self.name))
+    }
+
+    /// The `curated.audience_packages` rows (`spec`) of `members`.
+    fn member_rows(&self, spec: &TableSpec, members: &RoaringBitmap, one_ids: &OneIds) -> Result<RecordBatch> {
+        let n = members.len() as usize;
+        RecordBatch::try_new(
+            spec.normalized_schema()?,
+            vec![
+                strings(std::iter::repeat_n(self.package_id.as_str(), n)),
+                strings(std::iter::repeat_n(self.name, n)),
+                strings(std::iter::repeat_n(self.rule, n)),
+                Arc::new(StringArray::from_iter_values(members.iter().map(|u| one_ids.of(u)))),
+                Arc::new(Int64Array::from_iter_values(members.iter().map(i64::from))),
+                strings(std::iter::repeat_n(self.as_of.as_str(), n)),
+                micros(std::iter::repeat_n(self.now.timestamp_micros(), n)),
+            ],
         )
-        .await?;
-    let mut one_id_of: HashMap<i64, String> = HashMap::new();
-    for b in &rows {
-        let o = cast(b.column(1), &DataType::Utf8).map_err(|e| JobError::arrow("one_ids", e))?;
-        let (u, o) = (b.column(0).as_primitive::<Int64Type>(), o.as_string::<i32>());
-        for i in 0..b.num_rows() {
-            one_id_of.insert(u.value(i), o.value(i).to_string());
-        }
+        .map_err(|e| JobError::arrow("audience members", e))
     }
-    let one_id =
-        |u: u32| one_id_of.get(&i64::from(u)).cloned().unwrap_or_else(|| cdplake_zones::curated::one_id(i64::from(u)));
 
-    let n = members.len() as usize;
-    let member_rows = RecordBatch::try_new(
-        packages.normalized_schema()?,
-        vec![
-            strings(std::iter::repeat_n(id.as_str(), n)),
-            strings(std::iter::repeat_n(name, n)),
-            strings(std::iter::repeat_n(rule, n)),
-            Arc::new(cdplake_engine::arrow::array::StringArray::from_iter_values(members.iter().map(one_id))),
-            Arc::new(Int64Array::from_iter_values(members.iter().map(i64::from))),
-            strings(std::iter::repeat_n(as_of.as_str(), n)),
-            micros(std::iter::repeat_n(now.timestamp_micros(), n)),
-        ],
-    )
-    .map_err(|e| JobError::arrow("audience members", e))?;
-    let this_build = format!("as_of = {} AND package_name = {}", quote_literal(&as_of), quote_literal(name));
-    lake.overwrite_partition(&packages.id, &this_build, vec![member_rows]).await?;
-
-    let changed: Vec<(u32, &str)> =
-        entered.iter().map(|u| (u, "entered")).chain(left.iter().map(|u| (u, "left"))).collect();
-    let c = changed.len();
-    let change_rows = RecordBatch::try_new(
-        changes.normalized_schema()?,
-        vec![
-            strings(std::iter::repeat_n(id.as_str(), c)),
-            strings(std::iter::repeat_n(name, c)),
-            Arc::new(cdplake_engine::arrow::array::StringArray::from_iter_values(
-                changed.iter().map(|(u, _)| one_id(*u)),
-            )),
-            Arc::new(Int64Array::from_iter_values(changed.iter().map(|(u, _)| i64::from(*u)))),
-            strings(changed.iter().map(|(_, k)| *k)),
-            strings(std::iter::repeat_n(as_of.as_str(), c)),
-            Arc::new(cdplake_engine::arrow::array::StringArray::from(vec![previous_as_of.as_deref(); c])),
-            micros(std::iter::repeat_n(now.timestamp_micros(), c)),
-        ],
-    )
-    .map_err(|e| JobError::arrow("audience changes", e))?;
-    lake.overwrite_partition(&changes.id, &this_build, vec![change_rows]).await?;
-
-    Ok(AudienceReport {
-        name: name.to_string(),
-        package_id: id,
-        rule: rule.to_string(),
-        as_of,
-        members: members.len(),
-        entered: entered.len(),
-        left: left.len(),
-        previous_as_of,
-        evaluate_ms,
-        stored: true,
-    })
+    /// The `curated.audience_changes` rows (`spec`): who entered, then who left.
+    fn change_rows(&self, spec: &TableSpec, changes: &Changes, one_ids: &OneIds) -> Result<RecordBatch> {
+        let changed: Vec<(u32, &str)> =
+            changes.entered.iter().map(|u| (u, "entered")).chain(changes.left.iter().map(|u| (u, "left"))).collect();
+        let c = changed.len();
+        RecordBatch::try_new(
+            spec.normalized_schema()?,
+            vec![
+                strings(std::iter::repeat_n(self.package_id.as_str(), c)),
+                strings(std::iter::repeat_n(self.name, c)),
+                Arc::new(StringArray::from_iter_values(changed.iter().map(|(u, _)| one_ids.of(*u)))),
+                Arc::new(Int64Array::from_iter_values(changed.iter().map(|(u, _)| i64::from(*u)))),
+                strings(changed.iter().map(|(_, k)| *k)),
+                strings(std::iter::repeat_n(self.as_of.as_str(), c)),
+                Arc::new(StringArray::from(vec![changes.previous_as_of.as_deref(); c])),
+                micros(std::iter::repeat_n(self.now.timestamp_micros(), c)),
+            ],
+        )
+        .map_err(|e| JobError::arrow("audience changes", e))
+    }
 }
