@@ -12,9 +12,9 @@ use cdplake_engine::datafusion::functions_aggregate::expr_fn::min;
 use cdplake_engine::datafusion::prelude::col;
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::{EngineError, TableId, applied_version, applied_versions};
+use cdplake_zones::Source;
 use cdplake_zones::raw::{BATCH_ID, INGESTED_AT};
 use cdplake_zones::tables::{app_ids, clean_table};
-use cdplake_zones::Source;
 
 use crate::columns::column_as;
 use crate::error::{JobError, Result};
