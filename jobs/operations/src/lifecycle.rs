@@ -366,7 +366,7 @@ mod tests {
     /// infra/template.yaml's lifecycle block is the one the default [retention] generates.
     #[test]
     fn the_template_has_the_generated_lifecycle_rules() {
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
         let begin = template.find(LIFECYCLE_BLOCK_BEGIN).expect("no lifecycle block in infra/template.yaml");
         let end =
             template.find(LIFECYCLE_BLOCK_END).expect("lifecycle block not closed") + LIFECYCLE_BLOCK_END.len() + 1;

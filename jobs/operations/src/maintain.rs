@@ -225,7 +225,7 @@ pub fn describe_report(r: &MaintainReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use cdplake_core::config::RetentionConfig;
 
     #[test]
     fn zones_keep_their_history() {
