@@ -13,6 +13,7 @@ use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::{ScalarValue, TableReference};
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
 
@@ -126,14 +127,19 @@ impl SqlSession {
         Ok(self.rows_with_schema(query).await?.1)
     }
 
-    /// The first column of a query's first row, cast to `data_type`: `SELECT max(x) FROM t` and
-    /// the like. A query without rows gives a null of that type.
+    /// The value of a one-column query's first row, cast to `data_type`: `SELECT max(x) FROM t`
+    /// and the like. A query without rows gives a null of that type; a query of several columns
+    /// is an error.
     pub async fn first_value(&self, query: &str, data_type: &DataType) -> Result<ScalarValue> {
         let rows = self.rows(query).await?;
         let Some(batch) = rows.iter().find(|b| b.num_rows() > 0) else {
             return ScalarValue::try_from(data_type).map_err(|e| EngineError::query(query, e));
         };
-        let column = cast(batch.column(0), data_type).map_err(|e| EngineError::query(query, e.into()))?;
+        let [value] = batch.columns() else {
+            let wanted = format!("one column, got {}", batch.num_columns());
+            return Err(EngineError::query(query, DataFusionError::Plan(wanted)));
+        };
+        let column = cast(value, data_type).map_err(|e| EngineError::query(query, e.into()))?;
         ScalarValue::try_from_array(&column, 0).map_err(|e| EngineError::query(query, e))
     }
 
@@ -172,10 +178,7 @@ impl SqlSession {
     fn ensure_schema(&self, schema: &str) -> Result<()> {
         let catalog_name = self.ctx.state().config().options().catalog.default_catalog.clone();
         let catalog = self.ctx.catalog(&catalog_name).ok_or_else(|| {
-            EngineError::query(
-                "sql session",
-                deltalake::datafusion::error::DataFusionError::Plan(format!("no catalog {catalog_name}")),
-            )
+            EngineError::query("sql session", DataFusionError::Plan(format!("no catalog {catalog_name}")))
         })?;
         if catalog.schema(schema).is_none() {
             catalog

@@ -377,110 +377,127 @@ impl ScalarUDFImpl for Trino {
         let rows = if all_scalars { 1 } else { args.number_rows };
         let a = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<Vec<_>>>()?;
         let result: ArrayRef = match self.kind {
-            Kind::DateDiff => {
-                let (units, from, to) = (texts(&a[0])?, date_times(&a[1])?, date_times(&a[2])?);
-                let out = (0..rows)
-                    .map(|i| match (&units[i], from[i], to[i]) {
-                        (Some(u), Some(x), Some(y)) => diff(u, x, y).map(Some),
-                        _ => Ok(None),
-                    })
-                    .collect::<Result<Int64Array>>()?;
-                Arc::new(out)
-            }
-            Kind::DateAdd => {
-                let (units, n, x) = (texts(&a[0])?, ints(&a[1])?, date_times(&a[2])?);
-                let added = (0..rows)
-                    .map(|i| match (&units[i], n[i], x[i]) {
-                        (Some(u), Some(n), Some(x)) => add(u, n, x),
-                        _ => Ok(None),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                if a[2].data_type() == &DataType::Date32 {
-                    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-                    Arc::new(Date32Array::from_iter(
-                        added.iter().map(|d| d.map(|d| (d.date() - epoch).num_days() as i32)),
-                    ))
-                } else {
-                    Arc::new(
-                        TimestampMicrosecondArray::from_iter(added.iter().map(|d| d.map(micros_of)))
-                            .with_timezone("UTC"),
-                    )
-                }
-            }
-            Kind::FromIso8601Timestamp => {
-                let t = texts(&a[0])?;
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter(
-                        t.iter().map(|t| t.as_deref().and_then(parse_iso8601).map(micros_of)),
-                    )
-                    .with_timezone("UTC"),
-                )
-            }
-            Kind::DateParse => {
-                let (t, f) = (texts(&a[0])?, texts(&a[1])?);
-                let out = (0..rows).map(|i| match (&t[i], &f[i]) {
-                    (Some(t), Some(f)) => {
-                        let format = mysql_to_chrono(f);
-                        NaiveDateTime::parse_from_str(t, &format)
-                            .or_else(|_| {
-                                NaiveDate::parse_from_str(t, &format).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
-                            })
-                            .map(|d| Some(micros_of(d)))
-                            .or_else(|e| exec_err!("date_parse({t:?}, {f:?}): {e}"))
-                    }
-                    _ => Ok(None),
-                });
-                Arc::new(out.collect::<Result<TimestampMicrosecondArray>>()?)
-            }
-            Kind::FormatDatetime => {
-                let (x, p) = (date_times(&a[0])?, texts(&a[1])?);
-                let out: StringArray = (0..rows)
-                    .map(|i| match (x[i], &p[i]) {
-                        (Some(x), Some(p)) => Some(x.format(&joda_to_chrono(p)).to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                Arc::new(out)
-            }
-            Kind::RegexpExtract => {
-                let (t, p) = (texts(&a[0])?, texts(&a[1])?);
-                let g = if a.len() > 2 { ints(&a[2])? } else { vec![Some(0); rows] };
-                let mut compiled: Option<(String, regex::Regex)> = None;
-                let mut out = Vec::with_capacity(rows);
-                for i in 0..rows {
-                    let (Some(t), Some(p), Some(g)) = (&t[i], &p[i], g[i]) else {
-                        out.push(None);
-                        continue;
-                    };
-                    if compiled.as_ref().is_none_or(|(q, _)| q != p) {
-                        let re = regex::Regex::new(p).or_else(|e| exec_err!("regexp_extract pattern {p:?}: {e}"))?;
-                        compiled = Some((p.clone(), re));
-                    }
-                    let re = &compiled.as_ref().expect("compiled above").1;
-                    out.push(re.captures(t).and_then(|c| c.get(g as usize)).map(|m| m.as_str().to_string()));
-                }
-                Arc::new(StringArray::from(out))
-            }
-            Kind::JsonExtractScalar => {
-                let (j, p) = (texts(&a[0])?, texts(&a[1])?);
-                let out: StringArray = (0..rows)
-                    .map(|i| match (&j[i], &p[i]) {
-                        (Some(j), Some(p)) => json_extract_scalar(j, p),
-                        _ => None,
-                    })
-                    .collect();
-                Arc::new(out)
-            }
-            Kind::DayOfWeek => {
-                let x = date_times(&a[0])?;
-                Arc::new(Int64Array::from_iter(x.iter().map(|d| d.map(|d| d.weekday().number_from_monday() as i64))))
-            }
+            Kind::DateDiff => invoke_date_diff(&a, rows)?,
+            Kind::DateAdd => invoke_date_add(&a, rows)?,
+            Kind::FromIso8601Timestamp => invoke_from_iso8601_timestamp(&a)?,
+            Kind::DateParse => invoke_date_parse(&a, rows)?,
+            Kind::FormatDatetime => invoke_format_datetime(&a, rows)?,
+            Kind::RegexpExtract => invoke_regexp_extract(&a, rows)?,
+            Kind::JsonExtractScalar => invoke_json_extract_scalar(&a, rows)?,
+            Kind::DayOfWeek => invoke_day_of_week(&a)?,
         };
         if all_scalars {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?));
         }
         Ok(ColumnarValue::Array(result))
     }
+}
+
+/// `date_diff(unit, from, to)` over `rows` rows of its arguments `a`.
+fn invoke_date_diff(a: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let (units, from, to) = (texts(&a[0])?, date_times(&a[1])?, date_times(&a[2])?);
+    let out = (0..rows)
+        .map(|i| match (&units[i], from[i], to[i]) {
+            (Some(u), Some(x), Some(y)) => diff(u, x, y).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<Int64Array>>()?;
+    Ok(Arc::new(out))
+}
+
+/// `date_add(unit, n, x)`: a date for a date `x`, a UTC timestamp otherwise.
+fn invoke_date_add(a: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let (units, n, x) = (texts(&a[0])?, ints(&a[1])?, date_times(&a[2])?);
+    let added = (0..rows)
+        .map(|i| match (&units[i], n[i], x[i]) {
+            (Some(u), Some(n), Some(x)) => add(u, n, x),
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if a[2].data_type() == &DataType::Date32 {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+        Ok(Arc::new(Date32Array::from_iter(added.iter().map(|d| d.map(|d| (d.date() - epoch).num_days() as i32)))))
+    } else {
+        Ok(Arc::new(TimestampMicrosecondArray::from_iter(added.iter().map(|d| d.map(micros_of))).with_timezone("UTC")))
+    }
+}
+
+/// `from_iso8601_timestamp(text)`: null for text that is no ISO 8601 timestamp.
+fn invoke_from_iso8601_timestamp(a: &[ArrayRef]) -> Result<ArrayRef> {
+    let t = texts(&a[0])?;
+    Ok(Arc::new(
+        TimestampMicrosecondArray::from_iter(t.iter().map(|t| t.as_deref().and_then(parse_iso8601).map(micros_of)))
+            .with_timezone("UTC"),
+    ))
+}
+
+/// `date_parse(text, mysql_format)`: a date-time, or a date at midnight; an error for text the
+/// format does not read.
+fn invoke_date_parse(a: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let (t, f) = (texts(&a[0])?, texts(&a[1])?);
+    let out = (0..rows).map(|i| match (&t[i], &f[i]) {
+        (Some(t), Some(f)) => {
+            let format = mysql_to_chrono(f);
+            NaiveDateTime::parse_from_str(t, &format)
+                .or_else(|_| NaiveDate::parse_from_str(t, &format).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
+                .map(|d| Some(micros_of(d)))
+                .or_else(|e| exec_err!("date_parse({t:?}, {f:?}): {e}"))
+        }
+        _ => Ok(None),
+    });
+    Ok(Arc::new(out.collect::<Result<TimestampMicrosecondArray>>()?))
+}
+
+/// `format_datetime(x, joda_pattern)`.
+fn invoke_format_datetime(a: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let (x, p) = (date_times(&a[0])?, texts(&a[1])?);
+    let out: StringArray = (0..rows)
+        .map(|i| match (x[i], &p[i]) {
+            (Some(x), Some(p)) => Some(x.format(&joda_to_chrono(p)).to_string()),
+            _ => None,
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// `regexp_extract(text, pattern[, group])`: group 0 (the whole match) by default; a pattern is
+/// compiled again only when it differs from the previous row's.
+fn invoke_regexp_extract(a: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let (t, p) = (texts(&a[0])?, texts(&a[1])?);
+    let g = if a.len() > 2 { ints(&a[2])? } else { vec![Some(0); rows] };
+    let mut compiled: Option<(String, regex::Regex)> = None;
+    let mut out = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let (Some(t), Some(p), Some(g)) = (&t[i], &p[i], g[i]) else {
+            out.push(None);
+            continue;
+        };
+        if compiled.as_ref().is_none_or(|(q, _)| q != p) {
+            let re = regex::Regex::new(p).or_else(|e| exec_err!("regexp_extract pattern {p:?}: {e}"))?;
+            compiled = Some((p.clone(), re));
+        }
+        let re = &compiled.as_ref().expect("compiled above").1;
+        out.push(re.captures(t).and_then(|c| c.get(g as usize)).map(|m| m.as_str().to_string()));
+    }
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+/// `json_extract_scalar(json, path)`.
+fn invoke_json_extract_scalar(a: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let (j, p) = (texts(&a[0])?, texts(&a[1])?);
+    let out: StringArray = (0..rows)
+        .map(|i| match (&j[i], &p[i]) {
+            (Some(j), Some(p)) => json_extract_scalar(j, p),
+            _ => None,
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// `day_of_week(x)`: ISO, Monday = 1.
+fn invoke_day_of_week(a: &[ArrayRef]) -> Result<ArrayRef> {
+    let x = date_times(&a[0])?;
+    Ok(Arc::new(Int64Array::from_iter(x.iter().map(|d| d.map(|d| d.weekday().number_from_monday() as i64)))))
 }
 
 /// Trino's `element_at(array, i)`: 1-based, negative from the end, NULL out of range

@@ -216,74 +216,19 @@ impl<'a> Contract<'a> {
         raw: &[Option<&str>],
         warnings: &mut Vec<Warning>,
     ) -> Result<TypedRow, Rejection> {
-        let reject = |field: &str, (rule, reason): Failure| Rejection { field: field.to_string(), rule, reason };
-        let get = |i: Option<usize>| i.and_then(|i| raw.get(i).copied().flatten());
-        let (op, debezium_row) = match layout.cdc {
-            CdcStyle::None => (Op::Upsert, None),
-            // A row without an operation is a plain row (the raw table holds files of both kinds).
-            CdcStyle::Dms => match get(layout.op).map(|o| o.trim().to_ascii_uppercase()).as_deref() {
-                None | Some("I") | Some("U") => (Op::Upsert, None),
-                Some("D") => (Op::Delete, None),
-                other => {
-                    return Err(reject(
-                        "op",
-                        ("bad_operation", format!("DMS operation must be I, U or D, got {other:?}")),
-                    ));
-                }
-            },
-            CdcStyle::Debezium if get(layout.op).is_none() => (Op::Upsert, None),
-            CdcStyle::Debezium => {
-                let op = get(layout.op).map(|o| o.trim().to_ascii_lowercase());
-                let (op, image) = match op.as_deref() {
-                    Some("c") | Some("r") | Some("u") => (Op::Upsert, get(layout.after)),
-                    Some("d") => (Op::Delete, get(layout.before)),
-                    other => {
-                        return Err(reject(
-                            "op",
-                            ("bad_operation", format!("Debezium op must be c, r, u or d, got {other:?}")),
-                        ));
-                    }
-                };
-                let image = image.ok_or_else(|| {
-                    reject(
-                        if op == Op::Delete { "before" } else { "after" },
-                        ("missing", "the row image is missing".into()),
-                    )
-                })?;
-                let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(image)
-                    .map_err(|e| reject("after", ("bad_image", format!("the row image is not a JSON object: {e}"))))?;
-                let object = object
-                    .into_iter()
-                    .map(|(k, v)| (cdplake_engine::naming::suggest_snake_case(&k), crate::reader::json_text(v)))
-                    .collect::<std::collections::HashMap<_, _>>();
-                (op, Some(object))
-            }
-        };
-
-        let input_of = |column: &ColumnDef, position: &Vec<usize>| -> Option<String> {
-            match &debezium_row {
-                Some(object) => column.raw_names().iter().find_map(|n| object.get(n).cloned().flatten()),
-                None => position.iter().find_map(|&p| get(Some(p))).map(str::to_string),
-            }
-        };
-        // Phones written without a country code are read in the row's own country, if it has one.
-        let has_phone = self.columns.iter().any(|c| c.normalize == Normalize::Phone);
-        let region = has_phone
-            .then(|| self.columns.iter().zip(&layout.positions).find(|(c, _)| c.normalize == Normalize::Country))
-            .flatten()
-            .and_then(|(c, p)| input_of(c, p))
-            .and_then(|country| normalize::country(&country))
-            .unwrap_or_else(|| self.source.phone_region.clone());
+        let (op, image) = operation(layout, raw)?;
+        let input = RowInput { raw, image };
+        let region = self.phone_region(layout, &input);
         let mut values = Vec::with_capacity(self.columns.len());
         let mut order = None;
-        for (column, position) in self.columns.iter().zip(&layout.positions) {
-            let input = input_of(column, position);
+        for (column, positions) in self.columns.iter().zip(&layout.positions) {
+            let text = input.value_of(column, positions);
             let is_key = self.source.primary_key.contains(&column.name);
             let value = self
-                .value(column, input.as_deref(), &region, warnings)
-                .map_err(|failure| reject(&column.name, failure))?;
+                .value(column, text.as_deref(), &region, warnings)
+                .map_err(|failure| rejection(&column.name, failure))?;
             if value == Value::Null && column.required && (op == Op::Upsert || is_key) {
-                return Err(reject(&column.name, ("missing", "required value is missing".into())));
+                return Err(rejection(&column.name, ("missing", "required value is missing".into())));
             }
             if self.source.order_by.as_deref() == Some(column.name.as_str()) {
                 order = value.order_key();
@@ -291,6 +236,18 @@ impl<'a> Contract<'a> {
             values.push(value);
         }
         Ok(TypedRow { op, values, order })
+    }
+
+    /// The region phones written without a country code are read in: the row's own country, if
+    /// the contract has a country column and the row a known country, else the source's.
+    fn phone_region(&self, layout: &RawLayout, input: &RowInput<'_, '_>) -> String {
+        let has_phone = self.columns.iter().any(|c| c.normalize == Normalize::Phone);
+        has_phone
+            .then(|| self.columns.iter().zip(&layout.positions).find(|(c, _)| c.normalize == Normalize::Country))
+            .flatten()
+            .and_then(|(c, p)| input.value_of(c, p))
+            .and_then(|country| normalize::country(&country))
+            .unwrap_or_else(|| self.source.phone_region.clone())
     }
 
     fn key(&self, values: &[Value], raw: &[Option<&str>]) -> String {
@@ -351,6 +308,79 @@ impl<'a> Contract<'a> {
             (_, value) => value,
         })
     }
+}
+
+/// A Debezium change row's image (`after`, or `before` for a delete): its values by
+/// snake_cased name.
+type RowImage = std::collections::HashMap<String, Option<String>>;
+
+/// Where a raw row's values are read from: its raw columns, or the row image of a Debezium
+/// change row.
+struct RowInput<'r, 'v> {
+    raw: &'r [Option<&'v str>],
+    image: Option<RowImage>,
+}
+
+impl RowInput<'_, '_> {
+    /// The value of a contract column: the first of its names present (with a value).
+    fn value_of(&self, column: &ColumnDef, positions: &[usize]) -> Option<String> {
+        match &self.image {
+            Some(image) => column.raw_names().iter().find_map(|n| image.get(n).cloned().flatten()),
+            None => positions.iter().find_map(|&p| raw_at(self.raw, Some(p))).map(str::to_string),
+        }
+    }
+}
+
+fn rejection(field: &str, (rule, reason): Failure) -> Rejection {
+    Rejection { field: field.to_string(), rule, reason }
+}
+
+/// The raw value at `position`, if there is one.
+fn raw_at<'v>(raw: &[Option<&'v str>], position: Option<usize>) -> Option<&'v str> {
+    position.and_then(|i| raw.get(i).copied().flatten())
+}
+
+/// The row's operation, and for a Debezium change row the row image its values come from.
+fn operation(layout: &RawLayout, raw: &[Option<&str>]) -> Result<(Op, Option<RowImage>), Rejection> {
+    match layout.cdc {
+        CdcStyle::None => Ok((Op::Upsert, None)),
+        CdcStyle::Dms => dms_operation(raw_at(raw, layout.op)).map(|op| (op, None)),
+        CdcStyle::Debezium if raw_at(raw, layout.op).is_none() => Ok((Op::Upsert, None)),
+        CdcStyle::Debezium => debezium_change(layout, raw).map(|(op, image)| (op, Some(image))),
+    }
+}
+
+/// A DMS operation: I, U or D; a row without one is a plain row (the raw table holds files of
+/// both kinds).
+fn dms_operation(op: Option<&str>) -> Result<Op, Rejection> {
+    match op.map(|o| o.trim().to_ascii_uppercase()).as_deref() {
+        None | Some("I") | Some("U") => Ok(Op::Upsert),
+        Some("D") => Ok(Op::Delete),
+        other => Err(rejection("op", ("bad_operation", format!("DMS operation must be I, U or D, got {other:?}")))),
+    }
+}
+
+/// A Debezium change row's operation (c, r, u or d) and its row image: `after`, or `before`
+/// for a delete, a JSON object.
+fn debezium_change(layout: &RawLayout, raw: &[Option<&str>]) -> Result<(Op, RowImage), Rejection> {
+    let op = raw_at(raw, layout.op).map(|o| o.trim().to_ascii_lowercase());
+    let (op, image) = match op.as_deref() {
+        Some("c") | Some("r") | Some("u") => (Op::Upsert, raw_at(raw, layout.after)),
+        Some("d") => (Op::Delete, raw_at(raw, layout.before)),
+        other => {
+            return Err(rejection("op", ("bad_operation", format!("Debezium op must be c, r, u or d, got {other:?}"))));
+        }
+    };
+    let image = image.ok_or_else(|| {
+        rejection(if op == Op::Delete { "before" } else { "after" }, ("missing", "the row image is missing".into()))
+    })?;
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(image)
+        .map_err(|e| rejection("after", ("bad_image", format!("the row image is not a JSON object: {e}"))))?;
+    let image = object
+        .into_iter()
+        .map(|(k, v)| (cdplake_engine::naming::suggest_snake_case(&k), crate::reader::json_text(v)))
+        .collect();
+    Ok((op, image))
 }
 
 fn value_text(value: &Value) -> String {

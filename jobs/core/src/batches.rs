@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use cdplake_engine::arrow::array::AsArray;
-use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use cdplake_engine::datafusion::functions_aggregate::expr_fn::min;
 use cdplake_engine::datafusion::prelude::col;
@@ -17,6 +16,7 @@ use cdplake_zones::Source;
 use cdplake_zones::raw::{BATCH_ID, INGESTED_AT};
 use cdplake_zones::tables::{app_ids, clean_table};
 
+use crate::columns::column_as;
 use crate::error::{JobError, Result};
 use crate::workspace::Workspace;
 
@@ -115,6 +115,9 @@ fn single_batch(stats: &str) -> Option<(String, Option<i64>)> {
     Some((min.to_string(), first))
 }
 
+/// The earliest `_ingested_at` of a batch, as [`scan_batches`] names it in its aggregate.
+const FIRST_INGESTED_AT: &str = "first";
+
 /// (batch id, earliest `_ingested_at` in milliseconds, as statistics have it) of the rows of
 /// `files` (None: all).
 async fn scan_batches(
@@ -138,16 +141,15 @@ async fn scan_batches(
     .map_err(query_error)?;
     let batches = ctx
         .read_table(provider)
-        .and_then(|df| df.aggregate(vec![col(BATCH_ID)], vec![min(col(INGESTED_AT)).alias("first")]))
+        .and_then(|df| df.aggregate(vec![col(BATCH_ID)], vec![min(col(INGESTED_AT)).alias(FIRST_INGESTED_AT)]))
         .map_err(query_error)?
         .collect()
         .await
         .map_err(query_error)?;
     let mut found = Vec::new();
     for batch in &batches {
-        let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| JobError::arrow("batch ids", e))?;
-        let firsts = cast(batch.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None))
-            .map_err(|e| JobError::arrow("batch ingest times", e))?;
+        let ids = column_as(batch, BATCH_ID, &DataType::Utf8)?;
+        let firsts = column_as(batch, FIRST_INGESTED_AT, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let firsts = firsts.as_primitive::<TimestampMicrosecondType>();
         for (id, first) in ids.as_string::<i32>().iter().zip(firsts.iter()) {
             if let Some(id) = id {

@@ -423,17 +423,67 @@ fn shopper(
     order_ids: &mut Vec<(String, String)>,
 ) {
     let p = person.p;
-    let customer_id = format!("C{p:07}");
-    // One in five members gave the shop another address than the CRM.
-    let own_email = (is_member && rng.chance(20)).then(|| {
-        format!("{}{}@{}", person.first.to_lowercase(), p, rng.pick(&["shopmail.example.com", "example.net"]))
-    });
-    let placeholder = rng.chance(3).then(|| rng.pick(PLACEHOLDER_EMAILS).to_string());
-    let country = rng.pick(COUNTRIES);
-    let channel = rng.pick(&["web", "mobile", "marketplace"]);
-    let tier = rng.pick(&["standard", "silver", "gold", "platinum"]);
-    let signup = person.since + Duration::days(rng.below(60) as i64);
-    // Version 1 with the first email; the changes file moves to the latest one.
+    let account = ShopAccount::new(rng, person, is_member);
+    account_versions(rng, person, &account, f, truth);
+    transactions_and_orders(rng, p, &account, f, order_ids);
+    truth.row(&[("customer_id", account.customer_id.clone(), Some(p))]);
+    web_events(rng, p, &account, f);
+    browsing_sessions(rng, p, &account, f, truth);
+    support_ticket(rng, p, &account, f);
+    // The loyalty export still carries the email the person had when they joined.
+    if person.emails.len() > 1 && account.placeholder.is_none() && rng.chance(50) {
+        link(
+            f,
+            truth,
+            ("customer_id", account.customer_id.clone()),
+            ("email_hash", nz::email_hash(&person.emails[0])),
+            Some(p),
+        );
+    }
+    if rng.chance_bp(50) {
+        // A shop account seen once in the web log only: known in one channel.
+        truth.row(&[("customer_id", account.customer_id, Some(p))]);
+    }
+}
+
+/// A shopper's account as the shop keeps it.
+struct ShopAccount {
+    customer_id: String,
+    /// The address given to the shop when it is not the CRM's (one member in five).
+    own_email: Option<String>,
+    /// A placeholder typed instead of an email (one shopper in three).
+    placeholder: Option<String>,
+    country: &'static str,
+    channel: &'static str,
+    tier: &'static str,
+    signup: NaiveDateTime,
+}
+
+impl ShopAccount {
+    fn new(rng: &mut Rng, person: &Person, is_member: bool) -> Self {
+        let p = person.p;
+        // One in five members gave the shop another address than the CRM.
+        let own_email = (is_member && rng.chance(20)).then(|| {
+            format!("{}{}@{}", person.first.to_lowercase(), p, rng.pick(&["shopmail.example.com", "example.net"]))
+        });
+        let placeholder = rng.chance(3).then(|| rng.pick(PLACEHOLDER_EMAILS).to_string());
+        ShopAccount {
+            customer_id: format!("C{p:07}"),
+            own_email,
+            placeholder,
+            country: rng.pick(COUNTRIES),
+            channel: rng.pick(&["web", "mobile", "marketplace"]),
+            tier: rng.pick(&["standard", "silver", "gold", "platinum"]),
+            signup: person.since + Duration::days(rng.below(60) as i64),
+        }
+    }
+}
+
+/// The account's rows in the customers file and, when the person's email changed, the change
+/// in the changes file: version 1 with the first email, the change to the latest one.
+fn account_versions(rng: &mut Rng, person: &Person, account: &ShopAccount, f: &mut Files, truth: &mut Truth) {
+    let p = person.p;
+    let ShopAccount { customer_id, own_email, placeholder, country, channel, tier, signup } = account;
     let versions: Vec<(&String, &String, bool)> = if person.emails.len() > 1 && own_email.is_none() {
         vec![
             (&person.emails[0], &person.phones[0], false),
@@ -447,7 +497,7 @@ fn shopper(
         vec![(own_email.as_ref().unwrap_or(&person.emails[0]), &person.phones[0], false)]
     };
     for (v, (email, phone, is_change)) in versions.into_iter().enumerate() {
-        let (email_text, email_owner) = match &placeholder {
+        let (email_text, email_owner) = match placeholder {
             Some(junk) => (junk.clone(), None),
             None => (email.clone(), Some(p)),
         };
@@ -459,7 +509,7 @@ fn shopper(
             ids.push(("email_hash", email_hash, email_owner));
         }
         truth.row(&ids);
-        let updated = signup + Duration::hours(2) + Duration::days(400 * v as i64);
+        let updated = *signup + Duration::hours(2) + Duration::days(400 * v as i64);
         let line = format!(
             "{customer_id},{shown},{},{},{},{country},{channel},{tier},{},{}\n",
             written_phone(phone, country),
@@ -470,8 +520,20 @@ fn shopper(
         );
         if is_change { f.customer_changes.push_str(&line) } else { f.customers.push_str(&line) }
     }
+}
+
+/// Up to seven transactions, each with its order (one person in 97 has an impossible date on
+/// the first).
+fn transactions_and_orders(
+    rng: &mut Rng,
+    p: u64,
+    account: &ShopAccount,
+    f: &mut Files,
+    order_ids: &mut Vec<(String, String)>,
+) {
+    let customer_id = &account.customer_id;
     for t in 0..rng.below(8) {
-        let day = signup + Duration::days(rng.below(450) as i64);
+        let day = account.signup + Duration::days(rng.below(450) as i64);
         let broken_date = p % 97 == 0 && t == 0;
         let _ = writeln!(
             f.transactions,
@@ -496,9 +558,13 @@ fn shopper(
             ts(order_time + Duration::hours(6)),
         );
     }
-    truth.row(&[("customer_id", customer_id.clone(), Some(p))]);
+}
+
+/// Up to 24 web events of the logged-in customer.
+fn web_events(rng: &mut Rng, p: u64, account: &ShopAccount, f: &mut Files) {
+    let customer_id = &account.customer_id;
     for v in 0..rng.below(25) {
-        let at = signup + Duration::minutes(rng.below(60 * 24 * 450) as i64);
+        let at = account.signup + Duration::minutes(rng.below(60 * 24 * 450) as i64);
         let _ = writeln!(
             f.web,
             r#"{{"event_id":"W{p:07}{v:03}","customer_id":"{customer_id}","event_type":"{}","page_url":"/p/{}","event_time":"{}"}}"#,
@@ -507,12 +573,17 @@ fn shopper(
             at.format("%Y-%m-%dT%H:%M:%SZ"),
         );
     }
+}
+
+/// Up to five behavioural sessions under one cookie: anonymous browsing first; a login later
+/// ties the cookie to the customer.
+fn browsing_sessions(rng: &mut Rng, p: u64, account: &ShopAccount, f: &mut Files, truth: &mut Truth) {
+    let customer_id = &account.customer_id;
     let cookie = format!("ck{p:07}");
     let sessions = rng.below(6);
     for b in 0..sessions {
-        // Anonymous browsing first; a login later ties the cookie to the customer.
         let logged_in = b % 2 == 1 || sessions == 1;
-        let at = signup + Duration::minutes(rng.below(60 * 24 * 450) as i64);
+        let at = account.signup + Duration::minutes(rng.below(60 * 24 * 450) as i64);
         let mut ids = vec![("cookie_id", cookie.clone(), Some(p))];
         if logged_in {
             ids.push(("customer_id", customer_id.clone(), Some(p)));
@@ -528,32 +599,24 @@ fn shopper(
             at.format("%Y-%m-%dT%H:%M:%SZ"),
         );
     }
-    if rng.chance(25) {
-        let opened = signup + Duration::days(rng.below(450) as i64);
-        let resolved = rng.chance(60);
-        let _ = writeln!(
-            f.tickets,
-            "K{p:07},{customer_id},{},{},{},{}",
-            if resolved { "resolved" } else { rng.pick(&["open", "escalated"]) },
-            rng.pick(&["billing", "delivery", "product", "account"]),
-            ts(opened),
-            if resolved { ts(opened + Duration::hours(30)) } else { String::new() },
-        );
+}
+
+/// A support ticket, for one shopper in four.
+fn support_ticket(rng: &mut Rng, p: u64, account: &ShopAccount, f: &mut Files) {
+    if !rng.chance(25) {
+        return;
     }
-    // The loyalty export still carries the email the person had when they joined.
-    if person.emails.len() > 1 && placeholder.is_none() && rng.chance(50) {
-        link(
-            f,
-            truth,
-            ("customer_id", customer_id.clone()),
-            ("email_hash", nz::email_hash(&person.emails[0])),
-            Some(p),
-        );
-    }
-    if rng.chance_bp(50) {
-        // A shop account seen once in the web log only: known in one channel.
-        truth.row(&[("customer_id", customer_id, Some(p))]);
-    }
+    let opened = account.signup + Duration::days(rng.below(450) as i64);
+    let resolved = rng.chance(60);
+    let _ = writeln!(
+        f.tickets,
+        "K{p:07},{},{},{},{},{}",
+        account.customer_id,
+        if resolved { "resolved" } else { rng.pick(&["open", "escalated"]) },
+        rng.pick(&["billing", "delivery", "product", "account"]),
+        ts(opened),
+        if resolved { ts(opened + Duration::hours(30)) } else { String::new() },
+    );
 }
 
 /// Online Retail lines under a customer number; most retail customers are matched to their

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
+use cdplake_engine::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use cdplake_engine::datafusion::prelude::{col, lit};
@@ -29,13 +29,14 @@ use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::Upsert;
 use cdplake_engine::{TableId, TableSpec, applied_version, applied_versions};
-use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, Warning};
+use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, RawLayout, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
 use cdplake_zones::raw;
 use cdplake_zones::row_rules::RowRule;
 use cdplake_zones::{Dedupe, Source};
 use chrono::{DateTime, Utc};
 
+use cdplake_core::columns::{column, column_as};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{QUARANTINE, app_ids, clean_table, raw_table};
@@ -148,12 +149,12 @@ async fn type_batches(
     let raw_batches = read_raw(workspace, &raw_table(source), batches).await?;
     let rules = cdplake_zones::row_rules::row_rules(source);
     let suppressions = crate::privacy::Suppressions::load(workspace).await?;
-    let mut valid: Vec<(CleanRow, Lineage)> = Vec::new();
-    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
-    let mut warnings: Vec<Warning> = Vec::new();
+    let checks = RowChecks { contract, rules: &rules, suppressions: &suppressions };
+    let mut outcomes = Outcomes::default();
     for batch in &raw_batches {
-        apply_contract(contract, &rules, &suppressions, batch, &mut valid, &mut quarantine, &mut warnings, report)?;
+        apply_contract(&checks, batch, &mut outcomes, report)?;
     }
+    let Outcomes { mut valid, mut quarantine, warnings } = outcomes;
     for w in warnings {
         *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
     }
@@ -248,8 +249,14 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     lake.ensure_writable()?;
     let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
     let Target { clean_id, table: clean_table } = ensure_clean_table(workspace, source, &contract).await?;
-    let pending =
-        cdplake_core::batches::pending_batches(workspace, &raw_id, &clean_table, &clean_id.to_string(), app_ids::cleaned_batch).await?;
+    let pending = cdplake_core::batches::pending_batches(
+        workspace,
+        &raw_id,
+        &clean_table,
+        &clean_id.to_string(),
+        app_ids::cleaned_batch,
+    )
+    .await?;
     if pending.is_empty() {
         return Ok(report);
     }
@@ -302,7 +309,8 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
         workspace.catalog.drop_table(&clean_id, true).await?;
     }
     let Target { clean_id, table } = ensure_clean_table(workspace, source, &contract).await?;
-    let generation = applied_version(&table, &clean_id.to_string(), &app_ids::clean_generation(&source.name)).await?.unwrap_or(0) + 1;
+    let applied = applied_version(&table, &clean_id.to_string(), &app_ids::clean_generation(&source.name)).await?;
+    let generation = applied.unwrap_or(0) + 1;
     let batches = cdplake_core::batches::batch_ids(workspace, &raw_id).await?;
     report.batches = batches.len();
     let Typed { valid, winners, quarantine } =
@@ -386,94 +394,151 @@ async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -
     df.collect().await.map_err(|e| JobError::query("clean: reading raw rows", e))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_contract(
-    contract: &Contract<'_>,
-    rules: &[RowRule],
-    suppressions: &crate::privacy::Suppressions,
-    batch: &RecordBatch,
-    valid: &mut Vec<(CleanRow, Lineage)>,
-    quarantine: &mut Vec<QuarantinedRow>,
-    warnings: &mut Vec<Warning>,
-    report: &mut CleanReport,
-) -> Result<()> {
-    let source = contract.source();
-    let schema = batch.schema();
-    let text_column = |i: usize| cast(batch.column(i), &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e));
-    let mut data_names = Vec::new();
-    let mut data = Vec::new();
-    for (i, field) in schema.fields().iter().enumerate() {
-        if !raw::is_lineage(field.name()) {
-            data_names.push(field.name().clone());
-            data.push(text_column(i)?);
-        }
-    }
-    let index = |name: &str| schema.index_of(name).map_err(|e| JobError::arrow("raw lineage", e));
-    let uris = text_column(index(raw::SOURCE_URI)?)?;
-    let batch_ids = text_column(index(raw::BATCH_ID)?)?;
-    let rows =
-        cast(batch.column(index(raw::SOURCE_ROW)?), &DataType::Int64).map_err(|e| JobError::arrow("raw rows", e))?;
-    let ingested = batch.column(index(raw::INGESTED_AT)?).clone();
-    let (uris, batch_ids) = (uris.as_string::<i32>(), batch_ids.as_string::<i32>());
-    let rows = rows.as_primitive::<Int64Type>();
-    let ingested = ingested.as_primitive::<TimestampMicrosecondType>();
-    let data: Vec<_> = data.iter().map(|a| a.as_string::<i32>()).collect();
+/// What typing raw rows gives: the rows kept with their lineage, the rows refused, and the values
+/// kept as null.
+#[derive(Default)]
+struct Outcomes {
+    valid: Vec<(CleanRow, Lineage)>,
+    quarantine: Vec<QuarantinedRow>,
+    warnings: Vec<Warning>,
+}
 
-    // Only the columns this batch's rows actually have values in count for the layout: the raw
-    // table holds the union of every file's columns.
-    let layout = contract.layout(&data_names);
-    let mut values: Vec<Option<&str>> = vec![None; data.len()];
-    for r in 0..batch.num_rows() {
-        report.rows_read += 1;
-        for (v, column) in values.iter_mut().zip(&data) {
-            *v = (!column.is_null(r)).then(|| column.value(r));
-        }
-        if suppressions.row_matches(values.iter().copied()) {
-            report.suppressed += 1;
-            continue;
-        }
-        let lineage = Lineage {
-            source_uri: uris.value(r).to_string(),
-            source_row: rows.value(r),
-            batch_id: batch_ids.value(r).to_string(),
-            ingested_at: ingested.value(r),
-        };
-        let outcome = match &layout {
-            Ok(layout) => contract.apply(layout, &values, warnings),
+/// What a raw row is typed and checked by.
+struct RowChecks<'a, 's> {
+    contract: &'a Contract<'s>,
+    rules: &'a [RowRule],
+    suppressions: &'a crate::privacy::Suppressions,
+}
+
+impl RowChecks<'_, '_> {
+    /// The row typed by the contract and checked by the rules over several columns.
+    fn type_row(
+        &self,
+        layout: &std::result::Result<RawLayout, String>,
+        values: &[Option<&str>],
+        warnings: &mut Vec<Warning>,
+    ) -> std::result::Result<CleanRow, contract::Rejection> {
+        let contract = self.contract;
+        match layout {
+            Ok(layout) => contract.apply(layout, values, warnings),
             Err(reason) => {
                 Err(contract::Rejection { field: String::new(), rule: "missing_column", reason: reason.clone() })
             }
         }
-        .and_then(|row| rules.iter().try_for_each(|rule| rule.check(contract, &row)).map(|()| row));
-        match outcome {
-            Ok(row) => valid.push((row, lineage)),
+        .and_then(|row| self.rules.iter().try_for_each(|rule| rule.check(contract, &row)).map(|()| row))
+    }
+}
+
+/// A raw batch's columns: its data columns as strings with their names, and its lineage.
+struct RawColumns {
+    names: Vec<String>,
+    data: Vec<StringArray>,
+    uris: StringArray,
+    batch_ids: StringArray,
+    rows: Int64Array,
+    ingested: TimestampMicrosecondArray,
+}
+
+impl RawColumns {
+    fn read(batch: &RecordBatch) -> Result<Self> {
+        let mut names = Vec::new();
+        let mut data = Vec::new();
+        for (field, values) in batch.schema().fields().iter().zip(batch.columns()) {
+            if !raw::is_lineage(field.name()) {
+                names.push(field.name().clone());
+                let values = cast(values, &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e))?;
+                data.push(values.as_string::<i32>().clone());
+            }
+        }
+        Ok(RawColumns {
+            names,
+            data,
+            uris: column_as(batch, raw::SOURCE_URI, &DataType::Utf8)?.as_string::<i32>().clone(),
+            batch_ids: column_as(batch, raw::BATCH_ID, &DataType::Utf8)?.as_string::<i32>().clone(),
+            rows: column_as(batch, raw::SOURCE_ROW, &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+            ingested: column(batch, raw::INGESTED_AT)?.as_primitive::<TimestampMicrosecondType>().clone(),
+        })
+    }
+
+    /// Row `r`'s data values, into `values` (one per data column).
+    fn values_of<'a>(&'a self, r: usize, values: &mut [Option<&'a str>]) {
+        for (v, column) in values.iter_mut().zip(&self.data) {
+            *v = (!column.is_null(r)).then(|| column.value(r));
+        }
+    }
+
+    fn lineage(&self, r: usize) -> Lineage {
+        Lineage {
+            source_uri: self.uris.value(r).to_string(),
+            source_row: self.rows.value(r),
+            batch_id: self.batch_ids.value(r).to_string(),
+            ingested_at: self.ingested.value(r),
+        }
+    }
+}
+
+/// Type and check the rows of one raw batch, counting them on the report; rows of erased
+/// persons are dropped.
+fn apply_contract(
+    checks: &RowChecks<'_, '_>,
+    batch: &RecordBatch,
+    outcomes: &mut Outcomes,
+    report: &mut CleanReport,
+) -> Result<()> {
+    let columns = RawColumns::read(batch)?;
+    // Only the columns this batch's rows actually have values in count for the layout: the raw
+    // table holds the union of every file's columns.
+    let layout = checks.contract.layout(&columns.names);
+    let mut values: Vec<Option<&str>> = vec![None; columns.data.len()];
+    for r in 0..batch.num_rows() {
+        report.rows_read += 1;
+        columns.values_of(r, &mut values);
+        if checks.suppressions.row_matches(values.iter().copied()) {
+            report.suppressed += 1;
+            continue;
+        }
+        let lineage = columns.lineage(r);
+        match checks.type_row(&layout, &values, &mut outcomes.warnings) {
+            Ok(row) => outcomes.valid.push((row, lineage)),
             Err(rejection) => {
-                let raw_values: serde_json::Map<String, serde_json::Value> = data_names
-                    .iter()
-                    .zip(&values)
-                    .filter_map(|(n, v)| v.map(|v| (n.clone(), serde_json::Value::String(v.to_string()))))
-                    .collect();
                 *report.quarantined_by_reason.entry(format!("{}: {}", rejection.field, rejection.rule)).or_default() +=
                     1;
-                quarantine.push(QuarantinedRow {
-                    source: source.name.clone(),
-                    stage: "clean",
-                    kind: Kind::Rejected,
-                    batch_id: lineage.batch_id,
-                    source_uri: lineage.source_uri.clone(),
-                    source_row: lineage.source_row,
-                    field: rejection.field.clone(),
-                    rule: rejection.rule.into(),
-                    reason: format!(
-                        "{} row {}, field {}: {}",
-                        lineage.source_uri, lineage.source_row, rejection.field, rejection.reason
-                    ),
-                    raw_values: serde_json::Value::Object(raw_values).to_string(),
-                });
+                let source = checks.contract.source();
+                outcomes.quarantine.push(rejected_row(source, &columns.names, &values, lineage, rejection));
             }
         }
     }
     Ok(())
+}
+
+/// The quarantine row of a raw row the contract or a rule refused, with its values by column.
+fn rejected_row(
+    source: &Source,
+    names: &[String],
+    values: &[Option<&str>],
+    lineage: Lineage,
+    rejection: contract::Rejection,
+) -> QuarantinedRow {
+    let raw_values: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(values)
+        .filter_map(|(n, v)| v.map(|v| (n.clone(), serde_json::Value::String(v.to_string()))))
+        .collect();
+    QuarantinedRow {
+        source: source.name.clone(),
+        stage: "clean",
+        kind: Kind::Rejected,
+        batch_id: lineage.batch_id,
+        source_uri: lineage.source_uri.clone(),
+        source_row: lineage.source_row,
+        field: rejection.field.clone(),
+        rule: rejection.rule.into(),
+        reason: format!(
+            "{} row {}, field {}: {}",
+            lineage.source_uri, lineage.source_row, rejection.field, rejection.reason
+        ),
+        raw_values: serde_json::Value::Object(raw_values).to_string(),
+    }
 }
 
 /// Upsert the kept rows by key (latest `order_by` wins), apply deletes, and record the batches

@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::datatypes::{DataType, Field};
+use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::{EngineError, applied_version};
+use cdplake_engine::{EngineError, FetchedObject, TableId, applied_version};
 use cdplake_zones::Source;
 use cdplake_zones::contract::Contract;
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
 use cdplake_zones::raw::{self, Delivery, raw_table_spec};
-use cdplake_zones::reader::{format_of, read_records};
+use cdplake_zones::reader::{RawRecords, UnreadableRow, format_of, read_records};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -96,50 +97,82 @@ pub async fn ingest_object(
     let lake = workspace.lake();
     lake.ensure_writable()?;
     let object = lake.fetch_object(location).await?;
-    let etag = object.etag.clone().unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&object.bytes))));
+    let etag = etag_of(&object);
     let app = app_ids::ingested_object(&object.uri, &etag);
-    let mut report = IngestReport {
-        source: source.name.clone(),
-        uri: object.uri.clone(),
-        etag: etag.clone(),
-        status: IngestStatus::AlreadyIngested,
-        batch_id: None,
-        rows_in: 0,
-        rows_written: 0,
-        rows_rejected: 0,
-        rows_suppressed: 0,
-        unknown_columns: Vec::new(),
-        raw_version: None,
+    let mut report = IngestReport::already_ingested(source, &object.uri, &etag);
+    let (raw_id, table) = ensure_raw_table(workspace, source).await?;
+    if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
+        return Ok(report);
+    }
+    let Some(records) = read_object(workspace, source, &object, &mut report).await? else {
+        return Ok(report);
     };
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let delivery = Delivery { uri: object.uri.clone(), etag, batch_id, ingested_at: now };
+    add_new_columns(workspace, &raw_id, &records.columns).await?;
+    let arrival = Arrival { raw_id, app, delivery };
+    if !records.unreadable.is_empty() {
+        report.rows_rejected = quarantine_unreadable(workspace, source, &arrival, &records.unreadable).await?;
+    }
+    append_raw(workspace, &arrival, &records, &mut report).await?;
+    check_reconciled(&report)?;
+    Ok(report)
+}
 
+impl IngestReport {
+    /// The report of an object found ingested before: nothing read, nothing written.
+    fn already_ingested(source: &Source, uri: &str, etag: &str) -> Self {
+        IngestReport {
+            source: source.name.clone(),
+            uri: uri.to_string(),
+            etag: etag.to_string(),
+            status: IngestStatus::AlreadyIngested,
+            batch_id: None,
+            rows_in: 0,
+            rows_written: 0,
+            rows_rejected: 0,
+            rows_suppressed: 0,
+            unknown_columns: Vec::new(),
+            raw_version: None,
+        }
+    }
+}
+
+/// The object's identity beside its URI: the store's ETag, or the SHA-256 of its content where
+/// the store has none (local files).
+fn etag_of(object: &FetchedObject) -> String {
+    object.etag.clone().unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&object.bytes))))
+}
+
+/// `raw.<source>` with its catalog entry (PII columns, retention), created if missing.
+async fn ensure_raw_table(workspace: &Workspace, source: &Source) -> Result<(TableId, DeltaTable)> {
     let spec = raw_table_spec(source);
-    let raw_id = spec.id.clone();
     let mut meta = TableMeta::default().with_pii_columns(raw_pii_columns(source, &spec));
     if let Some(days) = workspace.config.retention.raw_days {
         meta = meta.with_retention_days(days as i32);
     }
     let (table, _) = workspace.catalog.ensure_table(&spec, &meta).await?;
-    if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
-        return Ok(report);
-    }
+    Ok((spec.id, table))
+}
 
+/// The object's records, counted on the report, without the rows of erased persons; None (the
+/// report says empty) when no data row is left. A file without a required column is rejected
+/// whole, before anything is written.
+async fn read_object(
+    workspace: &Workspace,
+    source: &Source,
+    object: &FetchedObject,
+    report: &mut IngestReport,
+) -> Result<Option<RawRecords>> {
     let format = format_of(&object.uri, source.format);
     let mut records =
         read_records(&object.uri, &object.bytes, format).map_err(|e| JobError::Rejected(e.to_string()))?;
     report.rows_in = records.rows_in();
-    // Erased persons stay erased: their rows are dropped before anything is written.
-    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
-    if !suppressions.is_empty() {
-        let before = records.rows.len() + records.unreadable.len();
-        records.rows.retain(|(_, values)| !suppressions.row_matches(values.iter().map(|v| v.as_deref())));
-        records.unreadable.retain(|u| !suppressions.matches(&u.text));
-        report.rows_suppressed = (before - records.rows.len() - records.unreadable.len()) as u64;
-    }
+    report.rows_suppressed = drop_suppressed(workspace, &mut records).await?;
     if records.columns.is_empty() || records.rows_in() == 0 {
         report.status = IngestStatus::Empty;
-        return Ok(report);
+        return Ok(None);
     }
-    // A file without a required column is rejected whole, before anything is written.
     Contract::new(source, None)
         .layout(&records.columns)
         .map_err(|reason| JobError::Rejected(format!("{}: {reason}", object.uri)))?;
@@ -147,61 +180,103 @@ pub async fn ingest_object(
     for column in &report.unknown_columns {
         tracing::warn!(source = %source.name, uri = %object.uri, column, "unknown column: kept in raw, ignored by clean");
     }
+    Ok(Some(records))
+}
 
-    let batch_id = uuid::Uuid::new_v4().to_string();
-    let delivery = Delivery { uri: object.uri.clone(), etag, batch_id: batch_id.clone(), ingested_at: now };
-    add_new_columns(workspace, &raw_id, &records.columns).await?;
-
-    // Unreadable rows go to the quarantine first, under the same identity, so a crash between
-    // the two commits neither loses them nor writes them twice.
-    if !records.unreadable.is_empty() {
-        let rows: Vec<QuarantinedRow> = records
-            .unreadable
-            .iter()
-            .map(|u| QuarantinedRow {
-                source: source.name.clone(),
-                stage: "ingest",
-                kind: Kind::Rejected,
-                batch_id: batch_id.clone(),
-                source_uri: object.uri.clone(),
-                source_row: u.row as i64,
-                field: String::new(),
-                rule: "unreadable".into(),
-                reason: format!("row {} {}", u.row, u.reason),
-                raw_values: u.text.clone(),
-            })
-            .collect();
-        let (quarantine, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
-        if applied_version(&quarantine, "clean._quarantine", &app).await?.is_none() {
-            let batch = quarantine_batch(&rows, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
-            lake.append_with(&QUARANTINE.id(), vec![batch], once(&app)).await?;
-        }
-        report.rows_rejected = rows.len() as u64;
+/// Erased persons stay erased: drop the rows carrying an identifier of the suppression list
+/// before anything is written. Returns how many rows were dropped.
+async fn drop_suppressed(workspace: &Workspace, records: &mut RawRecords) -> Result<u64> {
+    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
+    if suppressions.is_empty() {
+        return Ok(0);
     }
+    let before = records.rows.len() + records.unreadable.len();
+    records.rows.retain(|(_, values)| !suppressions.row_matches(values.iter().map(|v| v.as_deref())));
+    records.unreadable.retain(|u| !suppressions.matches(&u.text));
+    Ok((before - records.rows.len() - records.unreadable.len()) as u64)
+}
 
+/// An object on its way into `raw.<source>`: the table, the application id its commits record,
+/// and the lineage its rows carry.
+struct Arrival {
+    raw_id: TableId,
+    app: String,
+    delivery: Delivery,
+}
+
+/// Unreadable rows go to the quarantine first, under the same identity, so a crash between the
+/// two commits neither loses them nor writes them twice. Returns how many rows were rejected.
+async fn quarantine_unreadable(
+    workspace: &Workspace,
+    source: &Source,
+    arrival: &Arrival,
+    unreadable: &[UnreadableRow],
+) -> Result<u64> {
+    let rows: Vec<QuarantinedRow> = unreadable.iter().map(|u| unreadable_row(source, &arrival.delivery, u)).collect();
+    let (quarantine, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+    if applied_version(&quarantine, "clean._quarantine", &arrival.app).await?.is_none() {
+        let batch =
+            quarantine_batch(&rows, arrival.delivery.ingested_at).map_err(|e| JobError::arrow("quarantine rows", e))?;
+        workspace.lake().append_with(&QUARANTINE.id(), vec![batch], once(&arrival.app)).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// The quarantine row of a row the reader could not read.
+fn unreadable_row(source: &Source, delivery: &Delivery, u: &UnreadableRow) -> QuarantinedRow {
+    QuarantinedRow {
+        source: source.name.clone(),
+        stage: "ingest",
+        kind: Kind::Rejected,
+        batch_id: delivery.batch_id.clone(),
+        source_uri: delivery.uri.clone(),
+        source_row: u.row as i64,
+        field: String::new(),
+        rule: "unreadable".into(),
+        reason: format!("row {} {}", u.row, u.reason),
+        raw_values: u.text.clone(),
+    }
+}
+
+/// Append the readable rows to `raw.<source>`, recording the object as ingested in the same
+/// commit; the report says ingested when this run's commit wrote them.
+async fn append_raw(
+    workspace: &Workspace,
+    arrival: &Arrival,
+    records: &RawRecords,
+    report: &mut IngestReport,
+) -> Result<()> {
+    let lake = workspace.lake();
+    let Arrival { raw_id, app, delivery } = arrival;
     let batches =
-        raw::raw_batches(&records, &delivery).map_err(|e| JobError::arrow(format!("{}: raw rows", object.uri), e))?;
+        raw::raw_batches(records, delivery).map_err(|e| JobError::arrow(format!("{}: raw rows", delivery.uri), e))?;
     // Check and append on one snapshot: a replay committed since makes this commit conflict.
-    let table = lake.table(&raw_id).await?;
-    if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
-        return Ok(report);
+    let table = lake.table(raw_id).await?;
+    if applied_version(&table, &raw_id.to_string(), app).await?.is_some() {
+        return Ok(());
     }
-    match lake.append_to(table, &raw_id, batches, once(&app)).await {
+    match lake.append_to(table, raw_id, batches, once(app)).await {
         Ok(table) => {
             report.status = IngestStatus::Ingested;
-            report.batch_id = Some(batch_id);
+            report.batch_id = Some(delivery.batch_id.clone());
             report.rows_written = records.rows.len() as u64;
             report.raw_version = table.version();
+            Ok(())
         }
         // A concurrent replay of the same object committed first.
         Err(e) if e.is_commit_conflict() => {
-            let table = lake.table(&raw_id).await?;
-            if applied_version(&table, &raw_id.to_string(), &app).await?.is_none() {
+            let table = lake.table(raw_id).await?;
+            if applied_version(&table, &raw_id.to_string(), app).await?.is_none() {
                 return Err(e.into());
             }
+            Ok(())
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// An ingested object's rows add up: rows in = written + rejected + suppressed.
+fn check_reconciled(report: &IngestReport) -> Result<()> {
     if report.status == IngestStatus::Ingested
         && report.rows_in != report.rows_written + report.rows_rejected + report.rows_suppressed
     {
@@ -210,7 +285,7 @@ pub async fn ingest_object(
             report.uri, report.rows_in, report.rows_written, report.rows_rejected, report.rows_suppressed
         )));
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Commit properties recording `app_id` as done, in the data's commit.
@@ -234,7 +309,7 @@ fn unknown_columns(source: &Source, columns: &[String]) -> Vec<String> {
 }
 
 /// Add the file's columns the raw table does not have yet (all strings).
-async fn add_new_columns(workspace: &Workspace, raw_id: &cdplake_engine::TableId, columns: &[String]) -> Result<()> {
+async fn add_new_columns(workspace: &Workspace, raw_id: &TableId, columns: &[String]) -> Result<()> {
     let table = workspace.lake().table(raw_id).await?;
     let schema = cdplake_engine::lake::table_arrow_schema(&table, raw_id)?;
     let new: Vec<Field> = columns

@@ -34,14 +34,15 @@ use cdplake_engine::arrow::array::{
 };
 use cdplake_engine::arrow::compute::{cast, filter_record_batch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use cdplake_engine::scan::ScanReport;
 use cdplake_engine::sql::quote_literal;
 use cdplake_engine::{MaintainOptions, TableId, TableSpec, timestamp_type};
 use cdplake_zones::{Normalize, normalize};
 use chrono::{DateTime, Utc};
 
 use cdplake_core::error::{JobError, Result};
-use cdplake_ingest::privacy::{self, candidates, tokens};
 use cdplake_core::workspace::Workspace;
+use cdplake_ingest::privacy::{self, candidates, tokens};
 use cdplake_zones::tables::{ERASURES, ID_MAPPING};
 
 fn erasures_spec() -> TableSpec {
@@ -125,6 +126,7 @@ pub async fn erase(
     let lake = workspace.lake();
     lake.ensure_writable()?;
     let pii_key = normalize::pii_key_from_env();
+    let pii_key = pii_key.as_deref();
     let key = privacy::suppression_key(workspace, true)
         .await?
         .ok_or_else(|| JobError::Invalid("no suppression key could be made".into()))?;
@@ -136,11 +138,10 @@ pub async fn erase(
     };
 
     // 1. Find.
-    let mut person = find_person(workspace, id_type, value, pii_key.as_deref(), &mut report).await?;
+    let mut person = find_person(workspace, id_type, value, pii_key, &mut report).await?;
     let entries = workspace.catalog.list().await?;
-    let raw: Vec<&TableEntry> = entries.iter().filter(|e| e.zone == "raw").collect();
-    for entry in &raw {
-        collect_raw_forms(workspace, entry, &mut person, pii_key.as_deref()).await?;
+    for entry in entries.iter().filter(|e| e.zone == "raw") {
+        collect_raw_forms(workspace, entry, &mut person, pii_key).await?;
     }
     report.forms = person.forms.len() as u64;
 
@@ -150,6 +151,35 @@ pub async fn erase(
     privacy::suppress(workspace, &forms, &erasure_id, now).await?;
 
     // 3. Delete, zone by zone (clean rows name the user_events keys).
+    let mut touched = delete_everywhere(workspace, &entries, &mut person, pii_key, &mut report).await?;
+
+    // 4. Purge the history of every table that was touched or still holds a form in an old
+    //    file or log entry (an erasure stopped half-way and run again), then the objects
+    //    outside the tables.
+    let needles = needles_of(&person);
+    let scan = lake.scan_for(&needles).await?;
+    add_tables_holding_forms(&entries, &scan, &mut touched)?;
+    purge_tables(workspace, &touched, &mut report).await?;
+    report.objects_deleted = delete_objects_outside(workspace, &entries, &scan, now).await?;
+
+    // 5. Prove.
+    let scan = lake.scan_for(&needles).await?;
+    report.objects_scanned = scan.objects;
+    report.matches_after = scan.matches.iter().map(|m| m.path.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    record(workspace, &report, reason, now).await?;
+    Ok(report)
+}
+
+/// Delete the person's rows from every table but cdplake's own, raw first, then clean (whose
+/// rows name the user_events keys), then curated, then the rest; the rows deleted per table go
+/// to the report. Returns the tables rows were deleted from.
+async fn delete_everywhere(
+    workspace: &Workspace,
+    entries: &[TableEntry],
+    person: &mut Person,
+    pii_key: Option<&[u8]>,
+    report: &mut EraseReport,
+) -> Result<Vec<TableId>> {
     let order = |e: &TableEntry| match e.zone.as_str() {
         "raw" => 0,
         "clean" => 1,
@@ -161,23 +191,28 @@ pub async fn erase(
     let mut touched = Vec::new();
     for entry in ordered {
         let id = TableId::new(&entry.zone, &entry.table_name)?;
-        if !lake.table_exists(&id).await? {
+        if !workspace.lake().table_exists(&id).await? {
             continue;
         }
-        let deleted = erase_from_table(workspace, &id, &mut person, pii_key.as_deref()).await?;
+        let deleted = erase_from_table(workspace, &id, person, pii_key).await?;
         if deleted > 0 {
             report.rows_deleted.insert(id.to_string(), deleted);
             touched.push(id);
         }
     }
+    Ok(touched)
+}
 
-    // 4. Purge the history of every table that was touched or still holds a form in an old
-    //    file or log entry (an erasure stopped half-way and run again), then the objects
-    //    outside the tables.
+/// The strings the lake is scanned for: the person's forms of four characters or more, sorted.
+fn needles_of(person: &Person) -> Vec<String> {
     let mut needles: Vec<String> = person.forms.iter().filter(|f| f.len() >= 4).cloned().collect();
     needles.sort();
-    let scan = lake.scan_for(&needles).await?;
-    for entry in &entries {
+    needles
+}
+
+/// Add to `touched` every table (but cdplake's own) with an object among the scan's matches.
+fn add_tables_holding_forms(entries: &[TableEntry], scan: &ScanReport, touched: &mut Vec<TableId>) -> Result<()> {
+    for entry in entries {
         let dir = format!("{}/", entry.location);
         let id = TableId::new(&entry.zone, &entry.table_name)?;
         if scan.matches.iter().any(|m| m.path.starts_with(dir.as_str()))
@@ -187,11 +222,27 @@ pub async fn erase(
             touched.push(id);
         }
     }
-    for id in &touched {
+    Ok(())
+}
+
+/// Purge the history of each table, recording the version it is at after on the report.
+async fn purge_tables(workspace: &Workspace, tables: &[TableId], report: &mut EraseReport) -> Result<()> {
+    for id in tables {
         purge_history(workspace, id).await?;
-        let version = lake.table(id).await?.version().unwrap_or(0);
+        let version = workspace.lake().table(id).await?.version().unwrap_or(0);
         report.versions.insert(id.to_string(), version as u64);
     }
+    Ok(())
+}
+
+/// Delete the matched objects outside every table and the catalog (landing files, query
+/// results), ingesting a landing file first if it was not yet. Returns how many were deleted.
+async fn delete_objects_outside(
+    workspace: &Workspace,
+    entries: &[TableEntry],
+    scan: &ScanReport,
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let table_dirs: Vec<String> = entries.iter().map(|e| format!("{}/", e.location)).collect();
     let mut outside: BTreeSet<String> = BTreeSet::new();
     for m in &scan.matches {
@@ -202,15 +253,8 @@ pub async fn erase(
     for path in &outside {
         ingest_if_landing(workspace, path, now).await?;
     }
-    lake.delete_objects(&outside.iter().cloned().collect::<Vec<_>>()).await?;
-    report.objects_deleted = outside.len() as u64;
-
-    // 5. Prove.
-    let scan = lake.scan_for(&needles).await?;
-    report.objects_scanned = scan.objects;
-    report.matches_after = scan.matches.iter().map(|m| m.path.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    record(workspace, &report, reason, now).await?;
-    Ok(report)
+    workspace.lake().delete_objects(&outside.iter().cloned().collect::<Vec<_>>()).await?;
+    Ok(outside.len() as u64)
 }
 
 /// Tables cdplake keeps about its own runs (the audit trail, the catalog): never erased from.
@@ -403,93 +447,27 @@ async fn erase_from_table(
     if let Some(column) = bitmap_column {
         return erase_from_bitmaps(workspace, id, table, batches, column, person).await;
     }
-    let mut deleted = 0u64;
-    let mut kept = Vec::new();
-    let mut lineage_keys: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut event_keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    // Rows of the person without a lineage key: the table is rewritten instead.
-    let mut unkeyed = 0u64;
-    let has = |c: &str| schema.field_with_name(c).is_ok();
-    let lineage_columns = if has("_batch_id") && has("_source_row") {
-        Some("_batch_id")
-    } else if has("batch_id") && has("_source_row") {
-        Some("batch_id")
-    } else {
-        None
-    };
+    let lineage_column = lineage_column(&schema);
+    let mut found = FoundRows::default();
     for batch in &batches {
-        let mine = person_rows(batch, person, pii_key);
-        let n = mine.iter().filter(|m| **m).count() as u64;
-        deleted += n;
-        if n > 0 {
-            if id.zone() == "clean"
-                && let Some(keys) = column_text(batch, "_row_key")
-            {
-                for (r, m) in mine.iter().enumerate() {
-                    if *m && !keys.is_null(r) {
-                        person.event_keys.insert(format!("{}:{}", id.name(), keys.value(r)));
-                    }
-                }
-            }
-            if let (Some(b), Some(rows)) =
-                (lineage_columns.and_then(|c| column_text(batch, c)), column_text(batch, "_source_row"))
-            {
-                for (r, m) in mine.iter().enumerate() {
-                    match (*m, b.is_null(r) || rows.is_null(r), rows.value(r).parse::<i64>()) {
-                        (true, false, Ok(row)) => {
-                            lineage_keys.entry(b.value(r).to_string()).or_default().insert(row);
-                        }
-                        (true, _, _) => unkeyed += 1,
-                        _ => {}
-                    }
-                }
-            }
-            if let (Some(s), Some(k)) = (column_text(batch, "source"), column_text(batch, "event_key")) {
-                for (r, m) in mine.iter().enumerate() {
-                    if *m && !s.is_null(r) && !k.is_null(r) {
-                        event_keys.entry(s.value(r).to_string()).or_default().insert(k.value(r).to_string());
-                    }
-                }
-            }
-        }
-        let keep = BooleanArray::from(mine.iter().map(|m| !m).collect::<Vec<_>>());
-        kept.push(filter_record_batch(batch, &keep).map_err(|e| JobError::arrow(format!("erase: {id}"), e))?);
+        found.add_batch(id, batch, lineage_column, person, pii_key)?;
     }
-    if deleted == 0 {
+    if found.deleted == 0 {
         return Ok(0);
     }
-    let append_only = table
-        .snapshot()
-        .map(|s| s.metadata().configuration().get("delta.appendOnly").is_some_and(|v| v == "true"))
-        .unwrap_or(false);
+    let append_only = is_append_only(&table);
     if append_only {
         set_property(workspace, id, "delta.appendOnly", "false").await?;
     }
-    // Big tables are deleted from by internal keys; small ones are rewritten without the rows.
-    let predicate = if unkeyed > 0 {
-        None
-    } else if let Some(column) = lineage_columns.filter(|_| !lineage_keys.is_empty()) {
-        Some(or_groups(
-            column,
-            "_source_row",
-            lineage_keys.iter().map(|(b, rows)| (b.clone(), rows.iter().map(|r| r.to_string()).collect())),
-        ))
-    } else if !event_keys.is_empty() && has("event_key") {
-        Some(or_groups(
-            "source",
-            "event_key",
-            event_keys.iter().map(|(s, keys)| (s.clone(), keys.iter().map(|k| quote_literal(k)).collect())),
-        ))
-    } else {
-        None
-    };
-    let result = match predicate {
-        Some(predicate) if id.zone() == "raw" || id.zone() == "clean" || has("event_key") => {
+    let has_event_key = schema.field_with_name("event_key").is_ok();
+    let deleted = found.deleted;
+    let result = match found.delete_predicate(lineage_column, has_event_key) {
+        Some(predicate) if id.zone() == "raw" || id.zone() == "clean" || has_event_key => {
             lake.delete(id, &predicate).await.map(|_| ())
         }
         _ => {
             let table = lake.table(id).await?;
-            lake.overwrite_table(table, id, kept).await.map(|_| ())
+            lake.overwrite_table(table, id, found.kept).await.map(|_| ())
         }
     };
     if append_only {
@@ -497,6 +475,134 @@ async fn erase_from_table(
     }
     result?;
     Ok(deleted)
+}
+
+/// The column naming a row's raw batch beside `_source_row` (`_batch_id`, or `batch_id`), if
+/// the table has both.
+fn lineage_column(schema: &Schema) -> Option<&'static str> {
+    let has = |c: &str| schema.field_with_name(c).is_ok();
+    if has("_batch_id") && has("_source_row") {
+        Some("_batch_id")
+    } else if has("batch_id") && has("_source_row") {
+        Some("batch_id")
+    } else {
+        None
+    }
+}
+
+/// Whether the table refuses anything but appends (`delta.appendOnly`, as raw tables are).
+fn is_append_only(table: &cdplake_engine::deltalake::DeltaTable) -> bool {
+    table
+        .snapshot()
+        .map(|s| s.metadata().configuration().get("delta.appendOnly").is_some_and(|v| v == "true"))
+        .unwrap_or(false)
+}
+
+/// The person's rows of one table, found batch by batch, and the internal keys naming them.
+#[derive(Default)]
+struct FoundRows {
+    deleted: u64,
+    /// The batches without the person's rows.
+    kept: Vec<RecordBatch>,
+    /// Raw batch id → the source rows of the person's rows from it.
+    lineage_keys: BTreeMap<String, BTreeSet<i64>>,
+    /// Source → event keys of the person's rows.
+    event_keys: BTreeMap<String, BTreeSet<String>>,
+    /// Rows of the person without a lineage key: the table is rewritten instead.
+    unkeyed: u64,
+}
+
+impl FoundRows {
+    /// Find the person's rows of `batch` and note their keys; a clean table's `_row_key`s go to
+    /// the person's event keys, for the tables downstream.
+    fn add_batch(
+        &mut self,
+        id: &TableId,
+        batch: &RecordBatch,
+        lineage_column: Option<&str>,
+        person: &mut Person,
+        pii_key: Option<&[u8]>,
+    ) -> Result<()> {
+        let mine = person_rows(batch, person, pii_key);
+        let n = mine.iter().filter(|m| **m).count() as u64;
+        self.deleted += n;
+        if n > 0 {
+            if id.zone() == "clean" {
+                note_clean_row_keys(id, batch, &mine, person);
+            }
+            self.note_lineage(batch, &mine, lineage_column);
+            self.note_event_keys(batch, &mine);
+        }
+        let keep = BooleanArray::from(mine.iter().map(|m| !m).collect::<Vec<_>>());
+        self.kept.push(filter_record_batch(batch, &keep).map_err(|e| JobError::arrow(format!("erase: {id}"), e))?);
+        Ok(())
+    }
+
+    /// The raw lineage (batch id, source row) of the rows `mine` marks; rows without one count
+    /// as unkeyed.
+    fn note_lineage(&mut self, batch: &RecordBatch, mine: &[bool], lineage_column: Option<&str>) {
+        let (Some(b), Some(rows)) =
+            (lineage_column.and_then(|c| column_text(batch, c)), column_text(batch, "_source_row"))
+        else {
+            return;
+        };
+        for (r, m) in mine.iter().enumerate() {
+            match (*m, b.is_null(r) || rows.is_null(r), rows.value(r).parse::<i64>()) {
+                (true, false, Ok(row)) => {
+                    self.lineage_keys.entry(b.value(r).to_string()).or_default().insert(row);
+                }
+                (true, _, _) => self.unkeyed += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// The (source, event key) of the rows `mine` marks.
+    fn note_event_keys(&mut self, batch: &RecordBatch, mine: &[bool]) {
+        let (Some(s), Some(k)) = (column_text(batch, "source"), column_text(batch, "event_key")) else {
+            return;
+        };
+        for (r, m) in mine.iter().enumerate() {
+            if *m && !s.is_null(r) && !k.is_null(r) {
+                self.event_keys.entry(s.value(r).to_string()).or_default().insert(k.value(r).to_string());
+            }
+        }
+    }
+
+    /// Big tables are deleted from by internal keys (lineage, else event keys); None when a row
+    /// has no key, or none was found: the table is rewritten without the rows instead.
+    fn delete_predicate(&self, lineage_column: Option<&str>, has_event_key: bool) -> Option<String> {
+        if self.unkeyed > 0 {
+            None
+        } else if let Some(column) = lineage_column.filter(|_| !self.lineage_keys.is_empty()) {
+            Some(or_groups(
+                column,
+                "_source_row",
+                self.lineage_keys.iter().map(|(b, rows)| (b.clone(), rows.iter().map(|r| r.to_string()).collect())),
+            ))
+        } else if !self.event_keys.is_empty() && has_event_key {
+            Some(or_groups(
+                "source",
+                "event_key",
+                self.event_keys.iter().map(|(s, keys)| (s.clone(), keys.iter().map(|k| quote_literal(k)).collect())),
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// The `_row_key`s of a clean table's rows `mine` marks, as `source:key`: the event keys of the
+/// person's rows downstream.
+fn note_clean_row_keys(id: &TableId, batch: &RecordBatch, mine: &[bool], person: &mut Person) {
+    let Some(keys) = column_text(batch, "_row_key") else {
+        return;
+    };
+    for (r, m) in mine.iter().enumerate() {
+        if *m && !keys.is_null(r) {
+            person.event_keys.insert(format!("{}:{}", id.name(), keys.value(r)));
+        }
+    }
 }
 
 /// `(a = 'x' AND b IN (..)) OR ...`.

@@ -17,11 +17,11 @@ use cdplake_engine::parquet::arrow::ArrowWriter;
 use chrono::{DateTime, Utc};
 use roaring::RoaringBitmap;
 
-use cdplake_profiles::audience::expr::Expr;
-use cdplake_core::error::{JobError, Result};
 use cdplake_core::columns::micros;
-use cdplake_profiles::segments::{ALL_PERSONS, segment_bitmaps_spec};
+use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use cdplake_profiles::audience::expr::Expr;
+use cdplake_profiles::segments::{ALL_PERSONS, segment_bitmaps_spec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
@@ -83,12 +83,43 @@ pub async fn bench_bitmaps(
     out: &std::path::Path,
     now: DateTime<Utc>,
 ) -> Result<BitmapBench> {
-    let tags = ["a", "b", "c"];
-    let sets: Vec<RoaringBitmap> =
-        tags.iter().enumerate().map(|(i, _)| segment(members, layout, 7 + i as u64 * 1_000_003)).collect();
-    let everyone: RoaringBitmap = (1..=members.saturating_mul(2)).collect();
-    let bytes: Vec<Vec<u8>> = sets.iter().map(to_bytes).collect();
-    // Time what an audience build does: decode the stored bytes, then evaluate.
+    let segments = Segments::draw(members, layout);
+    let timings = time_expressions(&segments)?;
+    let as_of = store_segments(workspace, &segments, layout, now).await?;
+    write_id_files(out, &segments)?;
+    Ok(BitmapBench {
+        layout: format!("{layout:?}").to_lowercase(),
+        members,
+        serialized_bytes: TAGS.iter().map(|t| t.to_string()).zip(segments.bytes.iter().map(Vec::len)).collect(),
+        timings_ms: timings,
+        as_of: as_of.to_string(),
+    })
+}
+
+/// The benchmark segments' tags, in the order of [`Segments::sets`].
+const TAGS: [&str; 3] = ["a", "b", "c"];
+
+/// The three segments, the population they are drawn from, and their stored bytes.
+struct Segments {
+    sets: Vec<RoaringBitmap>,
+    everyone: RoaringBitmap,
+    bytes: Vec<Vec<u8>>,
+}
+
+impl Segments {
+    fn draw(members: u32, layout: Layout) -> Self {
+        let sets: Vec<RoaringBitmap> =
+            TAGS.iter().enumerate().map(|(i, _)| segment(members, layout, 7 + i as u64 * 1_000_003)).collect();
+        let everyone: RoaringBitmap = (1..=members.saturating_mul(2)).collect();
+        let bytes: Vec<Vec<u8>> = sets.iter().map(to_bytes).collect();
+        Segments { sets, everyone, bytes }
+    }
+}
+
+/// Time what an audience build does for a few expressions: decode the stored bytes, then
+/// evaluate; and evaluate alone. (label, milliseconds, result size) each.
+fn time_expressions(segments: &Segments) -> Result<Vec<(String, f64, u64)>> {
+    let Segments { sets, everyone, bytes } = segments;
     let mut timings = Vec::new();
     for expression in ["a AND b", "a OR b", "a AND NOT b", "(a OR b) AND NOT c"] {
         let expr = Expr::parse(expression).map_err(JobError::Invalid)?;
@@ -98,36 +129,46 @@ pub async fn bench_bitmaps(
             .map(|b| from_bytes(b))
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| JobError::query("bench", e))?;
-        let lookup = |t: &str| tags.iter().position(|x| *x == t).map(|i| &decoded[i]);
-        let result = expr.evaluate(&lookup, &everyone).map_err(JobError::Invalid)?.into_owned();
+        let lookup = |t: &str| TAGS.iter().position(|x| *x == t).map(|i| &decoded[i]);
+        let result = expr.evaluate(&lookup, everyone).map_err(JobError::Invalid)?.into_owned();
         let with_decode = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
-        let lookup = |t: &str| tags.iter().position(|x| *x == t).map(|i| &sets[i]);
-        let again = expr.evaluate(&lookup, &everyone).map_err(JobError::Invalid)?.into_owned();
+        let lookup = |t: &str| TAGS.iter().position(|x| *x == t).map(|i| &sets[i]);
+        let again = expr.evaluate(&lookup, everyone).map_err(JobError::Invalid)?.into_owned();
         let evaluate_only = started.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(result.len(), again.len());
         timings.push((format!("{expression} (decode + evaluate)"), with_decode, result.len()));
         timings.push((format!("{expression} (evaluate)"), evaluate_only, result.len()));
     }
+    Ok(timings)
+}
 
-    // The same segments in the lake, under a date of their own, for `cdplake audience build`.
+/// Store the segments and everyone in the lake under an as-of date of the layout's own, for
+/// `cdplake audience build`; the date.
+async fn store_segments(
+    workspace: &Workspace,
+    segments: &Segments,
+    layout: Layout,
+    now: DateTime<Utc>,
+) -> Result<&'static str> {
     let as_of = match layout {
         Layout::Random => "2099-01-01",
         Layout::Clustered => "2099-01-02",
     };
     let spec = segment_bitmaps_spec();
     workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["segment_tag", "as_of"])).await?;
-    let mut all_tags: Vec<&str> = tags.to_vec();
+    let mut all_tags: Vec<&str> = TAGS.to_vec();
     all_tags.push(ALL_PERSONS);
-    let mut all_bytes = bytes.clone();
-    all_bytes.push(to_bytes(&everyone));
+    let mut all_bytes = segments.bytes.clone();
+    all_bytes.push(to_bytes(&segments.everyone));
     let n = all_tags.len();
+    let cardinalities = segments.sets.iter().chain([&segments.everyone]).map(|s| s.len() as i64);
     let batch = RecordBatch::try_new(
         spec.normalized_schema()?,
         vec![
             Arc::new(StringArray::from(all_tags.clone())),
             Arc::new(BinaryArray::from_iter_values(all_bytes.iter())),
-            Arc::new(Int64Array::from_iter_values(sets.iter().chain([&everyone]).map(|s| s.len() as i64))),
+            Arc::new(Int64Array::from_iter_values(cardinalities)),
             Arc::new(StringArray::from(vec![format!("synthetic {layout:?} benchmark segment"); n])),
             Arc::new(StringArray::from(vec![as_of; n])),
             micros(std::iter::repeat_n(now.timestamp_micros(), n)),
@@ -135,29 +176,31 @@ pub async fn bench_bitmaps(
     )
     .map_err(|e| JobError::arrow("bench segments", e))?;
     workspace.lake().overwrite_partition(&spec.id, &format!("as_of = '{as_of}'"), vec![batch]).await?;
+    Ok(as_of)
+}
 
-    // The ids as Parquet, one file per segment, for DuckDB.
+/// The segments' ids as Parquet under `out`, one `<tag>.parquet` per segment, for DuckDB.
+fn write_id_files(out: &std::path::Path, segments: &Segments) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| JobError::Invalid(format!("creating {}: {e}", out.display())))?;
-    for (tag, set) in tags.iter().zip(&sets) {
-        let schema = Arc::new(Schema::new(vec![Field::new("user_int_id", DataType::UInt32, false)]));
-        let path = out.join(format!("{tag}.parquet"));
-        let file = std::fs::File::create(&path).map_err(|e| JobError::Invalid(format!("{}: {e}", path.display())))?;
-        let parquet =
-            |e: cdplake_engine::parquet::errors::ParquetError| JobError::Invalid(format!("{}: {e}", path.display()));
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(parquet)?;
-        let ids: Vec<u32> = set.iter().collect();
-        for chunk in ids.chunks(1 << 20) {
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt32Array::from(chunk.to_vec()))])
-                .map_err(|e| JobError::arrow("bench ids", e))?;
-            writer.write(&batch).map_err(parquet)?;
-        }
-        writer.close().map_err(parquet)?;
+    for (tag, set) in TAGS.iter().zip(&segments.sets) {
+        write_ids(&out.join(format!("{tag}.parquet")), set)?;
     }
-    Ok(BitmapBench {
-        layout: format!("{layout:?}").to_lowercase(),
-        members,
-        serialized_bytes: tags.iter().map(|t| t.to_string()).zip(bytes.iter().map(Vec::len)).collect(),
-        timings_ms: timings,
-        as_of: as_of.to_string(),
-    })
+    Ok(())
+}
+
+/// A bitmap's ids as a Parquet file of one `user_int_id` column.
+fn write_ids(path: &std::path::Path, set: &RoaringBitmap) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![Field::new("user_int_id", DataType::UInt32, false)]));
+    let file = std::fs::File::create(path).map_err(|e| JobError::Invalid(format!("{}: {e}", path.display())))?;
+    let parquet =
+        |e: cdplake_engine::parquet::errors::ParquetError| JobError::Invalid(format!("{}: {e}", path.display()));
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(parquet)?;
+    let ids: Vec<u32> = set.iter().collect();
+    for chunk in ids.chunks(1 << 20) {
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt32Array::from(chunk.to_vec()))])
+            .map_err(|e| JobError::arrow("bench ids", e))?;
+        writer.write(&batch).map_err(parquet)?;
+    }
+    writer.close().map_err(parquet)?;
+    Ok(())
 }
