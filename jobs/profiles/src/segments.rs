@@ -149,7 +149,7 @@ async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession>
 
 /// SQL giving every segment's row (segment_tag, bitmap, cardinality, definition, as_of) as of
 /// `dt`; `custom` holds the `[segments.custom]` (tag, predicate) pairs.
-fn segments_sql<'a>(custom: impl IntoIterator<Item = (&'a String, &'a String)>, dt: &str) -> String {
+pub fn segments_sql<'a>(custom: impl IntoIterator<Item = (&'a String, &'a String)>, dt: &str) -> String {
     let profiles = format!(
         "(SELECT d.*, u.user_int_id FROM curated.customer_profiles_daily d JOIN \
          (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = d.one_id \

@@ -16,6 +16,7 @@ mod consumption;
 mod engine_suite;
 mod erasure;
 mod identity;
+mod golden;
 mod house;
 mod lambda;
 mod maintenance;
