@@ -335,7 +335,7 @@ async fn stored_links(workspace: &Workspace, observations: &mut Observations) ->
     let mut links = Vec::new();
     for side in ["a", "b"] {
         let sql = format!(
-            "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
+            "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM {IDENTITY_LINKS} l \
              JOIN identity_touched t ON l.id_type_{side} = t.t_type AND l.id_value_{side} = t.t_value \
              WHERE l.id_type_{side} IN {types}"
         );
