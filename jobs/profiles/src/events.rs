@@ -28,7 +28,7 @@ use cdplake_core::batches::pending_batches;
 use cdplake_core::config::profiles::EventMapping;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{USER_EVENTS, app_ids, clean_table};
+use cdplake_zones::tables::{ID_MAPPING, USER_EVENTS, app_ids, clean_table};
 
 /// Which rows a run writes, the number that grows with every write (profiles refresh the
 /// persons of rows newer than the last one they read), and the one_id a row had before.
@@ -63,11 +63,11 @@ pub fn user_events_spec() -> TableSpec {
     )
     // By source, so a refresh's MERGE reads and rewrites only the sources its rows come from.
     .partitioned_by(["source"])
-    .with_description(
+    .with_description(format!(
         "Every clean purchase, order, app/web event and support ticket with the person (one_id) it \
-         resolves to through curated.id_mapping; null one_id = anonymous so far. Key: (source, event_key); \
-         partitioned by source.",
-    )
+         resolves to through {ID_MAPPING}; null one_id = anonymous so far. Key: (source, event_key); \
+         partitioned by source."
+    ))
 }
 
 /// An identifier column of a clean table and its id type.
@@ -368,7 +368,7 @@ async fn write(
 
 /// The largest [`REFRESH_SEQ`] of the registered `curated.user_events`: what a profile run has read.
 pub async fn max_refresh_seq(session: &SqlSession) -> Result<i64> {
-    let sql = format!("SELECT max({REFRESH_SEQ}) FROM curated.user_events");
+    let sql = format!("SELECT max({REFRESH_SEQ}) FROM {USER_EVENTS}");
     Ok(session.first_i64(&sql).await?.unwrap_or(0))
 }
 
