@@ -13,8 +13,8 @@ use crate::dag::{Dag, Through};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_generate::generate;
-use cdplake_zones::tables::CUSTOMER_PROFILES;
 use cdplake_ingest::ingest::{IngestReport, ingest};
+use cdplake_zones::tables::CUSTOMER_PROFILES;
 
 /// People in the demo data set.
 pub const DEMO_PERSONS: u64 = 200;

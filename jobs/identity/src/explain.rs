@@ -86,10 +86,7 @@ async fn owner(session: &SqlSession, identifier: &Identifier) -> Result<(String,
 async fn members(session: &SqlSession, one_id: &str) -> Result<HashSet<Identifier>> {
     let members = run(
         session,
-        &format!(
-            "SELECT id_type, id_value FROM {ID_MAPPING} WHERE is_active AND one_id = {}",
-            quote_literal(one_id)
-        ),
+        &format!("SELECT id_type, id_value FROM {ID_MAPPING} WHERE is_active AND one_id = {}", quote_literal(one_id)),
     )
     .await?;
     let mut cluster: HashSet<Identifier> = HashSet::new();

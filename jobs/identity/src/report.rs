@@ -106,7 +106,9 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
 /// Persons by size and the `top` largest ones, with their identifiers by type.
 async fn add_persons(session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
     let sizes = pairs(
-        &session.rows(&format!("SELECT one_id, count(*) AS n FROM {ID_MAPPING} WHERE is_active GROUP BY one_id")).await?,
+        &session
+            .rows(&format!("SELECT one_id, count(*) AS n FROM {ID_MAPPING} WHERE is_active GROUP BY one_id"))
+            .await?,
         "one_id",
     )?;
     health.persons = sizes.len() as u64;

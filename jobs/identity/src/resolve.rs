@@ -649,8 +649,7 @@ async fn load_components(
         return Ok(FastMap::default());
     }
     let query_error = |e| JobError::query("identity: loading the persons touched", e);
-    let active =
-        lake.read_table(ID_MAPPING, mapping_table, &ctx).await?.filter(col("is_active").eq(lit(true)));
+    let active = lake.read_table(ID_MAPPING, mapping_table, &ctx).await?.filter(col("is_active").eq(lit(true)));
     let rows = if owners.len() <= PRUNABLE_LIST {
         active.and_then(|df| df.filter(col("one_id").in_list(owners.iter().map(|o| lit(o.as_str())).collect(), false)))
     } else {

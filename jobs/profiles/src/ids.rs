@@ -33,8 +33,7 @@ pub async fn register_identifiers(workspace: &Workspace, session: &SqlSession, m
     } else {
         String::new()
     };
-    let sql =
-        format!("SELECT one_id, id_type, id_value, first_seen FROM {ID_MAPPING} m WHERE is_active{not_hub}");
+    let sql = format!("SELECT one_id, id_type, id_value, first_seen FROM {ID_MAPPING} m WHERE is_active{not_hub}");
     let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: reading identifiers"))?;
     session.register_rows(IDS, schema, rows)?;
     Ok(())

@@ -137,8 +137,7 @@ async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession>
     for id in [CUSTOMER_PROFILES_DAILY.id(), curated_mapping(), USER_EVENTS.id()] {
         session.register(lake, &id).await?;
     }
-    let count =
-        format!("SELECT count(*) AS profiles FROM {CUSTOMER_PROFILES_DAILY} WHERE dt = {}", quote_literal(dt));
+    let count = format!("SELECT count(*) AS profiles FROM {CUSTOMER_PROFILES_DAILY} WHERE dt = {}", quote_literal(dt));
     if session.first_i64(&count).await?.unwrap_or(0) == 0 {
         return Err(JobError::NotFound(format!(
             "no profiles as of {dt} in curated.customer_profiles_daily: run `cdplake profiles --as-of {dt}` first"

@@ -146,10 +146,7 @@ pub async fn evaluate(
 /// Every segment's bitmap as of `as_of`, by tag.
 async fn segment_bitmaps(session: &SqlSession, as_of: &str) -> Result<HashMap<String, RoaringBitmap>> {
     let rows = session
-        .rows(&format!(
-            "SELECT segment_tag, bitmap FROM {SEGMENT_BITMAPS} WHERE as_of = {}",
-            quote_literal(as_of)
-        ))
+        .rows(&format!("SELECT segment_tag, bitmap FROM {SEGMENT_BITMAPS} WHERE as_of = {}", quote_literal(as_of)))
         .await?;
     let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
     for TaggedBitmap { tag, bitmap } in tagged_bitmaps(&rows)? {
