@@ -23,7 +23,7 @@ pub enum CatalogError {
     #[error("table {table} has no column '{column}' (named as a key or PII column)")]
     UnknownColumn { table: String, column: String },
 
-    #[error("the catalog table {} is damaged: {reason}", crate::registry::catalog_table_id())]
+    #[error("the catalog table _catalog.tables is damaged: {reason}")]
     Corrupt { reason: String },
 
     #[error(

@@ -322,7 +322,7 @@ async fn stored_links(workspace: &Workspace, observations: &mut Observations) ->
     };
     // A session of this one table: the catalog's session would open every table of the lake.
     let session = SqlSession::new()?;
-    session.register_loaded("curated", IDENTITY_LINKS.id().name(), &stored).await?;
+    session.register_loaded(IDENTITY_LINKS.zone(), IDENTITY_LINKS.table(), &stored).await?;
     let ids = &observations.ids;
     let touched = RecordBatch::try_from_iter(vec![
         ("t_type", strings(observations.seen.keys().map(|&n| ids.id_type(n)))),

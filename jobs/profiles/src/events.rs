@@ -217,7 +217,7 @@ pub async fn update(
     let anonymous = rows.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
     let changed = written > 0 || txns.len() > 1 || mapping_read != Some(mapping_version);
     let table = if changed { write(workspace, table, rows, txns, remap.full).await? } else { table };
-    session.register_loaded("curated", "user_events", &table).await?;
+    session.register_loaded(USER_EVENTS.zone(), USER_EVENTS.table(), &table).await?;
     Ok(EventsUpdate { table, mapping_read, full: remap.full, changed_ids: remap.changed_ids, written, anonymous })
 }
 
