@@ -114,7 +114,7 @@ impl IdMappingRow {
         let column = |name: &str, to: &DataType| -> Result<ArrayRef, ArrowError> {
             let c = batch
                 .column_by_name(name)
-                .ok_or_else(|| ArrowError::SchemaError(format!("curated.id_mapping rows without {name}")))?;
+                .ok_or_else(|| ArrowError::SchemaError(format!("{ID_MAPPING} rows without {name}")))?;
             cast(c, to)
         };
         let (one_id, id_type, id_value, channel) = (

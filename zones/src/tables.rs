@@ -104,6 +104,30 @@ pub const SUPPRESSIONS: TableName = TableName::new(zone::AUDIT, "suppressions");
 /// One row per quality rule checked.
 pub const QUALITY_RESULTS: TableName = TableName::new(zone::QUALITY, "results");
 
+/// Every table of the registry above (not the tables of a source, nor the catalog's own
+/// `_catalog.tables`, which `cdplake_catalog::catalog_table_id` names).
+pub const ALL: &[TableName] = &[
+    QUARANTINE,
+    ID_MAPPING,
+    IDENTITY_LINKS,
+    MERGE_HISTORY,
+    IDENTITY_CONFLICTS,
+    IDENTITY_HUBS,
+    IDENTITY_SKIPPED,
+    IDENTITY_UNLINKS,
+    USER_EVENTS,
+    CUSTOMER_PROFILES,
+    CUSTOMER_PROFILES_DAILY,
+    SEGMENT_BITMAPS,
+    ADS_USER_BITMAP,
+    AUDIENCE_PACKAGES,
+    AUDIENCE_CHANGES,
+    JOB_RUNS,
+    ERASURES,
+    SUPPRESSIONS,
+    QUALITY_RESULTS,
+];
+
 /// `raw.<source>`: the source's files as received.
 pub fn raw_table(source: &Source) -> TableId {
     TableId::new(zone::RAW, &source.name).expect("source names are validated")

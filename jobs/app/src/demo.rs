@@ -14,6 +14,7 @@ use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_generate::generate;
 use cdplake_ingest::ingest::{IngestReport, ingest};
+use cdplake_zones::tables::CUSTOMER_PROFILES;
 
 /// People in the demo data set.
 pub const DEMO_PERSONS: u64 = 200;
@@ -25,8 +26,12 @@ pub fn demo_as_of() -> chrono::NaiveDate {
 }
 
 /// The question the demo asks once the data is in: persons per segment.
-pub const DEMO_QUERY: &str = "SELECT lifecycle_stage, coalesce(rfm_segment, '-') AS rfm_segment, count(*) AS persons \
-     FROM curated.customer_profiles GROUP BY 1, 2 ORDER BY 1, 2";
+pub fn demo_query() -> String {
+    format!(
+        "SELECT lifecycle_stage, coalesce(rfm_segment, '-') AS rfm_segment, count(*) AS persons \
+         FROM {CUSTOMER_PROFILES} GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+}
 
 #[derive(Debug, Clone)]
 pub struct DemoReport {
@@ -64,6 +69,6 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
     // Everything after ingest is the pipeline's DAG, as the schedule and the S3 handler run it.
     let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
     let run = Dag::new(workspace, &sources, false, demo_as_of(), Through::Segments).run(workspace, now).await?;
-    let answer = cdplake_core::query::run_query(workspace, DEMO_QUERY).await?;
+    let answer = cdplake_core::query::run_query(workspace, &demo_query()).await?;
     Ok(DemoReport { ingested, steps: run.steps, answer })
 }

@@ -11,6 +11,7 @@ use crate::columns::{int64, utf8};
 use crate::union_find::Identifier;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::{ID_MAPPING, IDENTITY_LINKS};
 
 /// How one identifier joined the person: through which link, first seen where.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -64,7 +65,7 @@ async fn owner(session: &SqlSession, identifier: &Identifier) -> Result<(String,
     let owner = run(
         session,
         &format!(
-            "SELECT one_id, user_int_id FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
+            "SELECT one_id, user_int_id FROM {ID_MAPPING} WHERE is_active AND id_type = {} AND id_value = {}",
             quote_literal(&identifier.0),
             quote_literal(&identifier.1)
         ),
@@ -85,10 +86,7 @@ async fn owner(session: &SqlSession, identifier: &Identifier) -> Result<(String,
 async fn members(session: &SqlSession, one_id: &str) -> Result<HashSet<Identifier>> {
     let members = run(
         session,
-        &format!(
-            "SELECT id_type, id_value FROM curated.id_mapping WHERE is_active AND one_id = {}",
-            quote_literal(one_id)
-        ),
+        &format!("SELECT id_type, id_value FROM {ID_MAPPING} WHERE is_active AND one_id = {}", quote_literal(one_id)),
     )
     .await?;
     let mut cluster: HashSet<Identifier> = HashSet::new();
@@ -115,7 +113,7 @@ async fn links_within(session: &SqlSession, one_id: &str, cluster: &HashSet<Iden
     let links = run(
         session,
         &format!(
-            "SELECT l.* FROM curated.identity_links l JOIN curated.id_mapping a ON a.id_type = l.id_type_a AND a.id_value = l.id_value_a \
+            "SELECT l.* FROM {IDENTITY_LINKS} l JOIN {ID_MAPPING} a ON a.id_type = l.id_type_a AND a.id_value = l.id_value_a \
              WHERE a.one_id = {} ORDER BY l.first_seen, l.source, l._source_row",
             quote_literal(one_id)
         ),

@@ -322,7 +322,7 @@ async fn stored_links(workspace: &Workspace, observations: &mut Observations) ->
     };
     // A session of this one table: the catalog's session would open every table of the lake.
     let session = SqlSession::new()?;
-    session.register_loaded("curated", IDENTITY_LINKS.id().name(), &stored).await?;
+    session.register_loaded(IDENTITY_LINKS.zone(), IDENTITY_LINKS.table(), &stored).await?;
     let ids = &observations.ids;
     let touched = RecordBatch::try_from_iter(vec![
         ("t_type", strings(observations.seen.keys().map(|&n| ids.id_type(n)))),
@@ -335,7 +335,7 @@ async fn stored_links(workspace: &Workspace, observations: &mut Observations) ->
     let mut links = Vec::new();
     for side in ["a", "b"] {
         let sql = format!(
-            "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
+            "SELECT l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM {IDENTITY_LINKS} l \
              JOIN identity_touched t ON l.id_type_{side} = t.t_type AND l.id_value_{side} = t.t_value \
              WHERE l.id_type_{side} IN {types}"
         );

@@ -13,7 +13,7 @@ use cdplake_engine::sql::{SqlSession, in_list};
 use crate::columns::{int64, utf8};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{ID_MAPPING, IDENTITY_SKIPPED};
+use cdplake_zones::tables::{ID_MAPPING, IDENTITY_CONFLICTS, IDENTITY_HUBS, IDENTITY_LINKS, IDENTITY_SKIPPED};
 
 /// Persons whose number of active identifiers falls in a band.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -91,7 +91,7 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
     add_hubs(workspace, &session, top, &mut health).await?;
     let refused = pairs(
         &session
-            .rows("SELECT limited_type, count(*) AS n FROM curated.identity_conflicts GROUP BY limited_type")
+            .rows(&format!("SELECT limited_type, count(*) AS n FROM {IDENTITY_CONFLICTS} GROUP BY limited_type"))
             .await?,
         "limited_type",
     )?;
@@ -106,7 +106,9 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
 /// Persons by size and the `top` largest ones, with their identifiers by type.
 async fn add_persons(session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
     let sizes = pairs(
-        &session.rows("SELECT one_id, count(*) AS n FROM curated.id_mapping WHERE is_active GROUP BY one_id").await?,
+        &session
+            .rows(&format!("SELECT one_id, count(*) AS n FROM {ID_MAPPING} WHERE is_active GROUP BY one_id"))
+            .await?,
         "one_id",
     )?;
     health.persons = sizes.len() as u64;
@@ -120,7 +122,7 @@ async fn add_persons(session: &SqlSession, top: usize, health: &mut IdentityHeal
     }
     let by_type = session
         .rows(&format!(
-            "SELECT one_id, id_type, count(*) AS n FROM curated.id_mapping WHERE is_active AND one_id IN {} \
+            "SELECT one_id, id_type, count(*) AS n FROM {ID_MAPPING} WHERE is_active AND one_id IN {} \
              GROUP BY one_id, id_type",
             in_list(largest.iter().map(|(o, _)| o.as_str()))
         ))
@@ -154,9 +156,9 @@ async fn highest_degrees_not_flagged(session: &SqlSession, top: usize) -> Result
     let degree_rows = session
         .rows(&format!(
             "SELECT d.id_type, d.id_value, d.linked_type, count(*) AS n FROM (\
-               SELECT id_type_a AS id_type, id_value_a AS id_value, id_type_b AS linked_type FROM curated.identity_links \
-               UNION ALL SELECT id_type_b, id_value_b, id_type_a FROM curated.identity_links) d \
-             WHERE d.id_type <> d.linked_type AND NOT EXISTS (SELECT 1 FROM curated.identity_hubs h \
+               SELECT id_type_a AS id_type, id_value_a AS id_value, id_type_b AS linked_type FROM {IDENTITY_LINKS} \
+               UNION ALL SELECT id_type_b, id_value_b, id_type_a FROM {IDENTITY_LINKS}) d \
+             WHERE d.id_type <> d.linked_type AND NOT EXISTS (SELECT 1 FROM {IDENTITY_HUBS} h \
                WHERE h.id_type = d.id_type AND h.id_value = d.id_value) \
              GROUP BY d.id_type, d.id_value, d.linked_type ORDER BY n DESC, d.id_type, d.id_value LIMIT {top}"
         ))
@@ -166,10 +168,10 @@ async fn highest_degrees_not_flagged(session: &SqlSession, top: usize) -> Result
 
 /// The number of hubs and the `top` hubs with the most linked values.
 async fn add_hubs(workspace: &Workspace, session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
-    health.hubs = count(&session.rows("SELECT count(*) AS n FROM curated.identity_hubs").await?)?;
+    health.hubs = count(&session.rows(&format!("SELECT count(*) AS n FROM {IDENTITY_HUBS}")).await?)?;
     let hub_rows = session
         .rows(&format!(
-            "SELECT id_type, id_value, linked_type, distinct_values, \"limit\" FROM curated.identity_hubs \
+            "SELECT id_type, id_value, linked_type, distinct_values, \"limit\" FROM {IDENTITY_HUBS} \
              ORDER BY distinct_values DESC, id_type, id_value LIMIT {top}"
         ))
         .await?;
@@ -186,13 +188,13 @@ fn with_limits(workspace: &Workspace, rows: Vec<Degree>) -> Vec<Degree> {
 /// The rows skipped by each rule, and the `top` values skipped most.
 async fn add_skipped(session: &SqlSession, top: usize, health: &mut IdentityHealth) -> Result<()> {
     let by_rule = pairs(
-        &session.rows("SELECT rule, sum(\"rows\") AS n FROM curated.identity_skipped GROUP BY rule").await?,
+        &session.rows(&format!("SELECT rule, sum(\"rows\") AS n FROM {IDENTITY_SKIPPED} GROUP BY rule")).await?,
         "rule",
     )?;
     health.skipped_rows_by_rule = by_rule.into_iter().collect();
     let values = session
         .rows(&format!(
-            "SELECT id_type, id_value, rule, sum(\"rows\") AS n FROM curated.identity_skipped \
+            "SELECT id_type, id_value, rule, sum(\"rows\") AS n FROM {IDENTITY_SKIPPED} \
              GROUP BY id_type, id_value, rule ORDER BY n DESC, id_type, id_value LIMIT {top}"
         ))
         .await?;

@@ -336,7 +336,7 @@ async fn pending_by_source(workspace: &Workspace, mapping: &DeltaTable) -> Resul
         let raw_id = raw_table(&source);
         let name = source.name.clone();
         let unresolved =
-            cdplake_core::batches::pending_batches(workspace, &raw_id, mapping, "curated.id_mapping", |batch| {
+            cdplake_core::batches::pending_batches(workspace, &raw_id, mapping, &ID_MAPPING.to_string(), |batch| {
                 app_ids::at_generation(app_ids::stitched_batch(&name, batch), generation)
             })
             .await?;
@@ -649,8 +649,7 @@ async fn load_components(
         return Ok(FastMap::default());
     }
     let query_error = |e| JobError::query("identity: loading the persons touched", e);
-    let active =
-        lake.read_table("curated.id_mapping", mapping_table, &ctx).await?.filter(col("is_active").eq(lit(true)));
+    let active = lake.read_table(ID_MAPPING, mapping_table, &ctx).await?.filter(col("is_active").eq(lit(true)));
     let rows = if owners.len() <= PRUNABLE_LIST {
         active.and_then(|df| df.filter(col("one_id").in_list(owners.iter().map(|o| lit(o.as_str())).collect(), false)))
     } else {
@@ -697,7 +696,7 @@ async fn owners_of_seen(
     let buckets: std::collections::BTreeSet<i32> =
         observations.seen.keys().map(|&n| curated::id_bucket(ids.id_type(n), ids.value(n))).collect();
     let mut mapping = lake
-        .read_table("curated.id_mapping", mapping_table, &ctx)
+        .read_table(ID_MAPPING, mapping_table, &ctx)
         .await?
         .filter(col("id_type").in_list(types.into_iter().map(lit).collect(), false))
         .and_then(|df| df.filter(col(curated::ID_BUCKET).in_list(buckets.into_iter().map(lit).collect(), false)))

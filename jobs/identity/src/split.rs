@@ -27,7 +27,7 @@ use crate::unlinks::{Unlinks, load_unlinks};
 use cdplake_core::config::IdTypeRule;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::ID_MAPPING;
+use cdplake_zones::tables::{ID_MAPPING, IDENTITY_LINKS};
 
 /// One person re-stitched.
 #[derive(Debug, Clone)]
@@ -53,13 +53,13 @@ pub(crate) async fn restitch(
     let session = workspace.catalog.sql_session().await?;
     let one_ids = in_list(retiring.keys().map(String::as_str));
     let members = parse_mapping(
-        &run(&session, &format!("SELECT * FROM curated.id_mapping WHERE is_active AND one_id IN {one_ids}")).await?,
+        &run(&session, &format!("SELECT * FROM {ID_MAPPING} WHERE is_active AND one_id IN {one_ids}")).await?,
     )?;
     let links = run(
         &session,
         &format!(
-            "SELECT m.one_id, l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM curated.identity_links l \
-             JOIN curated.id_mapping m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a \
+            "SELECT m.one_id, l.id_type_a, l.id_value_a, l.id_type_b, l.id_value_b FROM {IDENTITY_LINKS} l \
+             JOIN {ID_MAPPING} m ON m.id_type = l.id_type_a AND m.id_value = l.id_value_a \
              WHERE m.is_active AND m.one_id IN {one_ids}"
         ),
     )
@@ -265,7 +265,7 @@ pub(crate) async fn split_for_rules(
     let types: std::collections::BTreeSet<&str> = found.iter().map(|f| f.identifier.0.as_str()).collect();
     let stitched = session
         .rows(&format!(
-            "SELECT DISTINCT m.one_id, m.id_type, m.id_value FROM curated.id_mapping m \
+            "SELECT DISTINCT m.one_id, m.id_type, m.id_value FROM {ID_MAPPING} m \
              JOIN identity_new_hubs h ON m.id_type = h.h_type AND m.id_value = h.h_value \
              WHERE m.is_active AND m.id_type IN {}",
             in_list(types.into_iter())

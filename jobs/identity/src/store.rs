@@ -62,9 +62,9 @@ pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
         return Ok(max);
     }
     let session = cdplake_engine::SqlSession::new()?;
-    session.register_loaded("curated", "id_mapping", mapping_table).await?;
+    session.register_loaded(ID_MAPPING.zone(), ID_MAPPING.table(), mapping_table).await?;
     let batches = session
-        .sql("SELECT max(user_int_id) AS max_user_int_id FROM curated.id_mapping")
+        .sql(&format!("SELECT max(user_int_id) AS max_user_int_id FROM {ID_MAPPING}"))
         .await?
         .collect()
         .await

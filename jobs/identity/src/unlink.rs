@@ -19,6 +19,7 @@ use crate::union_find::Identifier;
 use crate::unlinks::load_unlinks;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::ID_MAPPING;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UnlinkReport {
@@ -64,7 +65,7 @@ pub async fn unlink(
     };
     let owner = parse_mapping(
         &run(format!(
-            "SELECT * FROM curated.id_mapping WHERE is_active AND id_type = {} AND id_value = {}",
+            "SELECT * FROM {ID_MAPPING} WHERE is_active AND id_type = {} AND id_value = {}",
             quote_literal(&a.0),
             quote_literal(&a.1)
         ))

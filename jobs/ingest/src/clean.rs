@@ -115,7 +115,7 @@ async fn write_quarantine(
     }
     let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
     let app_ids: Vec<String> = pending.iter().map(|b| app_ids::cleaned_batch(b)).collect();
-    let applied = applied_versions(&table, "clean._quarantine", &app_ids).await?;
+    let applied = applied_versions(&table, &QUARANTINE.to_string(), &app_ids).await?;
     let to_write: HashSet<&str> =
         pending.iter().zip(&applied).filter(|(_, applied)| applied.is_none()).map(|(b, _)| b.as_str()).collect();
     let rows: Vec<QuarantinedRow> =

@@ -214,7 +214,7 @@ async fn quarantine_unreadable(
 ) -> Result<u64> {
     let rows: Vec<QuarantinedRow> = unreadable.iter().map(|u| unreadable_row(source, &arrival.delivery, u)).collect();
     let (quarantine, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
-    if applied_version(&quarantine, "clean._quarantine", &arrival.app).await?.is_none() {
+    if applied_version(&quarantine, &QUARANTINE.to_string(), &arrival.app).await?.is_none() {
         let batch =
             quarantine_batch(&rows, arrival.delivery.ingested_at).map_err(|e| JobError::arrow("quarantine rows", e))?;
         workspace.lake().append_with(&QUARANTINE.id(), vec![batch], once(&arrival.app)).await?;

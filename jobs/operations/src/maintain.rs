@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use cdplake_catalog::TableEntry;
+use cdplake_catalog::{TableEntry, catalog_table_id};
 use cdplake_engine::{MaintainOptions, TableId, TableMaintenance};
 use chrono::{DateTime, Utc};
 
@@ -103,8 +103,9 @@ pub async fn maintain(
     let mut entries = workspace.catalog.list().await?;
     if !request.tables.is_empty() {
         let wanted: Vec<String> = request.tables.iter().map(|t| t.to_string()).collect();
+        let catalog_table = catalog_table_id().to_string();
         for name in &wanted {
-            if !entries.iter().any(|e| &e.name == name) && name != "_catalog.tables" {
+            if !entries.iter().any(|e| &e.name == name) && *name != catalog_table {
                 return Err(cdplake_core::JobError::NotFound(format!(
                     "{name} is not in the catalog; `cdplake tables` lists the tables"
                 )));
@@ -145,9 +146,9 @@ pub async fn maintain(
         report.tables.push(workspace.lake().maintain_table(&id, &options).await?);
     }
     // The catalog itself, last (maintenance above may have refreshed entries).
-    if request.tables.is_empty() || request.tables.iter().any(|t| t.to_string() == "_catalog.tables") {
-        let id = cdplake_catalog::catalog_table_id();
-        let mut options = MaintainOptions::new(workspace.config.retention.history("_catalog"), now);
+    if request.tables.is_empty() || request.tables.contains(&catalog_table_id()) {
+        let id = catalog_table_id();
+        let mut options = MaintainOptions::new(workspace.config.retention.history(id.zone()), now);
         options.dry_run = request.dry_run;
         options.min_age = min_age(workspace);
         report.tables.push(workspace.lake().maintain_table(&id, &options).await?);

@@ -16,7 +16,7 @@ use crate::inputs::query_error;
 use crate::touched::{Scope, TOUCHED};
 use crate::watermarks::Watermarks;
 use cdplake_core::error::{JobError, Result};
-use cdplake_zones::tables::CUSTOMER_PROFILES;
+use cdplake_zones::tables::{CUSTOMER_PROFILES, USER_EVENTS};
 
 /// The session table of the computed rows (profile columns without the scores).
 pub const RECOMPUTED: &str = "recomputed";
@@ -34,8 +34,9 @@ pub async fn compute(
     marks: &Watermarks,
 ) -> Result<u64> {
     let in_scope = format!("IN (SELECT one_id FROM {TOUCHED})");
+    let user_events = USER_EVENTS.to_string();
     let (ids, events, persons) = match scope {
-        Scope::Everyone => (IDS, "curated.user_events", None),
+        Scope::Everyone => (IDS, user_events.as_str(), None),
         Scope::Persons { listed, .. } => {
             register_touched_inputs(session, listed.as_deref()).await?;
             ("touched_ids", "touched_events", Some(in_scope.as_str()))
@@ -75,7 +76,7 @@ async fn register_touched_inputs(session: &SqlSession, listed: Option<&[String]>
         None => format!("IN (SELECT one_id FROM {TOUCHED})"),
     };
     for (name, sql) in [
-        ("touched_events", format!("SELECT * FROM curated.user_events WHERE one_id {events_filter}")),
+        ("touched_events", format!("SELECT * FROM {USER_EVENTS} WHERE one_id {events_filter}")),
         ("touched_ids", format!("SELECT * FROM {IDS} WHERE one_id IN (SELECT one_id FROM {TOUCHED})")),
     ] {
         let (schema, rows) =

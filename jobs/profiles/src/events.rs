@@ -28,7 +28,7 @@ use cdplake_core::batches::pending_batches;
 use cdplake_core::config::profiles::EventMapping;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{USER_EVENTS, app_ids, clean_table};
+use cdplake_zones::tables::{ID_MAPPING, USER_EVENTS, app_ids, clean_table};
 
 /// Which rows a run writes, the number that grows with every write (profiles refresh the
 /// persons of rows newer than the last one they read), and the one_id a row had before.
@@ -63,11 +63,11 @@ pub fn user_events_spec() -> TableSpec {
     )
     // By source, so a refresh's MERGE reads and rewrites only the sources its rows come from.
     .partitioned_by(["source"])
-    .with_description(
+    .with_description(format!(
         "Every clean purchase, order, app/web event and support ticket with the person (one_id) it \
-         resolves to through curated.id_mapping; null one_id = anonymous so far. Key: (source, event_key); \
-         partitioned by source.",
-    )
+         resolves to through {ID_MAPPING}; null one_id = anonymous so far. Key: (source, event_key); \
+         partitioned by source."
+    ))
 }
 
 /// An identifier column of a clean table and its id type.
@@ -217,7 +217,7 @@ pub async fn update(
     let anonymous = rows.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
     let changed = written > 0 || txns.len() > 1 || mapping_read != Some(mapping_version);
     let table = if changed { write(workspace, table, rows, txns, remap.full).await? } else { table };
-    session.register_loaded("curated", "user_events", &table).await?;
+    session.register_loaded(USER_EVENTS.zone(), USER_EVENTS.table(), &table).await?;
     Ok(EventsUpdate { table, mapping_read, full: remap.full, changed_ids: remap.changed_ids, written, anonymous })
 }
 
@@ -368,7 +368,7 @@ async fn write(
 
 /// The largest [`REFRESH_SEQ`] of the registered `curated.user_events`: what a profile run has read.
 pub async fn max_refresh_seq(session: &SqlSession) -> Result<i64> {
-    let sql = format!("SELECT max({REFRESH_SEQ}) FROM curated.user_events");
+    let sql = format!("SELECT max({REFRESH_SEQ}) FROM {USER_EVENTS}");
     Ok(session.first_i64(&sql).await?.unwrap_or(0))
 }
 

@@ -20,19 +20,20 @@ pub const IDS: &str = "ids";
 /// Register the active identifiers as [`IDS`], without identifiers a hub rule removes every link
 /// of (a rule on one linked type leaves an identifier its person: a tablet kept with its owner).
 pub async fn register_identifiers(workspace: &Workspace, session: &SqlSession, mapping: &DeltaTable) -> Result<()> {
-    session.register_loaded("curated", "id_mapping", mapping).await?;
+    session.register_loaded(ID_MAPPING.zone(), ID_MAPPING.table(), mapping).await?;
     let hubs = workspace.lake().table_if_exists(&IDENTITY_HUBS.id()).await?;
     if let Some(table) = &hubs {
-        session.register_loaded("curated", IDENTITY_HUBS.id().name(), table).await?;
+        session.register_loaded(IDENTITY_HUBS.zone(), IDENTITY_HUBS.table(), table).await?;
     }
     let not_hub = if hubs.is_some() {
-        " AND NOT EXISTS (SELECT 1 FROM curated.identity_hubs h WHERE h.id_type = m.id_type AND h.id_value = m.id_value \
+        format!(
+            " AND NOT EXISTS (SELECT 1 FROM {IDENTITY_HUBS} h WHERE h.id_type = m.id_type AND h.id_value = m.id_value \
            AND h.linked_type = '*')"
+        )
     } else {
-        ""
+        String::new()
     };
-    let sql =
-        format!("SELECT one_id, id_type, id_value, first_seen FROM curated.id_mapping m WHERE is_active{not_hub}");
+    let sql = format!("SELECT one_id, id_type, id_value, first_seen FROM {ID_MAPPING} m WHERE is_active{not_hub}");
     let (schema, rows) = session.rows_with_schema(&sql).await.map_err(query_error("profiles: reading identifiers"))?;
     session.register_rows(IDS, schema, rows)?;
     Ok(())

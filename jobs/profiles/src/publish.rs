@@ -106,7 +106,7 @@ async fn merge_changes(
         format!("SELECT *, 'row' AS {ACTION} FROM {RECOMPUTED_SCORED}"),
         format!("SELECT *, 'scores' AS {ACTION} FROM {MOVED}"),
         format!(
-            "SELECT one_id, 'delete' AS {ACTION} FROM curated.customer_profiles \
+            "SELECT one_id, 'delete' AS {ACTION} FROM {CUSTOMER_PROFILES} \
              WHERE one_id IN (SELECT one_id FROM {TOUCHED}) AND one_id NOT IN (SELECT one_id FROM {RECOMPUTED})"
         ),
     ];
@@ -152,7 +152,7 @@ pub async fn write_daily(workspace: &Workspace, profiles: &DeltaTable, as_of: Na
     fields.push(Field::new(DT, DataType::Utf8, false));
     let spec = TableSpec::new(CUSTOMER_PROFILES_DAILY.id(), Arc::new(Schema::new(fields)))
         .partitioned_by([DT])
-        .with_description("curated.customer_profiles as of each business date, partitioned by dt (YYYY-MM-DD).");
+        .with_description(format!("{CUSTOMER_PROFILES} as of each business date, partitioned by dt (YYYY-MM-DD)."));
     workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["dt", "one_id"])).await?;
     let dt = as_of.format("%Y-%m-%d").to_string();
     workspace.lake().copy_into_partition(profiles, &CUSTOMER_PROFILES_DAILY.id(), DT, &dt).await?;

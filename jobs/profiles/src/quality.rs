@@ -142,7 +142,7 @@ async fn trailing_average(
     session.register_loaded(QUALITY_RESULTS.id().zone(), QUALITY_RESULTS.id().name(), &results).await?;
     let newest = |since: &str| {
         format!(
-            "SELECT CAST(count(*) AS DOUBLE) AS n, avg(value) AS average FROM (SELECT value FROM _quality.results \
+            "SELECT CAST(count(*) AS DOUBLE) AS n, avg(value) AS average FROM (SELECT value FROM {QUALITY_RESULTS} \
              WHERE \"table\" = {} AND rule = {} AND passed{since} ORDER BY at DESC LIMIT {window})",
             quote_literal(table),
             quote_literal(rule)

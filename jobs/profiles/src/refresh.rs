@@ -74,7 +74,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     if matches!(scope, Scope::Unchanged) {
         // Nothing new since the last run: no gate to pass, nothing to commit.
         report.profiles =
-            session.first_i64("SELECT count(*) FROM curated.customer_profiles").await?.unwrap_or(0) as u64;
+            session.first_i64(&format!("SELECT count(*) FROM {CUSTOMER_PROFILES}")).await?.unwrap_or(0) as u64;
         return Ok(report);
     }
     watch.lap("persons to compute found");

@@ -21,6 +21,7 @@ use crate::candidate::{RECOMPUTED, SCORE_COLUMNS, table_schema};
 use crate::inputs::query_error;
 use crate::touched::{Scope, TOUCHED};
 use cdplake_core::error::{JobError, Result};
+use cdplake_zones::tables::CUSTOMER_PROFILES;
 
 /// Session tables [`rank`] registers: kept rows whose scores moved (one_id and new scores), the
 /// recomputed rows with their scores, and the whole candidate table.
@@ -52,7 +53,7 @@ pub async fn rank(session: &SqlSession, scope: &Scope) -> Result<()> {
         // NOT EXISTS, not NOT IN: an anti join without NOT IN's null handling, which DataFusion
         // runs in one partition.
         everyone.push(format!(
-            "SELECT {base}, true AS kept, {} FROM curated.customer_profiles p WHERE {kept}",
+            "SELECT {base}, true AS kept, {} FROM {CUSTOMER_PROFILES} p WHERE {kept}",
             SCORE_COLUMNS.map(|c| format!("{c} AS old_{c}")).join(", ")
         ));
     }
@@ -77,10 +78,10 @@ pub async fn rank(session: &SqlSession, scope: &Scope) -> Result<()> {
     }
     let candidate = if incremental {
         format!(
-            "SELECT * FROM curated.customer_profiles p WHERE {kept} \
+            "SELECT * FROM {CUSTOMER_PROFILES} p WHERE {kept} \
                AND NOT EXISTS (SELECT 1 FROM {MOVED} m WHERE m.one_id = p.one_id) \
              UNION ALL SELECT k.* EXCLUDE ({scores}), {new_scores} FROM {MOVED} s \
-               JOIN curated.customer_profiles k ON k.one_id = s.one_id \
+               JOIN {CUSTOMER_PROFILES} k ON k.one_id = s.one_id \
              UNION ALL SELECT * FROM {RECOMPUTED_SCORED}"
         )
     } else {

@@ -137,8 +137,7 @@ async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession>
     for id in [CUSTOMER_PROFILES_DAILY.id(), curated_mapping(), USER_EVENTS.id()] {
         session.register(lake, &id).await?;
     }
-    let count =
-        format!("SELECT count(*) AS profiles FROM curated.customer_profiles_daily WHERE dt = {}", quote_literal(dt));
+    let count = format!("SELECT count(*) AS profiles FROM {CUSTOMER_PROFILES_DAILY} WHERE dt = {}", quote_literal(dt));
     if session.first_i64(&count).await?.unwrap_or(0) == 0 {
         return Err(JobError::NotFound(format!(
             "no profiles as of {dt} in curated.customer_profiles_daily: run `cdplake profiles --as-of {dt}` first"
@@ -151,8 +150,8 @@ async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession>
 /// `dt`; `custom` holds the `[segments.custom]` (tag, predicate) pairs.
 pub fn segments_sql<'a>(custom: impl IntoIterator<Item = (&'a String, &'a String)>, dt: &str) -> String {
     let profiles = format!(
-        "(SELECT d.*, u.user_int_id FROM curated.customer_profiles_daily d JOIN \
-         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = d.one_id \
+        "(SELECT d.*, u.user_int_id FROM {CUSTOMER_PROFILES_DAILY} d JOIN \
+         (SELECT DISTINCT one_id, user_int_id FROM {ID_MAPPING} WHERE is_active) u ON u.one_id = d.one_id \
          WHERE d.dt = {})",
         quote_literal(dt)
     );
@@ -185,8 +184,8 @@ pub fn segments_sql<'a>(custom: impl IntoIterator<Item = (&'a String, &'a String
 fn channel_segments_sql(dt: &str) -> String {
     format!(
         "SELECT concat('channel_', e.channel) AS segment_tag, concat('bought through channel ''', e.channel, '''') AS definition, \
-         group_bitmap_state(u.user_int_id) AS bitmap FROM curated.user_events e JOIN \
-         (SELECT DISTINCT one_id, user_int_id FROM curated.id_mapping WHERE is_active) u ON u.one_id = e.one_id \
+         group_bitmap_state(u.user_int_id) AS bitmap FROM {USER_EVENTS} e JOIN \
+         (SELECT DISTINCT one_id, user_int_id FROM {ID_MAPPING} WHERE is_active) u ON u.one_id = e.one_id \
          WHERE e.event_type = 'purchase' AND e.channel IS NOT NULL AND e.event_date <= DATE {} GROUP BY e.channel",
         quote_literal(dt)
     )
@@ -315,7 +314,7 @@ async fn stored_segments(workspace: &Workspace, session: &SqlSession, dt: &str) 
     session.register(workspace.lake(), &SEGMENT_BITMAPS.id()).await?;
     let rows = session
         .rows(&format!(
-            "SELECT segment_tag, bitmap, definition FROM curated.segment_bitmaps WHERE as_of = {}",
+            "SELECT segment_tag, bitmap, definition FROM {SEGMENT_BITMAPS} WHERE as_of = {}",
             quote_literal(dt)
         ))
         .await?;
@@ -331,7 +330,7 @@ async fn stored_segments(workspace: &Workspace, session: &SqlSession, dt: &str) 
 /// The (tag, bitmap) rows of `curated.ads_user_bitmap`, sorted.
 async fn stored_seed_bitmaps(workspace: &Workspace, session: &SqlSession) -> Result<Vec<TaggedBitmap>> {
     session.register(workspace.lake(), &ADS_USER_BITMAP.id()).await?;
-    let rows = session.rows("SELECT segment_tag, user_bitmap AS bitmap FROM curated.ads_user_bitmap").await?;
+    let rows = session.rows(&format!("SELECT segment_tag, user_bitmap AS bitmap FROM {ADS_USER_BITMAP}")).await?;
     let mut out = tagged_bitmaps(&rows)?;
     out.sort();
     Ok(out)

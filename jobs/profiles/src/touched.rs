@@ -16,6 +16,7 @@ use crate::inputs::query_error;
 use crate::watermarks::Watermarks;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
+use cdplake_zones::tables::USER_EVENTS;
 
 /// The session table of touched one_ids.
 pub const TOUCHED: &str = "touched";
@@ -58,8 +59,8 @@ pub async fn find(
     let mut sources = marks.crm_persons_sql();
     let seq = read.events_seq;
     sources.push(format!(
-        "SELECT one_id FROM curated.user_events WHERE {REFRESH_SEQ} > {seq} AND one_id IS NOT NULL \
-         UNION SELECT previous_one_id AS one_id FROM curated.user_events WHERE {REFRESH_SEQ} > {seq} \
+        "SELECT one_id FROM {USER_EVENTS} WHERE {REFRESH_SEQ} > {seq} AND one_id IS NOT NULL \
+         UNION SELECT previous_one_id AS one_id FROM {USER_EVENTS} WHERE {REFRESH_SEQ} > {seq} \
          AND previous_one_id IS NOT NULL"
     ));
     let changed = if read.mapping == marks.current.mapping {

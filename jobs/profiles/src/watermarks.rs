@@ -67,7 +67,7 @@ impl Watermarks {
         };
         let read = match &stored {
             Some(table) => {
-                session.register_loaded("curated", "customer_profiles", table).await?;
+                session.register_loaded(CUSTOMER_PROFILES.zone(), CUSTOMER_PROFILES.table(), table).await?;
                 read_marks(table).await?
             }
             None => None,

@@ -6,7 +6,9 @@
 //!   written inline, with `pub use` re-exports followed to the module that defines the item);
 //! * a batch column is read by position (`.column(0)`) instead of by name;
 //! * a function is longer than 80 lines, apart from the declarative tables listed below;
-//! * one crate holds more than 40% of the lines.
+//! * one crate holds more than 40% of the lines;
+//! * a string literal names a table of the registry (`curated.id_mapping`) outside
+//!   zones/src/tables.rs instead of through its constant (`{ID_MAPPING}`).
 //!
 //! Test modules (`#[cfg(test)]` to the end of a file) and comments are not read.
 
@@ -21,6 +23,13 @@ const DECLARATIVE_TABLES: &[(&str, &str)] = &[("jobs/core/src/config/profiles.rs
 
 const MAX_FUNCTION_LINES: usize = 80;
 const MAX_CRATE_SHARE: f64 = 0.40;
+
+/// Where a table of the registry may be named by a literal: the registry itself, and the CLI's
+/// help text (user documentation, examples to copy).
+const TABLE_NAME_HOMES: &[&str] = &["zones/src/tables.rs", "jobs/app/src/cli/"];
+
+/// The catalog's own table, `_catalog.tables`, is at home in the catalog crate, which defines it.
+const CATALOG_TABLE_HOME: &str = "catalog/src/";
 
 #[test]
 fn no_module_of_any_crate_is_in_an_import_circle() {
@@ -73,6 +82,38 @@ fn no_crate_holds_more_than_two_fifths_of_the_lines() {
     assert!(sizes.len() >= 8, "the crates were found: {sizes:?}");
 }
 
+/// Every table of the registry (`cdplake_zones::tables::ALL`, and the catalog's own
+/// `_catalog.tables`) is named in code through its constant, never by a string literal holding
+/// `zone.table`: `format!("SELECT ... FROM {ID_MAPPING}")`, `ID_MAPPING.id()`,
+/// `cdplake_catalog::catalog_table_id()`. The exceptions: the registry, zones/src/tables.rs; the
+/// CLI's help text under jobs/app/src/cli/; the catalog crate (catalog/src/) for its own
+/// `_catalog.tables`; and a literal inside a JobError construction (`JobError::Variant(..)` or
+/// `JobError::Variant { .. }`), whose messages are checked on their own. Test modules and comments
+/// are not read.
+#[test]
+fn no_table_name_is_written_outside_the_registry() {
+    let names = registered_table_names();
+    assert!(names.len() >= 10 && names.iter().all(|n| n.contains('.')), "the registry was read: {names:?}");
+    let catalog_table = cdplake_catalog::catalog_table_id().to_string();
+    let mut found = Vec::new();
+    for file in crates().iter().flat_map(|c| &c.files) {
+        if TABLE_NAME_HOMES.iter().any(|home| file.path.starts_with(home)) {
+            continue;
+        }
+        for (number, name) in table_names_written(&file.text, &names) {
+            if name == catalog_table && file.path.starts_with(CATALOG_TABLE_HOME) {
+                continue;
+            }
+            found.push(format!("{}:{number}: {name}", file.path));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "name these tables through their constants in cdplake_zones::tables (format!(\"... {{ID_MAPPING}}\")):\n{}",
+        found.join("\n")
+    );
+}
+
 /// The checker itself: a circle through a re-export is found, a positional read is seen, a
 /// function is measured from its `fn` line to its closing brace.
 #[test]
@@ -91,6 +132,137 @@ fn the_checks_see_what_they_look_for() {
     assert!(!reads_by_position("let x = batch.column_by_name(\"a\");"));
     let text = format!("fn long() {{\n{}}}\n\nfn short() {{\n}}\n", "    x();\n".repeat(90));
     assert_eq!(functions(&text), vec![("long".to_string(), 1, 92), ("short".to_string(), 94, 2)]);
+    let names = ["curated.id_mapping".to_string()];
+    let written = "let a = 1;\nlet sql = \"SELECT * FROM curated.id_mapping \\\n    WHERE is_active\";\n";
+    assert_eq!(table_names_written(written, &names), vec![(2, "curated.id_mapping".to_string())]);
+    let constant = "let sql = format!(\"SELECT * FROM {ID_MAPPING}\"); // not curated.id_mapping\n\
+                    let other = \"curated.id_mapping_v2\";\n\
+                    return Err(JobError::NotFound(format!(\n    \"{x} is not in curated.id_mapping\"\n)));\n";
+    assert_eq!(table_names_written(constant, &names), vec![]);
+}
+
+/// `zone.table` of every table of the registry.
+fn registered_table_names() -> Vec<String> {
+    let mut names: Vec<String> = cdplake_zones::tables::ALL.iter().map(ToString::to_string).collect();
+    names.push(cdplake_catalog::catalog_table_id().to_string());
+    names
+}
+
+/// The tables of `names` that string literals of `text` hold (a whole name, not a prefix of a
+/// longer one), with the line of each, leaving out literals inside a `JobError::..` construction.
+fn table_names_written(text: &str, names: &[String]) -> Vec<(usize, String)> {
+    let literals = string_literals(text);
+    let exempt = job_error_spans(text, &literals);
+    let is_part_of_name = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    let mut found = Vec::new();
+    for &(start, end) in &literals {
+        if exempt.iter().any(|&(from, to)| from <= start && end <= to) {
+            continue;
+        }
+        let literal = &text[start..end];
+        for name in names {
+            for (i, _) in literal.match_indices(name.as_str()) {
+                let before = literal[..i].chars().next_back();
+                let after = literal[i + name.len()..].chars().next();
+                if !before.is_some_and(is_part_of_name) && !after.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    found.push((text[..start + i].matches('\n').count() + 1, name.clone()));
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The byte ranges of the string literals of `text` (their contents, between the quotes): plain,
+/// byte and raw strings, past comments and character literals.
+fn string_literals(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut literals = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let ident_before = i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = text[i + 2..].find("*/").map_or(bytes.len(), |n| i + 2 + n + 2);
+            }
+            b'r' if !ident_before && matches!(bytes.get(i + 1), Some(b'"' | b'#')) => {
+                let hashes = bytes[i + 1..].iter().take_while(|&&b| b == b'#').count();
+                if bytes.get(i + 1 + hashes) != Some(&b'"') {
+                    i += 1;
+                    continue;
+                }
+                let start = i + 2 + hashes;
+                let close = format!("\"{}", "#".repeat(hashes));
+                let end = text[start..].find(&close).map_or(bytes.len(), |n| start + n);
+                literals.push((start, end));
+                i = end + close.len();
+            }
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < bytes.len() && bytes[j] != b'"' {
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                literals.push((start, j.min(bytes.len())));
+                i = j + 1;
+            }
+            b'\'' => {
+                // A character literal ('"', '\'', '\n'), else a lifetime or label.
+                let rest = &text[i + 1..];
+                let length = if rest.starts_with('\\') {
+                    rest.get(2..).and_then(|r| r.find('\'')).map(|n| n + 3)
+                } else {
+                    rest.chars().next().filter(|_| rest.chars().nth(1) == Some('\'')).map(|c| c.len_utf8() + 1)
+                };
+                i += 1 + length.unwrap_or(0);
+            }
+            _ => i += 1,
+        }
+    }
+    literals
+}
+
+/// The byte ranges of the JobError constructions of `text`: from `JobError::` to the bracket
+/// closing the variant's arguments or fields (brackets inside `literals` not counted).
+fn job_error_spans(text: &str, literals: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    for (start, m) in text.match_indices("JobError::") {
+        let mut i = start + m.len();
+        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if !matches!(bytes.get(i), Some(b'(' | b'{')) {
+            continue;
+        }
+        let mut depth = 0usize;
+        while i < bytes.len() {
+            if let Some(&(_, end)) = literals.iter().find(|&&(s, e)| s <= i && i < e) {
+                i = end + 1;
+                continue;
+            }
+            match bytes[i] {
+                b'(' | b'{' | b'[' => depth += 1,
+                b')' | b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        spans.push((start, i));
+    }
+    spans
 }
 
 struct SourceFile {

@@ -24,7 +24,7 @@ pub async fn run(workspace: &Workspace, FormatArg { format }: FormatArg) -> anyh
         for (_, what) in &report.steps {
             out!("{what}");
         }
-        out!("\n{}\n", demo::DEMO_QUERY);
+        out!("\n{}\n", demo::demo_query());
     }
     out!("{}", format_batches(&report.answer, format)?);
     Ok(())

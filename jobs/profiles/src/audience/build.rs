@@ -110,7 +110,7 @@ async fn latest_segments_as_of(workspace: &Workspace, session: &SqlSession) -> R
         return Err(missing());
     }
     session.register(workspace.lake(), &SEGMENT_BITMAPS.id()).await?;
-    single_string(session, "SELECT max(as_of) FROM curated.segment_bitmaps").await?.ok_or_else(missing)
+    single_string(session, &format!("SELECT max(as_of) FROM {SEGMENT_BITMAPS}")).await?.ok_or_else(missing)
 }
 
 /// Evaluate `rule` on the segment bitmaps as of `as_of` (default: the latest build).
@@ -146,10 +146,7 @@ pub async fn evaluate(
 /// Every segment's bitmap as of `as_of`, by tag.
 async fn segment_bitmaps(session: &SqlSession, as_of: &str) -> Result<HashMap<String, RoaringBitmap>> {
     let rows = session
-        .rows(&format!(
-            "SELECT segment_tag, bitmap FROM curated.segment_bitmaps WHERE as_of = {}",
-            quote_literal(as_of)
-        ))
+        .rows(&format!("SELECT segment_tag, bitmap FROM {SEGMENT_BITMAPS} WHERE as_of = {}", quote_literal(as_of)))
         .await?;
     let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
     for TaggedBitmap { tag, bitmap } in tagged_bitmaps(&rows)? {
@@ -252,7 +249,7 @@ async fn previous_build(session: &SqlSession, build: &Build<'_>) -> Result<Previ
     let as_of = single_string(
         session,
         &format!(
-            "SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {} AND as_of < {}",
+            "SELECT max(as_of) FROM {AUDIENCE_PACKAGES} WHERE package_name = {} AND as_of < {}",
             quote_literal(build.name),
             quote_literal(&build.as_of)
         ),
@@ -262,7 +259,7 @@ async fn previous_build(session: &SqlSession, build: &Build<'_>) -> Result<Previ
     if let Some(p) = &as_of {
         let rows = session
             .rows(&format!(
-                "SELECT user_int_id FROM curated.audience_packages WHERE package_name = {} AND as_of = {}",
+                "SELECT user_int_id FROM {AUDIENCE_PACKAGES} WHERE package_name = {} AND as_of = {}",
                 quote_literal(build.name),
                 quote_literal(p)
             ))
@@ -304,10 +301,10 @@ impl OneIds {
             .map_err(|e| JobError::arrow("audience ids", e))?;
         session.register_rows("wanted", ids_schema, vec![batch])?;
         let rows = session
-            .rows(
-                "SELECT w.user_int_id AS user_int_id, min(m.one_id) AS one_id FROM wanted w JOIN curated.id_mapping m \
-                 ON m.user_int_id = w.user_int_id GROUP BY w.user_int_id",
-            )
+            .rows(&format!(
+                "SELECT w.user_int_id AS user_int_id, min(m.one_id) AS one_id FROM wanted w JOIN {ID_MAPPING} m \
+                 ON m.user_int_id = w.user_int_id GROUP BY w.user_int_id"
+            ))
             .await?;
         let mut one_id_of: HashMap<i64, String> = HashMap::new();
         for b in &rows {

@@ -78,7 +78,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         Some(d) => d.format("%Y-%m-%d").to_string(),
         None => single_string(
             &session,
-            &format!("SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {}", quote_literal(name)),
+            &format!("SELECT max(as_of) FROM {AUDIENCE_PACKAGES} WHERE package_name = {}", quote_literal(name)),
         )
         .await?
         .ok_or_else(|| {
@@ -86,7 +86,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         })?,
     };
     let members_of = format!(
-        "SELECT one_id FROM curated.audience_packages WHERE package_name = {} AND as_of = {}",
+        "SELECT one_id FROM {AUDIENCE_PACKAGES} WHERE package_name = {} AND as_of = {}",
         quote_literal(name),
         quote_literal(&as_of)
     );
@@ -103,7 +103,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         ExportIds::EmailHash | ExportIds::MobileHash => {
             let id_type = if request.ids == ExportIds::EmailHash { "email_hash" } else { "mobile_hash" };
             format!(
-                "SELECT DISTINCT m.id_value AS {id_type} FROM ({members_of}) a JOIN curated.id_mapping m \
+                "SELECT DISTINCT m.id_value AS {id_type} FROM ({members_of}) a JOIN {ID_MAPPING} m \
                  ON m.one_id = a.one_id AND m.id_type = '{id_type}' AND m.is_active ORDER BY 1"
             )
         }

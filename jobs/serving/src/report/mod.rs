@@ -142,7 +142,7 @@ impl ReportTables {
 /// The daily snapshot the report is as of: `as_of` if there is one, else the latest.
 async fn snapshot_date(session: &SqlSession, as_of: Option<NaiveDate>) -> Result<String> {
     let dates: Vec<String> =
-        text_rows(session, "SELECT DISTINCT dt FROM curated.customer_profiles_daily ORDER BY dt", ["dt"])
+        text_rows(session, &format!("SELECT DISTINCT dt FROM {CUSTOMER_PROFILES_DAILY} ORDER BY dt"), ["dt"])
             .await?
             .into_iter()
             .filter_map(|[dt]| dt)
@@ -209,9 +209,11 @@ struct PersonsOverTime {
 async fn persons_over_time(session: &SqlSession, as_of: &str) -> Result<PersonsOverTime> {
     let persons = text_rows(
         session,
-        "SELECT CAST(date_trunc('month', f) AS DATE) AS m, count(*) AS persons FROM \
-         (SELECT one_id, min(first_seen) AS f FROM curated.id_mapping WHERE is_active GROUP BY one_id) \
-         GROUP BY 1 ORDER BY 1",
+        &format!(
+            "SELECT CAST(date_trunc('month', f) AS DATE) AS m, count(*) AS persons FROM \
+             (SELECT one_id, min(first_seen) AS f FROM {ID_MAPPING} WHERE is_active GROUP BY one_id) \
+             GROUP BY 1 ORDER BY 1"
+        ),
         ["m", "persons"],
     )
     .await?;
@@ -225,7 +227,7 @@ async fn persons_over_time(session: &SqlSession, as_of: &str) -> Result<PersonsO
         .collect();
     let profiles_per_dt = text_rows(
         session,
-        "SELECT dt, count(*) AS profiles FROM curated.customer_profiles_daily GROUP BY dt ORDER BY dt",
+        &format!("SELECT dt, count(*) AS profiles FROM {CUSTOMER_PROFILES_DAILY} GROUP BY dt ORDER BY dt"),
         ["dt", "profiles"],
     )
     .await?;
@@ -257,7 +259,7 @@ async fn rfm_grid(session: &SqlSession, as_of: &str) -> Result<Chart> {
         session,
         &format!(
             "SELECT r_score, f_score, count(*) AS persons, avg(monetary) AS avg_monetary \
-             FROM curated.customer_profiles_daily \
+             FROM {CUSTOMER_PROFILES_DAILY} \
              WHERE dt = {dt} AND r_score IS NOT NULL AND f_score IS NOT NULL GROUP BY 1, 2"
         ),
         ["r_score", "f_score", "persons", "avg_monetary"],
@@ -269,9 +271,7 @@ async fn rfm_grid(session: &SqlSession, as_of: &str) -> Result<Chart> {
         .collect();
     let unscored = text_rows(
         session,
-        &format!(
-            "SELECT count(*) AS unscored FROM curated.customer_profiles_daily WHERE dt = {dt} AND r_score IS NULL"
-        ),
+        &format!("SELECT count(*) AS unscored FROM {CUSTOMER_PROFILES_DAILY} WHERE dt = {dt} AND r_score IS NULL"),
         ["unscored"],
     )
     .await?;
@@ -320,7 +320,7 @@ async fn segment_builds(session: &SqlSession, as_of: &str) -> Result<SegmentBuil
     let built: Vec<String> = text_rows(
         session,
         &format!(
-            "SELECT DISTINCT as_of FROM curated.segment_bitmaps WHERE as_of <= {} ORDER BY as_of DESC LIMIT 2",
+            "SELECT DISTINCT as_of FROM {SEGMENT_BITMAPS} WHERE as_of <= {} ORDER BY as_of DESC LIMIT 2",
             quote_literal(as_of)
         ),
         ["as_of"],
@@ -343,7 +343,7 @@ async fn segment_sizes_at(session: &SqlSession, date: Option<&String>) -> Result
     let Some(date) = date else { return Ok(BTreeMap::new()) };
     let rows = text_rows(
         session,
-        &format!("SELECT segment_tag, cardinality FROM curated.segment_bitmaps WHERE as_of = {}", quote_literal(date)),
+        &format!("SELECT segment_tag, cardinality FROM {SEGMENT_BITMAPS} WHERE as_of = {}", quote_literal(date)),
         ["segment_tag", "cardinality"],
     )
     .await?;
@@ -373,7 +373,7 @@ async fn audience_bars(session: &SqlSession, as_of: &str) -> Result<Vec<Bars>> {
     let rows = text_rows(
         session,
         &format!(
-            "SELECT package_name, as_of, count(*) AS members FROM curated.audience_packages WHERE as_of <= {} \
+            "SELECT package_name, as_of, count(*) AS members FROM {AUDIENCE_PACKAGES} WHERE as_of <= {} \
              GROUP BY 1, 2 ORDER BY 1, 2",
             quote_literal(as_of)
         ),
@@ -396,8 +396,10 @@ async fn audience_bars(session: &SqlSession, as_of: &str) -> Result<Vec<Bars>> {
 async fn lifecycle_over_time(session: &SqlSession) -> Result<Chart> {
     let stages = text_rows(
         session,
-        "SELECT dt, coalesce(lifecycle_stage, '(none)') AS stage, count(*) AS persons \
-         FROM curated.customer_profiles_daily GROUP BY 1, 2 ORDER BY 1, 2",
+        &format!(
+            "SELECT dt, coalesce(lifecycle_stage, '(none)') AS stage, count(*) AS persons \
+             FROM {CUSTOMER_PROFILES_DAILY} GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
         ["dt", "stage", "persons"],
     )
     .await?;
@@ -410,7 +412,7 @@ async fn lifecycle_over_time(session: &SqlSession) -> Result<Chart> {
     Ok(Chart {
         id: "lifecycle_over_time",
         title: "Lifecycle stages over time".into(),
-        note: "Persons per lifecycle stage in each daily snapshot (curated.customer_profiles_daily).".into(),
+        note: format!("Persons per lifecycle stage in each daily snapshot ({CUSTOMER_PROFILES_DAILY})."),
         svg: charts::time_lines(
             "lifecycle_over_time",
             &by_stage.into_iter().map(|(name, points)| Series { name, points }).collect::<Vec<_>>(),
@@ -475,8 +477,10 @@ async fn quality_history(tables: &ReportTables) -> Result<QualityHistory> {
     let quality = if tables.quality {
         text_rows(
             &tables.session,
-            "SELECT concat(\"table\", ' ', rule) AS rule_name, CAST(at AS VARCHAR) AS at_text, passed, value, threshold \
-             FROM _quality.results ORDER BY at",
+            &format!(
+                "SELECT concat(\"table\", ' ', rule) AS rule_name, CAST(at AS VARCHAR) AS at_text, passed, value, threshold \
+                 FROM {QUALITY_RESULTS} ORDER BY at"
+            ),
             ["rule_name", "at_text", "passed", "value", "threshold"],
         )
         .await?

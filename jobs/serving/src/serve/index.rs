@@ -197,21 +197,35 @@ fn batch_bytes(batch: &RecordBatch) -> u64 {
 }
 
 /// The active identifiers, sorted by person so a person's identifiers are one slice.
-const IDENTIFIERS_SQL: &str = "SELECT one_id, user_int_id, id_type, id_value, source_channel, confidence, first_seen, \
-     last_seen FROM curated.id_mapping WHERE is_active ORDER BY one_id, id_type, id_value";
+fn identifiers_sql() -> String {
+    format!(
+        "SELECT one_id, user_int_id, id_type, id_value, source_channel, confidence, first_seen, \
+         last_seen FROM {ID_MAPPING} WHERE is_active ORDER BY one_id, id_type, id_value"
+    )
+}
 
 /// The events that have a person.
-const EVENTS_SQL: &str = "SELECT * FROM curated.user_events WHERE one_id IS NOT NULL";
+fn events_sql() -> String {
+    format!("SELECT * FROM {USER_EVENTS} WHERE one_id IS NOT NULL")
+}
 
 /// The segments of the latest build.
-const SEGMENTS_SQL: &str = "SELECT segment_tag, bitmap, as_of FROM curated.segment_bitmaps \
-     WHERE as_of = (SELECT max(as_of) FROM curated.segment_bitmaps) ORDER BY segment_tag";
+fn segments_sql() -> String {
+    format!(
+        "SELECT segment_tag, bitmap, as_of FROM {SEGMENT_BITMAPS} \
+         WHERE as_of = (SELECT max(as_of) FROM {SEGMENT_BITMAPS}) ORDER BY segment_tag"
+    )
+}
 
 /// The members of each audience package's latest build.
-const AUDIENCES_SQL: &str = "SELECT p.package_id AS package_id, p.package_name AS package_name, p.as_of AS as_of, \
-     p.user_int_id AS user_int_id FROM curated.audience_packages p \
-     JOIN (SELECT package_id, max(as_of) AS as_of FROM curated.audience_packages GROUP BY package_id) l \
-     ON l.package_id = p.package_id AND l.as_of = p.as_of ORDER BY p.package_name";
+fn audiences_sql() -> String {
+    format!(
+        "SELECT p.package_id AS package_id, p.package_name AS package_name, p.as_of AS as_of, \
+         p.user_int_id AS user_int_id FROM {AUDIENCE_PACKAGES} p \
+         JOIN (SELECT package_id, max(as_of) AS as_of FROM {AUDIENCE_PACKAGES} GROUP BY package_id) l \
+         ON l.package_id = p.package_id AND l.as_of = p.as_of ORDER BY p.package_name"
+    )
+}
 
 impl IndexVersions {
     /// The versions in the order of [`source_tables`].
@@ -249,7 +263,7 @@ impl IndexReader {
     /// `curated.customer_profiles` with every column it has (one `one_id` column if it does not exist).
     async fn profiles(&self, exists: bool) -> Result<RecordBatch> {
         if exists {
-            self.read("SELECT * FROM curated.customer_profiles", "reading curated.customer_profiles").await
+            self.read(&format!("SELECT * FROM {CUSTOMER_PROFILES}"), &format!("reading {CUSTOMER_PROFILES}")).await
         } else {
             Ok(RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("one_id", DataType::Utf8, true)]))))
         }
@@ -257,7 +271,7 @@ impl IndexReader {
 
     /// The events that have a person, without the bookkeeping columns, as one plain batch.
     async fn events(&self) -> Result<RecordBatch> {
-        let (schema, batches) = self.session.rows_with_schema(EVENTS_SQL).await.map_err(|e| JobError::Step {
+        let (schema, batches) = self.session.rows_with_schema(&events_sql()).await.map_err(|e| JobError::Step {
             context: "profile index: reading curated.user_events".into(),
             source: Box::new(e),
         })?;
@@ -274,7 +288,7 @@ impl IndexReader {
             .map(|b| b.project(&keep))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| JobError::arrow("profile index: events", e))?;
-        plain(&Arc::new(projected), batches, "reading curated.user_events")
+        plain(&Arc::new(projected), batches, &format!("reading {USER_EVENTS}"))
     }
 }
 
@@ -292,13 +306,13 @@ struct Identifiers {
 }
 
 impl Identifiers {
-    /// Group the rows of [`IDENTIFIERS_SQL`] (sorted by one_id) into persons and hash every identifier.
+    /// Group the rows of [`identifiers_sql`] (sorted by one_id) into persons and hash every identifier.
     fn index(ids: &RecordBatch, hasher: &DefaultHashBuilder) -> Result<Self> {
-        const TABLE: &str = "curated.id_mapping";
-        let one_id = as_utf8(column(ids, "one_id", TABLE)?, "one_id")?;
-        let id_type = as_utf8(column(ids, "id_type", TABLE)?, "id_type")?;
-        let id_value = as_utf8(column(ids, "id_value", TABLE)?, "id_value")?;
-        let user_int_id = cast(column(ids, "user_int_id", TABLE)?, &DataType::Int64)
+        let table = &ID_MAPPING.to_string();
+        let one_id = as_utf8(column(ids, "one_id", table)?, "one_id")?;
+        let id_type = as_utf8(column(ids, "id_type", table)?, "id_type")?;
+        let id_value = as_utf8(column(ids, "id_value", table)?, "id_value")?;
+        let user_int_id = cast(column(ids, "user_int_id", table)?, &DataType::Int64)
             .map_err(|e| JobError::arrow("profile index: user_int_id", e))?;
         let user_int_id = user_int_id.as_primitive::<Int64Type>();
         let rows = ids.num_rows();
@@ -380,7 +394,7 @@ impl<'a> PersonsByOneId<'a> {
 
 /// Point each person at their profile row.
 fn attach_profiles(profiles: &RecordBatch, by_one_id: &PersonsByOneId, persons: &mut [Person]) -> Result<()> {
-    let profile_one_id = as_utf8(column(profiles, "one_id", "curated.customer_profiles")?, "one_id")?;
+    let profile_one_id = as_utf8(column(profiles, "one_id", &CUSTOMER_PROFILES.to_string())?, "one_id")?;
     for row in 0..profiles.num_rows() {
         if profile_one_id.is_null(row) {
             continue;
@@ -403,8 +417,9 @@ struct EventRow {
 
 /// The events of known persons, by person, newest first (ties by row).
 fn events_by_person(events: &RecordBatch, by_one_id: &PersonsByOneId) -> Result<Vec<EventRow>> {
-    let event_one_id = as_utf8(column(events, "one_id", "curated.user_events")?, "events one_id")?;
-    let time = cast(column(events, "event_time", "curated.user_events")?, &timestamp_type())
+    let table = &USER_EVENTS.to_string();
+    let event_one_id = as_utf8(column(events, "one_id", table)?, "events one_id")?;
+    let time = cast(column(events, "event_time", table)?, &timestamp_type())
         .map_err(|e| JobError::arrow("profile index: event_time", e))?;
     let time = time.as_primitive::<TimestampMicrosecondType>();
     let mut order: Vec<EventRow> = (0..events.num_rows())
@@ -452,14 +467,14 @@ struct LatestSegments {
 }
 
 async fn read_segments(session: &SqlSession) -> Result<LatestSegments> {
-    const TABLE: &str = "curated.segment_bitmaps";
-    let rows = session.rows(SEGMENTS_SQL).await?;
+    let table = &SEGMENT_BITMAPS.to_string();
+    let rows = session.rows(&segments_sql()).await?;
     let mut latest = LatestSegments::default();
     for b in &rows {
-        let tags = as_utf8(column(b, "segment_tag", TABLE)?, "segment tags")?;
-        let maps = cast(column(b, "bitmap", TABLE)?, &DataType::Binary)
+        let tags = as_utf8(column(b, "segment_tag", table)?, "segment tags")?;
+        let maps = cast(column(b, "bitmap", table)?, &DataType::Binary)
             .map_err(|e| JobError::arrow("profile index: segment bitmaps", e))?;
-        let as_of = as_utf8(column(b, "as_of", TABLE)?, "segment as_of")?;
+        let as_of = as_utf8(column(b, "as_of", table)?, "segment as_of")?;
         for r in 0..b.num_rows() {
             let bitmap = from_bytes(maps.as_binary::<i32>().value(r))
                 .map_err(|e| JobError::query("profile index: reading a segment bitmap", e))?;
@@ -471,7 +486,7 @@ async fn read_segments(session: &SqlSession) -> Result<LatestSegments> {
 }
 
 async fn read_audiences(session: &SqlSession) -> Result<Vec<Audience>> {
-    let rows = session.rows(AUDIENCES_SQL).await?;
+    let rows = session.rows(&audiences_sql()).await?;
     let mut audiences: Vec<Audience> = Vec::new();
     for b in &rows {
         add_audience_members(&mut audiences, b)?;
@@ -479,13 +494,13 @@ async fn read_audiences(session: &SqlSession) -> Result<Vec<Audience>> {
     Ok(audiences)
 }
 
-/// Add a batch of [`AUDIENCES_SQL`] rows to their packages (a package first seen is added).
+/// Add a batch of [`audiences_sql`] rows to their packages (a package first seen is added).
 fn add_audience_members(audiences: &mut Vec<Audience>, b: &RecordBatch) -> Result<()> {
-    const TABLE: &str = "curated.audience_packages";
-    let pid = as_utf8(column(b, "package_id", TABLE)?, "package_id")?;
-    let name = as_utf8(column(b, "package_name", TABLE)?, "package_name")?;
-    let as_of = as_utf8(column(b, "as_of", TABLE)?, "as_of")?;
-    let users = cast(column(b, "user_int_id", TABLE)?, &DataType::Int64)
+    let table = &AUDIENCE_PACKAGES.to_string();
+    let pid = as_utf8(column(b, "package_id", table)?, "package_id")?;
+    let name = as_utf8(column(b, "package_name", table)?, "package_name")?;
+    let as_of = as_utf8(column(b, "as_of", table)?, "as_of")?;
+    let users = cast(column(b, "user_int_id", table)?, &DataType::Int64)
         .map_err(|e| JobError::arrow("profile index: users", e))?;
     let users = users.as_primitive::<Int64Type>();
     for r in 0..b.num_rows() {
@@ -563,7 +578,7 @@ impl ProfileIndex {
             ));
         }
         let reader = IndexReader::open(workspace, &versions).await?;
-        let ids = reader.read(IDENTIFIERS_SQL, "reading curated.id_mapping").await?;
+        let ids = reader.read(&identifiers_sql(), &format!("reading {ID_MAPPING}")).await?;
         let hasher = DefaultHashBuilder::default();
         let mut identifiers = Identifiers::index(&ids, &hasher)?;
         let by_one_id = PersonsByOneId::new(&identifiers.one_id, &identifiers.persons, &hasher);
