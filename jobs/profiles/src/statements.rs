@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use cdplake_core::config::ProfilesConfig;
 
+use crate::audience::export::ExportIds;
 use crate::build::ProfileSql;
 
 /// One statement: its name in the golden files, what it answers, and its SQL.
@@ -28,7 +29,7 @@ pub fn golden() -> Vec<NamedStatement> {
         NamedStatement {
             name: "profile",
             about: "One row per person of `ids` (one_id, id_type, id_value, first_seen): the seeds' metrics \
-                    over `events` (curated.user_events columns) and their segment CASEs, as of the date.",
+                    over `events` (user_events columns) and their segment CASEs, as of the date.",
             sql: profile_sql(&defaults, as_of),
         },
         NamedStatement {
@@ -42,8 +43,20 @@ pub fn golden() -> Vec<NamedStatement> {
             about: "Every segment's row (segment_tag, bitmap, cardinality, definition, as_of) as of the date: \
                     all persons, one segment per value of each segment column, `channel_<channel>` per \
                     purchase channel, and the custom segment `big_spenders` (total_revenue >= 100); reads \
-                    curated.customer_profiles_daily, curated.id_mapping and curated.user_events.",
+                    customer_profiles_daily, id_mapping and user_events.",
             sql: segments_sql(as_of),
+        },
+        NamedStatement {
+            name: "audience_export_one_id",
+            about: "What `cdplake audience export win_back` writes with --ids one_id: the members of the \
+                    audience's build as of the date (audience_packages), sorted.",
+            sql: export_sql(ExportIds::OneId, as_of),
+        },
+        NamedStatement {
+            name: "audience_export_email_hash",
+            about: "The same export with --ids email_hash: each member's active email hashes \
+                    (id_mapping), distinct and sorted; members without one drop out.",
+            sql: export_sql(ExportIds::EmailHash, as_of),
         },
     ]
 }
@@ -52,6 +65,11 @@ pub fn golden() -> Vec<NamedStatement> {
 pub fn segments_sql(as_of: NaiveDate) -> String {
     let custom = [("big_spenders".to_string(), "total_revenue >= 100".to_string())];
     crate::segments::segments_sql(custom.iter().map(|(t, p)| (t, p)), &as_of.to_string())
+}
+
+/// The export of the audience `win_back` as of `as_of`.
+pub fn export_sql(ids: ExportIds, as_of: NaiveDate) -> String {
+    crate::audience::export::export_sql("win_back", &as_of.to_string(), ids)
 }
 
 /// The profile query over the session tables `ids` and `events`, everyone, no attribute sources.

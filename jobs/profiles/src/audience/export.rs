@@ -85,11 +85,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
             JobError::NotFound(format!("no audience {name:?}: run `cdplake audience build {name} --expr ...`"))
         })?,
     };
-    let members_of = format!(
-        "SELECT one_id FROM {AUDIENCE_PACKAGES} WHERE package_name = {} AND as_of = {}",
-        quote_literal(name),
-        quote_literal(&as_of)
-    );
+    let members_of = members_sql(name, &as_of);
     let members = session.first_i64(&format!("SELECT count(*) FROM ({members_of})")).await?.unwrap_or(0) as u64;
     let floor = request.min_size.unwrap_or(workspace.config.audiences.min_export_size);
     if members < floor {
@@ -98,17 +94,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
              ([audiences] min_export_size): exporting it could single people out"
         )));
     }
-    let sql = match request.ids {
-        ExportIds::OneId => format!("{members_of} ORDER BY one_id"),
-        ExportIds::EmailHash | ExportIds::MobileHash => {
-            let id_type = if request.ids == ExportIds::EmailHash { "email_hash" } else { "mobile_hash" };
-            format!(
-                "SELECT DISTINCT m.id_value AS {id_type} FROM ({members_of}) a JOIN {ID_MAPPING} m \
-                 ON m.one_id = a.one_id AND m.id_type = '{id_type}' AND m.is_active ORDER BY 1"
-            )
-        }
-    };
-    let (schema, rows) = session.rows_with_schema(&sql).await?;
+    let (schema, rows) = session.rows_with_schema(&export_sql(name, &as_of, request.ids)).await?;
     let exported: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
     // Members without the identifier asked for drop out: check what would leave the lake.
     if exported == 0 {
@@ -135,6 +121,31 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
     };
     let written = lake.put_object(&location, bytes.into()).await?;
     Ok(ExportReport { location: written, as_of, members, rows: exported })
+}
+
+/// The members (one_id) of the audience `name`'s build as of `as_of`, from
+/// curated.audience_packages.
+pub fn members_sql(name: &str, as_of: &str) -> String {
+    format!(
+        "SELECT one_id FROM {AUDIENCE_PACKAGES} WHERE package_name = {} AND as_of = {}",
+        quote_literal(name),
+        quote_literal(as_of)
+    )
+}
+
+/// What an export writes: the members' one_ids, or the active identifiers of the type asked for
+/// (members without one drop out), sorted, one column named after the id type.
+pub fn export_sql(name: &str, as_of: &str, ids: ExportIds) -> String {
+    let members_of = members_sql(name, as_of);
+    let id_type = match ids {
+        ExportIds::OneId => return format!("{members_of} ORDER BY one_id"),
+        ExportIds::EmailHash => "email_hash",
+        ExportIds::MobileHash => "mobile_hash",
+    };
+    format!(
+        "SELECT DISTINCT m.id_value AS {id_type} FROM ({members_of}) a JOIN {ID_MAPPING} m \
+         ON m.one_id = a.one_id AND m.id_type = '{id_type}' AND m.is_active ORDER BY 1"
+    )
 }
 
 fn encode(
