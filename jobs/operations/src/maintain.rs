@@ -105,9 +105,10 @@ pub async fn maintain(
         let wanted: Vec<String> = request.tables.iter().map(|t| t.to_string()).collect();
         for name in &wanted {
             if !entries.iter().any(|e| &e.name == name) && name != "_catalog.tables" {
-                return Err(cdplake_core::JobError::NotFound(format!(
-                    "{name} is not in the catalog; `cdplake tables` lists the tables"
-                )));
+                return Err(cdplake_core::JobError::not_found(
+                    format!("{name} is not in the catalog"),
+                    "`cdplake tables` lists the tables",
+                ));
             }
         }
         entries.retain(|e| wanted.contains(&e.name));

@@ -67,9 +67,10 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
     let lake = workspace.lake();
     let name = &request.name;
     if !lake.table_exists(&AUDIENCE_PACKAGES.id()).await? {
-        return Err(JobError::NotFound(format!(
-            "no audience {name:?}: run `cdplake audience build {name} --expr ...`"
-        )));
+        return Err(JobError::not_found(
+            format!("no audience {name:?}"),
+            format!("run `cdplake audience build {name} --expr ...`"),
+        ));
     }
     let session = SqlSession::new()?;
     session.register(lake, &AUDIENCE_PACKAGES.id()).await?;
@@ -82,7 +83,10 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         )
         .await?
         .ok_or_else(|| {
-            JobError::NotFound(format!("no audience {name:?}: run `cdplake audience build {name} --expr ...`"))
+            JobError::not_found(
+                format!("no audience {name:?}"),
+                format!("run `cdplake audience build {name} --expr ...`"),
+            )
         })?,
     };
     let members_of = format!(
@@ -93,10 +97,13 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
     let members = session.first_i64(&format!("SELECT count(*) FROM ({members_of})")).await?.unwrap_or(0) as u64;
     let floor = request.min_size.unwrap_or(workspace.config.audiences.min_export_size);
     if members < floor {
-        return Err(JobError::Invalid(format!(
-            "audience {name:?} as of {as_of} has {members} members, below the export floor of {floor} \
-             ([audiences] min_export_size): exporting it could single people out"
-        )));
+        return Err(JobError::bad_input(
+            format!("audience {name:?} as of {as_of}"),
+            format!(
+                "{members} members, below the export floor of {floor} ([audiences] min_export_size): exporting it \
+                 could single people out"
+            ),
+        ));
     }
     let sql = match request.ids {
         ExportIds::OneId => format!("{members_of} ORDER BY one_id"),
@@ -112,18 +119,24 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
     let exported: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
     // Members without the identifier asked for drop out: check what would leave the lake.
     if exported == 0 {
-        return Err(JobError::Empty(format!(
-            "audience {name:?} as of {as_of} has {members} members but none has an {:?} identifier: nothing \
-             written; export --ids one_id or another id type",
-            request.ids
-        )));
+        return Err(JobError::Empty {
+            what: format!("audience {name:?} as of {as_of}"),
+            detail: format!(
+                "{members} members but none has an {:?} identifier: nothing written; export --ids one_id or another \
+                 id type",
+                request.ids
+            ),
+        });
     }
     if exported < floor {
-        return Err(JobError::Invalid(format!(
-            "audience {name:?} as of {as_of}: only {exported} of its {members} members have an {:?} identifier, \
-             below the export floor of {floor} ([audiences] min_export_size): exporting it could single people out",
-            request.ids
-        )));
+        return Err(JobError::bad_input(
+            format!("audience {name:?} as of {as_of}"),
+            format!(
+                "only {exported} of its {members} members have an {:?} identifier, below the export floor of \
+                 {floor} ([audiences] min_export_size): exporting it could single people out",
+                request.ids
+            ),
+        ));
     }
     let bytes = encode(&schema, &rows, request.format)?;
     let extension = request.format.extension();
@@ -162,9 +175,7 @@ fn encode(
             writer.finish().map_err(arrow)?;
         }
         ExportFormat::Parquet => {
-            let parquet = |e: cdplake_engine::parquet::errors::ParquetError| {
-                JobError::Invalid(format!("encoding the export: {e}"))
-            };
+            let parquet = |e: cdplake_engine::parquet::errors::ParquetError| JobError::encoding("the export", e);
             let mut writer = ArrowWriter::try_new(&mut buf, Arc::clone(schema), None).map_err(parquet)?;
             for batch in rows {
                 writer.write(batch).map_err(parquet)?;
