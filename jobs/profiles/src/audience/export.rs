@@ -66,11 +66,11 @@ pub struct ExportReport {
 pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> Result<ExportReport> {
     let lake = workspace.lake();
     let name = &request.name;
+    let no_audience = || {
+        JobError::not_found(format!("no audience {name:?}"), format!("run `cdplake audience build {name} --expr ...`"))
+    };
     if !lake.table_exists(&AUDIENCE_PACKAGES.id()).await? {
-        return Err(JobError::not_found(
-            format!("no audience {name:?}"),
-            format!("run `cdplake audience build {name} --expr ...`"),
-        ));
+        return Err(no_audience());
     }
     let session = SqlSession::new()?;
     session.register(lake, &AUDIENCE_PACKAGES.id()).await?;
@@ -82,12 +82,7 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
             &format!("SELECT max(as_of) FROM curated.audience_packages WHERE package_name = {}", quote_literal(name)),
         )
         .await?
-        .ok_or_else(|| {
-            JobError::not_found(
-                format!("no audience {name:?}"),
-                format!("run `cdplake audience build {name} --expr ...`"),
-            )
-        })?,
+        .ok_or_else(no_audience)?,
     };
     let members_of = format!(
         "SELECT one_id FROM curated.audience_packages WHERE package_name = {} AND as_of = {}",
@@ -139,15 +134,21 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
         ));
     }
     let bytes = encode(&schema, &rows, request.format)?;
+    let written = lake.put_object(&file_location(request, &as_of), bytes.into()).await?;
+    Ok(ExportReport { location: written, as_of, members, rows: exported })
+}
+
+/// Where the export goes: `--to` itself when it names a file of the format, else a file named
+/// after the audience and date under it.
+fn file_location(request: &ExportRequest, as_of: &str) -> String {
     let extension = request.format.extension();
-    let location = if request.to.ends_with(&format!(".{extension}")) {
+    if request.to.ends_with(&format!(".{extension}")) {
         request.to.clone()
     } else {
-        let file: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let file: String =
+            request.name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
         format!("{}/{file}-{as_of}.{extension}", request.to.trim_end_matches('/'))
-    };
-    let written = lake.put_object(&location, bytes.into()).await?;
-    Ok(ExportReport { location: written, as_of, members, rows: exported })
+    }
 }
 
 fn encode(
