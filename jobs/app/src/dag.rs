@@ -177,5 +177,5 @@ impl Dag {
 }
 
 fn unknown(source: &str) -> cdplake_core::JobError {
-    cdplake_core::JobError::Invalid(format!("no source named {source:?}"))
+    cdplake_core::JobError::bad_input("sources", format!("no source named {source:?}"))
 }

@@ -63,7 +63,7 @@ pub async fn run_demo(workspace: &Workspace, now: DateTime<Utc>) -> Result<DemoR
         let source = workspace
             .config
             .source(name)
-            .ok_or_else(|| JobError::Invalid(format!("demo source {name} is not defined")))?;
+            .ok_or_else(|| JobError::bad_input(format!("demo source {name}"), "is not defined"))?;
         ingested.extend(ingest(workspace, &source, &[], now).await?);
     }
     // Everything after ingest is the pipeline's DAG, as the schedule and the S3 handler run it.

@@ -148,8 +148,8 @@ async fn scan_batches(
         .map_err(query_error)?;
     let mut found = Vec::new();
     for batch in &batches {
-        let ids = column_as(batch, BATCH_ID, &DataType::Utf8)?;
-        let firsts = column_as(batch, FIRST_INGESTED_AT, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        let ids = column_as(batch, &context, BATCH_ID, &DataType::Utf8)?;
+        let firsts = column_as(batch, &context, FIRST_INGESTED_AT, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let firsts = firsts.as_primitive::<TimestampMicrosecondType>();
         for (id, first) in ids.as_string::<i32>().iter().zip(firsts.iter()) {
             if let Some(id) = id {

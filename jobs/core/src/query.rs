@@ -24,9 +24,9 @@ pub async fn run_read_only(workspace: &Workspace, sql: &str) -> Result<Vec<Recor
 /// Refuse anything but one read-only statement.
 pub fn check_read_only(sql: &str) -> Result<()> {
     let statements = Parser::parse_sql(&GenericDialect {}, sql)
-        .map_err(|e| JobError::Invalid(format!("the query does not parse: {e}")))?;
+        .map_err(|e| JobError::bad_input("the query", format!("does not parse: {e}")))?;
     if statements.len() != 1 {
-        return Err(JobError::Invalid(format!("send exactly one statement, not {}", statements.len())));
+        return Err(JobError::bad_input("the query", format!("send exactly one statement, not {}", statements.len())));
     }
     match &statements[0] {
         Statement::Query(_)
@@ -37,9 +37,10 @@ pub fn check_read_only(sql: &str) -> Result<()> {
         Statement::Explain { statement, analyze: false, .. } if matches!(**statement, Statement::Query(_)) => Ok(()),
         other => {
             let kind = other.to_string().split_whitespace().next().unwrap_or("").to_uppercase();
-            Err(JobError::Invalid(format!(
-                "only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN run here; refused a {kind} statement"
-            )))
+            Err(JobError::bad_input(
+                "the query",
+                format!("only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN run here; refused a {kind} statement"),
+            ))
         }
     }
 }
@@ -66,7 +67,7 @@ mod tests {
             "CREATE TABLE x AS SELECT 1",
             "SELECT 1; DROP TABLE t",
         ] {
-            assert!(check_read_only(refused).is_err(), "{refused}");
+            assert!(matches!(check_read_only(refused), Err(JobError::BadInput { .. })), "{refused}");
         }
     }
 }

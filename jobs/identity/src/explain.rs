@@ -7,8 +7,8 @@ use cdplake_engine::arrow::datatypes::Int64Type;
 
 use cdplake_engine::sql::{SqlSession, quote_literal};
 
-use crate::columns::{int64, utf8};
 use crate::union_find::Identifier;
+use cdplake_core::columns::{int64, utf8};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{ID_MAPPING, IDENTITY_LINKS};
@@ -34,14 +34,14 @@ pub struct Explanation {
 /// `id_type:value` → the identifier.
 pub fn parse_identifier(text: &str) -> Result<Identifier> {
     let (t, v) = text.split_once(':').ok_or_else(|| {
-        JobError::Invalid(format!("{text:?}: write an identifier as ID_TYPE:VALUE, e.g. member_id:MBR001"))
+        JobError::bad_input(format!("{text:?}"), "write an identifier as ID_TYPE:VALUE, e.g. member_id:MBR001")
     })?;
     Ok((t.trim().to_string(), v.trim().to_string()))
 }
 
 /// The text column `name`, one entry per row (`None` for a null).
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let column = utf8(batch, name)?;
+    let column = utf8(batch, "identity", name)?;
     let column = column.as_string::<i32>();
     Ok((0..column.len()).map(|i| (!column.is_null(i)).then(|| column.value(i).to_string())).collect())
 }
@@ -72,13 +72,13 @@ async fn owner(session: &SqlSession, identifier: &Identifier) -> Result<(String,
     )
     .await?;
     let Some(batch) = owner.iter().find(|b| b.num_rows() > 0) else {
-        return Err(JobError::Invalid(format!(
-            "{}:{} is not in curated.id_mapping (run `cdplake identity` first, or check the id type)",
-            identifier.0, identifier.1
-        )));
+        return Err(JobError::bad_input(
+            format!("{}:{}", identifier.0, identifier.1),
+            "is not in curated.id_mapping (run `cdplake identity` first, or check the id type)",
+        ));
     };
     let one_id = strings(batch, "one_id")?[0].clone().unwrap_or_default();
-    let user_int_id = int64(batch, "user_int_id")?.as_primitive::<Int64Type>().value(0);
+    let user_int_id = int64(batch, "identity", "user_int_id")?.as_primitive::<Int64Type>().value(0);
     Ok((one_id, user_int_id))
 }
 
@@ -131,7 +131,7 @@ fn add_links(b: &RecordBatch, cluster: &HashSet<Identifier>, adjacent: &mut Adja
     let (ta, va, tb, vb) =
         (strings(b, "id_type_a")?, strings(b, "id_value_a")?, strings(b, "id_type_b")?, strings(b, "id_value_b")?);
     let (source, uri) = (strings(b, "source")?, strings(b, "_source_uri")?);
-    let rows = utf8(b, "_source_row")?;
+    let rows = utf8(b, "identity", "_source_row")?;
     let rows = rows.as_string::<i32>();
     for i in 0..b.num_rows() {
         let a = (ta[i].clone().unwrap_or_default(), va[i].clone().unwrap_or_default());

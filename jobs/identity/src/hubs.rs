@@ -15,12 +15,10 @@
 use std::collections::BTreeMap;
 
 use cdplake_engine::arrow::array::{AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::datafusion::common::{HashMap as FastMap, HashSet as FastSet};
 use cdplake_engine::sql::{SqlSession, in_list};
 
-use cdplake_core::columns::strings;
+use cdplake_core::columns::{strings, utf8};
 
 use crate::observe::{Observations, Sighting};
 use crate::union_find::{Identifier, Interner, NodeId};
@@ -354,13 +352,7 @@ async fn stored_links(workspace: &Workspace, observations: &mut Observations) ->
 fn rows_of<const N: usize>(batches: &[RecordBatch], names: [&str; N]) -> Result<Vec<[String; N]>> {
     let mut out = Vec::new();
     for batch in batches {
-        let columns: Vec<_> = names
-            .iter()
-            .map(|n| {
-                let c = batch.column_by_name(n).ok_or_else(|| JobError::Invalid(format!("identity: no column {n}")))?;
-                cast(c, &DataType::Utf8).map_err(|e| JobError::arrow("identity: links", e))
-            })
-            .collect::<Result<_>>()?;
+        let columns: Vec<_> = names.iter().map(|n| utf8(batch, "identity: links", n)).collect::<Result<_>>()?;
         for i in 0..batch.num_rows() {
             out.push(std::array::from_fn(|k| columns[k].as_string::<i32>().value(i).to_string()));
         }

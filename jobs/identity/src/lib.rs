@@ -2,7 +2,6 @@
 //! job is [`resolve::resolve`]; `explain`, `report` and `unlink` are the commands that look at
 //! and mend the graph.
 
-mod columns;
 pub mod explain;
 mod hubs;
 mod observe;

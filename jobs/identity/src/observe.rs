@@ -24,8 +24,8 @@ use cdplake_zones::placeholders::{IdKind, Placeholders, placeholder_rule};
 use cdplake_zones::raw;
 use cdplake_zones::{Normalize, PiiTreatment, Source};
 
-use crate::columns::{int64, utf8};
 use crate::union_find::{Interner, NodeId};
+use cdplake_core::columns::{int64, utf8};
 use cdplake_core::config::{IdTypeRule, IdentityConfig};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
@@ -365,7 +365,7 @@ async fn rejected_rows(workspace: &Workspace, source: &Source, batches: &[String
         .await
         .map_err(|e| JobError::query(context, e))?;
     for batch in &rows {
-        let (uris, lines) = (utf8(batch, "_source_uri")?, int64(batch, "_source_row")?);
+        let (uris, lines) = (utf8(batch, "identity", "_source_uri")?, int64(batch, "identity", "_source_row")?);
         let (uris, lines) = (uris.as_string::<i32>(), lines.as_primitive::<Int64Type>());
         for i in 0..batch.num_rows() {
             rejected.entry(uris.value(i).to_string()).or_default().insert(lines.value(i));

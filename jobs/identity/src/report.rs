@@ -10,7 +10,7 @@ use cdplake_engine::arrow::array::{AsArray, RecordBatch};
 use cdplake_engine::arrow::datatypes::Int64Type;
 use cdplake_engine::sql::{SqlSession, in_list};
 
-use crate::columns::{int64, utf8};
+use cdplake_core::columns::{int64, utf8};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{ID_MAPPING, IDENTITY_CONFLICTS, IDENTITY_HUBS, IDENTITY_LINKS, IDENTITY_SKIPPED};
@@ -83,7 +83,7 @@ pub async fn health(workspace: &Workspace, top: usize) -> Result<IdentityHealth>
     let lake = workspace.lake();
     let mut health = IdentityHealth::default();
     if !lake.table_exists(&ID_MAPPING.id()).await? {
-        return Err(JobError::NotFound("curated.id_mapping does not exist yet: run `cdplake identity` first".into()));
+        return Err(JobError::not_found("curated.id_mapping does not exist yet", "run `cdplake identity` first"));
     }
     let session = workspace.catalog.sql_session().await?;
     add_persons(&session, top, &mut health).await?;
@@ -206,8 +206,12 @@ async fn add_skipped(session: &SqlSession, top: usize, health: &mut IdentityHeal
 fn skipped_values(batches: &[RecordBatch]) -> Result<Vec<SkippedValue>> {
     let mut out = Vec::new();
     for batch in batches {
-        let (t, v, r) = (utf8(batch, "id_type")?, utf8(batch, "id_value")?, utf8(batch, "rule")?);
-        let n = int64(batch, "n")?;
+        let (t, v, r) = (
+            utf8(batch, "identity", "id_type")?,
+            utf8(batch, "identity", "id_value")?,
+            utf8(batch, "identity", "rule")?,
+        );
+        let n = int64(batch, "identity", "n")?;
         for i in 0..batch.num_rows() {
             out.push(SkippedValue {
                 id_type: t.as_string::<i32>().value(i).to_string(),
@@ -224,7 +228,7 @@ fn skipped_values(batches: &[RecordBatch]) -> Result<Vec<SkippedValue>> {
 fn pairs(batches: &[RecordBatch], key: &str) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for batch in batches {
-        let (k, n) = (utf8(batch, key)?, int64(batch, "n")?);
+        let (k, n) = (utf8(batch, "identity", key)?, int64(batch, "identity", "n")?);
         for i in 0..batch.num_rows() {
             out.push((k.as_string::<i32>().value(i).to_string(), n.as_primitive::<Int64Type>().value(i) as u64));
         }
@@ -236,7 +240,8 @@ fn pairs(batches: &[RecordBatch], key: &str) -> Result<Vec<(String, u64)>> {
 fn triples(batches: &[RecordBatch], keys: [&str; 2]) -> Result<Vec<(String, String, u64)>> {
     let mut out = Vec::new();
     for batch in batches {
-        let (a, b, n) = (utf8(batch, keys[0])?, utf8(batch, keys[1])?, int64(batch, "n")?);
+        let (a, b, n) =
+            (utf8(batch, "identity", keys[0])?, utf8(batch, "identity", keys[1])?, int64(batch, "identity", "n")?);
         for i in 0..batch.num_rows() {
             out.push((
                 a.as_string::<i32>().value(i).to_string(),
@@ -252,8 +257,12 @@ fn triples(batches: &[RecordBatch], keys: [&str; 2]) -> Result<Vec<(String, Stri
 fn degrees(batches: &[RecordBatch], count_column: &str) -> Result<Vec<Degree>> {
     let mut out = Vec::new();
     for batch in batches {
-        let (t, v, l) = (utf8(batch, "id_type")?, utf8(batch, "id_value")?, utf8(batch, "linked_type")?);
-        let n = int64(batch, count_column)?;
+        let (t, v, l) = (
+            utf8(batch, "identity", "id_type")?,
+            utf8(batch, "identity", "id_value")?,
+            utf8(batch, "identity", "linked_type")?,
+        );
+        let n = int64(batch, "identity", count_column)?;
         for i in 0..batch.num_rows() {
             out.push(Degree {
                 id_type: t.as_string::<i32>().value(i).to_string(),
@@ -270,7 +279,7 @@ fn degrees(batches: &[RecordBatch], count_column: &str) -> Result<Vec<Degree>> {
 /// The count `n` of a one-row result (0 without rows).
 fn count(batches: &[RecordBatch]) -> Result<u64> {
     match batches.iter().find(|b| b.num_rows() > 0) {
-        Some(batch) => Ok(int64(batch, "n")?.as_primitive::<Int64Type>().value(0) as u64),
+        Some(batch) => Ok(int64(batch, "identity", "n")?.as_primitive::<Int64Type>().value(0) as u64),
         None => Ok(0),
     }
 }

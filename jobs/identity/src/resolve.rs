@@ -34,7 +34,6 @@ use cdplake_zones::Source;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
 
-use crate::columns::utf8;
 use crate::hubs::{self, Degrees};
 use crate::observe::{self, Evidence, Observations, Screen, priority};
 use crate::split;
@@ -42,6 +41,7 @@ use crate::store::{HistoryEntry, append_history, append_once, max_user_int_id, m
 use crate::union_find::{self, Components, Identifier, NodeId, Refusal};
 use crate::unlink;
 use cdplake_core::batches::clean_generation;
+use cdplake_core::columns::utf8;
 use cdplake_core::columns::{batch_for, micros, strings};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
@@ -723,7 +723,7 @@ async fn owners_of_seen(
         .map_err(query_error)?;
     let mut owners = Vec::new();
     for batch in &batches {
-        let column = utf8(batch, "one_id")?;
+        let column = utf8(batch, "identity", "one_id")?;
         owners.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
     }
     owners.sort();

@@ -16,8 +16,8 @@ use cdplake_engine::upsert::Upsert;
 use cdplake_zones::curated::{self, IdMappingRow};
 use chrono::{DateTime, Utc};
 
-use crate::columns::int64;
 use crate::union_find::Identifier;
+use cdplake_core::columns::int64;
 use cdplake_zones::tables::ID_MAPPING;
 
 /// One row of `curated.id_merge_history`: a one_id that was absorbed, split or retired.
@@ -69,7 +69,7 @@ pub(crate) async fn max_user_int_id(workspace: &Workspace) -> Result<i64> {
         .collect()
         .await
         .map_err(|e| JobError::query("identity: next user_int_id", e))?;
-    let column = int64(&batches[0], "max_user_int_id")?;
+    let column = int64(&batches[0], "identity", "max_user_int_id")?;
     let column = column.as_primitive::<Int64Type>();
     Ok(if column.is_null(0) { 0 } else { column.value(0) })
 }

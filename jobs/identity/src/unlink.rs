@@ -43,7 +43,7 @@ pub async fn apply_blocklist(workspace: &Workspace, now: DateTime<Utc>) -> Resul
         }
         match unlink(workspace, &identifier, None, now).await {
             Ok(report) => reports.push(report),
-            Err(JobError::NotFound(_)) => {}
+            Err(JobError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
@@ -72,7 +72,7 @@ pub async fn unlink(
         .await?,
     )?;
     let Some(owner) = owner.get(a).cloned() else {
-        return Err(JobError::NotFound(format!("{}:{} is not in curated.id_mapping; nothing to unlink", a.0, a.1)));
+        return Err(JobError::not_found(format!("{}:{} is not in curated.id_mapping", a.0, a.1), "nothing to unlink"));
     };
 
     // Record the undo first: later runs must never use the link again.

@@ -65,7 +65,7 @@ pub async fn load_unlinks(workspace: &Workspace) -> Result<Unlinks> {
         let columns: Vec<_> =
             ["id_type_a", "id_value_a", "id_type_b", "id_value_b"].iter().map(|c| text(batch, c)).collect();
         let [Some(ta), Some(va), Some(tb), Some(vb)] =
-            <[_; 4]>::try_from(columns).map_err(|_| JobError::Invalid("unlinks".into()))?
+            <[_; 4]>::try_from(columns).map_err(|_| JobError::bad_input("curated.unlinks", "not four columns"))?
         else {
             continue;
         };

@@ -58,7 +58,10 @@ pub struct IdentifierColumn {
 /// Apply `source`'s contract to the first `sample` rows of a file's bytes.
 pub fn check_file(source: &Source, file: &str, bytes: &[u8], sample: usize) -> Result<FileCheck> {
     let format = format_of(file, source.format);
-    let records = read_records(file, bytes, format).map_err(|e| JobError::Invalid(e.to_string()))?;
+    let records = read_records(file, bytes, format).map_err(|e| {
+        let (what, reason) = crate::ingest::file_and_reason(e);
+        JobError::BadInput { what, reason }
+    })?;
     let contract = Contract::new(source, None);
     let mut check = FileCheck {
         source: source.name.clone(),

@@ -168,10 +168,14 @@ async fn type_batches(
     report.kept = winners.len() as u64;
     report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
     if report.rows_read != report.kept + report.duplicates + report.quarantined + report.suppressed {
-        return Err(JobError::Reconciliation(format!(
-            "{}: {} rows read != {} kept + {} duplicates + {} quarantined + {} suppressed",
-            source.name, report.rows_read, report.kept, report.duplicates, report.quarantined, report.suppressed
-        )));
+        return Err(JobError::Reconciliation {
+            what: source.name.clone(),
+            got: format!("{} rows read", report.rows_read),
+            expected: format!(
+                "{} kept + {} duplicates + {} quarantined + {} suppressed",
+                report.kept, report.duplicates, report.quarantined, report.suppressed
+            ),
+        });
     }
     Ok(Typed { valid, winners, quarantine })
 }
@@ -296,10 +300,10 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
     let mut report = CleanReport { source: source.name.clone(), ..Default::default() };
     let raw_id = raw_table(source);
     if !lake.table_exists(&raw_id).await? {
-        return Err(JobError::NotFound(format!(
-            "raw.{} does not exist: ingest files first (`cdplake ingest --source {} FILE`)",
-            source.name, source.name
-        )));
+        return Err(JobError::not_found(
+            format!("raw.{} does not exist", source.name),
+            format!("ingest files first (`cdplake ingest --source {} FILE`)", source.name),
+        ));
     }
     lake.ensure_writable()?;
     let contract = Contract::new(source, cdplake_zones::normalize::pii_key_from_env());
@@ -453,10 +457,14 @@ impl RawColumns {
         Ok(RawColumns {
             names,
             data,
-            uris: column_as(batch, raw::SOURCE_URI, &DataType::Utf8)?.as_string::<i32>().clone(),
-            batch_ids: column_as(batch, raw::BATCH_ID, &DataType::Utf8)?.as_string::<i32>().clone(),
-            rows: column_as(batch, raw::SOURCE_ROW, &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
-            ingested: column(batch, raw::INGESTED_AT)?.as_primitive::<TimestampMicrosecondType>().clone(),
+            uris: column_as(batch, "the raw table", raw::SOURCE_URI, &DataType::Utf8)?.as_string::<i32>().clone(),
+            batch_ids: column_as(batch, "the raw table", raw::BATCH_ID, &DataType::Utf8)?.as_string::<i32>().clone(),
+            rows: column_as(batch, "the raw table", raw::SOURCE_ROW, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone(),
+            ingested: column(batch, "the raw table", raw::INGESTED_AT)?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
         })
     }
 

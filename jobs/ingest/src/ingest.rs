@@ -17,7 +17,7 @@ use cdplake_zones::Source;
 use cdplake_zones::contract::Contract;
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
 use cdplake_zones::raw::{self, Delivery, raw_table_spec};
-use cdplake_zones::reader::{RawRecords, UnreadableRow, format_of, read_records};
+use cdplake_zones::reader::{RawRecords, ReadError, UnreadableRow, format_of, read_records};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -165,8 +165,10 @@ async fn read_object(
     report: &mut IngestReport,
 ) -> Result<Option<RawRecords>> {
     let format = format_of(&object.uri, source.format);
-    let mut records =
-        read_records(&object.uri, &object.bytes, format).map_err(|e| JobError::Rejected(e.to_string()))?;
+    let mut records = read_records(&object.uri, &object.bytes, format).map_err(|e| {
+        let (file, reason) = file_and_reason(e);
+        JobError::Rejected { file, reason }
+    })?;
     report.rows_in = records.rows_in();
     report.rows_suppressed = drop_suppressed(workspace, &mut records).await?;
     if records.columns.is_empty() || records.rows_in() == 0 {
@@ -175,7 +177,7 @@ async fn read_object(
     }
     Contract::new(source, None)
         .layout(&records.columns)
-        .map_err(|reason| JobError::Rejected(format!("{}: {reason}", object.uri)))?;
+        .map_err(|reason| JobError::Rejected { file: object.uri.clone(), reason })?;
     report.unknown_columns = unknown_columns(source, &records.columns);
     for column in &report.unknown_columns {
         tracing::warn!(source = %source.name, uri = %object.uri, column, "unknown column: kept in raw, ignored by clean");
@@ -275,15 +277,28 @@ async fn append_raw(
     }
 }
 
+/// The file a read failed on and why (with the row and field when one value was at fault), as
+/// the read error's message has them.
+pub(crate) fn file_and_reason(error: ReadError) -> (String, String) {
+    match error {
+        ReadError::Unreadable { file, reason } => (file, reason),
+        ReadError::Field { file, row, field, reason } => (file, format!("row {row}, field {field}: {reason}")),
+    }
+}
+
 /// An ingested object's rows add up: rows in = written + rejected + suppressed.
 fn check_reconciled(report: &IngestReport) -> Result<()> {
     if report.status == IngestStatus::Ingested
         && report.rows_in != report.rows_written + report.rows_rejected + report.rows_suppressed
     {
-        return Err(JobError::Reconciliation(format!(
-            "{}: {} rows in != {} written + {} rejected + {} suppressed",
-            report.uri, report.rows_in, report.rows_written, report.rows_rejected, report.rows_suppressed
-        )));
+        return Err(JobError::Reconciliation {
+            what: report.uri.clone(),
+            got: format!("{} rows in", report.rows_in),
+            expected: format!(
+                "{} written + {} rejected + {} suppressed",
+                report.rows_written, report.rows_rejected, report.rows_suppressed
+            ),
+        });
     }
     Ok(())
 }

@@ -201,7 +201,7 @@ impl Suppressions {
 /// Add keyed hashes of `forms` to the suppression list, in one commit.
 pub async fn suppress(workspace: &Workspace, forms: &[String], erasure_id: &str, now: DateTime<Utc>) -> Result<u64> {
     let Some(key) = suppression_key(workspace, true).await? else {
-        return Err(JobError::Invalid("no suppression key could be made".into()));
+        return Err(JobError::bad_input("the suppression key", "none could be made"));
     };
     workspace.catalog.ensure_table(&suppressions_spec(), &TableMeta::default()).await?;
     let mut hashes: Vec<String> = forms.iter().map(|f| keyed(f, &key)).collect();

@@ -129,7 +129,7 @@ pub async fn erase(
     let pii_key = pii_key.as_deref();
     let key = privacy::suppression_key(workspace, true)
         .await?
-        .ok_or_else(|| JobError::Invalid("no suppression key could be made".into()))?;
+        .ok_or_else(|| JobError::bad_input("the suppression key", "none could be made"))?;
     let erasure_id = uuid::Uuid::new_v4().to_string();
     let mut report = EraseReport {
         identifier_hash: privacy::keyed(&format!("{id_type}:{value}"), &key),

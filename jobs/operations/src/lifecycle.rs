@@ -139,9 +139,10 @@ impl LakeBucket {
     pub fn of(location: &LakeLocation) -> Result<Self> {
         let root = location.root();
         if !location.is_s3() {
-            return Err(JobError::Invalid(format!(
-                "--apply-lifecycle needs an S3 lake (s3://bucket/prefix); {root} is a local directory"
-            )));
+            return Err(JobError::bad_input(
+                "--apply-lifecycle",
+                format!("needs an S3 lake (s3://bucket/prefix); {root} is a local directory"),
+            ));
         }
         let bucket = root.host_str().unwrap_or_default().to_string();
         let path = root.path().trim_matches('/');
@@ -309,7 +310,7 @@ fn s3_failure<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'stati
         Some(code) => format!("{code}: {}", error.message().unwrap_or("no message")),
         None => aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
     };
-    JobError::Invalid(format!("{doing} bucket {bucket} at {server}: {detail}"))
+    JobError::service("S3", format!("{doing} bucket {bucket} at {server}: {detail}"))
 }
 
 /// An S3 client for the lake's server, from the same options the lake uses (`cdplake.toml`'s

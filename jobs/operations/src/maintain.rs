@@ -106,9 +106,10 @@ pub async fn maintain(
         let catalog_table = catalog_table_id().to_string();
         for name in &wanted {
             if !entries.iter().any(|e| &e.name == name) && *name != catalog_table {
-                return Err(cdplake_core::JobError::NotFound(format!(
-                    "{name} is not in the catalog; `cdplake tables` lists the tables"
-                )));
+                return Err(cdplake_core::JobError::not_found(
+                    format!("{name} is not in the catalog"),
+                    "`cdplake tables` lists the tables",
+                ));
             }
         }
         entries.retain(|e| wanted.contains(&e.name));

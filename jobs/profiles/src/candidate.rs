@@ -117,12 +117,14 @@ fn same_columns(stored: &SchemaRef, computed: &SchemaRef) -> Result<()> {
         |columns: &[(String, DataType)]| columns.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ");
     let missing: Vec<(String, DataType)> = expected.iter().filter(|c| !stored.contains(c)).cloned().collect();
     let extra: Vec<(String, DataType)> = stored.iter().filter(|c| !expected.contains(c)).cloned().collect();
-    Err(JobError::Invalid(format!(
-        "{} was written with other columns than this version computes (new or changed: {}; gone or changed: {}); \
-         drop it and its daily snapshot (`cdplake catalog drop curated.customer_profiles --purge` and \
-         `cdplake catalog drop curated.customer_profiles_daily --purge`), then run `cdplake profiles --full`",
-        CUSTOMER_PROFILES.id(),
-        describe(&missing),
-        describe(&extra),
-    )))
+    Err(JobError::bad_input(
+        CUSTOMER_PROFILES.id().to_string(),
+        format!(
+            "written with other columns than this version computes (new or changed: {}; gone or changed: {}); \
+             drop it and its daily snapshot (`cdplake catalog drop curated.customer_profiles --purge` and \
+             `cdplake catalog drop curated.customer_profiles_daily --purge`), then run `cdplake profiles --full`",
+            describe(&missing),
+            describe(&extra),
+        ),
+    ))
 }

@@ -226,11 +226,14 @@ pub async fn update(
 async fn check_user_mappings(workspace: &Workspace, session: &SqlSession) -> Result<()> {
     for (name, mapping) in &workspace.config.profiles.events {
         let source = workspace.config.source(name).ok_or_else(|| {
-            JobError::Invalid(format!(
-                "[profiles.events.{name}]: there is no source {name:?} (declare [sources.{name}])"
-            ))
+            JobError::bad_input(
+                format!("[profiles.events.{name}]"),
+                format!("there is no source {name:?} (declare [sources.{name}])"),
+            )
         })?;
-        crate::validate::check_mapping(&source, mapping).await.map_err(JobError::Invalid)?;
+        crate::validate::check_mapping(&source, mapping)
+            .await
+            .map_err(|reason| JobError::bad_input("the event mapping", reason))?;
         if register_clean(workspace, session, &source).await? {
             crate::validate::check_mapped_rows(session, name, mapping).await?;
         }

@@ -5,7 +5,6 @@
 pub mod audience;
 pub mod build;
 pub mod candidate;
-mod columns;
 pub mod country;
 pub mod events;
 pub mod ids;

@@ -56,10 +56,9 @@ pub async fn check(
     for rule in workspace.config.quality.rules.iter().filter(|r| r.table == label) {
         let filter = rule.filter.as_deref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
         let column = || {
-            rule.column
-                .as_deref()
-                .map(quote_ident)
-                .ok_or_else(|| JobError::Invalid(format!("quality rule {} on {label} needs a column", rule.name())))
+            rule.column.as_deref().map(quote_ident).ok_or_else(|| {
+                JobError::bad_input(format!("quality rule {} on {label}", rule.name()), "needs a column")
+            })
         };
         // For row counts the value is the row count and the threshold the minimum it had to
         // reach (`threshold` × the trailing average), so the history averages row counts.

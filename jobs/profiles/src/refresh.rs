@@ -42,8 +42,9 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     let lake = workspace.lake();
     lake.ensure_writable()?;
     if !lake.table_exists(&ID_MAPPING.id()).await? {
-        return Err(JobError::NotFound(
-            "curated.id_mapping does not exist yet: run `cdplake identity` before `cdplake profiles`".into(),
+        return Err(JobError::not_found(
+            "curated.id_mapping does not exist yet",
+            "run `cdplake identity` before `cdplake profiles`",
         ));
     }
     let mut report = ProfilesReport { as_of: options.as_of.to_string(), ..Default::default() };
@@ -119,11 +120,10 @@ async fn gate(
     report.quality = quality::check(workspace, session, &CUSTOMER_PROFILES.id(), scores::CANDIDATE).await?;
     if report.quality.iter().any(|q| !q.passed) && !options.force {
         quality::record(workspace, &report.quality, "profiles", now).await?;
-        return Err(JobError::QualityGate(format!(
-            "{} not published (it keeps its previous version): {}; fix the input or rerun with --force",
-            CUSTOMER_PROFILES.id(),
-            quality::describe_failures(&report.quality)
-        )));
+        return Err(JobError::QualityGate {
+            table: CUSTOMER_PROFILES.id().to_string(),
+            failures: quality::describe_failures(&report.quality),
+        });
     }
     Ok(())
 }

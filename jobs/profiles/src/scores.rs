@@ -20,6 +20,7 @@ use cdplake_engine::arrow::datatypes::{DataType, Field, Float64Type, Schema, Sch
 use crate::candidate::{RECOMPUTED, SCORE_COLUMNS, table_schema};
 use crate::inputs::query_error;
 use crate::touched::{Scope, TOUCHED};
+use cdplake_core::columns::column;
 use cdplake_core::error::{JobError, Result};
 use cdplake_zones::tables::CUSTOMER_PROFILES;
 
@@ -110,24 +111,20 @@ pub fn score_buyers(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Recor
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(arrow)?;
     let all = concat_batches(schema, &batches).map_err(arrow)?;
-    let bought = is_not_null(column(&all, "last_purchase_date")?.as_ref()).map_err(arrow)?;
+    let bought = is_not_null(column(&all, "profiles: scores", "last_purchase_date")?).map_err(arrow)?;
     let buyers = filter_record_batch(&all, &bought).map_err(arrow)?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut columns = buyers.columns().to_vec();
     for (name, metric, descending) in
         [("r_score", "recency_days", true), ("f_score", "frequency", false), ("m_score", "monetary", false)]
     {
-        let values = cast(&column(&buyers, metric)?, &DataType::Float64).map_err(arrow)?;
+        let values = cast(column(&buyers, "profiles: scores", metric)?, &DataType::Float64).map_err(arrow)?;
         let values = values.as_primitive::<Float64Type>();
         let values: Vec<Option<f64>> = (0..values.len()).map(|i| values.is_valid(i).then(|| values.value(i))).collect();
         fields.push(Field::new(name, DataType::Int64, true));
         columns.push(Arc::new(quintiles(&values, descending)));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow)
-}
-
-fn column(batch: &RecordBatch, name: &str) -> Result<cdplake_engine::arrow::array::ArrayRef> {
-    batch.column_by_name(name).cloned().ok_or_else(|| JobError::Invalid(format!("profiles: no column {name} to score")))
 }
 
 /// SQL's order: ascending puts nulls last, descending puts them first.

@@ -21,8 +21,7 @@ use cdplake_engine::sql::quote_literal;
 use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::columns::column_as;
-use cdplake_core::columns::micros;
+use cdplake_core::columns::{column_as, micros};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{
@@ -81,7 +80,7 @@ pub fn describe_report(r: &SegmentsReport) -> String {
 
 /// The as-of date of the current `curated.customer_profiles`.
 pub async fn profiles_as_of(workspace: &Workspace) -> Result<NaiveDate> {
-    let missing = || JobError::NotFound("no profiles yet: run `cdplake profiles` before building segments".into());
+    let missing = || JobError::not_found("no profiles yet", "run `cdplake profiles` before building segments");
     if !workspace.lake().table_exists(&CUSTOMER_PROFILES.id()).await? {
         return Err(missing());
     }
@@ -106,7 +105,7 @@ pub async fn build_segments(
     let dt = as_of.format("%Y-%m-%d").to_string();
     let session = profiles_session(workspace, &dt).await?;
     let sql = segments_sql(&workspace.config.segments.custom, &dt);
-    let rows = session.rows(&sql).await.map_err(|e| JobError::Invalid(format!("segments: {e}")))?;
+    let rows = session.rows(&sql).await.map_err(|e| JobError::bad_input("segments", e.to_string()))?;
 
     let spec = segment_bitmaps_spec();
     workspace.catalog.ensure_table(&spec, &TableMeta::default().with_primary_key(["segment_tag", "as_of"])).await?;
@@ -131,7 +130,7 @@ struct BuiltSegments {
 async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession> {
     let lake = workspace.lake();
     if !lake.table_exists(&CUSTOMER_PROFILES_DAILY.id()).await? {
-        return Err(JobError::NotFound("no profiles yet: run `cdplake profiles` before building segments".into()));
+        return Err(JobError::not_found("no profiles yet", "run `cdplake profiles` before building segments"));
     }
     let session = SqlSession::new()?;
     for id in [CUSTOMER_PROFILES_DAILY.id(), curated_mapping(), USER_EVENTS.id()] {
@@ -139,9 +138,10 @@ async fn profiles_session(workspace: &Workspace, dt: &str) -> Result<SqlSession>
     }
     let count = format!("SELECT count(*) AS profiles FROM {CUSTOMER_PROFILES_DAILY} WHERE dt = {}", quote_literal(dt));
     if session.first_i64(&count).await?.unwrap_or(0) == 0 {
-        return Err(JobError::NotFound(format!(
-            "no profiles as of {dt} in curated.customer_profiles_daily: run `cdplake profiles --as-of {dt}` first"
-        )));
+        return Err(JobError::not_found(
+            format!("no profiles as of {dt} in curated.customer_profiles_daily"),
+            format!("run `cdplake profiles --as-of {dt}` first"),
+        ));
     }
     Ok(session)
 }
@@ -218,9 +218,10 @@ fn segments_report(dt: &str, segments: &[RecordBatch]) -> Result<SegmentsReport>
         for i in 0..batch.num_rows() {
             let tag = tags.value(i).to_string();
             if !seen.insert(tag.clone()) {
-                return Err(JobError::Invalid(format!(
-                    "segment tag {tag:?} is defined twice (a profile value and a [segments.custom] name?); rename one"
-                )));
+                return Err(JobError::bad_input(
+                    format!("segment tag {tag:?}"),
+                    "is defined twice (a profile value and a [segments.custom] name?); rename one",
+                ));
             }
             report.segments.push((tag, counts.value(i)));
         }
@@ -341,8 +342,8 @@ async fn stored_seed_bitmaps(workspace: &Workspace, session: &SqlSession) -> Res
 pub(crate) fn tagged_bitmaps(rows: &[RecordBatch]) -> Result<Vec<TaggedBitmap>> {
     let mut out = Vec::new();
     for b in rows {
-        let tags = column_as(b, "segment_tag", &DataType::Utf8, "segment tags")?;
-        let maps = column_as(b, "bitmap", &DataType::Binary, "segment bitmaps")?;
+        let tags = column_as(b, "profiles: segment tags", "segment_tag", &DataType::Utf8)?;
+        let maps = column_as(b, "profiles: segment bitmaps", "bitmap", &DataType::Binary)?;
         let (tags, maps) = (tags.as_string::<i32>(), maps.as_binary::<i32>());
         for i in 0..b.num_rows() {
             out.push(TaggedBitmap { tag: tags.value(i).to_string(), bitmap: maps.value(i).to_vec() });

@@ -9,11 +9,11 @@ use cdplake_engine::arrow::array::{AsArray, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::deltalake::DeltaTable;
 
-use crate::columns::{column, column_as};
 use crate::events::{EventsUpdate, REFRESH_SEQ};
 use crate::ids::{ChangedIdentifiers, register_changed_identifiers};
 use crate::inputs::query_error;
 use crate::watermarks::Watermarks;
+use cdplake_core::columns::{column, column_as};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::USER_EVENTS;
@@ -100,7 +100,7 @@ pub async fn find(
 
 /// The `one_id` column of a batch of touched persons, as strings (Utf8) in a batch of `schema`.
 fn one_id_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
-    let one_ids = column_as(batch, "one_id", &DataType::Utf8, "touched persons")?;
+    let one_ids = column_as(batch, "profiles: touched persons", "one_id", &DataType::Utf8)?;
     RecordBatch::try_new(schema.clone(), vec![one_ids]).map_err(|e| JobError::arrow("touched persons", e))
 }
 
@@ -108,7 +108,7 @@ fn one_id_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> 
 fn one_ids(rows: &[RecordBatch]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for b in rows {
-        out.extend(column(b, "one_id")?.as_string::<i32>().iter().flatten().map(str::to_string));
+        out.extend(column(b, "profiles", "one_id")?.as_string::<i32>().iter().flatten().map(str::to_string));
     }
     Ok(out)
 }

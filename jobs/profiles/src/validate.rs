@@ -14,7 +14,7 @@ use cdplake_engine::sql::quote_ident;
 use cdplake_zones::Source;
 use cdplake_zones::contract::Contract;
 
-use crate::columns::column_as;
+use cdplake_core::columns::column_as;
 use cdplake_core::config::profiles::{EventKind, EventMapping};
 use cdplake_core::error::{JobError, Result};
 
@@ -122,8 +122,8 @@ pub async fn check_mapped_rows(session: &SqlSession, source: &str, mapping: &Eve
     let rows = session.rows(&sql).await?;
     let mut values: Vec<(String, i64)> = Vec::new();
     for batch in &rows {
-        let t = column_as(batch, "event_type", &DataType::Utf8, "event types")?;
-        let n = column_as(batch, "row_count", &DataType::Int64, "event types")?;
+        let t = column_as(batch, "profiles: event types", "event_type", &DataType::Utf8)?;
+        let n = column_as(batch, "profiles: event types", "row_count", &DataType::Int64)?;
         let (t, n) = (t.as_string::<i32>(), n.as_primitive::<cdplake_engine::arrow::datatypes::Int64Type>());
         for i in 0..batch.num_rows() {
             let value = if t.is_null(i) { "NULL".to_string() } else { t.value(i).to_string() };
@@ -135,13 +135,15 @@ pub async fn check_mapped_rows(session: &SqlSession, source: &str, mapping: &Eve
         return Ok(());
     }
     let seen: Vec<String> = values.iter().take(5).map(|(v, n)| format!("{v:?} ×{n}")).collect();
-    Err(JobError::Invalid(format!(
-        "[profiles.events.{source}] event_type = {:?} gives no '{PURCHASE}' for any of its rows ({}): a transaction \
-         row counts as a purchase only when event_type evaluates to 'purchase' ('cancellation' subtracts); e.g. \
-         event_type = \"CASE WHEN ... THEN 'purchase' END\" or \"'purchase'\"",
-        mapping.event_type,
-        seen.join(", ")
-    )))
+    Err(JobError::bad_input(
+        format!("[profiles.events.{source}] event_type = {:?}", mapping.event_type),
+        format!(
+            "gives no '{PURCHASE}' for any of its rows ({}): a transaction row counts as a purchase only when \
+             event_type evaluates to 'purchase' ('cancellation' subtracts); e.g. event_type = \"CASE WHEN ... THEN \
+             'purchase' END\" or \"'purchase'\"",
+            seen.join(", ")
+        ),
+    ))
 }
 
 #[cfg(test)]

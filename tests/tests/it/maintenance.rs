@@ -374,6 +374,10 @@ async fn archival_rules_go_on_the_bucket_beside_its_other_rules_on_s3() {
     let local =
         cdplake_engine::LakeLocation::parse(tempfile::tempdir().unwrap().path().to_str().unwrap(), Default::default())
             .unwrap();
-    let refused = lifecycle::apply(&local, &retention).await.unwrap_err().to_string();
-    assert!(refused.contains("needs an S3 lake"), "{refused}");
+    let refused = lifecycle::apply(&local, &retention).await.unwrap_err();
+    assert!(
+        matches!(&refused, cdplake_core::JobError::BadInput { what, reason }
+            if what == "--apply-lifecycle" && reason.contains("needs an S3 lake")),
+        "{refused}"
+    );
 }

@@ -122,7 +122,7 @@ fn time_expressions(segments: &Segments) -> Result<Vec<(String, f64, u64)>> {
     let Segments { sets, everyone, bytes } = segments;
     let mut timings = Vec::new();
     for expression in ["a AND b", "a OR b", "a AND NOT b", "(a OR b) AND NOT c"] {
-        let expr = Expr::parse(expression).map_err(JobError::Invalid)?;
+        let expr = Expr::parse(expression).map_err(|e| JobError::bad_input(expression, e))?;
         let started = Instant::now();
         let decoded: Vec<RoaringBitmap> = bytes
             .iter()
@@ -130,11 +130,11 @@ fn time_expressions(segments: &Segments) -> Result<Vec<(String, f64, u64)>> {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| JobError::query("bench", e))?;
         let lookup = |t: &str| TAGS.iter().position(|x| *x == t).map(|i| &decoded[i]);
-        let result = expr.evaluate(&lookup, everyone).map_err(JobError::Invalid)?.into_owned();
+        let result = expr.evaluate(&lookup, everyone).map_err(|e| JobError::bad_input(expression, e))?.into_owned();
         let with_decode = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
         let lookup = |t: &str| TAGS.iter().position(|x| *x == t).map(|i| &sets[i]);
-        let again = expr.evaluate(&lookup, everyone).map_err(JobError::Invalid)?.into_owned();
+        let again = expr.evaluate(&lookup, everyone).map_err(|e| JobError::bad_input(expression, e))?.into_owned();
         let evaluate_only = started.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(result.len(), again.len());
         timings.push((format!("{expression} (decode + evaluate)"), with_decode, result.len()));
@@ -181,7 +181,11 @@ async fn store_segments(
 
 /// The segments' ids as Parquet under `out`, one `<tag>.parquet` per segment, for DuckDB.
 fn write_id_files(out: &std::path::Path, segments: &Segments) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| JobError::Invalid(format!("creating {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|source| JobError::Io {
+        doing: "creating".into(),
+        path: out.display().to_string(),
+        source,
+    })?;
     for (tag, set) in TAGS.iter().zip(&segments.sets) {
         write_ids(&out.join(format!("{tag}.parquet")), set)?;
     }
@@ -191,9 +195,12 @@ fn write_id_files(out: &std::path::Path, segments: &Segments) -> Result<()> {
 /// A bitmap's ids as a Parquet file of one `user_int_id` column.
 fn write_ids(path: &std::path::Path, set: &RoaringBitmap) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![Field::new("user_int_id", DataType::UInt32, false)]));
-    let file = std::fs::File::create(path).map_err(|e| JobError::Invalid(format!("{}: {e}", path.display())))?;
-    let parquet =
-        |e: cdplake_engine::parquet::errors::ParquetError| JobError::Invalid(format!("{}: {e}", path.display()));
+    let file = std::fs::File::create(path).map_err(|source| JobError::Io {
+        doing: "creating".into(),
+        path: path.display().to_string(),
+        source,
+    })?;
+    let parquet = |e: cdplake_engine::parquet::errors::ParquetError| JobError::encoding(path.display().to_string(), e);
     let mut writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(parquet)?;
     let ids: Vec<u32> = set.iter().collect();
     for chunk in ids.chunks(1 << 20) {

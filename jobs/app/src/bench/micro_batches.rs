@@ -54,8 +54,9 @@ pub async fn bench_micro_batches(
 ) -> Result<Vec<BenchWindow>> {
     let root = workspace.lake().location().root().clone();
     if !workspace.lake().location().is_s3() {
-        return Err(cdplake_core::JobError::Invalid(
-            "the S3 handler needs an S3 lake: pass --lake s3://bucket/prefix".into(),
+        return Err(cdplake_core::JobError::bad_input(
+            "the S3 handler",
+            "needs an S3 lake: pass --lake s3://bucket/prefix",
         ));
     }
     let landing = Landing {

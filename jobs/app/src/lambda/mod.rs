@@ -141,7 +141,7 @@ fn audit_arguments(handler: Handler, event: &Value) -> Value {
 }
 
 async fn run(workspace: &Workspace, handler: Handler, event: Value, now: DateTime<Utc>) -> Result<Value> {
-    let parse_error = |what: &str, e: serde_json::Error| JobError::Invalid(format!("not {what}: {e}"));
+    let parse_error = |what: &str, e: serde_json::Error| JobError::bad_input("the event", format!("not {what}: {e}"));
     let answer = match handler {
         Handler::S3 => {
             if event.pointer("/Records/0/eventSource").and_then(Value::as_str) == Some("aws:sqs") {
@@ -169,5 +169,5 @@ async fn run(workspace: &Workspace, handler: Handler, event: Value, now: DateTim
             )
         }
     };
-    answer.map_err(|e| JobError::Invalid(format!("encoding the response: {e}")))
+    answer.map_err(|e| JobError::encoding("the response", e))
 }

@@ -43,7 +43,7 @@ pub async fn handle(workspace: &Workspace, request: QueryRequest) -> Result<Quer
     let format = match request.format.to_ascii_lowercase().as_str() {
         "json" => Format::Json,
         "csv" => Format::Csv,
-        other => return Err(JobError::Invalid(format!("format {other:?}: use json or csv"))),
+        other => return Err(JobError::bad_input(format!("format {other:?}"), "use json or csv")),
     };
     let batches = cdplake_core::query::run_read_only(workspace, &request.sql).await?;
     let row_count = batches.iter().map(|b| b.num_rows()).sum();
@@ -59,7 +59,7 @@ pub async fn handle(workspace: &Workspace, request: QueryRequest) -> Result<Quer
         let location = workspace.lake().put_object(&format!("{directory}/{name}"), text.into_bytes().into()).await?;
         outcome.output_location = Some(location);
     } else if format == Format::Json {
-        outcome.rows = Some(serde_json::from_str(&text).map_err(|e| JobError::Invalid(format!("result rows: {e}")))?);
+        outcome.rows = Some(serde_json::from_str(&text).map_err(|e| JobError::encoding("the result rows", e))?);
     } else {
         outcome.csv = Some(text);
     }

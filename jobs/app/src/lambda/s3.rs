@@ -67,14 +67,12 @@ pub fn decode_key(key: &str) -> String {
 fn source_of(workspace: &Workspace, uri: &str) -> Result<String> {
     let root = workspace.lake().location().root().to_string();
     let relative = uri.strip_prefix(root.as_str()).ok_or_else(|| {
-        JobError::Invalid(format!(
-            "{uri} is not in this lake ({root}); objects must land under {root}landing/<source>/"
-        ))
+        JobError::bad_input(uri, format!("not in this lake ({root}); objects must land under {root}landing/<source>/"))
     })?;
     let mut parts = relative.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("landing"), Some(source), Some(file)) if !file.is_empty() => Ok(source.to_string()),
-        _ => Err(JobError::Invalid(format!("{uri} is not under {root}landing/<source>/"))),
+        _ => Err(JobError::bad_input(uri, format!("not under {root}landing/<source>/"))),
     }
 }
 
@@ -103,7 +101,7 @@ pub async fn handle(workspace: &Workspace, event: S3Event, now: DateTime<Utc>) -
             let source = workspace
                 .config
                 .source(&name)
-                .ok_or_else(|| JobError::Invalid(format!("{uri}: no source named {name:?}")))?;
+                .ok_or_else(|| JobError::bad_input(uri.as_str(), format!("no source named {name:?}")))?;
             let report =
                 retry_step(ATTEMPTS, || cdplake_ingest::ingest::ingest_object(workspace, &source, uri, now)).await?;
             Ok::<_, JobError>((source, report))

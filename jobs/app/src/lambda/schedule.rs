@@ -25,9 +25,9 @@ pub async fn handle(
     now: DateTime<Utc>,
 ) -> Result<ScheduleOutcome> {
     let as_of = match event.detail.get("as_of").and_then(Value::as_str) {
-        Some(text) => text
-            .parse::<NaiveDate>()
-            .map_err(|e| JobError::Invalid(format!("detail.as_of {text:?} is not a date (YYYY-MM-DD): {e}")))?,
+        Some(text) => text.parse::<NaiveDate>().map_err(|e| {
+            JobError::bad_input(format!("detail.as_of {text:?}"), format!("not a date (YYYY-MM-DD): {e}"))
+        })?,
         None => event.time.unwrap_or(now).date_naive(),
     };
     run_daily(workspace, as_of, now).await

@@ -20,9 +20,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use roaring::RoaringBitmap;
 
 use crate::audience::expr::Expr;
-use crate::columns::{column, column_as};
 use crate::segments::{ALL_PERSONS, TaggedBitmap, tagged_bitmaps};
-use cdplake_core::columns::{micros, strings};
+use cdplake_core::columns::{column, column_as, micros, strings};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{AUDIENCE_CHANGES, AUDIENCE_PACKAGES, ID_MAPPING, SEGMENT_BITMAPS};
@@ -105,7 +104,7 @@ pub(crate) async fn single_string(session: &SqlSession, sql: &str) -> Result<Opt
 
 /// The newest as-of date segments were built for.
 async fn latest_segments_as_of(workspace: &Workspace, session: &SqlSession) -> Result<String> {
-    let missing = || JobError::NotFound("no segments yet: run `cdplake segments` first".into());
+    let missing = || JobError::not_found("no segments yet", "run `cdplake segments` first");
     if !workspace.lake().table_exists(&SEGMENT_BITMAPS.id()).await? {
         return Err(missing());
     }
@@ -120,24 +119,31 @@ pub async fn evaluate(
     rule: &str,
     as_of: Option<NaiveDate>,
 ) -> Result<(String, RoaringBitmap, f64)> {
-    let expr = Expr::parse(rule).map_err(|e| JobError::Invalid(format!("audience expression {rule:?}: {e}")))?;
+    let expr =
+        Expr::parse(rule).map_err(|e| JobError::bad_input(format!("audience expression {rule:?}"), e.to_string()))?;
     let latest = latest_segments_as_of(workspace, session).await?;
     let as_of = as_of.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or(latest);
     let bitmaps = segment_bitmaps(session, &as_of).await?;
     if bitmaps.is_empty() {
-        return Err(JobError::NotFound(format!("no segments as of {as_of}: run `cdplake segments --as-of {as_of}`")));
+        return Err(JobError::not_found(
+            format!("no segments as of {as_of}"),
+            format!("run `cdplake segments --as-of {as_of}`"),
+        ));
     }
     if let Some(unknown) = expr.tags().into_iter().find(|t| !bitmaps.contains_key(*t)) {
         let mut known: Vec<&String> = bitmaps.keys().collect();
         known.sort();
         let known: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
-        return Err(JobError::Invalid(format!("no segment {unknown:?} as of {as_of}; segments: {}", known.join(", "))));
+        return Err(JobError::bad_input(
+            format!("audience expression {rule:?}"),
+            format!("no segment {unknown:?} as of {as_of}; segments: {}", known.join(", ")),
+        ));
     }
     let universe = bitmaps.get(ALL_PERSONS).cloned().unwrap_or_default();
     let started = Instant::now();
     let members = expr
         .evaluate(&|t: &str| bitmaps.get(t), &universe)
-        .map_err(|e| JobError::Invalid(format!("audience expression {rule:?}: {e}")))?
+        .map_err(|e| JobError::bad_input(format!("audience expression {rule:?}"), e.to_string()))?
         .into_owned();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok((as_of, members, ms))
@@ -265,7 +271,7 @@ async fn previous_build(session: &SqlSession, build: &Build<'_>) -> Result<Previ
             ))
             .await?;
         for b in &rows {
-            let ids = column(b, "user_int_id")?.as_primitive::<Int64Type>();
+            let ids = column(b, "profiles", "user_int_id")?.as_primitive::<Int64Type>();
             members.extend(ids.values().iter().map(|v| *v as u32));
         }
     }
@@ -308,8 +314,8 @@ impl OneIds {
             .await?;
         let mut one_id_of: HashMap<i64, String> = HashMap::new();
         for b in &rows {
-            let o = column_as(b, "one_id", &DataType::Utf8, "one_ids")?;
-            let (u, o) = (column(b, "user_int_id")?.as_primitive::<Int64Type>(), o.as_string::<i32>());
+            let o = column_as(b, "profiles: one_ids", "one_id", &DataType::Utf8)?;
+            let (u, o) = (column(b, "profiles", "user_int_id")?.as_primitive::<Int64Type>(), o.as_string::<i32>());
             for i in 0..b.num_rows() {
                 one_id_of.insert(u.value(i), o.value(i).to_string());
             }

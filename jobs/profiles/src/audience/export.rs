@@ -66,10 +66,11 @@ pub struct ExportReport {
 pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> Result<ExportReport> {
     let lake = workspace.lake();
     let name = &request.name;
+    let no_audience = || {
+        JobError::not_found(format!("no audience {name:?}"), format!("run `cdplake audience build {name} --expr ...`"))
+    };
     if !lake.table_exists(&AUDIENCE_PACKAGES.id()).await? {
-        return Err(JobError::NotFound(format!(
-            "no audience {name:?}: run `cdplake audience build {name} --expr ...`"
-        )));
+        return Err(no_audience());
     }
     let session = SqlSession::new()?;
     session.register(lake, &AUDIENCE_PACKAGES.id()).await?;
@@ -81,46 +82,59 @@ pub async fn export_audience(workspace: &Workspace, request: &ExportRequest) -> 
             &format!("SELECT max(as_of) FROM {AUDIENCE_PACKAGES} WHERE package_name = {}", quote_literal(name)),
         )
         .await?
-        .ok_or_else(|| {
-            JobError::NotFound(format!("no audience {name:?}: run `cdplake audience build {name} --expr ...`"))
-        })?,
+        .ok_or_else(no_audience)?,
     };
     let members_of = members_sql(name, &as_of);
     let members = session.first_i64(&format!("SELECT count(*) FROM ({members_of})")).await?.unwrap_or(0) as u64;
     let floor = request.min_size.unwrap_or(workspace.config.audiences.min_export_size);
     if members < floor {
-        return Err(JobError::Invalid(format!(
-            "audience {name:?} as of {as_of} has {members} members, below the export floor of {floor} \
-             ([audiences] min_export_size): exporting it could single people out"
-        )));
+        return Err(JobError::bad_input(
+            format!("audience {name:?} as of {as_of}"),
+            format!(
+                "{members} members, below the export floor of {floor} ([audiences] min_export_size): exporting it \
+                 could single people out"
+            ),
+        ));
     }
     let (schema, rows) = session.rows_with_schema(&export_sql(name, &as_of, request.ids)).await?;
     let exported: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
     // Members without the identifier asked for drop out: check what would leave the lake.
     if exported == 0 {
-        return Err(JobError::Empty(format!(
-            "audience {name:?} as of {as_of} has {members} members but none has an {:?} identifier: nothing \
-             written; export --ids one_id or another id type",
-            request.ids
-        )));
+        return Err(JobError::Empty {
+            what: format!("audience {name:?} as of {as_of}"),
+            detail: format!(
+                "{members} members but none has an {:?} identifier: nothing written; export --ids one_id or another \
+                 id type",
+                request.ids
+            ),
+        });
     }
     if exported < floor {
-        return Err(JobError::Invalid(format!(
-            "audience {name:?} as of {as_of}: only {exported} of its {members} members have an {:?} identifier, \
-             below the export floor of {floor} ([audiences] min_export_size): exporting it could single people out",
-            request.ids
-        )));
+        return Err(JobError::bad_input(
+            format!("audience {name:?} as of {as_of}"),
+            format!(
+                "only {exported} of its {members} members have an {:?} identifier, below the export floor of \
+                 {floor} ([audiences] min_export_size): exporting it could single people out",
+                request.ids
+            ),
+        ));
     }
     let bytes = encode(&schema, &rows, request.format)?;
+    let written = lake.put_object(&file_location(request, &as_of), bytes.into()).await?;
+    Ok(ExportReport { location: written, as_of, members, rows: exported })
+}
+
+/// Where the export goes: `--to` itself when it names a file of the format, else a file named
+/// after the audience and date under it.
+fn file_location(request: &ExportRequest, as_of: &str) -> String {
     let extension = request.format.extension();
-    let location = if request.to.ends_with(&format!(".{extension}")) {
+    if request.to.ends_with(&format!(".{extension}")) {
         request.to.clone()
     } else {
-        let file: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let file: String =
+            request.name.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
         format!("{}/{file}-{as_of}.{extension}", request.to.trim_end_matches('/'))
-    };
-    let written = lake.put_object(&location, bytes.into()).await?;
-    Ok(ExportReport { location: written, as_of, members, rows: exported })
+    }
 }
 
 /// The members (one_id) of the audience `name`'s build as of `as_of`, from
@@ -173,9 +187,7 @@ fn encode(
             writer.finish().map_err(arrow)?;
         }
         ExportFormat::Parquet => {
-            let parquet = |e: cdplake_engine::parquet::errors::ParquetError| {
-                JobError::Invalid(format!("encoding the export: {e}"))
-            };
+            let parquet = |e: cdplake_engine::parquet::errors::ParquetError| JobError::encoding("the export", e);
             let mut writer = ArrowWriter::try_new(&mut buf, Arc::clone(schema), None).map_err(parquet)?;
             for batch in rows {
                 writer.write(batch).map_err(parquet)?;

@@ -35,7 +35,7 @@ pub struct Check {
 }
 
 fn fail<E: std::fmt::Debug>(chart: &'static str) -> impl Fn(E) -> JobError {
-    move |e| JobError::Invalid(format!("report: drawing chart {chart}: {e:?}"))
+    move |e| JobError::encoding(format!("report chart {chart}"), format!("{e:?}"))
 }
 
 fn date_label(days: f64) -> String {

@@ -17,9 +17,7 @@ pub mod charts;
 
 use std::collections::BTreeMap;
 
-use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::DataType;
+use cdplake_engine::arrow::array::RecordBatch;
 use cdplake_engine::sql::quote_literal;
 use cdplake_engine::{SqlSession, TableId};
 use chrono::NaiveDate;
@@ -62,25 +60,7 @@ async fn text_rows<const N: usize>(
         .rows(sql)
         .await
         .map_err(|e| JobError::Step { context: "report: reading the lake".into(), source: Box::new(e) })?;
-    let mut rows = Vec::new();
-    for b in &batches {
-        let columns = names.iter().map(|name| text_column(b, name)).collect::<Result<Vec<_>>>()?;
-        for r in 0..b.num_rows() {
-            rows.push(std::array::from_fn(|i| {
-                let c = columns[i].as_string::<i32>();
-                if c.is_null(r) { None } else { Some(c.value(r).to_string()) }
-            }));
-        }
-    }
-    Ok(rows)
-}
-
-/// The column `name` of a batch cast to Utf8.
-fn text_column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| JobError::Invalid(format!("report: reading the lake: the query has no column {name}")))?;
-    cast(column, &DataType::Utf8).map_err(|e| JobError::arrow("report: reading the lake", e))
+    cdplake_core::columns::text_rows(&batches, "report: reading the lake: the query", names)
 }
 
 fn num(value: &Option<String>) -> f64 {
@@ -131,8 +111,9 @@ impl ReportTables {
             present.insert(name, exists);
         }
         if !present["daily"] || !present["mapping"] {
-            return Err(JobError::NotFound(
-                "no profiles yet: run `cdplake identity` and `cdplake profiles` before `cdplake report`".into(),
+            return Err(JobError::not_found(
+                "no profiles yet",
+                "run `cdplake identity` and `cdplake profiles` before `cdplake report`",
             ));
         }
         Ok(Self { session, segments: present["segments"], packages: present["packages"], quality: present["quality"] })
@@ -151,14 +132,17 @@ async fn snapshot_date(session: &SqlSession, as_of: Option<NaiveDate>) -> Result
         Some(d) => {
             let d = d.format("%Y-%m-%d").to_string();
             if !dates.contains(&d) {
-                return Err(JobError::NotFound(format!(
-                    "no profiles snapshot for {d}; the snapshots are {} (or run `cdplake profiles --as-of {d}`)",
-                    dates.join(", ")
-                )));
+                return Err(JobError::not_found(
+                    format!("no profiles snapshot for {d}"),
+                    format!("the snapshots are {} (or run `cdplake profiles --as-of {d}`)", dates.join(", ")),
+                ));
             }
             Ok(d)
         }
-        None => dates.last().cloned().ok_or_else(|| JobError::NotFound("no profiles snapshot yet".into())),
+        None => dates
+            .last()
+            .cloned()
+            .ok_or_else(|| JobError::not_found("no profiles snapshot yet", "run `cdplake profiles` first")),
     }
 }
 

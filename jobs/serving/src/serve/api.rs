@@ -392,7 +392,7 @@ async fn query_reply(holder: &IndexHolder, permissions: Permissions, request: &R
     };
     match run_sql(holder.workspace(), &sql).await {
         Ok(body) => Reply::ok(body),
-        Err(JobError::Invalid(m)) => Reply::error(400, "refused", m),
+        Err(e @ (JobError::BadInput { .. } | JobError::Encoding { .. })) => Reply::error(400, "refused", e.to_string()),
         Err(e) => Reply::error(400, "query_failed", e.to_string()),
     }
 }
@@ -402,14 +402,14 @@ async fn run_sql(workspace: &Workspace, sql: &str) -> Result<Value> {
     let batches = cdplake_core::query::run_read_only(workspace, sql).await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if rows > MAX_QUERY_ROWS {
-        return Err(JobError::Invalid(format!(
-            "the query returned {rows} rows; at most {MAX_QUERY_ROWS} are answered here: add a LIMIT"
-        )));
+        return Err(JobError::bad_input(
+            "the query",
+            format!("returned {rows} rows; at most {MAX_QUERY_ROWS} are answered here: add a LIMIT"),
+        ));
     }
     let text = cdplake_core::output::format_batches(&batches, cdplake_core::output::Format::Json)
         .map_err(|e| JobError::arrow("formatting the result", e))?;
-    let rows_json: Value =
-        serde_json::from_str(&text).map_err(|e| JobError::Invalid(format!("formatting the result: {e}")))?;
+    let rows_json: Value = serde_json::from_str(&text).map_err(|e| JobError::encoding("the result", e))?;
     Ok(json!({ "row_count": rows, "rows": rows_json }))
 }
 

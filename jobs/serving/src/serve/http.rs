@@ -42,7 +42,7 @@ impl Server {
     pub async fn bind(holder: Arc<IndexHolder>, options: &ServeOptions) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|e| JobError::Invalid(format!("cannot listen on {}: {e}", options.listen)))?;
+            .map_err(|e| JobError::service("HTTP server", format!("cannot listen on {}: {e}", options.listen)))?;
         Ok(Self {
             listener,
             shared: Arc::new(Shared { holder, permissions: options.permissions }),
@@ -51,7 +51,7 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener.local_addr().map_err(|e| JobError::Invalid(format!("listening address: {e}")))
+        self.listener.local_addr().map_err(|e| JobError::service("HTTP server", format!("listening address: {e}")))
     }
 
     /// Answer requests until `shutdown` completes; the index is refreshed in the background.
@@ -72,7 +72,7 @@ impl Server {
         let app = Router::new().fallback(handle).with_state(self.shared);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         refresher.abort();
-        served.map_err(|e| JobError::Invalid(format!("HTTP server: {e}")))
+        served.map_err(|e| JobError::service("HTTP server", e))
     }
 }
 

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use roaring::RoaringBitmap;
 
+use cdplake_core::columns::column;
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{AUDIENCE_PACKAGES, CUSTOMER_PROFILES, ID_MAPPING, SEGMENT_BITMAPS, USER_EVENTS};
@@ -155,10 +156,9 @@ fn as_utf8(column: &ArrayRef, what: &str) -> Result<StringArray> {
     Ok(cast.as_string::<i32>().clone())
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str, table: &str) -> Result<&'a ArrayRef> {
-    batch.column_by_name(name).ok_or_else(|| {
-        JobError::Invalid(format!("profile index: {table} has no column {name}; is the lake from another version?"))
-    })
+/// Where the index read a table's batch from, as a missing column's error names it.
+fn read_from(table: &str) -> String {
+    format!("profile index: {table} (is the lake from another version?)")
 }
 
 /// Every column with view types made plain (Utf8View → Utf8), so slices render and concatenate.
@@ -309,15 +309,18 @@ impl Identifiers {
     /// Group the rows of [`identifiers_sql`] (sorted by one_id) into persons and hash every identifier.
     fn index(ids: &RecordBatch, hasher: &DefaultHashBuilder) -> Result<Self> {
         let table = &ID_MAPPING.to_string();
-        let one_id = as_utf8(column(ids, "one_id", table)?, "one_id")?;
-        let id_type = as_utf8(column(ids, "id_type", table)?, "id_type")?;
-        let id_value = as_utf8(column(ids, "id_value", table)?, "id_value")?;
-        let user_int_id = cast(column(ids, "user_int_id", table)?, &DataType::Int64)
+        let one_id = as_utf8(column(ids, &read_from(table), "one_id")?, "one_id")?;
+        let id_type = as_utf8(column(ids, &read_from(table), "id_type")?, "id_type")?;
+        let id_value = as_utf8(column(ids, &read_from(table), "id_value")?, "id_value")?;
+        let user_int_id = cast(column(ids, &read_from(table), "user_int_id")?, &DataType::Int64)
             .map_err(|e| JobError::arrow("profile index: user_int_id", e))?;
         let user_int_id = user_int_id.as_primitive::<Int64Type>();
         let rows = ids.num_rows();
         if rows >= u32::MAX as usize {
-            return Err(JobError::Invalid(format!("profile index: {rows} identifiers is more than one index holds")));
+            return Err(JobError::bad_input(
+                "profile index",
+                format!("{rows} identifiers is more than one index holds"),
+            ));
         }
         let mut index = Self {
             one_id,
@@ -394,7 +397,7 @@ impl<'a> PersonsByOneId<'a> {
 
 /// Point each person at their profile row.
 fn attach_profiles(profiles: &RecordBatch, by_one_id: &PersonsByOneId, persons: &mut [Person]) -> Result<()> {
-    let profile_one_id = as_utf8(column(profiles, "one_id", &CUSTOMER_PROFILES.to_string())?, "one_id")?;
+    let profile_one_id = as_utf8(column(profiles, &read_from(&CUSTOMER_PROFILES.to_string()), "one_id")?, "one_id")?;
     for row in 0..profiles.num_rows() {
         if profile_one_id.is_null(row) {
             continue;
@@ -417,9 +420,8 @@ struct EventRow {
 
 /// The events of known persons, by person, newest first (ties by row).
 fn events_by_person(events: &RecordBatch, by_one_id: &PersonsByOneId) -> Result<Vec<EventRow>> {
-    let table = &USER_EVENTS.to_string();
-    let event_one_id = as_utf8(column(events, "one_id", table)?, "events one_id")?;
-    let time = cast(column(events, "event_time", table)?, &timestamp_type())
+    let event_one_id = as_utf8(column(events, &read_from(&USER_EVENTS.to_string()), "one_id")?, "events one_id")?;
+    let time = cast(column(events, &read_from(&USER_EVENTS.to_string()), "event_time")?, &timestamp_type())
         .map_err(|e| JobError::arrow("profile index: event_time", e))?;
     let time = time.as_primitive::<TimestampMicrosecondType>();
     let mut order: Vec<EventRow> = (0..events.num_rows())
@@ -471,10 +473,10 @@ async fn read_segments(session: &SqlSession) -> Result<LatestSegments> {
     let rows = session.rows(&segments_sql()).await?;
     let mut latest = LatestSegments::default();
     for b in &rows {
-        let tags = as_utf8(column(b, "segment_tag", table)?, "segment tags")?;
-        let maps = cast(column(b, "bitmap", table)?, &DataType::Binary)
+        let tags = as_utf8(column(b, &read_from(table), "segment_tag")?, "segment tags")?;
+        let maps = cast(column(b, &read_from(table), "bitmap")?, &DataType::Binary)
             .map_err(|e| JobError::arrow("profile index: segment bitmaps", e))?;
-        let as_of = as_utf8(column(b, "as_of", table)?, "segment as_of")?;
+        let as_of = as_utf8(column(b, &read_from(table), "as_of")?, "segment as_of")?;
         for r in 0..b.num_rows() {
             let bitmap = from_bytes(maps.as_binary::<i32>().value(r))
                 .map_err(|e| JobError::query("profile index: reading a segment bitmap", e))?;
@@ -497,10 +499,10 @@ async fn read_audiences(session: &SqlSession) -> Result<Vec<Audience>> {
 /// Add a batch of [`audiences_sql`] rows to their packages (a package first seen is added).
 fn add_audience_members(audiences: &mut Vec<Audience>, b: &RecordBatch) -> Result<()> {
     let table = &AUDIENCE_PACKAGES.to_string();
-    let pid = as_utf8(column(b, "package_id", table)?, "package_id")?;
-    let name = as_utf8(column(b, "package_name", table)?, "package_name")?;
-    let as_of = as_utf8(column(b, "as_of", table)?, "as_of")?;
-    let users = cast(column(b, "user_int_id", table)?, &DataType::Int64)
+    let pid = as_utf8(column(b, &read_from(table), "package_id")?, "package_id")?;
+    let name = as_utf8(column(b, &read_from(table), "package_name")?, "package_name")?;
+    let as_of = as_utf8(column(b, &read_from(table), "as_of")?, "as_of")?;
+    let users = cast(column(b, &read_from(table), "user_int_id")?, &DataType::Int64)
         .map_err(|e| JobError::arrow("profile index: users", e))?;
     let users = users.as_primitive::<Int64Type>();
     for r in 0..b.num_rows() {
@@ -573,8 +575,9 @@ impl ProfileIndex {
         // Versions first: a table committed while we read is caught by the next poll.
         let versions = IndexVersions::current(workspace).await?;
         if versions.id_mapping.is_none() {
-            return Err(JobError::NotFound(
-                "curated.id_mapping does not exist yet: run `cdplake identity` and `cdplake profiles` first".into(),
+            return Err(JobError::not_found(
+                "curated.id_mapping does not exist yet",
+                "run `cdplake identity` and `cdplake profiles` first",
             ));
         }
         let reader = IndexReader::open(workspace, &versions).await?;
@@ -756,5 +759,5 @@ fn rows_json(batch: &RecordBatch) -> Result<Vec<serde_json::Value>> {
     if buf.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&buf).map_err(|e| JobError::Invalid(format!("profile index: rendering rows: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| JobError::encoding("profile index rows", e))
 }

@@ -113,10 +113,10 @@ fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> JobEr
     let context = context.into();
     move |e| {
         let detail = e.as_db_error().map(|d| format!("{}: {}", d.code().code(), d.message())).unwrap_or_default();
-        JobError::Invalid(format!(
-            "PostgreSQL: {context}: {e}{}",
-            if detail.is_empty() { "".into() } else { format!(" ({detail})") }
-        ))
+        JobError::service(
+            "PostgreSQL",
+            format!("{context}: {e}{}", if detail.is_empty() { "".into() } else { format!(" ({detail})") }),
+        )
     }
 }
 
@@ -167,11 +167,14 @@ pub fn pg_columns(table: &TableId, schema: &SchemaRef) -> Result<Vec<(String, Pg
         .iter()
         .map(|f| {
             PgType::of(f.data_type()).map(|t| (f.name().clone(), t)).ok_or_else(|| {
-                JobError::Invalid(format!(
-                    "{table}: column {} has type {}, which cdplake does not write to PostgreSQL",
-                    f.name(),
-                    f.data_type()
-                ))
+                JobError::bad_input(
+                    table.to_string(),
+                    format!(
+                        "column {} has type {}, which cdplake does not write to PostgreSQL",
+                        f.name(),
+                        f.data_type()
+                    ),
+                )
             })
         })
         .collect()
@@ -300,10 +303,10 @@ async fn sync_table(
     if options.crash_before_commit && report.mode != "unchanged" {
         // As a crash: the transaction is never committed; dropping it rolls it back.
         drop(tx);
-        return Err(JobError::Invalid(format!(
-            "{}: stopped before the commit (crash_before_commit); nothing was committed",
-            plan.target_label
-        )));
+        return Err(JobError::bad_input(
+            plan.target_label.clone(),
+            "stopped before the commit (crash_before_commit); nothing was committed",
+        ));
     }
     tx.commit().await.map_err(pg(format!("committing {}", plan.target_label)))?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -438,11 +441,11 @@ async fn check_row_counts(tx: &Transaction<'_>, session: &SqlSession, plan: &Syn
         .map_err(pg(format!("counting {target_label}")))?
         .get("target_rows");
     if pg_rows as u64 != lake_rows {
-        return Err(JobError::Reconciliation(format!(
-            "{target_label} would hold {pg_rows} rows but {} version {} has {lake_rows}; nothing committed \
-             (rerun with --full to reload it)",
-            plan.id, plan.version
-        )));
+        return Err(JobError::Reconciliation {
+            what: format!("{target_label} (nothing committed; rerun with --full to reload it)"),
+            got: format!("{pg_rows} rows it would hold"),
+            expected: format!("{lake_rows} rows of {} version {}", plan.id, plan.version),
+        });
     }
     Ok(pg_rows)
 }
@@ -572,9 +575,10 @@ async fn changes_since(workspace: &Workspace, session: &SqlSession, plan: &SyncP
         tracing::warn!("{id}: change data feed since version {} incomplete; comparing versions instead", from + 1);
     }
     let previous = workspace.lake().table_as_of(id, TimeTravel::Version(from)).await.map_err(|e| {
-        JobError::Invalid(format!(
-            "{id}: version {from}, which the target holds, cannot be read any more ({e}); rerun with --full"
-        ))
+        JobError::bad_input(
+            id.to_string(),
+            format!("version {from}, which the target holds, cannot be read any more ({e}); rerun with --full"),
+        )
     })?;
     session.register_loaded("sync", "previous", &previous).await?;
     let upserts =
