@@ -3,7 +3,6 @@
 //! Identifiers are case-insensitive as in Athena (`SELECT Customer_ID FROM Curated.Profiles`
 //! works), since every lake name is lower-case snake_case.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
@@ -28,12 +27,16 @@ pub struct SqlSession {
 }
 
 impl SqlSession {
+    /// A session on the process's shared runtime: its memory budget and spill directory
+    /// ([`crate::memory`]).
     pub fn new() -> Result<Self> {
-        let overrides =
-            HashMap::from([("datafusion.sql_parser.enable_ident_normalization".to_string(), "true".to_string())]);
-        let ctx = DeltaSessionContext::new_with_session_overrides(&overrides)
-            .map_err(|e| EngineError::delta("sql session", "configure", e))?
-            .into_inner();
+        let ctx = DeltaSessionContext::with_runtime_env(crate::memory::runtime()).into_inner();
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set("datafusion.sql_parser.enable_ident_normalization", "true")
+            .map_err(|e| EngineError::query("sql session: configure", e))?;
         crate::functions::register_functions(&ctx);
         Ok(Self { ctx })
     }

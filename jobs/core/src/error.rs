@@ -134,6 +134,8 @@ pub enum ErrorKind {
     BadQuery,
     /// The object store does not honour conditional writes, so racing commits could be lost.
     UnsafeStore,
+    /// An operator needed more memory than the budget holds and could not spill.
+    OutOfMemory,
     /// A whole file refused; nothing was written.
     Rejected,
     /// A data-quality rule failed; nothing was published.
@@ -163,6 +165,10 @@ impl ErrorKind {
                 "use an S3 server that honours If-None-Match (AWS S3, SeaweedFS: `bash infra/s3/seaweedfs.sh start`)",
             ),
             Self::BadQuery => Some("tables are named zone.table; `cdplake tables` lists them"),
+            Self::OutOfMemory => Some(
+                "give the job more memory: --memory-limit SIZE (CDPLAKE_MEMORY_LIMIT, [engine] memory_limit); \
+                 the failed step committed nothing, a rerun picks up from the last committed one",
+            ),
             _ => None,
         }
     }
@@ -173,6 +179,7 @@ impl ErrorKind {
         match err {
             E::TableNotFound { .. } => Self::MissingTable,
             E::UnsafeStore { .. } => Self::UnsafeStore,
+            E::Query { source, .. } if cdplake_engine::memory::is_out_of_memory(source) => Self::OutOfMemory,
             E::Query { .. } => Self::BadQuery,
             E::InvalidLocation { .. } | E::InvalidName { .. } => Self::BadInput,
             _ => Self::Internal,
@@ -186,6 +193,7 @@ impl JobError {
             Self::Config(_) => ErrorKind::Config,
             Self::Engine(e) => ErrorKind::of_engine(e),
             Self::Step { source, .. } => ErrorKind::of_engine(source),
+            Self::Query { source, .. } if cdplake_engine::memory::is_out_of_memory(source) => ErrorKind::OutOfMemory,
             Self::Catalog(_) | Self::Arrow { .. } | Self::Query { .. } => ErrorKind::Internal,
             Self::BadInput { .. } | Self::MissingColumn { .. } => ErrorKind::BadInput,
             Self::Io { .. } | Self::Service { .. } | Self::Encoding { .. } => ErrorKind::Internal,
@@ -251,6 +259,19 @@ mod tests {
         assert!(ErrorKind::UnsafeStore.hint().is_some_and(|h| h.contains("If-None-Match")));
         assert!(ErrorKind::BadQuery.hint().is_some_and(|h| h.contains("zone.table")));
         assert_eq!(ErrorKind::BadInput.hint(), None);
+    }
+
+    #[test]
+    fn running_out_of_the_memory_budget_is_its_own_kind() {
+        use cdplake_engine::datafusion::error::DataFusionError;
+        let exhausted = || DataFusionError::ResourcesExhausted("Failed to allocate 1 KB for ExternalSorter[0]".into());
+        let wrapped = DataFusionError::Context("sorting".into(), Box::new(exhausted()));
+        assert_eq!(JobError::query("profiles", wrapped).kind(), ErrorKind::OutOfMemory);
+        let engine = cdplake_engine::EngineError::query("segments", exhausted());
+        assert_eq!(JobError::Engine(engine).kind(), ErrorKind::OutOfMemory);
+        assert!(ErrorKind::OutOfMemory.hint().is_some_and(|h| h.contains("--memory-limit")));
+        let other = cdplake_engine::EngineError::query("q", DataFusionError::Plan("no table".into()));
+        assert_eq!(JobError::Engine(other).kind(), ErrorKind::BadQuery);
     }
 
     #[test]

@@ -215,3 +215,58 @@ fn no_silent_zeros_for_a_users_own_file() {
     let help = stdout(&cdplake(dir.path(), &["--help"]));
     assert!(help.contains("Exit codes") && help.contains("3  ran, but nothing usable came out"), "{help}");
 }
+
+/// What the demo's jobs wrote, as text: the tables' contents without the times of the run.
+fn demo_contents(dir: &Path) -> String {
+    let queries = [
+        "SELECT source, rule, count(*) AS n FROM clean._quarantine GROUP BY source, rule ORDER BY source, rule",
+        "SELECT id_type, id_value, one_id, user_int_id, is_active FROM curated.id_mapping ORDER BY id_type, id_value, one_id",
+        "SELECT one_id, total_orders, total_revenue, avg_order_value, rfm_segment, lifecycle_stage, r_score, f_score, \
+         m_score FROM curated.customer_profiles ORDER BY one_id",
+        "SELECT segment_tag, cardinality, CAST(bitmap_to_array(bitmap) AS VARCHAR) AS members FROM curated.segment_bitmaps \
+         ORDER BY segment_tag",
+    ];
+    queries.iter().map(|q| stdout(&cdplake(dir, &["query", q, "--format", "csv"]))).collect::<Vec<_>>().join("\n")
+}
+
+/// A job under a small memory budget writes what an unlimited one writes: the budget changes
+/// where operators keep their state, never the answer.
+#[test]
+fn a_small_memory_limit_gives_the_same_lake() {
+    let unlimited = tempfile::tempdir().unwrap();
+    let limited = tempfile::tempdir().unwrap();
+    stdout(&cdplake(unlimited.path(), &["demo"]));
+    stdout(&cdplake(limited.path(), &["--memory-limit", "256MiB", "demo"]));
+    let expected = demo_contents(unlimited.path());
+    assert!(expected.lines().count() > 1000, "the demo wrote its tables:\n{expected}");
+    assert_eq!(demo_contents(limited.path()), expected);
+}
+
+/// Far too little memory: the job fails with an error naming the operator and the budget, and a
+/// hint; nothing is committed, and a rerun with enough memory converges to the same tables.
+#[test]
+fn far_too_little_memory_fails_clearly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&cdplake(dir.path(), &["demo"]));
+    let before = demo_contents(dir.path());
+    // Version, time and operation of every commit (the parameters' JSON has no fixed key order).
+    let versions = |dir: &Path| -> Vec<String> {
+        let history = stdout(&cdplake(dir, &["history", "curated.customer_profiles", "--format", "csv"]));
+        history.lines().map(|l| l.splitn(4, ',').take(3).collect::<Vec<_>>().join(",")).collect()
+    };
+    let history = versions(dir.path());
+
+    let output = cdplake(dir.path(), &["--memory-limit", "4KiB", "profiles", "--full", "--as-of", "2024-12-31"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("Resources exhausted") && err.contains("pool_size: 4.0 KB"), "names the budget: {err}");
+    assert!(err.contains("--memory-limit"), "says what to do: {err}");
+    assert_eq!(versions(dir.path()), history, "nothing committed");
+
+    stdout(&cdplake(dir.path(), &["--memory-limit", "256MiB", "profiles", "--full", "--as-of", "2024-12-31"]));
+    assert_eq!(demo_contents(dir.path()), before);
+
+    let output = cdplake(dir.path(), &["--memory-limit", "lots", "tables"]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("\"lots\" is not a size"), "{err}");
+}

@@ -32,7 +32,7 @@ mod tables;
 
 use std::path::PathBuf;
 
-use cdplake_core::Workspace;
+use cdplake_core::{Config, Workspace};
 use cdplake_core::audit::{Invoker, Recorder, RowCounts};
 use clap::{Parser, Subcommand};
 
@@ -61,6 +61,15 @@ pub struct Cli {
     /// Configuration file [default: ./cdplake.toml when it exists]
     #[arg(long, global = true, env = "CDPLAKE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Memory a job's queries may hold together, e.g. 2GiB or 512MiB; beyond it they spill to
+    /// --spill-dir [default: [engine] memory_limit in cdplake.toml, else half the machine's memory]
+    #[arg(long, global = true, env = "CDPLAKE_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
+    /// Directory for spill files [default: [engine] spill_dir, else the system temp directory]
+    #[arg(long, global = true, env = "CDPLAKE_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -169,7 +178,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => return check::run(cli.config.as_deref(), args).await,
         _ => {}
     }
-    let workspace = Workspace::open(cli.config.as_deref(), cli.lake.as_deref()).await?;
+    let config = Config::load(cli.config.as_deref())?;
+    let budget = config.engine.budget(cli.memory_limit.as_deref(), cli.spill_dir.clone()).map_err(anyhow::Error::msg)?;
+    cdplake_engine::memory::install(budget)?;
+    let workspace = Workspace::open_with(config, cli.lake.as_deref()).await?;
     let recorder = match audited(&cli.command) {
         Some(AuditedJob { job, arguments }) => {
             Some(Recorder::start(&workspace, Invoker::cli(), job, arguments, chrono::Utc::now()).await)

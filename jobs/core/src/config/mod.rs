@@ -11,6 +11,7 @@
 //! ```
 
 mod audiences;
+mod engine;
 mod identity;
 mod maintenance;
 pub mod profiles;
@@ -24,6 +25,7 @@ use cdplake_zones::{Source, presets};
 use serde::Deserialize;
 
 pub use audiences::AudiencesConfig;
+pub use engine::EngineConfig;
 pub use identity::{ConditionalId, DEFAULT_ID_TYPES, IdTypeRule, IdentityConfig};
 pub use maintenance::{MaintenanceConfig, RetentionConfig};
 pub use profiles::ProfilesConfig;
@@ -62,6 +64,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[maintenance]`: compaction target, Z-order columns, whether the daily DAG maintains.
     pub maintenance: MaintenanceConfig,
+    /// `[engine]`: the memory budget of queries and where they spill.
+    pub engine: EngineConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
