@@ -160,14 +160,7 @@ fn errors_say_what_to_do() {
 fn demo_on_s3_and_athena_ddl_for_its_root() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("s3://{}/cli-{}", s3_env()["CDPLAKE_S3_BUCKET"], uuid::Uuid::new_v4());
-    let run = |args: &[&str]| {
-        let mut command = Command::new(binary());
-        command.args(["--lake", &root]).args(args).current_dir(dir.path());
-        for (k, v) in s3_env() {
-            command.env(k, v);
-        }
-        command.output().expect("run cdplake")
-    };
+    let run = |args: &[&str]| on_s3(dir.path(), &root, args);
     let out = stdout(&run(&["demo"]));
     assert!(out.contains(&format!("ingest: {} files ({} new", demo_files(), demo_files())), "{out}");
     let ddl = stdout(&run(&["catalog", "export-athena", "--database", "cdp"]));
@@ -217,7 +210,7 @@ fn no_silent_zeros_for_a_users_own_file() {
 }
 
 /// What the demo's jobs wrote, as text: the tables' contents without the times of the run.
-fn demo_contents(dir: &Path) -> String {
+fn demo_contents(run: &dyn Fn(&[&str]) -> Output) -> String {
     let queries = [
         "SELECT source, rule, count(*) AS n FROM clean._quarantine GROUP BY source, rule ORDER BY source, rule",
         "SELECT id_type, id_value, one_id, user_int_id, is_active FROM curated.id_mapping ORDER BY id_type, id_value, one_id",
@@ -226,20 +219,35 @@ fn demo_contents(dir: &Path) -> String {
         "SELECT segment_tag, cardinality, CAST(bitmap_to_array(bitmap) AS VARCHAR) AS members FROM curated.segment_bitmaps \
          ORDER BY segment_tag",
     ];
-    queries.iter().map(|q| stdout(&cdplake(dir, &["query", q, "--format", "csv"]))).collect::<Vec<_>>().join("\n")
+    queries.iter().map(|q| stdout(&run(&["query", q, "--format", "csv"]))).collect::<Vec<_>>().join("\n")
 }
 
-/// A job under a small memory budget writes what an unlimited one writes: the budget changes
-/// where operators keep their state, never the answer.
+/// `cdplake --lake ROOT ARGS` with the test S3 server's settings.
+fn on_s3(dir: &Path, root: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(binary());
+    command.args(["--lake", root]).args(args).current_dir(dir);
+    for (k, v) in s3_env() {
+        command.env(k, v);
+    }
+    command.output().expect("run cdplake")
+}
+
+/// A job under a small memory budget writes what an unlimited one writes, on a local lake and on
+/// S3: the budget changes where operators keep their state, never the answer.
 #[test]
 fn a_small_memory_limit_gives_the_same_lake() {
     let unlimited = tempfile::tempdir().unwrap();
     let limited = tempfile::tempdir().unwrap();
     stdout(&cdplake(unlimited.path(), &["demo"]));
     stdout(&cdplake(limited.path(), &["--memory-limit", "256MiB", "demo"]));
-    let expected = demo_contents(unlimited.path());
+    let expected = demo_contents(&|args| cdplake(unlimited.path(), args));
     assert!(expected.lines().count() > 1000, "the demo wrote its tables:\n{expected}");
-    assert_eq!(demo_contents(limited.path()), expected);
+    assert_eq!(demo_contents(&|args| cdplake(limited.path(), args)), expected);
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("s3://{}/cli-limit-{}", s3_env()["CDPLAKE_S3_BUCKET"], uuid::Uuid::new_v4());
+    stdout(&on_s3(dir.path(), &root, &["--memory-limit", "256MiB", "demo"]));
+    assert_eq!(demo_contents(&|args| on_s3(dir.path(), &root, args)), expected, "the same on S3");
 }
 
 /// Far too little memory: the job fails with an error naming the operator and the budget, and a
@@ -248,7 +256,7 @@ fn a_small_memory_limit_gives_the_same_lake() {
 fn far_too_little_memory_fails_clearly_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     stdout(&cdplake(dir.path(), &["demo"]));
-    let before = demo_contents(dir.path());
+    let before = demo_contents(&|args| cdplake(dir.path(), args));
     // Version, time and operation of every commit (the parameters' JSON has no fixed key order).
     let versions = |dir: &Path| -> Vec<String> {
         let history = stdout(&cdplake(dir, &["history", "curated.customer_profiles", "--format", "csv"]));
@@ -264,7 +272,7 @@ fn far_too_little_memory_fails_clearly_and_loses_nothing() {
     assert_eq!(versions(dir.path()), history, "nothing committed");
 
     stdout(&cdplake(dir.path(), &["--memory-limit", "256MiB", "profiles", "--full", "--as-of", "2024-12-31"]));
-    assert_eq!(demo_contents(dir.path()), before);
+    assert_eq!(demo_contents(&|args| cdplake(dir.path(), args)), before);
 
     let output = cdplake(dir.path(), &["--memory-limit", "lots", "tables"]);
     let err = String::from_utf8_lossy(&output.stderr);
