@@ -298,29 +298,14 @@ pub fn describe(h: &IdentityHealth) -> String {
         let types: Vec<String> = p.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
         out.push_str(&format!("  {}  {} identifiers ({})\n", p.one_id, p.identifiers, types.join(", ")));
     }
-    let limit = |l: Option<u32>| l.map(|l| format!(" (limit {l})")).unwrap_or_default();
+    let degree_line = |d: &Degree| {
+        let limit = d.limit.map(|l| format!(" (limit {l})")).unwrap_or_default();
+        format!("  {}:{}  linked to {} {}{limit}\n", d.id_type, d.id_value, d.distinct_values, d.linked_type)
+    };
     out.push_str("\nhighest-degree identifiers not flagged as hubs:\n");
-    for d in &h.highest_degree_not_flagged {
-        out.push_str(&format!(
-            "  {}:{}  linked to {} {}{}\n",
-            d.id_type,
-            d.id_value,
-            d.distinct_values,
-            d.linked_type,
-            limit(d.limit)
-        ));
-    }
+    h.highest_degree_not_flagged.iter().for_each(|d| out.push_str(&degree_line(d)));
     out.push_str(&format!("\nhubs: {}\n", h.hubs));
-    for d in &h.top_hubs {
-        out.push_str(&format!(
-            "  {}:{}  linked to {} {}{}\n",
-            d.id_type,
-            d.id_value,
-            d.distinct_values,
-            d.linked_type,
-            limit(d.limit)
-        ));
-    }
+    h.top_hubs.iter().for_each(|d| out.push_str(&degree_line(d)));
     out.push_str(&format!("\nrefused links: {}\n", h.refused_links));
     for (t, n) in &h.refused_by_type {
         out.push_str(&format!("  over the {t} limit: {n}\n"));

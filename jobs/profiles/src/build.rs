@@ -520,18 +520,9 @@ mod tests {
     /// Each person's columns as text ("∅" for NULL).
     async fn profiles(config: &ProfilesConfig, events: &[Event<'_>]) -> HashMap<String, HashMap<String, String>> {
         let session = session(events);
-        let query = ProfileSql {
-            config,
-            as_of: NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
-            ids: "ids",
-            events: "events",
-            attributes: &[],
-            attribute_columns: &[],
-            persons: None,
-            key_types: &[],
-        };
+        let sql = crate::statements::profile_sql(config, NaiveDate::from_ymd_opt(2024, 12, 31).unwrap());
         let mut out = HashMap::new();
-        for batch in session.rows(&query.sql()).await.unwrap() {
+        for batch in session.rows(&sql).await.unwrap() {
             let columns: Vec<(String, ArrayRef)> = batch
                 .schema()
                 .fields()
