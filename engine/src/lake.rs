@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{RecordBatch, new_null_array};
-use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, SchemaRef};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
@@ -251,146 +249,6 @@ impl Lake {
         }
     }
 
-    /// Append batches as one commit. Columns are matched by name and cast to the table's types;
-    /// missing nullable columns are filled with nulls.
-    pub async fn append(&self, id: &TableId, batches: Vec<RecordBatch>) -> Result<DeltaTable> {
-        self.append_with(id, batches, CommitProperties::default()).await
-    }
-
-    /// [`Lake::append`] with commit properties (app metadata, application transactions).
-    pub async fn append_with(
-        &self,
-        id: &TableId,
-        batches: Vec<RecordBatch>,
-        commit: CommitProperties,
-    ) -> Result<DeltaTable> {
-        let table = self.table(id).await?;
-        self.append_to(table, id, batches, commit).await
-    }
-
-    /// Append to an already loaded table: the commit conflicts with anything committed since
-    /// that snapshot, so a check made on it ("already ingested?") and the append are atomic.
-    pub async fn append_to(
-        &self,
-        table: DeltaTable,
-        id: &TableId,
-        batches: Vec<RecordBatch>,
-        commit: CommitProperties,
-    ) -> Result<DeltaTable> {
-        // No rows still commits (and records the application transactions).
-        let commit = commit.with_max_retries(COMMIT_RETRIES);
-        self.write_whole(table, id, batches, SaveMode::Append, commit, "append").await
-    }
-
-    /// Commit no rows, only `commit`'s application transactions: marks work as done when it
-    /// produced no data (a batch whose every row was quarantined).
-    pub async fn record_transactions(&self, id: &TableId, commit: CommitProperties) -> Result<DeltaTable> {
-        let table = self.table(id).await?;
-        self.record_transactions_with(table, id, commit, COMMIT_RETRIES).await
-    }
-
-    /// [`Lake::record_transactions`] on a loaded table, with `retries` commit rebases.
-    pub(crate) async fn record_transactions_with(
-        &self,
-        table: DeltaTable,
-        id: &TableId,
-        commit: CommitProperties,
-        retries: usize,
-    ) -> Result<DeltaTable> {
-        self.ensure_writable()?;
-        let empty = RecordBatch::new_empty(table_arrow_schema(&table, id)?);
-        table
-            .write(vec![empty])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(commit.with_max_retries(retries))
-            .await
-            .map_err(|e| EngineError::delta(id, "record transactions", e))
-    }
-
-    /// Replace every row of a table with `batches`, in one commit (schema unchanged).
-    pub async fn overwrite(
-        &self,
-        id: &TableId,
-        batches: Vec<RecordBatch>,
-        commit: CommitProperties,
-    ) -> Result<DeltaTable> {
-        self.replace(id, None, batches, commit).await
-    }
-
-    /// Replace every row of an already loaded table, in one commit: it conflicts with another
-    /// writer that removed the same files since the snapshot (read-modify-write of small tables).
-    pub async fn overwrite_table(
-        &self,
-        table: DeltaTable,
-        id: &TableId,
-        batches: Vec<RecordBatch>,
-    ) -> Result<DeltaTable> {
-        let commit = CommitProperties::default().with_max_retries(COMMIT_RETRIES);
-        self.write_whole(table, id, batches, SaveMode::Overwrite, commit, "overwrite").await
-    }
-
-    /// Write `batches`, conformed to the table's schema, to a loaded table in one commit (no
-    /// batches: an empty commit).
-    async fn write_whole(
-        &self,
-        table: DeltaTable,
-        id: &TableId,
-        batches: Vec<RecordBatch>,
-        mode: SaveMode,
-        commit: CommitProperties,
-        action: &'static str,
-    ) -> Result<DeltaTable> {
-        self.ensure_writable()?;
-        let schema = table_arrow_schema(&table, id)?;
-        let mut batches = conform_batches(id, &schema, batches)?;
-        if batches.is_empty() {
-            batches.push(RecordBatch::new_empty(schema));
-        }
-        table
-            .write(batches)
-            .with_save_mode(mode)
-            .with_commit_properties(commit)
-            .await
-            .map_err(|e| EngineError::delta(id, action, e))
-    }
-
-    /// Replace the rows matching `predicate` (SQL, e.g. `dt = '2024-05-01'`; over partition
-    /// columns it only rewrites those partitions) with `batches`, in one commit. Every new row
-    /// must match the predicate.
-    pub async fn overwrite_partition(
-        &self,
-        id: &TableId,
-        predicate: &str,
-        batches: Vec<RecordBatch>,
-    ) -> Result<DeltaTable> {
-        self.replace(id, Some(predicate), batches, CommitProperties::default()).await
-    }
-
-    async fn replace(
-        &self,
-        id: &TableId,
-        predicate: Option<&str>,
-        batches: Vec<RecordBatch>,
-        commit: CommitProperties,
-    ) -> Result<DeltaTable> {
-        self.ensure_writable()?;
-        let table = self.table(id).await?;
-        let schema = table_arrow_schema(&table, id)?;
-        let mut batches = conform_batches(id, &schema, batches)?;
-        if batches.is_empty() {
-            // No rows: what is replaced is still replaced (by nothing).
-            batches.push(RecordBatch::new_empty(schema));
-        }
-        let mut write = table.write(batches).with_save_mode(SaveMode::Overwrite);
-        if let Some(predicate) = predicate {
-            write = write.with_replace_where(predicate.to_string());
-        }
-        write
-            .with_commit_properties(commit.with_max_retries(COMMIT_RETRIES))
-            .await
-            .map_err(|e| EngineError::delta(id, "overwrite", e))
-    }
-
     /// Add nullable columns to a table's schema, in one commit (existing rows read them as null).
     pub async fn add_columns(&self, id: &TableId, fields: &[Field]) -> Result<DeltaTable> {
         self.ensure_writable()?;
@@ -418,17 +276,25 @@ impl Lake {
         let table = self.table(id).await?;
         table
             .delete()
+            .with_session_state(self.session_state())
             .with_predicate(predicate.to_string())
             .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))
             .await
             .map_err(|e| EngineError::delta(id, "delete", e))
     }
 
-    /// A DataFusion session configured for Delta, for building merge sources and ad-hoc reads.
+    /// A DataFusion session configured for Delta on the process's shared runtime (its memory
+    /// budget and spill directory, [`crate::memory`]), for merge sources, writes and reads.
     pub fn session(&self) -> SessionContext {
-        let ctx = DeltaSessionContext::new().into_inner();
+        let ctx = DeltaSessionContext::with_runtime_env(crate::memory::runtime()).into_inner();
         crate::functions::register_functions(&ctx);
         ctx
+    }
+
+    /// The session state delta-rs operations run their plans in: without one they make their
+    /// own session with an unbounded pool.
+    pub(crate) fn session_state(&self) -> Arc<dyn deltalake::datafusion::catalog::Session> {
+        Arc::new(self.session().state())
     }
 
     /// The latest version of a table as a DataFrame.
@@ -491,45 +357,6 @@ fn is_not_a_table(error: &DeltaTableError) -> bool {
 /// The table's schema as Arrow.
 pub fn table_arrow_schema(table: &DeltaTable, id: &TableId) -> Result<SchemaRef> {
     Ok(table.snapshot().map_err(|e| EngineError::delta(id, "read schema", e))?.snapshot().arrow_schema())
-}
-
-/// Shape batches to the table schema: match columns by name, cast types, fill missing
-/// nullable columns with nulls, and refuse unknown columns (they would be lost silently).
-pub fn conform_batches(id: &TableId, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|batch| {
-            if let Some(extra) = batch.schema().fields().iter().find(|f| schema.field_with_name(f.name()).is_err()) {
-                return Err(EngineError::InvalidName {
-                    what: "column",
-                    name: extra.name().clone(),
-                    reason: format!("table {id} has no such column"),
-                });
-            }
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|field| match batch.column_by_name(field.name()) {
-                    Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
-                    Some(col) => cast(col, field.data_type()).map_err(|e| EngineError::Arrow {
-                        context: format!("table {id}: column {}: cast to {}", field.name(), field.data_type()),
-                        source: e,
-                    }),
-                    None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
-                    None => Err(EngineError::InvalidName {
-                        what: "column",
-                        name: field.name().clone(),
-                        reason: format!("table {id} requires it, and the rows have no such column"),
-                    }),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| EngineError::Arrow {
-                context: format!("table {id}: shaping rows to the table schema"),
-                source: e,
-            })
-        })
-        .collect()
 }
 
 impl Lake {

@@ -9,6 +9,8 @@
 //! * [`functions`] — SQL functions users' warehouse SQL needs (`datediff`), on every session.
 //! * [`upsert`] — the one MERGE of the engine: rows by key, the watermark in the same commit,
 //!   retries owned here.
+//! * [`writes`] — every write streams a DataFusion plan into the Delta write, on the shared
+//!   runtime of [`memory`] (its budget and spill directory).
 //! * [`maintenance`] — compaction, Z-order, vacuum (change data too), checkpoints, log cleanup.
 //! * [`scan`] — every object under the root searched for strings (the erasure proof).
 //! * [`probe`] — the conditional-write probe that keeps racing commits safe on S3.
@@ -32,9 +34,11 @@ pub mod retry;
 pub mod scan;
 pub mod spec;
 pub mod sql;
+pub mod staged;
 pub mod transactions;
 pub mod trino;
 pub mod upsert;
+pub mod writes;
 
 pub use deltalake;
 pub use deltalake::arrow;
@@ -47,12 +51,14 @@ pub use location::LakeLocation;
 pub use maintenance::{Footprint, MaintainOptions, TableMaintenance};
 pub use memory::MemoryBudget;
 pub use naming::{TableId, validate_name};
-pub use objects::FetchedObject;
+pub use objects::{BlockingRead, FetchedObject, LocalCopy, OpenedObject};
 pub use probe::WriteAccess;
 pub use requests::RequestCounts;
 pub use retry::retry_on_conflict;
 pub use scan::{ScanMatch, ScanReport};
 pub use spec::{TableSpec, timestamp_type};
 pub use sql::SqlSession;
+pub use staged::StagedAppend;
 pub use transactions::{applied_version, applied_versions};
 pub use upsert::{RetryPolicy, Upsert, UpsertOutcome};
+pub use writes::WriteMode;

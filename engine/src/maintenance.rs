@@ -201,6 +201,7 @@ impl Lake {
             };
             let (_, metrics) = table
                 .optimize()
+                .with_session_state(self.session_state())
                 .with_type(kind)
                 .with_target_size(target)
                 .with_commit_properties(CommitProperties::default().with_max_retries(COMMIT_RETRIES))

@@ -1,6 +1,5 @@
-//! The memory budget of a process: one DataFusion runtime with a spill-capable pool
-//! (`FairSpillPool`) and a disk manager writing spill files to one directory, shared by every SQL
-//! session. An operator that cannot get memory within the budget spills; one that cannot spill
+//! The memory budget of a process: one spill-capable pool (`FairSpillPool`) and one disk
+//! manager writing spill files to one directory, shared by every DataFusion session. An operator that cannot get memory within the budget spills; one that cannot spill
 //! fails with DataFusion's "Resources exhausted" error naming the operator, never with the OS
 //! killing the process.
 //!
@@ -85,9 +84,21 @@ pub fn budget() -> MemoryBudget {
     shared().0.clone()
 }
 
-/// The runtime every session shares.
+/// Where this process writes temporary files (spill files, downloads): the budget's spill
+/// directory, else the system temp directory.
+pub fn spill_dir() -> PathBuf {
+    budget().spill_dir.unwrap_or_else(std::env::temp_dir)
+}
+
+/// A runtime for one session: the process's memory pool and disk manager (one budget for
+/// every query, write and MERGE), with the session's own object-store registry, so a lake's
+/// tables are read through that lake's stores even when another lake of the process has
+/// tables at the same location.
 pub(crate) fn runtime() -> Arc<RuntimeEnv> {
-    shared().1.clone()
+    let shared = &shared().1;
+    let mut builder = RuntimeEnvBuilder::new().with_memory_pool(shared.memory_pool.clone());
+    builder.disk_manager = Some(shared.disk_manager.clone());
+    builder.build_arc().expect("a runtime of already built parts builds")
 }
 
 fn shared() -> &'static (MemoryBudget, Arc<RuntimeEnv>) {

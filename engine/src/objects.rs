@@ -73,6 +73,31 @@ impl Lake {
         Ok(FetchedObject { uri: url.to_string(), bytes, etag })
     }
 
+    /// Open an object to be read as a stream (nothing is read yet): its identity, and readers
+    /// of its content that hold a buffer, not the object.
+    pub async fn open_object(&self, location: &str) -> Result<OpenedObject> {
+        let url = self.object_url(location)?;
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            let size = std::fs::metadata(&path)
+                .map_err(|e| EngineError::Io { context: format!("reading {url}"), source: e })?
+                .len();
+            return Ok(OpenedObject { uri: url.to_string(), etag: None, size, content: Content::Local(path) });
+        }
+        let (store, name) = self.store_for(&url)?;
+        let meta = store
+            .head(&name)
+            .await
+            .map_err(|e| EngineError::Store { context: format!("reading {url}"), source: Box::new(e) })?;
+        Ok(OpenedObject {
+            uri: url.to_string(),
+            etag: meta.e_tag.clone(),
+            size: meta.size,
+            content: Content::Remote { store, name },
+        })
+    }
+
     /// Write a whole object (demo data, exports).
     pub async fn put_object(&self, location: &str, bytes: Bytes) -> Result<String> {
         let url = self.object_url(location)?;
@@ -109,6 +134,96 @@ impl Lake {
             .collect();
         uris.sort();
         Ok(uris)
+    }
+}
+
+/// An object opened for streaming reads. Made by [`Lake::open_object`].
+#[derive(Debug)]
+pub struct OpenedObject {
+    /// The object's URL (`file:///...` or `s3://bucket/key`).
+    pub uri: String,
+    /// The store's entity tag, if it has one (S3 does; local files do not).
+    pub etag: Option<String>,
+    pub size: u64,
+    content: Content,
+}
+
+#[derive(Debug)]
+enum Content {
+    Local(std::path::PathBuf),
+    Remote { store: Arc<dyn ObjectStore>, name: Path },
+}
+
+/// A blocking reader of an object's bytes: use it on a blocking thread (`spawn_blocking`).
+pub type BlockingRead = Box<dyn std::io::Read + Send>;
+
+impl OpenedObject {
+    /// A blocking reader of the content, streamed from the store (a remote object's reader
+    /// must be made inside the runtime and read on a blocking thread).
+    pub async fn reader(&self) -> Result<BlockingRead> {
+        match &self.content {
+            Content::Local(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| EngineError::Io { context: format!("reading {}", self.uri), source: e })?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+            }
+            Content::Remote { store, name } => {
+                let result = store.get(name).await.map_err(|e| EngineError::Store {
+                    context: format!("reading {}", self.uri),
+                    source: Box::new(e),
+                })?;
+                let bytes = result.into_stream().map_err(std::io::Error::other);
+                let reader = tokio_util::io::StreamReader::new(bytes);
+                Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+            }
+        }
+    }
+
+    /// The object as a local file, for readers that need to seek (Parquet): a local object is
+    /// its own file; a remote one is downloaded, streamed, into `dir` (removed when the returned
+    /// guard drops).
+    pub async fn local_file(&self, dir: &std::path::Path) -> Result<LocalCopy> {
+        use tokio::io::AsyncWriteExt;
+        let (store, name) = match &self.content {
+            Content::Local(path) => return Ok(LocalCopy { path: path.clone(), temporary: false }),
+            Content::Remote { store, name } => (store, name),
+        };
+        let path = dir.join(format!("cdplake-download-{}", uuid::Uuid::new_v4()));
+        let copy = LocalCopy { path: path.clone(), temporary: true };
+        let io = |e: std::io::Error| EngineError::Io {
+            context: format!("downloading {} to {}", self.uri, path.display()),
+            source: e,
+        };
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let mut stream = store
+            .get(name)
+            .await
+            .map_err(|e| EngineError::Store { context: format!("reading {}", self.uri), source: Box::new(e) })?
+            .into_stream();
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| EngineError::Store { context: format!("reading {}", self.uri), source: Box::new(e) })?
+        {
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(copy)
+    }
+}
+
+/// A local file holding an object; a downloaded copy is removed on drop.
+#[derive(Debug)]
+pub struct LocalCopy {
+    pub path: std::path::PathBuf,
+    temporary: bool,
+}
+
+impl Drop for LocalCopy {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

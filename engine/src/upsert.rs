@@ -19,18 +19,20 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::datafusion::prelude::{DataFrame, Expr, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::merge::{MergeBuilder, MergeMetrics};
 
 use crate::error::{EngineError, Result};
-use crate::lake::{COMMIT_RETRIES, Lake, conform_batches, table_arrow_schema};
+use crate::lake::{COMMIT_RETRIES, Lake, table_arrow_schema};
 use crate::naming::TableId;
 use crate::transactions::applied_version;
+use crate::writes::{conform_batches, conform_frame, write_error};
 
 /// How an upsert retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,13 @@ impl RetryPolicy {
     pub fn rerun(attempts: usize) -> Self {
         Self { attempts: attempts.max(1), ..Self::default() }
     }
+}
+
+/// The rows an upsert merges: held in memory, or a plan the MERGE streams.
+#[derive(Debug, Clone)]
+enum Rows {
+    Batches(Vec<RecordBatch>),
+    Plan(Box<DataFrame>),
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +91,7 @@ pub struct Upsert {
     lake: Lake,
     id: TableId,
     snapshot: Option<DeltaTable>,
-    rows: Vec<RecordBatch>,
+    rows: Rows,
     on: Option<Expr>,
     clauses: Vec<Clause>,
     transactions: Vec<Transaction>,
@@ -93,6 +102,17 @@ pub struct Upsert {
 impl Lake {
     /// Start an upsert of `rows` into `id`; the source is aliased `source`, the table `target`.
     pub fn upsert(&self, id: &TableId, rows: Vec<RecordBatch>) -> Upsert {
+        self.upsert_rows(id, Rows::Batches(rows))
+    }
+
+    /// Start an upsert of the rows of a plan, streamed into the MERGE (never collected first):
+    /// the way to merge more rows than the memory budget holds. A rerun after a conflict runs
+    /// the plan again.
+    pub fn upsert_frame(&self, id: &TableId, rows: DataFrame) -> Upsert {
+        self.upsert_rows(id, Rows::Plan(Box::new(rows)))
+    }
+
+    fn upsert_rows(&self, id: &TableId, rows: Rows) -> Upsert {
         Upsert {
             lake: self.clone(),
             id: id.clone(),
@@ -182,13 +202,11 @@ impl Upsert {
         self
     }
 
-    fn merge_builder(&self, table: DeltaTable, rows: Vec<RecordBatch>) -> Result<MergeBuilder> {
+    fn merge_builder(&self, table: DeltaTable, source: DataFrame) -> Result<MergeBuilder> {
         let id = &self.id;
-        let source = self
-            .lake
-            .session()
-            .read_batches(rows)
-            .map_err(|e| EngineError::query(format!("table {id}: upsert source"), e))?;
+        // The MERGE runs in the session the source was built in: its tables' stores are there.
+        let (source_state, plan) = source.into_parts();
+        let source = DataFrame::new(source_state.clone(), plan);
         let on = self.on.clone().ok_or_else(|| {
             EngineError::delta(id, "upsert", deltalake::DeltaTableError::Generic("no join predicate given".into()))
         })?;
@@ -199,6 +217,7 @@ impl Upsert {
             .merge(source, on)
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_session_state(Arc::new(source_state))
             .with_commit_properties(commit);
         let error = |e| EngineError::delta(id, "upsert", e);
         for clause in &self.clauses {
@@ -247,29 +266,25 @@ impl Upsert {
             Some(table) => table,
             None => self.lake.table(&self.id).await?,
         };
-        let rows = std::mem::take(&mut self.rows);
-        let rows = if self.conform {
-            conform_batches(&self.id, &table_arrow_schema(&table, &self.id)?, rows)?
-        } else {
-            rows.into_iter().filter(|b| b.num_rows() > 0).collect()
-        };
+        let rows = std::mem::replace(&mut self.rows, Rows::Batches(Vec::new()));
+        let source = self.source_frame(&table, rows)?;
         loop {
             attempt += 1;
             if attempt > 1 && self.applied(&table).await? {
                 return Ok(UpsertOutcome { table, metrics: None, committed: false, already_applied: true });
             }
-            let result = if rows.is_empty() {
-                self.record(&table).await.map(|t| (t, None))
-            } else {
+            let result = if let Some(source) = source.clone() {
                 let before = table.version();
-                match self.merge_builder(table.clone(), rows.clone())?.await {
+                match self.merge_builder(table.clone(), source)?.await {
                     Ok((merged, metrics)) if merged.version() == before && !self.transactions.is_empty() => {
                         // The MERGE changed nothing and made no commit: record the watermark alone.
                         self.record(&merged).await.map(|t| (t, Some(metrics)))
                     }
                     Ok((merged, metrics)) => Ok((merged, Some(metrics))),
-                    Err(e) => Err(EngineError::delta(&self.id, "upsert", e)),
+                    Err(e) => Err(write_error(&self.id, "upsert", e)),
                 }
+            } else {
+                self.record(&table).await.map(|t| (t, None))
             };
             match result {
                 Ok((new, metrics)) => {
@@ -283,6 +298,27 @@ impl Upsert {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// The MERGE's source as a plan on the shared runtime (conformed to the table when asked);
+    /// `None` when there are no rows to merge (batches only: a plan's rows are not known before
+    /// it runs).
+    fn source_frame(&self, table: &DeltaTable, rows: Rows) -> Result<Option<DataFrame>> {
+        let schema = table_arrow_schema(table, &self.id)?;
+        match rows {
+            Rows::Batches(batches) => {
+                let batches: Vec<RecordBatch> = if self.conform {
+                    conform_batches(&self.id, &schema, batches)?
+                } else {
+                    batches.into_iter().filter(|b| b.num_rows() > 0).collect()
+                };
+                let Some(first) = batches.first() else { return Ok(None) };
+                let rows_schema = if self.conform { schema } else { first.schema() };
+                Ok(Some(self.lake.frame_of_batches(rows_schema, batches)?))
+            }
+            Rows::Plan(frame) if self.conform => Ok(Some(conform_frame(&self.id, &schema, *frame)?)),
+            Rows::Plan(frame) => Ok(Some(*frame)),
         }
     }
 

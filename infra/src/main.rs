@@ -7,9 +7,9 @@
 //! `cdplake.toml` beside the binary's working directory); logs are JSON lines carrying the request
 //! id (`CDPLAKE_LOG` sets the filter).
 
+use cdplake_app::lambda::{Handler, invoke_as};
 use cdplake_core::Workspace;
 use cdplake_core::audit::Invoker;
-use cdplake_app::lambda::{Handler, invoke_as};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::tables::QUARANTINE;
 use cdplake_engine::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::arrow::error::ArrowError;
 use cdplake_engine::{TableSpec, timestamp_type};
 use chrono::{DateTime, Utc};
-use crate::tables::QUARANTINE;
 
 /// Why a row is in the quarantine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

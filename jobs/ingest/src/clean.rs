@@ -18,25 +18,29 @@
 //!   quarantined with the reason;
 //! * rows read = kept + duplicates + quarantined, checked by the job itself.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
-use cdplake_engine::datafusion::prelude::{col, lit};
+use cdplake_engine::datafusion::execution::SendableRecordBatchStream;
+use cdplake_engine::datafusion::prelude::{DataFrame, col, lit};
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::Upsert;
-use cdplake_engine::{TableId, TableSpec, applied_version, applied_versions};
+use cdplake_engine::{StagedAppend, TableId, TableSpec, applied_version, applied_versions};
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, RawLayout, Warning};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
 use cdplake_zones::raw;
 use cdplake_zones::row_rules::RowRule;
 use cdplake_zones::{Dedupe, Source};
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 
 use cdplake_core::columns::{column, column_as};
+
+use crate::ranking::{DuplicateOf, RankedRows, TypedStaging};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{QUARANTINE, app_ids, clean_table, raw_table};
@@ -100,45 +104,60 @@ async fn ensure_clean_table(workspace: &Workspace, source: &Source, contract: &C
     Ok(Target { clean_id, table })
 }
 
-/// Quarantine first, recorded under each batch's id: a crash between this commit and the clean
-/// one neither loses these rows nor writes them twice. Batches whose rows a crashed run wrote
-/// already are skipped one by one: a batch ingested since then is pending beside them and its
-/// rows are still to write.
-async fn write_quarantine(
-    workspace: &Workspace,
-    pending: &[String],
-    quarantine: Vec<QuarantinedRow>,
+/// The clean-stage quarantine rows of a run, staged: written as they are found, committed
+/// before the clean MERGE, recorded under each batch's id, so a crash between the two commits
+/// neither loses these rows nor writes them twice. Batches whose rows a crashed run wrote already
+/// are skipped one by one: a batch ingested since then is pending beside them and its rows are
+/// still to write.
+struct QuarantineSink {
+    append: StagedAppend,
+    /// Batches whose quarantine rows are still to write.
+    to_write: HashSet<String>,
     now: DateTime<Utc>,
-) -> Result<()> {
-    if quarantine.is_empty() {
-        return Ok(());
-    }
-    let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
-    let app_ids: Vec<String> = pending.iter().map(|b| app_ids::cleaned_batch(b)).collect();
-    let applied = applied_versions(&table, &QUARANTINE.to_string(), &app_ids).await?;
-    let to_write: HashSet<&str> =
-        pending.iter().zip(&applied).filter(|(_, applied)| applied.is_none()).map(|(b, _)| b.as_str()).collect();
-    let rows: Vec<QuarantinedRow> =
-        quarantine.into_iter().filter(|row| to_write.contains(row.batch_id.as_str())).collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let txns = to_write.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
-    let batch = quarantine_batch(&rows, now).map_err(|e| JobError::arrow("quarantine rows", e))?;
-    let commit = CommitProperties::default().with_application_transactions(txns);
-    workspace.lake().append_with(&QUARANTINE.id(), vec![batch], commit).await?;
-    Ok(())
 }
 
-/// Raw rows typed by the contract: the winners per key, and everything else for the quarantine.
+impl QuarantineSink {
+    async fn open(workspace: &Workspace, pending: &[String], now: DateTime<Utc>) -> Result<Self> {
+        let (table, _) = workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
+        let app_ids: Vec<String> = pending.iter().map(|b| app_ids::cleaned_batch(b)).collect();
+        let applied = applied_versions(&table, &QUARANTINE.to_string(), &app_ids).await?;
+        let to_write =
+            pending.iter().zip(&applied).filter(|(_, applied)| applied.is_none()).map(|(b, _)| b.clone()).collect();
+        let append = workspace.lake().stage_append(table, &QUARANTINE.id())?;
+        Ok(Self { append, to_write, now })
+    }
+
+    async fn write(&mut self, rows: Vec<QuarantinedRow>) -> Result<()> {
+        let rows: Vec<QuarantinedRow> =
+            rows.into_iter().filter(|row| self.to_write.contains(row.batch_id.as_str())).collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = quarantine_batch(&rows, self.now).map_err(|e| JobError::arrow("quarantine rows", e))?;
+        Ok(self.append.write(vec![batch]).await?)
+    }
+
+    /// Commit the rows written (nothing when there are none).
+    async fn commit(self, workspace: &Workspace) -> Result<()> {
+        if self.append.rows() == 0 {
+            self.append.abort();
+            return Ok(());
+        }
+        let txns = self.to_write.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
+        let commit = CommitProperties::default().with_application_transactions(txns);
+        self.append.commit(workspace.lake(), commit).await?;
+        Ok(())
+    }
+}
+
+/// Raw rows typed by the contract and ranked within their key, and the rows refused.
 struct Typed {
-    valid: Vec<(CleanRow, Lineage)>,
-    /// Indexes into `valid` of the rows that win their key.
-    winners: Vec<usize>,
-    quarantine: Vec<QuarantinedRow>,
+    ranked: RankedRows,
+    rejected: Vec<QuarantinedRow>,
 }
 
-/// Read the raw rows of `batches`, type them, and collapse each key to its latest version.
+/// Read the raw rows of `batches` as a stream, type them, and rank each key's versions; counts
+/// go on the report, which must reconcile.
 async fn type_batches(
     workspace: &Workspace,
     source: &Source,
@@ -146,27 +165,33 @@ async fn type_batches(
     batches: &[String],
     report: &mut CleanReport,
 ) -> Result<Typed> {
-    let raw_batches = read_raw(workspace, &raw_table(source), batches).await?;
     let rules = cdplake_zones::row_rules::row_rules(source);
     let suppressions = crate::privacy::Suppressions::load(workspace).await?;
     let checks = RowChecks { contract, rules: &rules, suppressions: &suppressions };
-    let mut outcomes = Outcomes::default();
-    for batch in &raw_batches {
-        apply_contract(&checks, batch, &mut outcomes, report)?;
-    }
-    let Outcomes { mut valid, mut quarantine, warnings } = outcomes;
-    for w in warnings {
-        *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
-    }
-    if source.primary_key.is_empty() && source.dedupe == Dedupe::None {
-        // Every line is a row of its own: its place in its file is part of its identity.
-        for (row, lineage) in &mut valid {
-            row.key = format!("{}\u{1f}{}\u{1f}{}", row.key, lineage.source_uri, lineage.source_row);
+    let mut staging = TypedStaging::create()?;
+    let mut rejected = Vec::new();
+    let mut raw_rows = read_raw(workspace, &raw_table(source), batches).await?;
+    while let Some(batch) = raw_rows.try_next().await.map_err(|e| JobError::query("clean: reading raw rows", e))? {
+        let mut outcomes = Outcomes::default();
+        apply_contract(&checks, &batch, &mut outcomes, report)?;
+        let Outcomes { mut valid, quarantine, warnings } = outcomes;
+        for w in warnings {
+            *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
         }
+        rejected.extend(quarantine);
+        if source.primary_key.is_empty() && source.dedupe == Dedupe::None {
+            // Every line is a row of its own: its place in its file is part of its identity.
+            for (row, lineage) in &mut valid {
+                row.key = format!("{}\u{1f}{}\u{1f}{}", row.key, lineage.source_uri, lineage.source_row);
+            }
+        }
+        staging.write(contract, &valid)?;
     }
-    let winners = collapse(source, &valid, &mut quarantine, report);
-    report.kept = winners.len() as u64;
-    report.quarantined = quarantine.iter().filter(|q| q.kind == Kind::Rejected).count() as u64;
+    let ranked = staging.rank(workspace.lake()).await?;
+    let counts = ranked.counts().await?;
+    report.kept = counts.kept;
+    report.duplicates = counts.duplicates;
+    report.quarantined = rejected.len() as u64;
     if report.rows_read != report.kept + report.duplicates + report.quarantined + report.suppressed {
         return Err(JobError::Reconciliation {
             what: source.name.clone(),
@@ -177,69 +202,36 @@ async fn type_batches(
             ),
         });
     }
-    Ok(Typed { valid, winners, quarantine })
+    Ok(Typed { ranked, rejected })
 }
 
-/// Collapse rows with the same key: the latest version wins; the others are duplicates in the
-/// quarantine. Returns the winners' indexes, in order.
-fn collapse(
-    source: &Source,
-    valid: &[(CleanRow, Lineage)],
-    quarantine: &mut Vec<QuarantinedRow>,
-    report: &mut CleanReport,
-) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..valid.len()).collect();
-    order.sort_by(|&a, &b| {
-        let ((ra, la), (rb, lb)) = (&valid[a], &valid[b]);
-        (ra.order, la.ingested_at, &la.source_uri, la.source_row).cmp(&(
-            rb.order,
-            lb.ingested_at,
-            &lb.source_uri,
-            lb.source_row,
-        ))
-    });
-    let mut winner: HashMap<&str, usize> = HashMap::new();
-    for &i in &order {
-        winner.insert(valid[i].0.key.as_str(), i);
+/// The quarantine row of a duplicate: a row of a key that has a later version in this run.
+fn duplicate_row(source: &Source, duplicate: &DuplicateOf) -> QuarantinedRow {
+    let reason = if source.primary_key.is_empty() {
+        format!(
+            "repeats row {} of {} exactly (lines have no id; dedupe = \"none\" keeps repeats)",
+            duplicate.winner_row, duplicate.winner_uri
+        )
+    } else {
+        format!(
+            "key {:?} has a later version in this run (row {} of {})",
+            duplicate.key.replace('\u{1f}', ","),
+            duplicate.winner_row,
+            duplicate.winner_uri
+        )
+    };
+    QuarantinedRow {
+        source: source.name.clone(),
+        stage: "clean",
+        kind: Kind::Duplicate,
+        batch_id: duplicate.batch_id.clone(),
+        source_uri: duplicate.source_uri.clone(),
+        source_row: duplicate.source_row,
+        field: String::new(),
+        rule: "duplicate".into(),
+        reason,
+        raw_values: String::new(),
     }
-    let keyless = source.primary_key.is_empty();
-    for &i in &order {
-        let (row, lineage) = &valid[i];
-        let w = winner[row.key.as_str()];
-        if w == i {
-            continue;
-        }
-        let kept = &valid[w].1;
-        let reason = if keyless {
-            format!(
-                "repeats row {} of {} exactly (lines have no id; dedupe = \"none\" keeps repeats)",
-                kept.source_row, kept.source_uri
-            )
-        } else {
-            format!(
-                "key {:?} has a later version in this run (row {} of {})",
-                row.key.replace('\u{1f}', ","),
-                kept.source_row,
-                kept.source_uri
-            )
-        };
-        quarantine.push(QuarantinedRow {
-            source: source.name.clone(),
-            stage: "clean",
-            kind: Kind::Duplicate,
-            batch_id: lineage.batch_id.clone(),
-            source_uri: lineage.source_uri.clone(),
-            source_row: lineage.source_row,
-            field: String::new(),
-            rule: "duplicate".into(),
-            reason,
-            raw_values: String::new(),
-        });
-        report.duplicates += 1;
-    }
-    let mut winners: Vec<usize> = winner.into_values().collect();
-    winners.sort_unstable();
-    winners
 }
 
 /// Clean every raw batch of `source` not cleaned yet.
@@ -265,19 +257,16 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
         return Ok(report);
     }
     report.batches = pending.len();
-    let Typed { valid, winners, quarantine } =
-        type_batches(workspace, source, &contract, &pending, &mut report).await?;
-    let kept: Vec<(&CleanRow, &Lineage)> = winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).collect();
-
+    let Typed { ranked, rejected } = type_batches(workspace, source, &contract, &pending, &mut report).await?;
     let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
-    write_quarantine(workspace, &pending, quarantine, now).await?;
+    write_quarantine(workspace, source, &pending, rejected, &ranked, now).await?;
 
-    let (version, metrics) = if kept.is_empty() {
-        let commit = CommitProperties::default().with_application_transactions(txns);
-        (lake.record_transactions(&clean_id, commit).await?.version(), None)
-    } else {
-        let source_batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
-        merge(workspace, source, clean_table, &clean_id, source_batch, txns).await?
+    let (version, metrics) = match ranked.winners()? {
+        Some(winners) if report.kept > 0 => merge(workspace, source, clean_table, &clean_id, winners, txns).await?,
+        _ => {
+            let commit = CommitProperties::default().with_application_transactions(txns);
+            (lake.record_transactions(&clean_id, commit).await?.version(), None)
+        }
     };
     report.clean_version = version;
     if let Some(m) = metrics {
@@ -287,6 +276,40 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     }
     report.unchanged = report.kept.saturating_sub(report.inserted + report.updated + report.deleted);
     Ok(report)
+}
+
+/// The run's quarantine rows (refused, then duplicates, streamed), committed before the clean
+/// MERGE; see [`QuarantineSink`].
+async fn write_quarantine(
+    workspace: &Workspace,
+    source: &Source,
+    pending: &[String],
+    rejected: Vec<QuarantinedRow>,
+    ranked: &RankedRows,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut sink = QuarantineSink::open(workspace, pending, now).await?;
+    sink.write(rejected).await?;
+    if let Some(mut duplicates) = ranked.duplicates().await? {
+        while let Some(batch) = duplicates.next().await? {
+            sink.write(batch.iter().map(|d| duplicate_row(source, d)).collect()).await?;
+        }
+    }
+    sink.commit(workspace).await
+}
+
+/// Every quarantine row of a run, in memory (`--reprocess`, which replaces them in one commit).
+async fn all_quarantine_rows(
+    source: &Source,
+    mut rows: Vec<QuarantinedRow>,
+    ranked: &RankedRows,
+) -> Result<Vec<QuarantinedRow>> {
+    if let Some(mut duplicates) = ranked.duplicates().await? {
+        while let Some(batch) = duplicates.next().await? {
+            rows.extend(batch.iter().map(|d| duplicate_row(source, d)));
+        }
+    }
+    Ok(rows)
 }
 
 /// `cdplake clean --reprocess SOURCE`: rebuild `clean.<source>` and the source's quarantine rows
@@ -317,11 +340,8 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
     let generation = applied.unwrap_or(0) + 1;
     let batches = cdplake_core::batches::batch_ids(workspace, &raw_id).await?;
     report.batches = batches.len();
-    let Typed { valid, winners, quarantine } =
-        type_batches(workspace, source, &contract, &batches, &mut report).await?;
-    let kept: Vec<(&CleanRow, &Lineage)> =
-        winners.iter().map(|&i| (&valid[i].0, &valid[i].1)).filter(|(row, _)| row.op == contract::Op::Upsert).collect();
-    report.deleted = (winners.len() - kept.len()) as u64;
+    let Typed { ranked, rejected } = type_batches(workspace, source, &contract, &batches, &mut report).await?;
+    let quarantine = all_quarantine_rows(source, rejected, &ranked).await?;
 
     // The source's clean-stage quarantine rows, replaced (rows ingest refused stay).
     workspace.catalog.ensure_table(&quarantine_table_spec(), &TableMeta::default()).await?;
@@ -331,13 +351,27 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
 
     let mut txns: Vec<Transaction> = batches.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
     txns.push(Transaction::new(app_ids::clean_generation(&source.name), generation));
-    let batch = contract::clean_batch(&contract, &kept).map_err(|e| JobError::arrow("clean rows", e))?;
-    let batch = batch
-        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
-        .map_err(|e| JobError::arrow("clean rows", e))?;
     let commit = CommitProperties::default().with_application_transactions(txns);
-    let table = lake.overwrite(&clean_id, vec![batch], commit).await?;
-    report.inserted = kept.len() as u64;
+    let upserts = match ranked.winners()? {
+        Some(winners) => {
+            let query = |e| JobError::query("clean: the latest version of each key", e);
+            let upserts = winners.filter(col(contract::OP).eq(lit("upsert"))).map_err(query)?;
+            let inserted = upserts.clone().count().await.map_err(query)? as u64;
+            report.deleted = report.kept - inserted;
+            report.inserted = inserted;
+            let columns: Vec<String> =
+                upserts.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            Some(upserts.select_columns(&columns).map_err(query)?)
+        }
+        None => None,
+    };
+    let table = lake.table(&clean_id).await?;
+    let upserts = match upserts {
+        Some(rows) => rows,
+        None => lake.frame_of_batches(cdplake_engine::lake::table_arrow_schema(&table, &clean_id)?, Vec::new())?,
+    };
+    let table = lake.overwrite_frame(table, &clean_id, upserts, None, commit).await?;
     report.clean_version = table.version();
     report.reprocessed = true;
     Ok(report)
@@ -380,22 +414,12 @@ pub fn describe_report(r: &CleanReport) -> String {
     text
 }
 
-async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -> Result<Vec<RecordBatch>> {
+/// The raw rows of the pending batches, streamed (in no particular order: the rank decides).
+async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -> Result<SendableRecordBatchStream> {
     let filter = col(raw::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
-    let df = workspace
-        .lake()
-        .read(raw_id)
-        .await?
-        .filter(filter)
-        .and_then(|df| {
-            df.sort(vec![
-                col(raw::INGESTED_AT).sort(true, false),
-                col(raw::SOURCE_URI).sort(true, false),
-                col(raw::SOURCE_ROW).sort(true, false),
-            ])
-        })
-        .map_err(|e| JobError::query("clean: reading raw rows", e))?;
-    df.collect().await.map_err(|e| JobError::query("clean: reading raw rows", e))
+    let query = |e| JobError::query("clean: reading raw rows", e);
+    let df = workspace.lake().read(raw_id).await?.filter(filter).map_err(query)?;
+    df.execute_stream().await.map_err(query)
 }
 
 /// What typing raw rows gives: the rows kept with their lineage, the rows refused, and the values
@@ -550,17 +574,18 @@ fn rejected_row(
 }
 
 /// Upsert the kept rows by key (latest `order_by` wins), apply deletes, and record the batches
-/// as done, in one commit (the watermark alone when no row changed).
+/// as done, in one commit (the watermark alone when no row changed). The rows are a plan the
+/// MERGE streams.
 async fn merge(
     workspace: &Workspace,
     source: &Source,
     clean_table: cdplake_engine::deltalake::DeltaTable,
     clean_id: &TableId,
-    batch: RecordBatch,
+    winners: DataFrame,
     txns: Vec<Transaction>,
 ) -> Result<(Option<u64>, Option<cdplake_engine::deltalake::operations::merge::MergeMetrics>)> {
     let columns: Vec<String> =
-        batch.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
+        winners.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
     let newer = match &source.order_by {
         Some(order) => format!("(target.{order} IS NULL OR source.{order} >= target.{order})"),
         None => "TRUE".to_string(),
@@ -570,7 +595,7 @@ async fn merge(
     // batches committed since makes this commit conflict instead of applying them twice.
     let outcome = workspace
         .lake()
-        .upsert(clean_id, vec![batch])
+        .upsert_frame(clean_id, winners)
         .on_snapshot(clean_table)
         .on_columns(&[contract::ROW_KEY])
         .with_transactions(txns)

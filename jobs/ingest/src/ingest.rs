@@ -6,18 +6,20 @@
 //! the other fails its commit and reports the object as already ingested.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::datatypes::{DataType, Field};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::{EngineError, FetchedObject, TableId, applied_version};
+use cdplake_engine::{EngineError, OpenedObject, StagedAppend, TableId, applied_version};
 use cdplake_zones::Source;
 use cdplake_zones::contract::Contract;
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
 use cdplake_zones::raw::{self, Delivery, raw_table_spec};
-use cdplake_zones::reader::{RawRecords, ReadError, UnreadableRow, format_of, read_records};
+use cdplake_zones::reader::{Input, RawRecords, ReadError, RecordReader, UnreadableRow, format_of, ndjson_keys};
+use cdplake_zones::source::FileFormat;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -87,7 +89,8 @@ pub async fn ingest(
     Ok(reports)
 }
 
-/// Ingest one object.
+/// Ingest one object, streamed: it is read in chunks and each chunk written as it is read, so
+/// memory holds a chunk, not the file; the rows are committed once, with the object's identity.
 pub async fn ingest_object(
     workspace: &Workspace,
     source: &Source,
@@ -96,27 +99,166 @@ pub async fn ingest_object(
 ) -> Result<IngestReport> {
     let lake = workspace.lake();
     lake.ensure_writable()?;
-    let object = lake.fetch_object(location).await?;
-    let etag = etag_of(&object);
+    let object = lake.open_object(location).await?;
+    let etag = etag_of(&object).await?;
     let app = app_ids::ingested_object(&object.uri, &etag);
     let mut report = IngestReport::already_ingested(source, &object.uri, &etag);
     let (raw_id, table) = ensure_raw_table(workspace, source).await?;
     if applied_version(&table, &raw_id.to_string(), &app).await?.is_some() {
         return Ok(report);
     }
-    let Some(records) = read_object(workspace, source, &object, &mut report).await? else {
-        return Ok(report);
-    };
     let batch_id = uuid::Uuid::new_v4().to_string();
     let delivery = Delivery { uri: object.uri.clone(), etag, batch_id, ingested_at: now };
-    add_new_columns(workspace, &raw_id, &records.columns).await?;
     let arrival = Arrival { raw_id, app, delivery };
-    if !records.unreadable.is_empty() {
-        report.rows_rejected = quarantine_unreadable(workspace, source, &arrival, &records.unreadable).await?;
+    let mut chunks = open_chunks(source, &object).await?;
+    let Some(first) = first_rows(&mut chunks, &mut report).await? else {
+        report.status = IngestStatus::Empty;
+        return Ok(report);
+    };
+    check_layout(source, &object.uri, &first, &mut report)?;
+    add_new_columns(workspace, &arrival.raw_id, &first.columns).await?;
+    let Some(staged) = stage_rows(workspace, &arrival, first, &mut chunks, &mut report).await? else {
+        return Ok(report);
+    };
+    if !staged.unreadable.is_empty() {
+        report.rows_rejected = quarantine_unreadable(workspace, source, &arrival, &staged.unreadable).await?;
     }
-    append_raw(workspace, &arrival, &records, &mut report).await?;
+    commit_raw(workspace, &arrival, staged.append, &mut report).await?;
     check_reconciled(&report)?;
     Ok(report)
+}
+
+/// The chunks of an object, read on a blocking thread while the one before is written.
+type Chunks = tokio::sync::mpsc::Receiver<std::result::Result<RawRecords, ReadError>>;
+
+/// Start reading `object` in chunks (NDJSON: after a first pass for its keys; Parquet: from a
+/// local file, downloaded first when remote).
+async fn open_chunks(source: &Source, object: &OpenedObject) -> Result<Chunks> {
+    let format = format_of(&object.uri, source.format);
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    if object.size == 0 {
+        return Ok(receiver);
+    }
+    let uri = object.uri.clone();
+    let keys_input = match format {
+        FileFormat::Ndjson => Some(Input::Stream(object.reader().await?)),
+        _ => None,
+    };
+    let (input, copy) = match format {
+        FileFormat::Parquet => {
+            let copy = object.local_file(&cdplake_engine::memory::spill_dir()).await?;
+            let file = std::fs::File::open(&copy.path).map_err(|e| JobError::Io {
+                doing: format!("reading {uri} from"),
+                path: copy.path.display().to_string(),
+                source: e,
+            })?;
+            (Input::File(file), Some(copy))
+        }
+        _ => (Input::Stream(object.reader().await?), None),
+    };
+    tokio::task::spawn_blocking(move || {
+        let _copy = copy;
+        let keys = match keys_input.map(|input| ndjson_keys(&uri, input)).transpose() {
+            Ok(keys) => keys,
+            Err(e) => return drop(sender.blocking_send(Err(e))),
+        };
+        let mut reader = match RecordReader::open(&uri, input, format, keys) {
+            Ok(reader) => reader,
+            Err(e) => return drop(sender.blocking_send(Err(e))),
+        };
+        loop {
+            let chunk = reader.next_chunk().transpose();
+            let last = !matches!(chunk, Some(Ok(_)));
+            if let Some(chunk) = chunk
+                && sender.blocking_send(chunk).is_err()
+            {
+                return;
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
+}
+
+/// The next chunk; a file that cannot be read is rejected whole, naming the file (and the row
+/// and field when one value was at fault).
+async fn next_chunk(chunks: &mut Chunks) -> Result<Option<RawRecords>> {
+    match chunks.recv().await {
+        None => Ok(None),
+        Some(Ok(chunk)) => Ok(Some(chunk)),
+        Some(Err(e)) => {
+            let (file, reason) = file_and_reason(e);
+            Err(JobError::Rejected { file, reason })
+        }
+    }
+}
+
+/// The first chunk with rows (counted on the report); `None` when the file has no data row.
+async fn first_rows(chunks: &mut Chunks, report: &mut IngestReport) -> Result<Option<RawRecords>> {
+    while let Some(chunk) = next_chunk(chunks).await? {
+        report.rows_in += chunk.rows_in();
+        if !chunk.columns.is_empty() && chunk.rows_in() > 0 {
+            return Ok(Some(chunk));
+        }
+    }
+    Ok(None)
+}
+
+/// A file without a required column is rejected whole, before anything is written; columns the
+/// contract does not know are kept, with a warning.
+fn check_layout(source: &Source, uri: &str, first: &RawRecords, report: &mut IngestReport) -> Result<()> {
+    Contract::new(source, None)
+        .layout(&first.columns)
+        .map_err(|reason| JobError::Rejected { file: uri.to_string(), reason })?;
+    report.unknown_columns = unknown_columns(source, &first.columns);
+    for column in &report.unknown_columns {
+        tracing::warn!(source = %source.name, uri, column, "unknown column: kept in raw, ignored by clean");
+    }
+    Ok(())
+}
+
+/// The object's rows written to data files of `raw.<source>` (not committed yet), and the rows
+/// that could not be read. `None` (nothing to do) when a replay committed the object since.
+struct Staged {
+    append: StagedAppend,
+    unreadable: Vec<UnreadableRow>,
+}
+
+/// Write every chunk, without the rows of erased persons, counting them on the report.
+async fn stage_rows(
+    workspace: &Workspace,
+    arrival: &Arrival,
+    first: RawRecords,
+    chunks: &mut Chunks,
+    report: &mut IngestReport,
+) -> Result<Option<Staged>> {
+    let lake = workspace.lake();
+    let Arrival { raw_id, app, delivery } = arrival;
+    // Check and append on one snapshot: a replay committed since makes the commit conflict.
+    let table = lake.table(raw_id).await?;
+    if applied_version(&table, &raw_id.to_string(), app).await?.is_some() {
+        return Ok(None);
+    }
+    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
+    let mut staged = Staged { append: lake.stage_append(table, raw_id)?, unreadable: Vec::new() };
+    let mut chunk = Some(first);
+    while let Some(mut records) = chunk {
+        report.rows_suppressed += drop_suppressed(&suppressions, &mut records);
+        let batches = raw::raw_batches(&records, delivery)
+            .map_err(|e| JobError::arrow(format!("{}: raw rows", delivery.uri), e))?;
+        if let Err(e) = staged.append.write(batches).await {
+            staged.append.abort();
+            return Err(e.into());
+        }
+        staged.unreadable.append(&mut records.unreadable);
+        chunk = next_chunk(chunks).await?;
+        if let Some(next) = &chunk {
+            report.rows_in += next.rows_in();
+        }
+    }
+    Ok(Some(staged))
 }
 
 impl IngestReport {
@@ -139,9 +281,27 @@ impl IngestReport {
 }
 
 /// The object's identity beside its URI: the store's ETag, or the SHA-256 of its content where
-/// the store has none (local files).
-fn etag_of(object: &FetchedObject) -> String {
-    object.etag.clone().unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&object.bytes))))
+/// the store has none (local files; read as a stream, on a blocking thread).
+async fn etag_of(object: &OpenedObject) -> Result<String> {
+    if let Some(etag) = &object.etag {
+        return Ok(etag.clone());
+    }
+    let mut reader = object.reader().await?;
+    let uri = object.uri.clone();
+    let digest = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            match reader.read(&mut buffer)? {
+                0 => return Ok::<_, std::io::Error>(hasher.finalize()),
+                n => hasher.update(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .map_err(|e| JobError::Io { doing: "hashing".into(), path: uri.clone(), source: std::io::Error::other(e) })?
+    .map_err(|e| JobError::Io { doing: "hashing".into(), path: object.uri.clone(), source: e })?;
+    Ok(format!("sha256:{}", hex::encode(digest)))
 }
 
 /// `raw.<source>` with its catalog entry (PII columns, retention), created if missing.
@@ -155,47 +315,16 @@ async fn ensure_raw_table(workspace: &Workspace, source: &Source) -> Result<(Tab
     Ok((spec.id, table))
 }
 
-/// The object's records, counted on the report, without the rows of erased persons; None (the
-/// report says empty) when no data row is left. A file without a required column is rejected
-/// whole, before anything is written.
-async fn read_object(
-    workspace: &Workspace,
-    source: &Source,
-    object: &FetchedObject,
-    report: &mut IngestReport,
-) -> Result<Option<RawRecords>> {
-    let format = format_of(&object.uri, source.format);
-    let mut records = read_records(&object.uri, &object.bytes, format).map_err(|e| {
-        let (file, reason) = file_and_reason(e);
-        JobError::Rejected { file, reason }
-    })?;
-    report.rows_in = records.rows_in();
-    report.rows_suppressed = drop_suppressed(workspace, &mut records).await?;
-    if records.columns.is_empty() || records.rows_in() == 0 {
-        report.status = IngestStatus::Empty;
-        return Ok(None);
-    }
-    Contract::new(source, None)
-        .layout(&records.columns)
-        .map_err(|reason| JobError::Rejected { file: object.uri.clone(), reason })?;
-    report.unknown_columns = unknown_columns(source, &records.columns);
-    for column in &report.unknown_columns {
-        tracing::warn!(source = %source.name, uri = %object.uri, column, "unknown column: kept in raw, ignored by clean");
-    }
-    Ok(Some(records))
-}
-
-/// Erased persons stay erased: drop the rows carrying an identifier of the suppression list
-/// before anything is written. Returns how many rows were dropped.
-async fn drop_suppressed(workspace: &Workspace, records: &mut RawRecords) -> Result<u64> {
-    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
+/// Erased persons stay erased: drop the chunk's rows carrying an identifier of the suppression
+/// list before anything is written. Returns how many rows were dropped.
+fn drop_suppressed(suppressions: &crate::privacy::Suppressions, records: &mut RawRecords) -> u64 {
     if suppressions.is_empty() {
-        return Ok(0);
+        return 0;
     }
     let before = records.rows.len() + records.unreadable.len();
     records.rows.retain(|(_, values)| !suppressions.row_matches(values.iter().map(|v| v.as_deref())));
     records.unreadable.retain(|u| !suppressions.matches(&u.text));
-    Ok((before - records.rows.len() - records.unreadable.len()) as u64)
+    (before - records.rows.len() - records.unreadable.len()) as u64
 }
 
 /// An object on its way into `raw.<source>`: the table, the application id its commits record,
@@ -240,28 +369,22 @@ fn unreadable_row(source: &Source, delivery: &Delivery, u: &UnreadableRow) -> Qu
     }
 }
 
-/// Append the readable rows to `raw.<source>`, recording the object as ingested in the same
+/// Commit the staged rows to `raw.<source>`, recording the object as ingested in the same
 /// commit; the report says ingested when this run's commit wrote them.
-async fn append_raw(
+async fn commit_raw(
     workspace: &Workspace,
     arrival: &Arrival,
-    records: &RawRecords,
+    append: StagedAppend,
     report: &mut IngestReport,
 ) -> Result<()> {
     let lake = workspace.lake();
     let Arrival { raw_id, app, delivery } = arrival;
-    let batches =
-        raw::raw_batches(records, delivery).map_err(|e| JobError::arrow(format!("{}: raw rows", delivery.uri), e))?;
-    // Check and append on one snapshot: a replay committed since makes this commit conflict.
-    let table = lake.table(raw_id).await?;
-    if applied_version(&table, &raw_id.to_string(), app).await?.is_some() {
-        return Ok(());
-    }
-    match lake.append_to(table, raw_id, batches, once(app)).await {
+    let rows = append.rows();
+    match append.commit(lake, once(app)).await {
         Ok(table) => {
             report.status = IngestStatus::Ingested;
             report.batch_id = Some(delivery.batch_id.clone());
-            report.rows_written = records.rows.len() as u64;
+            report.rows_written = rows;
             report.raw_version = table.version();
             Ok(())
         }

@@ -6,3 +6,4 @@ pub mod check;
 pub mod clean;
 pub mod ingest;
 pub mod privacy;
+mod ranking;

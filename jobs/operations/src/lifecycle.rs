@@ -21,8 +21,8 @@ use aws_sdk_s3::types::{
 use cdplake_engine::LakeLocation;
 use serde::Serialize;
 
-use cdplake_core::error::{JobError, Result};
 use cdplake_core::config::RetentionConfig;
+use cdplake_core::error::{JobError, Result};
 
 /// First and last line of the generated lifecycle block in `infra/template.yaml`.
 pub const LIFECYCLE_BLOCK_BEGIN: &str = "      # BEGIN cdplake maintain --lifecycle-rules";
@@ -367,7 +367,8 @@ mod tests {
     /// infra/template.yaml's lifecycle block is the one the default [retention] generates.
     #[test]
     fn the_template_has_the_generated_lifecycle_rules() {
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
         let begin = template.find(LIFECYCLE_BLOCK_BEGIN).expect("no lifecycle block in infra/template.yaml");
         let end =
             template.find(LIFECYCLE_BLOCK_END).expect("lifecycle block not closed") + LIFECYCLE_BLOCK_END.len() + 1;

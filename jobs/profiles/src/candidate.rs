@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use cdplake_engine::lake::{conform_batches, table_arrow_schema};
+use cdplake_engine::lake::table_arrow_schema;
 use cdplake_engine::sql::in_list;
+use cdplake_engine::writes::conform_batches;
 use cdplake_engine::{SqlSession, timestamp_type};
 use chrono::NaiveDate;
 

@@ -12,9 +12,10 @@ use cdplake_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
-use cdplake_engine::lake::{conform_batches, table_arrow_schema};
+use cdplake_engine::lake::table_arrow_schema;
 use cdplake_engine::sql::quote_literal;
 use cdplake_engine::upsert::Upsert;
+use cdplake_engine::writes::conform_batches;
 use chrono::NaiveDate;
 
 use crate::candidate::RECOMPUTED;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use cdplake_catalog::TableMeta;
 use cdplake_engine::arrow::array::{AsArray, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
-use cdplake_engine::lake::conform_batches;
 use cdplake_engine::sql::quote_literal;
+use cdplake_engine::writes::conform_batches;
 use cdplake_engine::{SqlSession, TableId, TableSpec, applied_version, timestamp_type};
 use chrono::{DateTime, NaiveDate, Utc};
 

@@ -2,8 +2,8 @@
 //! jobs run it. `tests/slt/*.slt` pins each one's result on small inputs (`{{name}}` in a golden
 //! file stands for the statement's text), so a change of a statement shows as a changed answer.
 
-use chrono::NaiveDate;
 use cdplake_core::config::ProfilesConfig;
+use chrono::NaiveDate;
 
 use crate::audience::export::ExportIds;
 use crate::build::ProfileSql;

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeSet;
 
+use cdplake_core::{Config, Workspace};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_profiles::audience::export::{ExportFormat, ExportIds, ExportRequest, export_audience};
 use cdplake_profiles::audience::{build_audience, evaluate};
-use cdplake_profiles::{RefreshOptions, refresh};
 use cdplake_profiles::segments::build_segments;
-use cdplake_core::{Config, Workspace};
+use cdplake_profiles::{RefreshOptions, refresh};
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, single_i64};

@@ -250,6 +250,79 @@ fn a_small_memory_limit_gives_the_same_lake() {
     assert_eq!(demo_contents(&|args| on_s3(dir.path(), &root, args)), expected, "the same on S3");
 }
 
+/// `cdplake ARGS` in `dir` (local lake), and the process's peak resident set in bytes: its
+/// `VmHWM`, read from /proc while it runs (the last reading before it exits).
+fn cdplake_with_peak_memory(dir: &Path, args: &[&str]) -> (Output, u64) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CDPLAKE_LAKE")
+        .env_remove("CDPLAKE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cdplake");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().expect("wait for cdplake").is_none() {
+        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        let hwm = status.lines().find(|l| l.starts_with("VmHWM:"));
+        if let Some(kib) = hwm.and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse::<u64>().ok()) {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    (child.wait_with_output().expect("cdplake's output"), peak_kib << 10)
+}
+
+/// A file far bigger than the memory budget ingests in constant memory: it is read as a stream
+/// (through the gzip decoder) and written chunk by chunk, in one commit; every row arrives, and
+/// the process never holds the file.
+#[test]
+fn a_file_larger_than_the_memory_limit_ingests() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 1_500_000u64;
+    let path = dir.path().join("big_retail.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+    let mut text_size = 0u64;
+    let header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
+    gz.write_all(header.as_bytes()).unwrap();
+    for i in 0..rows {
+        let line = format!(
+            "{},{},WHITE HANGING HEART T-LIGHT HOLDER {},{},12/1/2010 8:{:02},2.55,{},United Kingdom\n",
+            536365 + i / 7,
+            85123 + i % 1000,
+            i % 97,
+            1 + i % 12,
+            i % 60,
+            12346 + i % 4000
+        );
+        text_size += line.len() as u64;
+        gz.write_all(line.as_bytes()).unwrap();
+    }
+    gz.finish().unwrap();
+    assert!(text_size > 128 << 20, "the file ({text_size} bytes) is far larger than the budget");
+
+    let file = path.to_str().unwrap();
+    // What the process holds doing nothing (its code and libraries), to compare with.
+    let (idle, baseline) = cdplake_with_peak_memory(dir.path(), &["tables"]);
+    stdout(&idle);
+    let args = ["--memory-limit", "32MiB", "ingest", "--source", "retail_transactions", file];
+    let (output, peak) = cdplake_with_peak_memory(dir.path(), &args);
+    let report = stdout(&output);
+    assert!(report.contains(&format!("\"rows_written\": {rows}")) || report.contains(&rows.to_string()), "{report}");
+    let count = stdout(&cdplake(
+        dir.path(),
+        &["query", "SELECT count(*) AS n FROM raw.retail_transactions", "--format", "csv"],
+    ));
+    assert_eq!(count.lines().nth(1), Some(rows.to_string().as_str()), "every row is in raw: {count}");
+    // Holding the file's rows took about 7 times its size before ingest streamed.
+    let grew = peak.saturating_sub(baseline);
+    assert!(grew < text_size, "ingest grew by {grew} bytes for a {text_size}-byte file: it held the file");
+    assert!(grew < 200 << 20, "ingest grew by {} MiB: it does not stream", grew >> 20);
+}
+
 /// Far too little memory: the job fails with an error naming the operator and the budget, and a
 /// hint; nothing is committed, and a rerun with enough memory converges to the same tables.
 #[test]

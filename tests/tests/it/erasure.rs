@@ -112,7 +112,8 @@ async fn erased_everywhere_provably_and_for_good(backend: Backend) {
     }
     let rows_before = lake_rows(&ws).await;
 
-    let report = cdplake_operations::erase::erase(&ws, "customer_id", &customer, Some("test request"), now).await.unwrap();
+    let report =
+        cdplake_operations::erase::erase(&ws, "customer_id", &customer, Some("test request"), now).await.unwrap();
     let text = cdplake_operations::erase::describe_report(&report);
     assert!(report.found && report.identifiers >= 6, "{text}");
     assert!(report.matches_after.is_empty(), "{text}");

@@ -280,7 +280,11 @@ struct Crate {
 }
 
 fn source(path: &str, text: &str) -> SourceFile {
-    SourceFile { path: path.into(), module: module_of(Path::new(path.strip_prefix("src/").unwrap())), text: text.into() }
+    SourceFile {
+        path: path.into(),
+        module: module_of(Path::new(path.strip_prefix("src/").unwrap())),
+        text: text.into(),
+    }
 }
 
 fn repository() -> PathBuf {
@@ -346,10 +350,7 @@ fn module_of(relative: &Path) -> Vec<String> {
 
 fn without_tests_and_comments(text: &str) -> String {
     let code = text.find("#[cfg(test)]").map_or(text, |i| &text[..i]);
-    code.lines()
-        .map(|line| if line.trim_start().starts_with("//") { "" } else { line })
-        .collect::<Vec<_>>()
-        .join("\n")
+    code.lines().map(|line| if line.trim_start().starts_with("//") { "" } else { line }).collect::<Vec<_>>().join("\n")
 }
 
 fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {

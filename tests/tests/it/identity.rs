@@ -5,10 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use cdplake_core::{Config, Workspace};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
-use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
@@ -435,10 +435,9 @@ async fn unlink_splits_one_person_and_the_link_stays_undone(backend: Backend) {
     );
     assert!(why.identifiers[2].evidence.as_deref().unwrap().contains("day1.csv row 2"), "{:?}", why.identifiers[2]);
 
-    let report =
-        cdplake_identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2))
-            .await
-            .unwrap();
+    let report = cdplake_identity::unlink::unlink(&ws, &key("email_hash", "e1"), Some(&key("device_id", "d1")), at(2))
+        .await
+        .unwrap();
     assert_eq!((report.parts, report.mapping_rows_written), (2, 2), "{report:?}");
     let after = mapping(&ws).await;
     assert_eq!(

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use cdplake_engine::{MaintainOptions, TableSpec};
 use cdplake_core::audit::Invoker;
-use cdplake_operations::maintain::{MaintainRequest, maintain};
 use cdplake_core::{Config, Workspace};
+use cdplake_engine::{MaintainOptions, TableSpec};
+use cdplake_operations::maintain::{MaintainRequest, maintain};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, count, events, events_schema, id, lake_rows, on_every_backend, s3_options};

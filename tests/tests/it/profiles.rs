@@ -8,12 +8,12 @@ mod reference;
 use std::collections::HashMap;
 use std::process::Command;
 
+use cdplake_core::{Config, JobError, Workspace};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_engine::arrow::util::display::{ArrayFormatter, FormatOptions};
 use cdplake_profiles::{ProfilesReport, RefreshOptions, refresh};
-use cdplake_core::{Config, JobError, Workspace};
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, repo_root, s3_options, single_i64};
@@ -275,9 +275,9 @@ ORDER BY avg_monetary DESC",
 /// with a failed one and another table's results between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_row_count_rule_averages_the_newest_passed_results() {
+    use cdplake_core::config::{Check, QualityRule};
     use cdplake_engine::arrow::array::Int64Array;
     use cdplake_engine::arrow::datatypes::{Field, Schema};
-    use cdplake_core::config::{Check, QualityRule};
     use cdplake_profiles::quality::{QualityResult, check, record};
     let t = TestLake::new(Backend::Local).await;
     let ws = workspace(&t, Backend::Local).await;

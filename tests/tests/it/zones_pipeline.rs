@@ -2,16 +2,16 @@
 
 use std::path::Path;
 
+use cdplake_core::{Config, JobError, Workspace};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Float64Type};
 use cdplake_ingest::clean::{CleanReport, clean};
 use cdplake_ingest::ingest::{IngestStatus, ingest};
-use cdplake_core::{Config, JobError, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, on_every_backend, s3_options, single_i64};
-use cdplake_zones::tables::{QUARANTINE};
+use cdplake_zones::tables::QUARANTINE;
 
 async fn workspace(t: &TestLake, backend: Backend) -> Workspace {
     let mut config = Config::default();
@@ -325,9 +325,7 @@ async fn ingest_and_clean_on_s3_with_concurrent_replays() {
 /// since, must write the new batch's quarantined rows and not the crashed batch's again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quarantined_rows_of_a_batch_ingested_after_a_crash_are_kept() {
-    use cdplake_zones::quarantine::{
-        Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec,
-    };
+    use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
     let t = TestLake::new(Backend::Local).await;
     let ws = workspace(&t, Backend::Local).await;
     let dir = tempfile::tempdir().unwrap();
@@ -361,10 +359,7 @@ async fn quarantined_rows_of_a_batch_ingested_after_a_crash_are_kept() {
     let txn = cdplake_engine::deltalake::kernel::Transaction::new(format!("cdplake-clean-{crashed}"), 1);
     let commit = cdplake_engine::deltalake::kernel::transaction::CommitProperties::default()
         .with_application_transactions(vec![txn]);
-    ws.lake()
-        .append_with(&QUARANTINE.id(), vec![quarantine_batch(&[row], now()).unwrap()], commit)
-        .await
-        .unwrap();
+    ws.lake().append_with(&QUARANTINE.id(), vec![quarantine_batch(&[row], now()).unwrap()], commit).await.unwrap();
 
     ingest_file(
         &ws,

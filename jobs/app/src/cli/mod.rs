@@ -32,8 +32,8 @@ mod tables;
 
 use std::path::PathBuf;
 
-use cdplake_core::{Config, Workspace};
 use cdplake_core::audit::{Invoker, Recorder, RowCounts};
+use cdplake_core::{Config, Workspace};
 use clap::{Parser, Subcommand};
 
 use common::{AuditedJob, FormatArg};
@@ -179,7 +179,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let config = Config::load(cli.config.as_deref())?;
-    let budget = config.engine.budget(cli.memory_limit.as_deref(), cli.spill_dir.clone()).map_err(anyhow::Error::msg)?;
+    let budget =
+        config.engine.budget(cli.memory_limit.as_deref(), cli.spill_dir.clone()).map_err(anyhow::Error::msg)?;
     cdplake_engine::memory::install(budget)?;
     let workspace = Workspace::open_with(config, cli.lake.as_deref()).await?;
     let recorder = match audited(&cli.command) {

@@ -5,11 +5,11 @@ mod report;
 mod serve;
 mod sync_postgres;
 
+use cdplake_core::{Config, Workspace};
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::DataType;
 use cdplake_profiles::{RefreshOptions, refresh};
-use cdplake_core::{Config, Workspace};
 use chrono::{TimeZone, Utc};
 
 use crate::support::{Backend, TestLake, s3_options};
@@ -39,9 +39,15 @@ pub async fn lake_with_everything(backend: Backend, persons: u64) -> (TestLake, 
     refresh(&ws, &RefreshOptions { as_of: AS_OF.parse().unwrap(), full: false, force: false }, at(1)).await.unwrap();
     let segments = cdplake_profiles::segments::build_segments(&ws, None, at(1)).await.unwrap();
     let other = segments.segments.iter().map(|(t, _)| t.as_str()).find(|t| *t != "all_persons").unwrap().to_string();
-    cdplake_profiles::audience::build_audience(&ws, "not_first", &format!("all_persons AND NOT \"{other}\""), None, at(1))
-        .await
-        .unwrap();
+    cdplake_profiles::audience::build_audience(
+        &ws,
+        "not_first",
+        &format!("all_persons AND NOT \"{other}\""),
+        None,
+        at(1),
+    )
+    .await
+    .unwrap();
     (t, ws)
 }
 

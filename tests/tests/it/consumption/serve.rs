@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{AS_OF, at, lake_with_everything, text_rows};
 use crate::support::{Backend, on_every_backend};
-use cdplake_zones::tables::{CUSTOMER_PROFILES};
+use cdplake_zones::tables::CUSTOMER_PROFILES;
 
 /// One HTTP/1.1 request on a fresh connection: (status, JSON body).
 async fn http(addr: std::net::SocketAddr, method: &str, target: &str, body: &str) -> (u16, Value) {
@@ -240,7 +240,8 @@ async fn allow_sql_runs_only_read_only_statements() {
         body: serde_json::json!({ "sql": sql }).to_string().into_bytes(),
     };
     let reply =
-        cdplake_serving::serve::respond(&holder, allow, &ask("SELECT count(*) AS n FROM curated.customer_profiles")).await;
+        cdplake_serving::serve::respond(&holder, allow, &ask("SELECT count(*) AS n FROM curated.customer_profiles"))
+            .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["row_count"], 1);
     let version = ws.lake().table(&CUSTOMER_PROFILES.id()).await.unwrap().version();

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use cdplake_engine::TableId;
 use cdplake_core::Workspace;
+use cdplake_engine::TableId;
 use cdplake_profiles::{RefreshOptions, refresh};
 use cdplake_serving::sync::{SyncOptions, TableSyncReport, sync_postgres};
 use tokio_postgres::{Client, NoTls};

@@ -21,12 +21,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use cdplake_core::Workspace;
 use cdplake_engine::arrow::array::{Array, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
 };
-use cdplake_core::Workspace;
 use chrono::{DateTime, Duration, NaiveDate};
 use serde_json::{Value, json};
 

@@ -1,0 +1,236 @@
+//! The latest version of each key, in bounded memory: a clean run's typed rows are staged on
+//! local disk (a Parquet file in the spill directory) as the raw rows stream in, then DataFusion
+//! ranks each key's versions with a window over a spillable sort. The winners are a plan the
+//! clean MERGE streams; the others are the run's duplicates, streamed into the quarantine.
+//!
+//! The rank is the order clean has always used, a total order: the latest `order_by` value
+//! (a row without one loses to a row with one), then the later ingest, then the later file name
+//! and row. So the winner does not depend on the order rows arrive in.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cdplake_engine::Lake;
+use cdplake_engine::arrow::array::{Int64Array, RecordBatch};
+use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::datafusion::dataframe::DataFrameWriteOptions;
+use cdplake_engine::datafusion::execution::SendableRecordBatchStream;
+use cdplake_engine::datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, ident, lit};
+use cdplake_engine::parquet::arrow::ArrowWriter;
+use cdplake_zones::contract::{self, CleanRow, Contract, Lineage};
+
+use cdplake_core::columns::{int64, utf8};
+use cdplake_core::error::{JobError, Result};
+
+/// The staged column holding each row's `order_by` value.
+const ORDER: &str = "_order";
+const RANK: &str = "_rank";
+const WINNER_URI: &str = "_winner_uri";
+const WINNER_ROW: &str = "_winner_row";
+
+/// Typed rows written to a local Parquet file as they are typed.
+pub(crate) struct TypedStaging {
+    dir: tempfile::TempDir,
+    writer: Option<ArrowWriter<File>>,
+}
+
+impl TypedStaging {
+    pub(crate) fn create() -> Result<Self> {
+        let spill = cdplake_engine::memory::spill_dir();
+        let dir = tempfile::Builder::new().prefix("cdplake-clean-").tempdir_in(&spill).map_err(|e| JobError::Io {
+            doing: "creating a staging directory in".into(),
+            path: spill.display().to_string(),
+            source: e,
+        })?;
+        Ok(Self { dir, writer: None })
+    }
+
+    fn typed_path(&self) -> PathBuf {
+        self.dir.path().join("typed.parquet")
+    }
+
+    /// Stage typed rows (with their lineage and `order_by` value).
+    pub(crate) fn write(&mut self, contract: &Contract<'_>, rows: &[(CleanRow, Lineage)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let arrow = |e| JobError::arrow("clean: staging typed rows", e);
+        let refs: Vec<(&CleanRow, &Lineage)> = rows.iter().map(|(r, l)| (r, l)).collect();
+        let batch = contract::clean_batch(contract, &refs).map_err(arrow)?;
+        let order: Int64Array = rows.iter().map(|(r, _)| r.order).collect();
+        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(ORDER, DataType::Int64, true));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(order));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow)?;
+        if self.writer.is_none() {
+            let path = self.typed_path();
+            let file = File::create(&path).map_err(|e| JobError::Io {
+                doing: "creating".into(),
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            let writer = ArrowWriter::try_new(file, batch.schema(), None)
+                .map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
+            self.writer = Some(writer);
+        }
+        let writer = self.writer.as_mut().expect("made above");
+        writer.write(&batch).map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))
+    }
+
+    /// Rank every key's versions (1: the winner), written beside the typed rows.
+    pub(crate) async fn rank(mut self, lake: &Lake) -> Result<RankedRows> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(RankedRows { _dir: self.dir, ranked: None });
+        };
+        let this = self;
+        writer.close().map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
+        let ctx = lake.session();
+        let query = |e| JobError::query("clean: ranking each key's versions", e);
+        let typed = this.typed_path();
+        ctx.register_parquet("typed", path_text(&typed), ParquetReadOptions::default()).await.map_err(query)?;
+        let ranked = this.dir.path().join("ranked.parquet");
+        ctx.sql(&rank_sql())
+            .await
+            .map_err(query)?
+            .write_parquet(&path_text(&ranked), DataFrameWriteOptions::new().with_single_file_output(true), None)
+            .await
+            .map_err(query)?;
+        std::fs::remove_file(&typed).ok();
+        let frame = ctx.read_parquet(path_text(&ranked), ParquetReadOptions::default()).await.map_err(query)?;
+        Ok(RankedRows { _dir: this.dir, ranked: Some(Ranked { frame }) })
+    }
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.display().to_string()
+}
+
+/// Each staged row with its rank within its key and the winner's file and row.
+fn rank_sql() -> String {
+    let window = format!(
+        "PARTITION BY \"{key}\" ORDER BY \"{ORDER}\" DESC NULLS LAST, \"{at}\" DESC, \"{uri}\" DESC, \"{row}\" DESC",
+        key = contract::ROW_KEY,
+        at = contract::INGESTED_AT,
+        uri = contract::SOURCE_URI,
+        row = contract::SOURCE_ROW,
+    );
+    format!(
+        "SELECT *, row_number() OVER ({window}) AS \"{RANK}\", \
+         first_value(\"{uri}\") OVER ({window}) AS \"{WINNER_URI}\", \
+         first_value(\"{row}\") OVER ({window}) AS \"{WINNER_ROW}\" FROM typed",
+        uri = contract::SOURCE_URI,
+        row = contract::SOURCE_ROW,
+    )
+}
+
+/// The ranked rows of a run (none when no row was valid); the staging files go with it.
+pub(crate) struct RankedRows {
+    _dir: tempfile::TempDir,
+    ranked: Option<Ranked>,
+}
+
+struct Ranked {
+    frame: DataFrame,
+}
+
+/// Kept rows (one per key) and the duplicates beside them.
+pub(crate) struct Counts {
+    pub kept: u64,
+    pub duplicates: u64,
+}
+
+/// A row that lost to a later version of its key.
+pub(crate) struct DuplicateOf {
+    pub key: String,
+    pub batch_id: String,
+    pub source_uri: String,
+    pub source_row: i64,
+    pub winner_uri: String,
+    pub winner_row: i64,
+}
+
+impl RankedRows {
+    pub(crate) async fn counts(&self) -> Result<Counts> {
+        let Some(ranked) = &self.ranked else { return Ok(Counts { kept: 0, duplicates: 0 }) };
+        let query = |e| JobError::query("clean: counting kept rows", e);
+        let rows = ranked.frame.clone().count().await.map_err(query)? as u64;
+        let kept = ranked.frame.clone().filter(rank_is(1)).map_err(query)?.count().await.map_err(query)? as u64;
+        Ok(Counts { kept, duplicates: rows - kept })
+    }
+
+    /// The winners as the clean MERGE's source: the clean columns and the row's operation.
+    pub(crate) fn winners(&self) -> Result<Option<DataFrame>> {
+        let Some(ranked) = &self.ranked else { return Ok(None) };
+        let query = |e| JobError::query("clean: the latest version of each key", e);
+        let columns: Vec<String> = ranked
+            .frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| ![ORDER, RANK, WINNER_URI, WINNER_ROW].contains(&n.as_str()))
+            .collect();
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let winners =
+            ranked.frame.clone().filter(rank_is(1)).and_then(|f| f.select_columns(&columns)).map_err(query)?;
+        Ok(Some(winners))
+    }
+
+    /// The duplicates, a batch at a time.
+    pub(crate) async fn duplicates(&self) -> Result<Option<DuplicateStream>> {
+        let Some(ranked) = &self.ranked else { return Ok(None) };
+        let query = |e| JobError::query("clean: duplicates", e);
+        let columns =
+            [contract::ROW_KEY, contract::BATCH_ID, contract::SOURCE_URI, contract::SOURCE_ROW, WINNER_URI, WINNER_ROW];
+        let frame = ranked
+            .frame
+            .clone()
+            .filter(ident(RANK).gt(lit(1u64)))
+            .and_then(|f| f.select_columns(&columns))
+            .map_err(query)?;
+        Ok(Some(DuplicateStream { stream: frame.execute_stream().await.map_err(query)? }))
+    }
+}
+
+fn rank_is(rank: u64) -> Expr {
+    ident(RANK).eq(lit(rank))
+}
+
+/// Duplicates streamed from the ranked rows.
+pub(crate) struct DuplicateStream {
+    stream: SendableRecordBatchStream,
+}
+
+impl DuplicateStream {
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<DuplicateOf>>> {
+        use futures::TryStreamExt;
+        let Some(batch) = self.stream.try_next().await.map_err(|e| JobError::query("clean: duplicates", e))? else {
+            return Ok(None);
+        };
+        Ok(Some(duplicates_of(&batch)?))
+    }
+}
+
+fn duplicates_of(batch: &RecordBatch) -> Result<Vec<DuplicateOf>> {
+    use cdplake_engine::arrow::array::AsArray;
+    use cdplake_engine::arrow::datatypes::Int64Type;
+    let table = "the ranked clean rows";
+    let (keys, batch_ids) = (utf8(batch, table, contract::ROW_KEY)?, utf8(batch, table, contract::BATCH_ID)?);
+    let (uris, winner_uris) = (utf8(batch, table, contract::SOURCE_URI)?, utf8(batch, table, WINNER_URI)?);
+    let (rows, winner_rows) = (int64(batch, table, contract::SOURCE_ROW)?, int64(batch, table, WINNER_ROW)?);
+    let (keys, batch_ids) = (keys.as_string::<i32>(), batch_ids.as_string::<i32>());
+    let (uris, winner_uris) = (uris.as_string::<i32>(), winner_uris.as_string::<i32>());
+    let (rows, winner_rows) = (rows.as_primitive::<Int64Type>(), winner_rows.as_primitive::<Int64Type>());
+    Ok((0..batch.num_rows())
+        .map(|i| DuplicateOf {
+            key: keys.value(i).to_string(),
+            batch_id: batch_ids.value(i).to_string(),
+            source_uri: uris.value(i).to_string(),
+            source_row: rows.value(i),
+            winner_uri: winner_uris.value(i).to_string(),
+            winner_row: winner_rows.value(i),
+        })
+        .collect())
+}
