@@ -5,7 +5,8 @@
 //! shape decides.
 //! The lake is `CDPLAKE_LAKE` (`s3://bucket/prefix`), the config `CDPLAKE_CONFIG` (else a
 //! `cdplake.toml` beside the binary's working directory); logs are JSON lines carrying the request
-//! id (`CDPLAKE_LOG` sets the filter).
+//! id (`CDPLAKE_LOG` sets the filter). The memory budget is `CDPLAKE_MEMORY_LIMIT`, else the
+//! config's `[engine] memory_limit`, else half the function's memory; spill files go to /tmp.
 
 use cdplake_app::lambda::{Handler, invoke_as};
 use cdplake_core::Workspace;
@@ -36,7 +37,7 @@ async fn main() -> Result<(), Error> {
     // Opened once per execution environment and reused by every invocation it serves.
     let config = std::env::var("CDPLAKE_CONFIG").ok().map(std::path::PathBuf::from);
     let lake = std::env::var("CDPLAKE_LAKE").ok();
-    let workspace = Workspace::open(config.as_deref(), lake.as_deref()).await?;
+    let workspace = Workspace::open_for_function(config.as_deref(), lake.as_deref()).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let workspace = workspace.clone();
         async move {

@@ -250,6 +250,51 @@ fn a_small_memory_limit_gives_the_same_lake() {
     assert_eq!(demo_contents(&|args| on_s3(dir.path(), &root, args)), expected, "the same on S3");
 }
 
+/// The same on S3, for clean: a clean given far too little memory fails naming the budget and
+/// commits nothing (no clean rows, no quarantine rows); a rerun with enough memory writes what an
+/// unlimited run on a local lake writes, duplicates and all.
+#[test]
+fn far_too_little_memory_for_clean_on_s3_fails_clearly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&cdplake(dir.path(), &["generate", "--persons", "400", "--out", "data"]));
+    let files = ["data/customers/customers.csv", "data/customers/customers_changes.csv"];
+    let root = format!("s3://{}/cli-oom-{}", s3_env()["CDPLAKE_S3_BUCKET"], uuid::Uuid::new_v4());
+    let local = tempfile::tempdir().unwrap();
+    for file in files {
+        let path = dir.path().join(file);
+        let path = path.to_str().unwrap();
+        stdout(&on_s3(dir.path(), &root, &["ingest", "--source", "customers", path]));
+        stdout(&cdplake(local.path(), &["ingest", "--source", "customers", path]));
+    }
+    stdout(&cdplake(local.path(), &["clean", "--source", "customers"]));
+
+    let output = on_s3(dir.path(), &root, &["--memory-limit", "4KiB", "clean", "--source", "customers"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("Resources exhausted") && err.contains("4.0 KB"), "names the budget: {err}");
+    assert!(err.contains("--memory-limit"), "says what to do: {err}");
+    let tables = stdout(&on_s3(dir.path(), &root, &["tables", "--format", "csv"]));
+    let committed = |table: &str| {
+        tables.lines().any(|l| l.starts_with(table)) && {
+            let count = format!("SELECT count(*) AS n FROM {table}");
+            stdout(&on_s3(dir.path(), &root, &["query", &count, "--format", "csv"])).lines().nth(1) != Some("0")
+        }
+    };
+    assert!(!committed("clean.customers"), "no clean rows committed: {tables}");
+    assert!(!committed("clean._quarantine"), "no quarantine rows committed: {tables}");
+
+    stdout(&on_s3(dir.path(), &root, &["--memory-limit", "256MiB", "clean", "--source", "customers"]));
+    // Everything but the lineage (batch ids and ingest times differ between the two lakes).
+    let rows = "SELECT * EXCLUDE (_batch_id, _ingested_at) FROM clean.customers ORDER BY _row_key";
+    let quarantine = "SELECT source, kind, _source_uri, _source_row, rule, reason FROM clean._quarantine \
+                      ORDER BY _source_uri, _source_row";
+    for sql in [rows, quarantine] {
+        let expected = stdout(&cdplake(local.path(), &["query", sql, "--format", "csv"]));
+        assert!(expected.lines().count() > 10, "{sql}: {expected}");
+        assert_eq!(stdout(&on_s3(dir.path(), &root, &["query", sql, "--format", "csv"])), expected, "{sql}");
+    }
+}
+
 /// `cdplake ARGS` in `dir` (local lake), and the process's peak resident set in bytes: its
 /// `VmHWM`, read from /proc while it runs (the last reading before it exits).
 fn cdplake_with_peak_memory(dir: &Path, args: &[&str]) -> (Output, u64) {
