@@ -39,6 +39,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 
 use cdplake_core::columns::{column, column_as};
+use cdplake_core::stopwatch::Stopwatch;
 
 use crate::ranking::{DuplicateOf, RankedRows, TypedStaging};
 use cdplake_core::error::{JobError, Result};
@@ -168,6 +169,7 @@ async fn type_batches(
     let rules = cdplake_zones::row_rules::row_rules(source);
     let suppressions = crate::privacy::Suppressions::load(workspace).await?;
     let checks = RowChecks { contract, rules: &rules, suppressions: &suppressions };
+    let mut watch = Stopwatch::start("clean");
     let mut staging = TypedStaging::create()?;
     let mut rejected = Vec::new();
     let mut raw_rows = read_raw(workspace, &raw_table(source), batches).await?;
@@ -187,8 +189,11 @@ async fn type_batches(
         }
         staging.write(contract, &valid)?;
     }
+    watch.lap(&format!("{}: raw rows typed and staged", source.name));
     let ranked = staging.rank(workspace.lake()).await?;
+    watch.lap(&format!("{}: versions ranked", source.name));
     let counts = ranked.counts().await?;
+    watch.lap(&format!("{}: counted", source.name));
     report.kept = counts.kept;
     report.duplicates = counts.duplicates;
     report.quarantined = rejected.len() as u64;
@@ -259,15 +264,18 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
     report.batches = pending.len();
     let Typed { ranked, rejected } = type_batches(workspace, source, &contract, &pending, &mut report).await?;
     let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
+    let mut watch = Stopwatch::start("clean");
     write_quarantine(workspace, source, &pending, rejected, &ranked, now).await?;
+    watch.lap(&format!("{}: quarantine written", source.name));
 
-    let (version, metrics) = match ranked.winners()? {
+    let (version, metrics) = match ranked.winners().await? {
         Some(winners) if report.kept > 0 => merge(workspace, source, clean_table, &clean_id, winners, txns).await?,
         _ => {
             let commit = CommitProperties::default().with_application_transactions(txns);
             (lake.record_transactions(&clean_id, commit).await?.version(), None)
         }
     };
+    watch.lap(&format!("{}: merged", source.name));
     report.clean_version = version;
     if let Some(m) = metrics {
         report.inserted = m.num_target_rows_inserted as u64;
@@ -352,7 +360,7 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
     let mut txns: Vec<Transaction> = batches.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
     txns.push(Transaction::new(app_ids::clean_generation(&source.name), generation));
     let commit = CommitProperties::default().with_application_transactions(txns);
-    let upserts = match ranked.winners()? {
+    let upserts = match ranked.winners().await? {
         Some(winners) => {
             let query = |e| JobError::query("clean: the latest version of each key", e);
             let upserts = winners.filter(col(contract::OP).eq(lit("upsert"))).map_err(query)?;

@@ -1,7 +1,8 @@
 //! The latest version of each key, in bounded memory: a clean run's typed rows are staged on
 //! local disk (a Parquet file in the spill directory) as the raw rows stream in, then DataFusion
-//! ranks each key's versions with a window over a spillable sort. The winners are a plan the
-//! clean MERGE streams; the others are the run's duplicates, streamed into the quarantine.
+//! ranks each key's versions with a window over a spillable sort, in two plans: the winners, which
+//! the clean MERGE streams, and the run's duplicates (only the columns a quarantine row needs),
+//! streamed into the quarantine. The counts are the staged rows and their distinct keys.
 //!
 //! The rank is the order clean has always used, a total order: the latest `order_by` value
 //! (a row without one loses to a row with one), then the later ingest, then the later file name
@@ -12,12 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cdplake_engine::Lake;
+use cdplake_engine::arrow::array::AsArray;
 use cdplake_engine::arrow::array::{Int64Array, RecordBatch};
+use cdplake_engine::arrow::datatypes::Int64Type;
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
-use cdplake_engine::datafusion::dataframe::DataFrameWriteOptions;
 use cdplake_engine::datafusion::execution::SendableRecordBatchStream;
-use cdplake_engine::datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, ident, lit};
+use cdplake_engine::datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use cdplake_engine::parquet::arrow::ArrowWriter;
+use cdplake_engine::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage};
 
 use cdplake_core::columns::{int64, utf8};
@@ -71,7 +74,11 @@ impl TypedStaging {
                 path: path.display().to_string(),
                 source: e,
             })?;
-            let writer = ArrowWriter::try_new(file, batch.schema(), None)
+            let properties = WriterProperties::builder()
+                .set_max_row_group_row_count(Some(65_536))
+                .set_statistics_enabled(EnabledStatistics::None)
+                .build();
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
                 .map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
             self.writer = Some(writer);
         }
@@ -79,27 +86,17 @@ impl TypedStaging {
         writer.write(&batch).map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))
     }
 
-    /// Rank every key's versions (1: the winner), written beside the typed rows.
+    /// The staged rows, ready to be ranked (the file is closed and registered as `typed`).
     pub(crate) async fn rank(mut self, lake: &Lake) -> Result<RankedRows> {
         let Some(writer) = self.writer.take() else {
             return Ok(RankedRows { _dir: self.dir, ranked: None });
         };
-        let this = self;
         writer.close().map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
         let ctx = lake.session();
         let query = |e| JobError::query("clean: ranking each key's versions", e);
-        let typed = this.typed_path();
+        let typed = self.typed_path();
         ctx.register_parquet("typed", path_text(&typed), ParquetReadOptions::default()).await.map_err(query)?;
-        let ranked = this.dir.path().join("ranked.parquet");
-        ctx.sql(&rank_sql())
-            .await
-            .map_err(query)?
-            .write_parquet(&path_text(&ranked), DataFrameWriteOptions::new().with_single_file_output(true), None)
-            .await
-            .map_err(query)?;
-        std::fs::remove_file(&typed).ok();
-        let frame = ctx.read_parquet(path_text(&ranked), ParquetReadOptions::default()).await.map_err(query)?;
-        Ok(RankedRows { _dir: this.dir, ranked: Some(Ranked { frame }) })
+        Ok(RankedRows { _dir: self.dir, ranked: Some(Ranked { ctx, duplicates: Default::default() }) })
     }
 }
 
@@ -107,21 +104,38 @@ fn path_text(path: &std::path::Path) -> String {
     path.display().to_string()
 }
 
-/// Each staged row with its rank within its key and the winner's file and row.
-fn rank_sql() -> String {
-    let window = format!(
+/// Each key's versions, latest first.
+fn window() -> String {
+    format!(
         "PARTITION BY \"{key}\" ORDER BY \"{ORDER}\" DESC NULLS LAST, \"{at}\" DESC, \"{uri}\" DESC, \"{row}\" DESC",
         key = contract::ROW_KEY,
         at = contract::INGESTED_AT,
         uri = contract::SOURCE_URI,
         row = contract::SOURCE_ROW,
-    );
+    )
+}
+
+/// The winner of each key, with every column but the staging ones.
+fn winners_sql(columns: &[String]) -> String {
+    let columns: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
     format!(
-        "SELECT *, row_number() OVER ({window}) AS \"{RANK}\", \
-         first_value(\"{uri}\") OVER ({window}) AS \"{WINNER_URI}\", \
-         first_value(\"{row}\") OVER ({window}) AS \"{WINNER_ROW}\" FROM typed",
-        uri = contract::SOURCE_URI,
-        row = contract::SOURCE_ROW,
+        "SELECT {columns} FROM (SELECT *, row_number() OVER ({window}) AS \"{RANK}\" FROM typed) WHERE \"{RANK}\" = 1",
+        columns = columns.join(", "),
+        window = window(),
+    )
+}
+
+/// The rows that lost to a later version of their key, with the winner's file and row (only
+/// the columns a quarantine row needs go through the sort).
+fn duplicates_sql() -> String {
+    let (key, batch, uri, row) = (contract::ROW_KEY, contract::BATCH_ID, contract::SOURCE_URI, contract::SOURCE_ROW);
+    let window = window();
+    let first = format!("{window} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW");
+    format!(
+        "SELECT \"{key}\", \"{batch}\", \"{uri}\", \"{row}\", \"{WINNER_URI}\", \"{WINNER_ROW}\" FROM (\
+         SELECT \"{key}\", \"{batch}\", \"{uri}\", \"{row}\", row_number() OVER ({window}) AS \"{RANK}\", \
+         first_value(\"{uri}\") OVER ({first}) AS \"{WINNER_URI}\", \
+         first_value(\"{row}\") OVER ({first}) AS \"{WINNER_ROW}\" FROM typed) WHERE \"{RANK}\" > 1"
     )
 }
 
@@ -132,7 +146,9 @@ pub(crate) struct RankedRows {
 }
 
 struct Ranked {
-    frame: DataFrame,
+    ctx: SessionContext,
+    /// Set by [`RankedRows::counts`]: with no duplicates every row wins and nothing is sorted.
+    duplicates: std::sync::OnceLock<u64>,
 }
 
 /// Kept rows (one per key) and the duplicates beside them.
@@ -152,50 +168,43 @@ pub(crate) struct DuplicateOf {
 }
 
 impl RankedRows {
+    /// Rows kept (one per key) and duplicates: the staged rows and their distinct keys.
     pub(crate) async fn counts(&self) -> Result<Counts> {
         let Some(ranked) = &self.ranked else { return Ok(Counts { kept: 0, duplicates: 0 }) };
         let query = |e| JobError::query("clean: counting kept rows", e);
-        let rows = ranked.frame.clone().count().await.map_err(query)? as u64;
-        let kept = ranked.frame.clone().filter(rank_is(1)).map_err(query)?.count().await.map_err(query)? as u64;
+        let sql = format!("SELECT count(*) AS \"rows\", count(DISTINCT \"{}\") AS kept FROM typed", contract::ROW_KEY);
+        let batches = ranked.ctx.sql(&sql).await.map_err(query)?.collect().await.map_err(query)?;
+        let batch = batches.first().ok_or_else(|| JobError::bad_input("clean: counting kept rows", "no answer"))?;
+        let (rows, kept) = (int64(batch, "the staged rows", "rows")?, int64(batch, "the staged rows", "kept")?);
+        let (rows, kept) =
+            (rows.as_primitive::<Int64Type>().value(0) as u64, kept.as_primitive::<Int64Type>().value(0) as u64);
+        let _ = ranked.duplicates.set(rows - kept);
         Ok(Counts { kept, duplicates: rows - kept })
     }
 
     /// The winners as the clean MERGE's source: the clean columns and the row's operation.
-    pub(crate) fn winners(&self) -> Result<Option<DataFrame>> {
+    pub(crate) async fn winners(&self) -> Result<Option<DataFrame>> {
         let Some(ranked) = &self.ranked else { return Ok(None) };
         let query = |e| JobError::query("clean: the latest version of each key", e);
-        let columns: Vec<String> = ranked
-            .frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|n| ![ORDER, RANK, WINNER_URI, WINNER_ROW].contains(&n.as_str()))
-            .collect();
-        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-        let winners =
-            ranked.frame.clone().filter(rank_is(1)).and_then(|f| f.select_columns(&columns)).map_err(query)?;
-        Ok(Some(winners))
+        let typed = ranked.ctx.table("typed").await.map_err(query)?;
+        let columns: Vec<String> =
+            typed.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != ORDER).collect();
+        let sql = if ranked.duplicates.get() == Some(&0) {
+            let columns: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+            format!("SELECT {} FROM typed", columns.join(", "))
+        } else {
+            winners_sql(&columns)
+        };
+        Ok(Some(ranked.ctx.sql(&sql).await.map_err(query)?))
     }
 
     /// The duplicates, a batch at a time.
     pub(crate) async fn duplicates(&self) -> Result<Option<DuplicateStream>> {
-        let Some(ranked) = &self.ranked else { return Ok(None) };
+        let Some(ranked) = self.ranked.as_ref().filter(|r| r.duplicates.get() != Some(&0)) else { return Ok(None) };
         let query = |e| JobError::query("clean: duplicates", e);
-        let columns =
-            [contract::ROW_KEY, contract::BATCH_ID, contract::SOURCE_URI, contract::SOURCE_ROW, WINNER_URI, WINNER_ROW];
-        let frame = ranked
-            .frame
-            .clone()
-            .filter(ident(RANK).gt(lit(1u64)))
-            .and_then(|f| f.select_columns(&columns))
-            .map_err(query)?;
+        let frame = ranked.ctx.sql(&duplicates_sql()).await.map_err(query)?;
         Ok(Some(DuplicateStream { stream: frame.execute_stream().await.map_err(query)? }))
     }
-}
-
-fn rank_is(rank: u64) -> Expr {
-    ident(RANK).eq(lit(rank))
 }
 
 /// Duplicates streamed from the ranked rows.
@@ -214,8 +223,6 @@ impl DuplicateStream {
 }
 
 fn duplicates_of(batch: &RecordBatch) -> Result<Vec<DuplicateOf>> {
-    use cdplake_engine::arrow::array::AsArray;
-    use cdplake_engine::arrow::datatypes::Int64Type;
     let table = "the ranked clean rows";
     let (keys, batch_ids) = (utf8(batch, table, contract::ROW_KEY)?, utf8(batch, table, contract::BATCH_ID)?);
     let (uris, winner_uris) = (utf8(batch, table, contract::SOURCE_URI)?, utf8(batch, table, WINNER_URI)?);
