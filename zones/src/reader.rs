@@ -97,7 +97,9 @@ impl Input {
 /// Read a whole file's bytes (gzip detected from its magic bytes): every chunk of a
 /// [`RecordReader`] together.
 pub fn read_records(file: &str, bytes: &[u8], format: FileFormat) -> Result<RawRecords, ReadError> {
-    let input = || Input::Bytes(bytes::Bytes::copy_from_slice(bytes));
+    // One copy of the bytes; NDJSON's two passes share it.
+    let bytes = bytes::Bytes::copy_from_slice(bytes);
+    let input = || Input::Bytes(bytes.clone());
     let keys = match format {
         FileFormat::Ndjson => Some(ndjson_keys(file, input())?),
         _ => None,

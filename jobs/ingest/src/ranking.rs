@@ -115,12 +115,16 @@ fn window() -> String {
     )
 }
 
-/// The winner of each key, with every column but the staging ones.
-fn winners_sql(columns: &[String]) -> String {
+/// The winner of each key, with `columns` (every column but the staging ones); with no
+/// duplicates every row wins and nothing is ranked.
+fn winners_sql(columns: &[String], duplicates: bool) -> String {
     let columns: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+    let columns = columns.join(", ");
+    if !duplicates {
+        return format!("SELECT {columns} FROM typed");
+    }
     format!(
         "SELECT {columns} FROM (SELECT *, row_number() OVER ({window}) AS \"{RANK}\" FROM typed) WHERE \"{RANK}\" = 1",
-        columns = columns.join(", "),
         window = window(),
     )
 }
@@ -189,12 +193,7 @@ impl RankedRows {
         let typed = ranked.ctx.table("typed").await.map_err(query)?;
         let columns: Vec<String> =
             typed.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != ORDER).collect();
-        let sql = if ranked.duplicates.get() == Some(&0) {
-            let columns: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
-            format!("SELECT {} FROM typed", columns.join(", "))
-        } else {
-            winners_sql(&columns)
-        };
+        let sql = winners_sql(&columns, ranked.duplicates.get() != Some(&0));
         Ok(Some(ranked.ctx.sql(&sql).await.map_err(query)?))
     }
 
