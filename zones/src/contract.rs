@@ -125,6 +125,11 @@ impl<'a> Contract<'a> {
         self.source
     }
 
+    /// The key PII values are hashed with (HMAC-SHA256), if one is set.
+    pub fn pii_key(&self) -> Option<&[u8]> {
+        self.pii_key.as_deref()
+    }
+
     /// The clean table's contract columns (after PII treatment), in order.
     pub fn columns(&self) -> &[&'a ColumnDef] {
         &self.columns

@@ -30,16 +30,24 @@ pub fn phone(value: &str, region: &str) -> Option<String> {
 /// which the number is valid wins (a UK mobile in a row whose country is France is still the UK
 /// mobile); if none, the first region's reading when it has the length of a number.
 pub fn phone_in(value: &str, regions: &[&str]) -> Option<String> {
-    let parse = |region: &str| {
-        let region = region.parse::<phonenumber::country::Id>().ok();
-        phonenumber::parse(region, value.trim()).ok()
-    };
+    let value = value.trim();
     let e164 = |number: &phonenumber::PhoneNumber| number.format().mode(phonenumber::Mode::E164).to_string();
-    let readings: Vec<phonenumber::PhoneNumber> = regions.iter().filter_map(|r| parse(r)).collect();
-    if let Some(valid) = readings.iter().find(|n| phonenumber::is_valid(n)) {
-        return Some(e164(valid));
+    // Parsing is the costly part of cleaning a contact table: each region is read only when
+    // the regions before it gave no valid number, and a region named twice is read once.
+    let mut first_reading = None;
+    for (i, region) in regions.iter().enumerate() {
+        if regions[..i].contains(region) {
+            continue;
+        }
+        let Some(number) = phonenumber::parse(region.parse::<phonenumber::country::Id>().ok(), value).ok() else {
+            continue;
+        };
+        if phonenumber::is_valid(&number) {
+            return Some(e164(&number));
+        }
+        first_reading.get_or_insert(number);
     }
-    let first = e164(readings.first()?);
+    let first = e164(&first_reading?);
     let digits = first.chars().filter(char::is_ascii_digit).count();
     (8..=15).contains(&digits).then_some(first)
 }
@@ -65,23 +73,30 @@ pub fn id(value: &str) -> String {
 /// names no country (`Unspecified`, `European Community`).
 pub fn country(value: &str) -> Option<String> {
     let key = value.trim().to_uppercase();
-    if key.is_empty() {
-        return None;
-    }
-    if let Some(code) = ALIASES.iter().find(|(alias, _)| *alias == key).map(|(_, code)| *code) {
-        return Some(code.to_string());
-    }
-    if key.len() == 2
-        && let Some(c) = rust_iso3166::from_alpha2(&key)
-    {
-        return Some(c.alpha2.to_string());
-    }
-    if key.len() == 3
-        && let Some(c) = rust_iso3166::from_alpha3(&key)
-    {
-        return Some(c.alpha2.to_string());
-    }
-    rust_iso3166::ALL.iter().find(|c| c.name.to_uppercase() == key).map(|c| c.alpha2.to_string())
+    country_codes().get(key.as_str()).map(|code| code.to_string())
+}
+
+/// Every spelling [`country`] knows, upper-cased, to its alpha-2 code: the ISO names, then the
+/// alpha-3 and alpha-2 codes, then the aliases, each later kind winning over an earlier one.
+/// Built once: cleaning reads a country per row (and again for each phone's region).
+fn country_codes() -> &'static std::collections::HashMap<String, &'static str> {
+    static CODES: std::sync::OnceLock<std::collections::HashMap<String, &'static str>> = std::sync::OnceLock::new();
+    CODES.get_or_init(|| {
+        let mut codes = std::collections::HashMap::new();
+        for c in rust_iso3166::ALL.iter() {
+            codes.entry(c.name.to_uppercase()).or_insert(c.alpha2);
+        }
+        for c in rust_iso3166::ALL.iter() {
+            codes.insert(c.alpha3.to_uppercase(), c.alpha2);
+        }
+        for c in rust_iso3166::ALL.iter() {
+            codes.insert(c.alpha2.to_uppercase(), c.alpha2);
+        }
+        for (alias, code) in ALIASES {
+            codes.insert(alias.to_string(), code);
+        }
+        codes
+    })
 }
 
 /// Common names that differ from the ISO short names.

@@ -19,29 +19,23 @@
 //! * rows read = kept + duplicates + quarantined, checked by the job itself.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use cdplake_engine::arrow::compute::cast;
-use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
-use cdplake_engine::datafusion::execution::SendableRecordBatchStream;
 use cdplake_engine::datafusion::prelude::{DataFrame, col, lit};
 use cdplake_engine::deltalake::kernel::Transaction;
 use cdplake_engine::deltalake::kernel::transaction::CommitProperties;
 use cdplake_engine::upsert::Upsert;
 use cdplake_engine::{StagedAppend, TableId, TableSpec, applied_version, applied_versions};
-use cdplake_zones::contract::{self, CleanRow, Contract, Lineage, RawLayout, Warning};
+use cdplake_zones::Source;
+use cdplake_zones::contract::{self, Contract};
 use cdplake_zones::quarantine::{Kind, QuarantinedRow, quarantine_batch, quarantine_table_spec};
-use cdplake_zones::raw;
-use cdplake_zones::row_rules::RowRule;
-use cdplake_zones::{Dedupe, Source};
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 
-use cdplake_core::columns::{column, column_as};
 use cdplake_core::stopwatch::Stopwatch;
 
 use crate::ranking::{DuplicateOf, RankedRows, TypedStaging};
+use crate::typing::{TypingCounts, TypingJob, read_raw};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{QUARANTINE, app_ids, clean_table, raw_table};
@@ -155,10 +149,12 @@ impl QuarantineSink {
 struct Typed {
     ranked: RankedRows,
     rejected: Vec<QuarantinedRow>,
+    /// Valid rows that are deletes, of any rank.
+    deletes: u64,
 }
 
-/// Read the raw rows of `batches` as a stream, type them, and rank each key's versions; counts
-/// go on the report, which must reconcile.
+/// Read the raw rows of `batches`, type them on every core, and rank each key's versions;
+/// counts go on the report, which must reconcile.
 async fn type_batches(
     workspace: &Workspace,
     source: &Source,
@@ -166,32 +162,38 @@ async fn type_batches(
     batches: &[String],
     report: &mut CleanReport,
 ) -> Result<Typed> {
-    let rules = cdplake_zones::row_rules::row_rules(source);
-    let suppressions = crate::privacy::Suppressions::load(workspace).await?;
-    let checks = RowChecks { contract, rules: &rules, suppressions: &suppressions };
+    let job = TypingJob {
+        source: Arc::new(source.clone()),
+        pii_key: contract.pii_key().map(<[u8]>::to_vec),
+        suppressions: Arc::new(crate::privacy::Suppressions::load(workspace).await?),
+    };
     let mut watch = Stopwatch::start("clean");
-    let mut staging = TypedStaging::create()?;
-    let mut rejected = Vec::new();
-    let mut raw_rows = read_raw(workspace, &raw_table(source), batches).await?;
-    while let Some(batch) = raw_rows.try_next().await.map_err(|e| JobError::query("clean: reading raw rows", e))? {
-        let mut outcomes = Outcomes::default();
-        apply_contract(&checks, &batch, &mut outcomes, report)?;
-        let Outcomes { mut valid, quarantine, warnings } = outcomes;
-        for w in warnings {
-            *report.warnings.entry(format!("{}: {}", w.field, w.reason)).or_default() += 1;
-        }
-        rejected.extend(quarantine);
-        if source.primary_key.is_empty() && source.dedupe == Dedupe::None {
-            // Every line is a row of its own: its place in its file is part of its identity.
-            for (row, lineage) in &mut valid {
-                row.key = format!("{}\u{1f}{}\u{1f}{}", row.key, lineage.source_uri, lineage.source_row);
-            }
-        }
-        staging.write(contract, &valid)?;
+    let staging = TypedStaging::create()?;
+    let mut workers = tokio::task::JoinSet::new();
+    for (n, raw) in read_raw(workspace, &raw_table(source), batches).await?.into_iter().enumerate() {
+        let job = job.clone();
+        let part = staging.part(n);
+        workers.spawn(async move { (n, job.run(raw, part).await) });
     }
+    // In worker order, so that a run's refused rows come in the same order each time.
+    let mut parts = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        let (n, typed) = done.map_err(|e| JobError::service("clean: a typing worker", e))?;
+        parts.push((n, typed?));
+    }
+    parts.sort_by_key(|(n, _)| *n);
+    let (mut counts, mut rejected, mut staged) = (TypingCounts::default(), Vec::new(), 0);
+    for (_, part) in parts {
+        counts.add(part.counts);
+        rejected.extend(part.rejected);
+        staged += part.staged;
+    }
+    report.rows_read = counts.rows_read;
+    report.suppressed = counts.suppressed;
+    report.quarantined_by_reason = counts.quarantined_by_reason;
+    report.warnings = counts.warnings;
     watch.lap(&format!("{}: raw rows typed and staged", source.name));
-    let ranked = staging.rank(workspace.lake()).await?;
-    watch.lap(&format!("{}: versions ranked", source.name));
+    let ranked = staging.rank(workspace.lake(), staged).await?;
     let counts = ranked.counts().await?;
     watch.lap(&format!("{}: counted", source.name));
     report.kept = counts.kept;
@@ -207,7 +209,7 @@ async fn type_batches(
             ),
         });
     }
-    Ok(Typed { ranked, rejected })
+    Ok(Typed { ranked, rejected, deletes: counts.deletes })
 }
 
 /// The quarantine row of a duplicate: a row of a key that has a later version in this run.
@@ -262,13 +264,22 @@ pub async fn clean(workspace: &Workspace, source: &Source, now: DateTime<Utc>) -
         return Ok(report);
     }
     report.batches = pending.len();
-    let Typed { ranked, rejected } = type_batches(workspace, source, &contract, &pending, &mut report).await?;
+    let Typed { ranked, rejected, deletes: typed_deletes } =
+        type_batches(workspace, source, &contract, &pending, &mut report).await?;
     let txns: Vec<Transaction> = pending.iter().map(|b| Transaction::new(app_ids::cleaned_batch(b), 1)).collect();
     let mut watch = Stopwatch::start("clean");
     write_quarantine(workspace, source, &pending, rejected, &ranked, now).await?;
     watch.lap(&format!("{}: quarantine written", source.name));
 
     let (version, metrics) = match ranked.winners().await? {
+        Some(winners) if report.kept > 0 && is_empty(&clean_table, &clean_id)? => {
+            // Nothing to merge with: the upserts are appended (a MERGE would join every row
+            // with an empty table and write the same files), deletes change nothing.
+            let Upserts { rows, count } = upserts_of(winners, report.kept, typed_deletes).await?;
+            report.inserted = count;
+            let commit = CommitProperties::default().with_application_transactions(txns);
+            (lake.append_frame(clean_table, &clean_id, rows, commit).await?.version(), None)
+        }
         Some(winners) if report.kept > 0 => merge(workspace, source, clean_table, &clean_id, winners, txns).await?,
         _ => {
             let commit = CommitProperties::default().with_application_transactions(txns);
@@ -348,7 +359,8 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
     let generation = applied.unwrap_or(0) + 1;
     let batches = cdplake_core::batches::batch_ids(workspace, &raw_id).await?;
     report.batches = batches.len();
-    let Typed { ranked, rejected } = type_batches(workspace, source, &contract, &batches, &mut report).await?;
+    let Typed { ranked, rejected, deletes: typed_deletes } =
+        type_batches(workspace, source, &contract, &batches, &mut report).await?;
     let quarantine = all_quarantine_rows(source, rejected, &ranked).await?;
 
     // The source's clean-stage quarantine rows, replaced (rows ingest refused stay).
@@ -362,15 +374,10 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
     let commit = CommitProperties::default().with_application_transactions(txns);
     let upserts = match ranked.winners().await? {
         Some(winners) => {
-            let query = |e| JobError::query("clean: the latest version of each key", e);
-            let upserts = winners.filter(col(contract::OP).eq(lit("upsert"))).map_err(query)?;
-            let inserted = upserts.clone().count().await.map_err(query)? as u64;
-            report.deleted = report.kept - inserted;
-            report.inserted = inserted;
-            let columns: Vec<String> =
-                upserts.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
-            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-            Some(upserts.select_columns(&columns).map_err(query)?)
+            let Upserts { rows, count } = upserts_of(winners, report.kept, typed_deletes).await?;
+            report.deleted = report.kept - count;
+            report.inserted = count;
+            Some(rows)
         }
         None => None,
     };
@@ -383,6 +390,30 @@ pub async fn reprocess(workspace: &Workspace, source: &Source, now: DateTime<Utc
     report.clean_version = table.version();
     report.reprocessed = true;
     Ok(report)
+}
+
+/// The winners that are upserts, without the operation column, and how many there are.
+struct Upserts {
+    rows: DataFrame,
+    count: u64,
+}
+
+/// `kept` are the winners; when no staged row is a delete, they are all upserts and are not
+/// counted again (that would rank them twice).
+async fn upserts_of(winners: DataFrame, kept: u64, deletes: u64) -> Result<Upserts> {
+    let query = |e| JobError::query("clean: the latest version of each key", e);
+    let upserts = winners.filter(col(contract::OP).eq(lit("upsert"))).map_err(query)?;
+    let count = if deletes == 0 { kept } else { upserts.clone().count().await.map_err(query)? as u64 };
+    let columns: Vec<String> =
+        upserts.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != contract::OP).collect();
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    Ok(Upserts { rows: upserts.select_columns(&columns).map_err(query)?, count })
+}
+
+/// Whether a loaded table holds no data file (a first clean).
+fn is_empty(table: &cdplake_engine::deltalake::DeltaTable, id: &TableId) -> Result<bool> {
+    let snapshot = table.snapshot().map_err(|e| cdplake_engine::EngineError::delta(id, "reading the snapshot", e))?;
+    Ok(snapshot.log_data().iter().next().is_none())
 }
 
 /// Whether the clean table's columns are the contract's (names and types).
@@ -420,165 +451,6 @@ pub fn describe_report(r: &CleanReport) -> String {
         text.push_str(&format!("\n  kept as null {n}: {reason}"));
     }
     text
-}
-
-/// The raw rows of the pending batches, streamed (in no particular order: the rank decides).
-async fn read_raw(workspace: &Workspace, raw_id: &TableId, pending: &[String]) -> Result<SendableRecordBatchStream> {
-    let filter = col(raw::BATCH_ID).in_list(pending.iter().map(|b| lit(b.clone())).collect(), false);
-    let query = |e| JobError::query("clean: reading raw rows", e);
-    let df = workspace.lake().read(raw_id).await?.filter(filter).map_err(query)?;
-    df.execute_stream().await.map_err(query)
-}
-
-/// What typing raw rows gives: the rows kept with their lineage, the rows refused, and the values
-/// kept as null.
-#[derive(Default)]
-struct Outcomes {
-    valid: Vec<(CleanRow, Lineage)>,
-    quarantine: Vec<QuarantinedRow>,
-    warnings: Vec<Warning>,
-}
-
-/// What a raw row is typed and checked by.
-struct RowChecks<'a, 's> {
-    contract: &'a Contract<'s>,
-    rules: &'a [RowRule],
-    suppressions: &'a crate::privacy::Suppressions,
-}
-
-impl RowChecks<'_, '_> {
-    /// The row typed by the contract and checked by the rules over several columns.
-    fn type_row(
-        &self,
-        layout: &std::result::Result<RawLayout, String>,
-        values: &[Option<&str>],
-        warnings: &mut Vec<Warning>,
-    ) -> std::result::Result<CleanRow, contract::Rejection> {
-        let contract = self.contract;
-        match layout {
-            Ok(layout) => contract.apply(layout, values, warnings),
-            Err(reason) => {
-                Err(contract::Rejection { field: String::new(), rule: "missing_column", reason: reason.clone() })
-            }
-        }
-        .and_then(|row| self.rules.iter().try_for_each(|rule| rule.check(contract, &row)).map(|()| row))
-    }
-}
-
-/// A raw batch's columns: its data columns as strings with their names, and its lineage.
-struct RawColumns {
-    names: Vec<String>,
-    data: Vec<StringArray>,
-    uris: StringArray,
-    batch_ids: StringArray,
-    rows: Int64Array,
-    ingested: TimestampMicrosecondArray,
-}
-
-impl RawColumns {
-    fn read(batch: &RecordBatch) -> Result<Self> {
-        let mut names = Vec::new();
-        let mut data = Vec::new();
-        for (field, values) in batch.schema().fields().iter().zip(batch.columns()) {
-            if !raw::is_lineage(field.name()) {
-                names.push(field.name().clone());
-                let values = cast(values, &DataType::Utf8).map_err(|e| JobError::arrow("raw column", e))?;
-                data.push(values.as_string::<i32>().clone());
-            }
-        }
-        Ok(RawColumns {
-            names,
-            data,
-            uris: column_as(batch, "the raw table", raw::SOURCE_URI, &DataType::Utf8)?.as_string::<i32>().clone(),
-            batch_ids: column_as(batch, "the raw table", raw::BATCH_ID, &DataType::Utf8)?.as_string::<i32>().clone(),
-            rows: column_as(batch, "the raw table", raw::SOURCE_ROW, &DataType::Int64)?
-                .as_primitive::<Int64Type>()
-                .clone(),
-            ingested: column(batch, "the raw table", raw::INGESTED_AT)?
-                .as_primitive::<TimestampMicrosecondType>()
-                .clone(),
-        })
-    }
-
-    /// Row `r`'s data values, into `values` (one per data column).
-    fn values_of<'a>(&'a self, r: usize, values: &mut [Option<&'a str>]) {
-        for (v, column) in values.iter_mut().zip(&self.data) {
-            *v = (!column.is_null(r)).then(|| column.value(r));
-        }
-    }
-
-    fn lineage(&self, r: usize) -> Lineage {
-        Lineage {
-            source_uri: self.uris.value(r).to_string(),
-            source_row: self.rows.value(r),
-            batch_id: self.batch_ids.value(r).to_string(),
-            ingested_at: self.ingested.value(r),
-        }
-    }
-}
-
-/// Type and check the rows of one raw batch, counting them on the report; rows of erased
-/// persons are dropped.
-fn apply_contract(
-    checks: &RowChecks<'_, '_>,
-    batch: &RecordBatch,
-    outcomes: &mut Outcomes,
-    report: &mut CleanReport,
-) -> Result<()> {
-    let columns = RawColumns::read(batch)?;
-    // Only the columns this batch's rows actually have values in count for the layout: the raw
-    // table holds the union of every file's columns.
-    let layout = checks.contract.layout(&columns.names);
-    let mut values: Vec<Option<&str>> = vec![None; columns.data.len()];
-    for r in 0..batch.num_rows() {
-        report.rows_read += 1;
-        columns.values_of(r, &mut values);
-        if checks.suppressions.row_matches(values.iter().copied()) {
-            report.suppressed += 1;
-            continue;
-        }
-        let lineage = columns.lineage(r);
-        match checks.type_row(&layout, &values, &mut outcomes.warnings) {
-            Ok(row) => outcomes.valid.push((row, lineage)),
-            Err(rejection) => {
-                *report.quarantined_by_reason.entry(format!("{}: {}", rejection.field, rejection.rule)).or_default() +=
-                    1;
-                let source = checks.contract.source();
-                outcomes.quarantine.push(rejected_row(source, &columns.names, &values, lineage, rejection));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The quarantine row of a raw row the contract or a rule refused, with its values by column.
-fn rejected_row(
-    source: &Source,
-    names: &[String],
-    values: &[Option<&str>],
-    lineage: Lineage,
-    rejection: contract::Rejection,
-) -> QuarantinedRow {
-    let raw_values: serde_json::Map<String, serde_json::Value> = names
-        .iter()
-        .zip(values)
-        .filter_map(|(n, v)| v.map(|v| (n.clone(), serde_json::Value::String(v.to_string()))))
-        .collect();
-    QuarantinedRow {
-        source: source.name.clone(),
-        stage: "clean",
-        kind: Kind::Rejected,
-        batch_id: lineage.batch_id,
-        source_uri: lineage.source_uri.clone(),
-        source_row: lineage.source_row,
-        field: rejection.field.clone(),
-        rule: rejection.rule.into(),
-        reason: format!(
-            "{} row {}, field {}: {}",
-            lineage.source_uri, lineage.source_row, rejection.field, rejection.reason
-        ),
-        raw_values: serde_json::Value::Object(raw_values).to_string(),
-    }
 }
 
 /// Upsert the kept rows by key (latest `order_by` wins), apply deletes, and record the batches

@@ -7,3 +7,4 @@ pub mod clean;
 pub mod ingest;
 pub mod privacy;
 mod ranking;
+mod typing;

@@ -32,10 +32,9 @@ const RANK: &str = "_rank";
 const WINNER_URI: &str = "_winner_uri";
 const WINNER_ROW: &str = "_winner_row";
 
-/// Typed rows written to a local Parquet file as they are typed.
+/// Typed rows written to local Parquet files as they are typed, one file per typing worker.
 pub(crate) struct TypedStaging {
     dir: tempfile::TempDir,
-    writer: Option<ArrowWriter<File>>,
 }
 
 impl TypedStaging {
@@ -46,13 +45,34 @@ impl TypedStaging {
             path: spill.display().to_string(),
             source: e,
         })?;
-        Ok(Self { dir, writer: None })
+        Ok(Self { dir })
     }
 
-    fn typed_path(&self) -> PathBuf {
-        self.dir.path().join("typed.parquet")
+    /// The file of worker `n` (created when its first row comes).
+    pub(crate) fn part(&self, n: usize) -> StagingPart {
+        StagingPart { path: self.dir.path().join(format!("typed-{n}.parquet")), writer: None }
     }
 
+    /// The staged rows, ready to be ranked (every part closed, registered as `typed`).
+    pub(crate) async fn rank(self, lake: &Lake, staged_rows: u64) -> Result<RankedRows> {
+        if staged_rows == 0 {
+            return Ok(RankedRows { _dir: self.dir, ranked: None });
+        }
+        let ctx = lake.session();
+        let query = |e| JobError::query("clean: ranking each key's versions", e);
+        let dir = format!("{}/", path_text(self.dir.path()));
+        ctx.register_parquet("typed", dir, ParquetReadOptions::default()).await.map_err(query)?;
+        Ok(RankedRows { _dir: self.dir, ranked: Some(Ranked { ctx, duplicates: Default::default() }) })
+    }
+}
+
+/// One worker's staging file.
+pub(crate) struct StagingPart {
+    path: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+}
+
+impl StagingPart {
     /// Stage typed rows (with their lineage and `order_by` value).
     pub(crate) fn write(&mut self, contract: &Contract<'_>, rows: &[(CleanRow, Lineage)]) -> Result<()> {
         if rows.is_empty() {
@@ -67,36 +87,32 @@ impl TypedStaging {
         let mut columns = batch.columns().to_vec();
         columns.push(Arc::new(order));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow)?;
-        if self.writer.is_none() {
-            let path = self.typed_path();
-            let file = File::create(&path).map_err(|e| JobError::Io {
-                doing: "creating".into(),
-                path: path.display().to_string(),
-                source: e,
-            })?;
-            let properties = WriterProperties::builder()
-                .set_max_row_group_row_count(Some(65_536))
-                .set_statistics_enabled(EnabledStatistics::None)
-                .build();
-            let writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))
-                .map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
-            self.writer = Some(writer);
-        }
-        let writer = self.writer.as_mut().expect("made above");
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(Self::open(&self.path, &batch)?),
+        };
         writer.write(&batch).map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))
     }
 
-    /// The staged rows, ready to be ranked (the file is closed and registered as `typed`).
-    pub(crate) async fn rank(mut self, lake: &Lake) -> Result<RankedRows> {
-        let Some(writer) = self.writer.take() else {
-            return Ok(RankedRows { _dir: self.dir, ranked: None });
-        };
-        writer.close().map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
-        let ctx = lake.session();
-        let query = |e| JobError::query("clean: ranking each key's versions", e);
-        let typed = self.typed_path();
-        ctx.register_parquet("typed", path_text(&typed), ParquetReadOptions::default()).await.map_err(query)?;
-        Ok(RankedRows { _dir: self.dir, ranked: Some(Ranked { ctx, duplicates: Default::default() }) })
+    fn open(path: &std::path::Path, first: &RecordBatch) -> Result<ArrowWriter<File>> {
+        let file = File::create(path).map_err(|e| JobError::Io {
+            doing: "creating".into(),
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(65_536))
+            .set_statistics_enabled(EnabledStatistics::None)
+            .build();
+        ArrowWriter::try_new(file, first.schema(), Some(properties))
+            .map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))
+    }
+
+    /// Finish the file; the rows it holds.
+    pub(crate) fn close(self) -> Result<u64> {
+        let Some(writer) = self.writer else { return Ok(0) };
+        let metadata = writer.close().map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))?;
+        Ok(metadata.file_metadata().num_rows() as u64)
     }
 }
 
@@ -159,6 +175,8 @@ struct Ranked {
 pub(crate) struct Counts {
     pub kept: u64,
     pub duplicates: u64,
+    /// Staged rows that are deletes (of any rank): with none, every kept row is an upsert.
+    pub deletes: u64,
 }
 
 /// A row that lost to a later version of its key.
@@ -174,16 +192,22 @@ pub(crate) struct DuplicateOf {
 impl RankedRows {
     /// Rows kept (one per key) and duplicates: the staged rows and their distinct keys.
     pub(crate) async fn counts(&self) -> Result<Counts> {
-        let Some(ranked) = &self.ranked else { return Ok(Counts { kept: 0, duplicates: 0 }) };
+        let Some(ranked) = &self.ranked else { return Ok(Counts { kept: 0, duplicates: 0, deletes: 0 }) };
         let query = |e| JobError::query("clean: counting kept rows", e);
-        let sql = format!("SELECT count(*) AS \"rows\", count(DISTINCT \"{}\") AS kept FROM typed", contract::ROW_KEY);
+        let sql = format!(
+            "SELECT count(*) AS \"rows\", count(DISTINCT \"{key}\") AS kept, \
+             count(*) FILTER (WHERE \"{op}\" = 'delete') AS deletes FROM typed",
+            key = contract::ROW_KEY,
+            op = contract::OP
+        );
         let batches = ranked.ctx.sql(&sql).await.map_err(query)?.collect().await.map_err(query)?;
         let batch = batches.first().ok_or_else(|| JobError::bad_input("clean: counting kept rows", "no answer"))?;
         let (rows, kept) = (int64(batch, "the staged rows", "rows")?, int64(batch, "the staged rows", "kept")?);
         let (rows, kept) =
             (rows.as_primitive::<Int64Type>().value(0) as u64, kept.as_primitive::<Int64Type>().value(0) as u64);
+        let deletes = int64(batch, "the staged rows", "deletes")?.as_primitive::<Int64Type>().value(0) as u64;
         let _ = ranked.duplicates.set(rows - kept);
-        Ok(Counts { kept, duplicates: rows - kept })
+        Ok(Counts { kept, duplicates: rows - kept, deletes })
     }
 
     /// The winners as the clean MERGE's source: the clean columns and the row's operation.
