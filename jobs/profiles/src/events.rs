@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use cdplake_catalog::TableMeta;
-use cdplake_engine::arrow::array::{Array, RecordBatch};
 use cdplake_engine::arrow::datatypes::{DataType, Field, Schema};
+use cdplake_engine::datafusion::prelude::DataFrame;
 
 use cdplake_engine::deltalake::DeltaTable;
 use cdplake_engine::deltalake::kernel::Transaction;
@@ -23,7 +23,7 @@ use cdplake_engine::{SqlSession, TableSpec, applied_version, timestamp_type};
 use cdplake_zones::Source;
 
 use crate::ids::{ChangedIdentifiers, IDS, register_changed_identifiers};
-use crate::inputs::{query_error, register_clean};
+use crate::inputs::register_clean;
 use cdplake_core::batches::pending_batches;
 use cdplake_core::config::profiles::EventMapping;
 use cdplake_core::error::{JobError, Result};
@@ -213,11 +213,10 @@ pub async fn update(
     txns.extend(selects.transactions);
     let seq = table.version().unwrap_or(0) as i64 + 1;
     let rows = map_rows(session, &selects.sql, seq).await?;
-    let written: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-    let anonymous = rows.iter().map(|b| b.column_by_name("one_id").map_or(0, |c| c.null_count() as u64)).sum();
-    let changed = written > 0 || txns.len() > 1 || mapping_read != Some(mapping_version);
+    let changed = rows.is_some() || txns.len() > 1 || mapping_read != Some(mapping_version);
     let table = if changed { write(workspace, table, rows, txns, remap.full).await? } else { table };
     session.register_loaded(USER_EVENTS.zone(), USER_EVENTS.table(), &table).await?;
+    let Written { written, anonymous } = if changed { written(session, seq).await? } else { Written::default() };
     Ok(EventsUpdate { table, mapping_read, full: remap.full, changed_ids: remap.changed_ids, written, anonymous })
 }
 
@@ -338,16 +337,35 @@ async fn source_selects(
     Ok(selects)
 }
 
-/// The user_events rows of `selects`, with the refresh columns (written at `seq`).
-async fn map_rows(session: &SqlSession, selects: &[String], seq: i64) -> Result<Vec<RecordBatch>> {
+/// The user_events rows of `selects`, with the refresh columns (written at `seq`): a plan the
+/// write streams, never collected (`None` when no source has rows to map).
+async fn map_rows(session: &SqlSession, selects: &[String], seq: i64) -> Result<Option<DataFrame>> {
     if selects.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let sql = format!(
         "SELECT *, CAST(NULL AS VARCHAR) AS {PREVIOUS_ONE_ID}, CAST({seq} AS BIGINT) AS {REFRESH_SEQ} FROM ({})",
         selects.join(" UNION ALL ")
     );
-    session.rows(&sql).await.map_err(query_error("profiles: mapping clean rows to events"))
+    let frame =
+        session.context().sql(&sql).await.map_err(|e| JobError::query("profiles: mapping clean rows to events", e))?;
+    Ok(Some(frame))
+}
+
+/// Rows a run wrote, and how many of them resolve to nobody yet.
+#[derive(Default)]
+struct Written {
+    written: u64,
+    anonymous: u64,
+}
+
+/// The rows written at `seq`, counted in the table as written (a MERGE gives its rows the
+/// run's `seq` too).
+async fn written(session: &SqlSession, seq: i64) -> Result<Written> {
+    let count = |what: &str| format!("SELECT {what} FROM {USER_EVENTS} WHERE {REFRESH_SEQ} = {seq}");
+    let written = session.first_i64(&count("count(*)")).await?.unwrap_or(0) as u64;
+    let anonymous = session.first_i64(&count("count(*) - count(one_id)")).await?.unwrap_or(0) as u64;
+    Ok(Written { written, anonymous })
 }
 
 /// Commit `rows` with `transactions`: replacing every row when `full`, else merged by key
@@ -355,17 +373,16 @@ async fn map_rows(session: &SqlSession, selects: &[String], seq: i64) -> Result<
 async fn write(
     workspace: &Workspace,
     table: DeltaTable,
-    rows: Vec<RecordBatch>,
+    rows: Option<DataFrame>,
     transactions: Vec<Transaction>,
     full: bool,
 ) -> Result<DeltaTable> {
     let commit = || CommitProperties::default().with_application_transactions(transactions.clone());
-    if full {
-        Ok(workspace.lake().overwrite(&USER_EVENTS.id(), rows, commit()).await?)
-    } else if rows.iter().all(|b| b.num_rows() == 0) {
-        Ok(workspace.lake().record_transactions(&USER_EVENTS.id(), commit()).await?)
-    } else {
-        merge(workspace, table, rows, transactions).await
+    let lake = workspace.lake();
+    match rows {
+        Some(rows) if full => Ok(lake.overwrite_frame(table, &USER_EVENTS.id(), rows, None, commit()).await?),
+        Some(rows) => merge(workspace, table, rows, transactions).await,
+        None => Ok(lake.record_transactions(&USER_EVENTS.id(), commit()).await?),
     }
 }
 
@@ -379,7 +396,7 @@ pub async fn max_refresh_seq(session: &SqlSession) -> Result<i64> {
 async fn merge(
     workspace: &Workspace,
     table: DeltaTable,
-    rows: Vec<RecordBatch>,
+    rows: DataFrame,
     transactions: Vec<Transaction>,
 ) -> Result<DeltaTable> {
     let id = USER_EVENTS.id();
@@ -391,7 +408,7 @@ async fn merge(
     });
     let outcome = workspace
         .lake()
-        .upsert(&id, rows)
+        .upsert_frame(&id, rows)
         .on_snapshot(table)
         .conform()
         .on_columns(&["source", "event_key"])
