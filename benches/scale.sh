@@ -5,6 +5,8 @@
 #   CDPLAKE_BIN=target/debug/cdplake   another build (default target/release/cdplake, built if missing)
 #   BENCH_DIR=/tmp/cdplake-bench-scale the run directory (emptied first)
 #   BIG_FILE_GB=G                      also ingest one web-events file of about G GB (G may be 0.05)
+#   GZIP=1                             generate gzipped files (`generate --gzip`: 5M persons fit the
+#                                      disk); ingest and DuckDB read them compressed; no big file
 # Every stage prints `<stage>: <wall> s, <peak RSS> KB` (/usr/bin/time; for a stage that runs
 # several processes the peak is the largest one's). Stages:
 #   1. `cdplake generate --persons N --out data` (12 files in data/<source>/, truth files aside);
@@ -42,8 +44,8 @@ rm -rf "$work" && mkdir -p "$work" && cd "$work"
 echo "scale: $persons persons, memory limit $limit, run directory $work (command output in *.log)"
 
 # 1-3. cdplake: generate, ingest every source, clean.
-/usr/bin/time -f "generate: %e s, %M KB" "$bin" generate --persons "$persons" --out data > generate.log
-echo "  data/: $(du -sh data | cut -f1), $(cat data/*/* | wc -l) lines in $(ls data/*/* | wc -l) source files"
+/usr/bin/time -f "generate: %e s, %M KB" "$bin" generate --persons "$persons" --out data ${GZIP:+--gzip} > generate.log
+echo "  data/: $(du -sh data | cut -f1), $(zcat -f data/*/* | wc -l) lines in $(ls data/*/* | wc -l) source files"
 /usr/bin/time -f "ingest (all sources): %e s, %M KB" bash -c '
   set -euo pipefail
   for dir in data/*/; do
@@ -55,7 +57,7 @@ grep '^clean\.' clean.log | sed 's/^/  /' || true
 # 4. DuckDB: the clean's closest equivalent, one Parquet file per source in duckdb/.
 mkdir -p duckdb
 /usr/bin/time -f "duckdb clean-equivalent: %e s, %M KB" "$py" - "$limit" <<'PY'
-import csv, glob, os, sys, duckdb
+import csv, glob, gzip, os, sys, duckdb
 limit = sys.argv[1]
 # The built-in sources' key and order_by (zones/src/presets.rs; `cdplake sources`).
 # None: no key, an exact repeat of a line is the duplicate.
@@ -89,8 +91,8 @@ for source in sorted(os.listdir("data")):
     if not os.path.isdir(f"data/{source}"):
         continue
     files = sorted(glob.glob(f"data/{source}/*"))
-    csvs = [f for f in files if f.endswith(".csv")]
-    jsons = [f for f in files if f.endswith(".json")]
+    csvs = [f for f in files if f.endswith((".csv", ".csv.gz"))]
+    jsons = [f for f in files if f.endswith((".json", ".json.gz"))]
     readers = []
     if csvs:
         # The typed columns are read as text, then cast below: the sniffer sees a sample only
@@ -98,7 +100,7 @@ for source in sorted(os.listdir("data")):
         # invoice and stock codes are text (the sniffer would guess numbers).
         header = set()
         for f in csvs:
-            with open(f, newline="") as fh:
+            with (gzip.open(f, "rt", newline="") if f.endswith(".gz") else open(f, newline="")) as fh:
                 header.update(next(csv.reader(fh), []))
         text = {c: "VARCHAR" for c in sorted(header) if c in typed or c in ("Invoice", "StockCode")}
         hint = f", types = {text!r}" if text else ""
@@ -134,7 +136,7 @@ print(f"  duckdb: {total} rows kept in all")
 PY
 
 # 5. One web-events file bigger than the limit (with BIG_FILE_GB).
-if [ -n "${BIG_FILE_GB:-}" ]; then
+if [ -n "${BIG_FILE_GB:-}" ] && [ -z "${GZIP:-}" ]; then
   mkdir -p big
   web=data/web_events/web_events.json
   copies=$(awk -v g="$BIG_FILE_GB" -v s="$(stat -c %s "$web")" 'BEGIN { c = int(g * 1e9 / s); if (c * s < g * 1e9) c++; print (c < 1 ? 1 : c) }')

@@ -21,13 +21,18 @@
 //! `--persons` and `--seed` give byte-identical files.
 
 mod normalize_for_truth;
+mod sink;
 
 use std::collections::HashSet;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 
 use crate::normalize_for_truth as nz;
+use crate::sink::Sink;
 
 /// One generated file: its source and name (`<source>/<name>` under landing/).
 #[derive(Debug, Clone)]
@@ -97,29 +102,38 @@ const DEMO_ACCOUNT: &str = "STORE-DEMO-7";
 /// Who an identifier on a row belongs to (`None`: a placeholder or a shared device of no one).
 type Owner = Option<u64>;
 
-/// The truth, written as the files are.
+/// The truth, written as the files are. What was written already is remembered by a 128-bit
+/// fingerprint, not the text: 10M persons have 58M identifiers and 110M true edges.
 struct Truth {
-    truth: String,
-    edges: String,
-    known: HashSet<(String, String)>,
-    edge_set: HashSet<(String, String, String, String)>,
+    truth: Sink,
+    edges: Sink,
+    known: HashSet<u128>,
+    edge_set: HashSet<u128>,
+}
+
+/// The first 128 bits of the SHA-256 of `parts` joined by a unit separator.
+fn fingerprint(parts: &[&str]) -> u128 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    let digest = hasher.finalize();
+    u128::from_le_bytes(digest[..16].try_into().unwrap_or_default())
 }
 
 impl Truth {
-    fn new() -> Self {
-        Self {
-            truth: String::from("person_id,id_type,id_value\n"),
-            edges: String::from("id_type_a,id_value_a,id_type_b,id_value_b\n"),
-            known: HashSet::new(),
-            edge_set: HashSet::new(),
-        }
+    fn new(mut truth: Sink, mut edges: Sink) -> Self {
+        let _ = writeln!(truth, "person_id,id_type,id_value");
+        let _ = writeln!(edges, "id_type_a,id_value_a,id_type_b,id_value_b");
+        Self { truth, edges, known: HashSet::new(), edge_set: HashSet::new() }
     }
 
     /// One row's identifiers: each real one is its owner's; same-owner pairs are true edges.
     fn row(&mut self, ids: &[(&str, String, Owner)]) {
         for (t, v, owner) in ids {
             if let Some(p) = owner
-                && self.known.insert((t.to_string(), v.clone()))
+                && self.known.insert(fingerprint(&[t, v]))
             {
                 let _ = writeln!(self.truth, "P{p:07},{t},{v}");
             }
@@ -128,8 +142,7 @@ impl Truth {
             for (tb, vb, ob) in &ids[i + 1..] {
                 if oa.is_some() && oa == ob && (ta, va) != (tb, vb) {
                     let (a, b) = if (ta, va) <= (tb, vb) { ((ta, va), (tb, vb)) } else { ((tb, vb), (ta, va)) };
-                    let key = (a.0.to_string(), a.1.clone(), b.0.to_string(), b.1.clone());
-                    if self.edge_set.insert(key) {
+                    if self.edge_set.insert(fingerprint(&[a.0, a.1, b.0, b.1])) {
                         let _ = writeln!(self.edges, "{},{},{},{}", a.0, a.1, b.0, b.1);
                     }
                 }
@@ -164,40 +177,136 @@ fn ts(t: NaiveDateTime) -> String {
 }
 
 /// The files of every source, as they are built.
-#[derive(Default)]
 struct Files {
-    customers: String,
-    customer_changes: String,
-    transactions: String,
-    web: String,
-    members: String,
-    app: String,
-    orders: String,
-    tickets: String,
-    behavior: String,
-    retail: String,
-    links: String,
+    customers: Sink,
+    customer_changes: Sink,
+    transactions: Sink,
+    web: Sink,
+    members: Sink,
+    app: Sink,
+    orders: Sink,
+    dms: Sink,
+    tickets: Sink,
+    behavior: Sink,
+    retail: Sink,
+    links: Sink,
 }
 
-/// Generate every source for `persons` people: the files and the truth about them.
-pub fn generate_with_truth(persons: u64, seed: u64) -> Generated {
+const CUSTOMER_HEADER: &str =
+    "customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at";
+
+/// Every generated file: its source, its name, and its header line (CSV) or none (NDJSON).
+const FILES: [(&str, &str, Option<&str>); 12] = [
+    ("customers", "customers.csv", Some(CUSTOMER_HEADER)),
+    ("customers", "customers_changes.csv", Some(CUSTOMER_HEADER)),
+    ("transactions", "transactions.csv", Some("transaction_id,customer_id,product_id,amount,transaction_date,status")),
+    ("web_events", "web_events.json", None),
+    ("crm_members", "crm_members.json", None),
+    ("app_events", "app_events.json", None),
+    (
+        "orders",
+        "orders.csv",
+        Some("order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at"),
+    ),
+    (
+        "orders",
+        "orders_dms_changes.csv",
+        Some("Op,order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at"),
+    ),
+    ("support_tickets", "support_tickets.csv", Some("ticket_id,customer_id,status,category,created_at,resolved_at")),
+    ("behavioral_events", "behavioral_events.json", None),
+    (
+        "retail_transactions",
+        "online_retail.csv",
+        Some("Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country"),
+    ),
+    ("identity_links", "loyalty_links.csv", Some("id_type_a,id_value_a,id_type_b,id_value_b,source")),
+];
+
+/// Where the files go.
+#[derive(Clone)]
+enum Target {
+    Memory,
+    Dir { out: PathBuf, gzip: bool },
+}
+
+impl Target {
+    fn sink(&self, relative: &str) -> std::io::Result<Sink> {
+        match self {
+            Target::Memory => Ok(Sink::memory()),
+            Target::Dir { out, gzip } => Sink::file(&out.join(relative), *gzip),
+        }
+    }
+}
+
+impl Files {
+    /// Every file opened, headers written, in the order of [`FILES`].
+    fn open(target: &Target) -> std::io::Result<Self> {
+        let mut sinks = Vec::new();
+        for (source, name, header) in FILES {
+            let mut sink = target.sink(&format!("{source}/{name}"))?;
+            if let Some(header) = header {
+                let _ = writeln!(sink, "{header}");
+            }
+            sinks.push(sink);
+        }
+        let [
+            customers,
+            customer_changes,
+            transactions,
+            web,
+            members,
+            app,
+            orders,
+            dms,
+            tickets,
+            behavior,
+            retail,
+            links,
+        ]: [Sink; 12] = sinks.try_into().map_err(|_| std::io::Error::other("one sink per file"))?;
+        Ok(Self {
+            customers,
+            customer_changes,
+            transactions,
+            web,
+            members,
+            app,
+            orders,
+            dms,
+            tickets,
+            behavior,
+            retail,
+            links,
+        })
+    }
+
+    /// The sinks in the order of [`FILES`].
+    fn into_sinks(self) -> [Sink; 12] {
+        let Files {
+            customers,
+            customer_changes,
+            transactions,
+            web,
+            members,
+            app,
+            orders,
+            dms,
+            tickets,
+            behavior,
+            retail,
+            links,
+        } = self;
+        [customers, customer_changes, transactions, web, members, app, orders, dms, tickets, behavior, retail, links]
+    }
+}
+
+/// Generate every person into `f` and `truth`.
+fn generate_into(persons: u64, seed: u64, f: &mut Files, truth: &mut Truth) {
     let mut rng = Rng(seed);
     let base = NaiveDate::from_ymd_opt(2021, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default();
-    let mut truth = Truth::new();
-    let mut f = Files {
-        customers: "customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at\n"
-            .into(),
-        customer_changes: "customer_id,email,phone,first_name,last_name,country,acquisition_channel,loyalty_tier,signup_date,updated_at\n"
-            .into(),
-        transactions: "transaction_id,customer_id,product_id,amount,transaction_date,status\n".into(),
-        orders: "order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n".into(),
-        tickets: "ticket_id,customer_id,status,category,created_at,resolved_at\n".into(),
-        retail: "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n".into(),
-        links: "id_type_a,id_value_a,id_type_b,id_value_b,source\n".into(),
-        ..Default::default()
-    };
     let mut members: Vec<u64> = Vec::new();
-    let mut order_ids: Vec<(String, String)> = Vec::new();
+    // The DMS change file needs the first two orders only.
+    let mut first_orders: Vec<(String, String)> = Vec::new();
     for p in 1..=persons {
         let person = new_person(&mut rng, p, base);
         let is_member = rng.chance(70);
@@ -206,39 +315,80 @@ pub fn generate_with_truth(persons: u64, seed: u64) -> Generated {
         let is_retail = rng.chance(12);
         if is_member {
             members.push(p);
-            crm_versions(&mut rng, &person, &mut f, &mut truth);
+            crm_versions(&mut rng, &person, f, truth);
         }
         if has_app {
-            app_devices(&mut rng, &person, &mut f, &mut truth);
+            app_devices(&mut rng, &person, f, truth);
         }
         if is_shopper {
-            shopper(&mut rng, &person, is_member, &mut f, &mut truth, &mut order_ids);
+            shopper(&mut rng, &person, is_member, f, truth, &mut first_orders);
         }
         if is_retail {
-            retail_customer(&mut rng, &person, &mut f, &mut truth);
+            retail_customer(&mut rng, &person, f, truth);
         }
         if is_member && is_shopper && rng.chance(25) {
             // The loyalty programme's export links the card to the shop account.
-            link(&mut f, &mut truth, ("member_id", format!("MBR{p:07}")), ("customer_id", format!("C{p:07}")), Some(p));
+            link(f, truth, ("member_id", format!("MBR{p:07}")), ("customer_id", format!("C{p:07}")), Some(p));
         }
     }
-    shared_devices(&mut rng, &members, base, &mut f, &mut truth);
-    let dms = dms_changes(&order_ids, base);
-    let files = vec![
-        file("customers", "customers.csv", f.customers),
-        file("customers", "customers_changes.csv", f.customer_changes),
-        file("transactions", "transactions.csv", f.transactions),
-        file("web_events", "web_events.json", f.web),
-        file("crm_members", "crm_members.json", f.members),
-        file("app_events", "app_events.json", f.app),
-        file("orders", "orders.csv", f.orders),
-        file("orders", "orders_dms_changes.csv", dms),
-        file("support_tickets", "support_tickets.csv", f.tickets),
-        file("behavioral_events", "behavioral_events.json", f.behavior),
-        file("retail_transactions", "online_retail.csv", f.retail),
-        file("identity_links", "loyalty_links.csv", f.links),
-    ];
-    Generated { files: files.into_iter().filter(has_rows).collect(), truth: truth.truth, truth_edges: truth.edges }
+    shared_devices(&mut rng, &members, base, f, truth);
+    dms_changes(&first_orders, base, &mut f.dms);
+}
+
+/// Generate every source for `persons` people: the files and the truth about them, in memory.
+pub fn generate_with_truth(persons: u64, seed: u64) -> Generated {
+    let target = Target::Memory;
+    let opened = Files::open(&target).and_then(|f| Ok((f, target.sink("truth.csv")?, target.sink("truth_edges.csv")?)));
+    let Ok((mut f, truth, edges)) = opened else { unreachable!("memory sinks cannot fail") };
+    let mut truth = Truth::new(truth, edges);
+    generate_into(persons, seed, &mut f, &mut truth);
+    let text = |sink: Sink| {
+        let finished = sink.finish().expect("memory sinks cannot fail");
+        String::from_utf8(finished.bytes).expect("generated text is UTF-8")
+    };
+    let files: Vec<GeneratedFile> = FILES
+        .iter()
+        .zip(f.into_sinks())
+        .map(|((source, name, _), sink)| file(source, name, text(sink)))
+        .filter(has_rows)
+        .collect();
+    Generated { files, truth: text(truth.truth), truth_edges: text(truth.edges) }
+}
+
+/// What [`generate_to_dir`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The source files with rows, as `(source, path, lines)`.
+    pub files: Vec<(&'static str, PathBuf, u64)>,
+    pub truth: PathBuf,
+    pub truth_edges: PathBuf,
+}
+
+/// Generate every source for `persons` people into `out/<source>/<file>` (plus `truth.csv` and
+/// `truth_edges.csv`), written as generated: memory does not grow with the files. With `gzip`
+/// every file is gzip-compressed (`.gz` appended). A file with no rows is not kept.
+pub fn generate_to_dir(persons: u64, seed: u64, out: &Path, gzip: bool) -> std::io::Result<Written> {
+    let target = Target::Dir { out: out.to_path_buf(), gzip };
+    let mut f = Files::open(&target)?;
+    let mut truth = Truth::new(target.sink("truth.csv")?, target.sink("truth_edges.csv")?);
+    generate_into(persons, seed, &mut f, &mut truth);
+    let mut files = Vec::new();
+    for ((source, _, header), sink) in FILES.iter().zip(f.into_sinks()) {
+        let finished = sink.finish()?;
+        let path = finished.path.ok_or_else(|| std::io::Error::other("a file sink has a path"))?;
+        if finished.lines > u64::from(header.is_some()) {
+            files.push((*source, path, finished.lines));
+        } else {
+            std::fs::remove_file(&path)?;
+            // Its source's directory goes too when no other file of the source is in it.
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+    let truth_path = truth.truth.finish()?.path.unwrap_or_default();
+    let edges_path = truth.edges.finish()?.path.unwrap_or_default();
+    Ok(Written { files, truth: truth_path, truth_edges: edges_path })
 }
 
 /// Generate every source for `persons` people; the truth as `person_id,id_type,id_value`.
@@ -518,7 +668,7 @@ fn account_versions(rng: &mut Rng, person: &Person, account: &ShopAccount, f: &m
             signup.format("%Y-%m-%d"),
             ts(updated)
         );
-        if is_change { f.customer_changes.push_str(&line) } else { f.customers.push_str(&line) }
+        let _ = if is_change { f.customer_changes.write_str(&line) } else { f.customers.write_str(&line) };
     }
 }
 
@@ -545,7 +695,9 @@ fn transactions_and_orders(
             rng.pick(&["completed", "completed", "completed", "refunded", "pending"]),
         );
         let order_time = day + Duration::hours(rng.below(12) as i64);
-        order_ids.push((format!("O{p:07}{t:02}"), customer_id.clone()));
+        if order_ids.len() < 2 {
+            order_ids.push((format!("O{p:07}{t:02}"), customer_id.clone()));
+        }
         let _ = writeln!(
             f.orders,
             "O{p:07}{t:02},{customer_id},{},{}.{:02},{},{},{},{}",
@@ -703,9 +855,7 @@ fn shared_devices(rng: &mut Rng, members: &[u64], base: NaiveDateTime, f: &mut F
 }
 
 /// A change file as AWS DMS writes it: one cancellation, one order deleted.
-fn dms_changes(order_ids: &[(String, String)], base: NaiveDateTime) -> String {
-    let mut dms =
-        String::from("Op,order_id,customer_id,order_status,total_amount,item_count,channel,created_at,updated_at\n");
+fn dms_changes(order_ids: &[(String, String)], base: NaiveDateTime, dms: &mut Sink) {
     if let [(cancelled, customer), (deleted, _), ..] = order_ids {
         let _ = writeln!(
             dms,
@@ -714,5 +864,4 @@ fn dms_changes(order_ids: &[(String, String)], base: NaiveDateTime) -> String {
         );
         let _ = writeln!(dms, "D,{deleted},,,,,,,2025-06-30 00:00:00");
     }
-    dms
 }

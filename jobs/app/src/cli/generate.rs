@@ -20,26 +20,22 @@ pub struct GenerateArgs {
     /// truth_edges.csv (two identifiers of one person on one row) into
     #[arg(long)]
     out: PathBuf,
+    /// Gzip every file (`.gz` appended): a 10M-person set then fits a small disk; ingest reads
+    /// gzip as it streams
+    #[arg(long)]
+    gzip: bool,
 }
 
-pub fn run(GenerateArgs { persons, seed, out }: GenerateArgs) -> anyhow::Result<()> {
-    let generated = cdplake_generate::generate_with_truth(persons, seed);
-    let files = &generated.files;
-    for file in files {
-        let dir = out.join(file.source);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(dir.join(&file.name), &file.content)
-            .with_context(|| format!("writing into {}", dir.display()))?;
-    }
-    std::fs::write(out.join("truth.csv"), &generated.truth)
-        .with_context(|| format!("writing {}/truth.csv", out.display()))?;
-    std::fs::write(out.join("truth_edges.csv"), &generated.truth_edges)
-        .with_context(|| format!("writing {}/truth_edges.csv", out.display()))?;
+/// The files are written as they are generated: memory stays flat at any `--persons`.
+pub fn run(GenerateArgs { persons, seed, out, gzip }: GenerateArgs) -> anyhow::Result<()> {
+    let written = cdplake_generate::generate_to_dir(persons, seed, &out, gzip)
+        .with_context(|| format!("writing the generated files into {}", out.display()))?;
     out!(
-        "{} files for {persons} people in {}/<source>/, ground truth in {}/truth.csv and truth_edges.csv",
-        files.len(),
+        "{} files for {persons} people in {}/<source>/, ground truth in {} and {}",
+        written.files.len(),
         out.display(),
-        out.display()
+        written.truth.display(),
+        written.truth_edges.display()
     );
     Ok(())
 }
