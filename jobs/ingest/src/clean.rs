@@ -35,7 +35,7 @@ use chrono::{DateTime, Utc};
 use cdplake_core::stopwatch::Stopwatch;
 
 use crate::ranking::{DuplicateOf, RankedRows, TypedStaging};
-use crate::typing::{TypingCounts, TypingJob, read_raw};
+use crate::typing::{PartTyped, TypingJob, read_raw, type_on_every_core};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{QUARANTINE, app_ids, clean_table, raw_table};
@@ -169,25 +169,8 @@ async fn type_batches(
     };
     let mut watch = Stopwatch::start("clean");
     let staging = TypedStaging::create()?;
-    let mut workers = tokio::task::JoinSet::new();
-    for (n, raw) in read_raw(workspace, &raw_table(source), batches).await?.into_iter().enumerate() {
-        let job = job.clone();
-        let part = staging.part(n);
-        workers.spawn(async move { (n, job.run(raw, part).await) });
-    }
-    // In worker order, so that a run's refused rows come in the same order each time.
-    let mut parts = Vec::new();
-    while let Some(done) = workers.join_next().await {
-        let (n, typed) = done.map_err(|e| JobError::service("clean: a typing worker", e))?;
-        parts.push((n, typed?));
-    }
-    parts.sort_by_key(|(n, _)| *n);
-    let (mut counts, mut rejected, mut staged) = (TypingCounts::default(), Vec::new(), 0);
-    for (_, part) in parts {
-        counts.add(part.counts);
-        rejected.extend(part.rejected);
-        staged += part.staged;
-    }
+    let streams = read_raw(workspace, &raw_table(source), batches).await?;
+    let PartTyped { counts, rejected, staged } = type_on_every_core(job, streams, &staging).await?;
     report.rows_read = counts.rows_read;
     report.suppressed = counts.suppressed;
     report.quarantined_by_reason = counts.quarantined_by_reason;

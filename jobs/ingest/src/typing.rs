@@ -24,7 +24,7 @@ use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 
 use crate::privacy::Suppressions;
-use crate::ranking::StagingPart;
+use crate::ranking::{StagingPart, TypedStaging};
 
 /// The raw rows of the pending batches as one stream per core (in no particular order: the
 /// rank decides).
@@ -73,6 +73,41 @@ pub(crate) struct PartTyped {
     pub rejected: Vec<QuarantinedRow>,
     /// Rows staged for ranking.
     pub staged: u64,
+}
+
+impl PartTyped {
+    fn add(&mut self, other: PartTyped) {
+        self.counts.add(other.counts);
+        self.rejected.extend(other.rejected);
+        self.staged += other.staged;
+    }
+}
+
+/// Type each of `streams` on a worker of its own (a task of the runtime, so on every core),
+/// staging the valid rows in a file per worker; what they did, summed in stream order, so that a
+/// run's refused rows come in the same order each time. A failed worker fails the run (the
+/// others are stopped with it).
+pub(crate) async fn type_on_every_core(
+    job: TypingJob,
+    streams: Vec<SendableRecordBatchStream>,
+    staging: &TypedStaging,
+) -> Result<PartTyped> {
+    let mut workers = tokio::task::JoinSet::new();
+    for (n, raw) in streams.into_iter().enumerate() {
+        let (job, part) = (job.clone(), staging.part(n));
+        workers.spawn(async move { (n, job.run(raw, part).await) });
+    }
+    let mut parts = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        let (n, typed) = done.map_err(|e| JobError::service("clean: a typing worker", e))?;
+        parts.push((n, typed?));
+    }
+    parts.sort_by_key(|(n, _)| *n);
+    let mut all = PartTyped::default();
+    for (_, part) in parts {
+        all.add(part);
+    }
+    Ok(all)
 }
 
 /// What a worker needs to type raw rows, owned so that it can run on any thread.
