@@ -18,11 +18,13 @@ use cdplake_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use cdplake_engine::arrow::compute::cast;
 use cdplake_engine::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use cdplake_engine::datafusion::common::HashMap as FastMap;
+use cdplake_engine::datafusion::execution::SendableRecordBatchStream;
 use cdplake_engine::datafusion::prelude::{col, lit};
 use cdplake_zones::contract::{Contract, Op, Value};
 use cdplake_zones::placeholders::{IdKind, Placeholders, placeholder_rule};
 use cdplake_zones::raw;
 use cdplake_zones::{Normalize, PiiTreatment, Source};
+use futures::TryStreamExt;
 
 use crate::union_find::{Interner, NodeId};
 use cdplake_core::columns::{int64, utf8};
@@ -326,7 +328,7 @@ pub(crate) async fn observe_source(
 ) -> Result<()> {
     let Some(plan) = plan(source, &workspace.config.identity) else { return Ok(()) };
     let rejected = rejected_rows(workspace, source, batches).await?;
-    let raw_batches = read_raw(workspace, source, &plan, batches).await?;
+    let mut raw_batches = read_raw(workspace, source, &plan, batches).await?;
     let reader = SourceReader {
         contract: Contract::new(&plan.narrowed, None),
         plan: &plan,
@@ -335,8 +337,9 @@ pub(crate) async fn observe_source(
         rejected: &rejected,
         screen,
     };
-    for batch in &raw_batches {
-        reader.observe_batch(batch, observations)?;
+    let context = || format!("identity: reading {}", raw_table(source));
+    while let Some(batch) = raw_batches.try_next().await.map_err(|e| JobError::query(context(), e))? {
+        reader.observe_batch(&batch, observations)?;
     }
     Ok(())
 }
@@ -374,8 +377,14 @@ async fn rejected_rows(workspace: &Workspace, source: &Source, batches: &[String
     Ok(rejected)
 }
 
-/// The raw rows of the batches, only the columns the plan reads (every alias) and lineage.
-async fn read_raw(workspace: &Workspace, source: &Source, plan: &Plan, batches: &[String]) -> Result<Vec<RecordBatch>> {
+/// The raw rows of the batches, only the columns the plan reads (every alias) and lineage, as a
+/// stream (a source's raw rows are never held at once).
+async fn read_raw(
+    workspace: &Workspace,
+    source: &Source,
+    plan: &Plan,
+    batches: &[String],
+) -> Result<SendableRecordBatchStream> {
     let raw_id = raw_table(source);
     let df = workspace.lake().read(&raw_id).await?;
     let present: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -389,7 +398,7 @@ async fn read_raw(workspace: &Workspace, source: &Source, plan: &Plan, batches: 
     df.filter(col(raw::BATCH_ID).in_list(batches.iter().map(|b| lit(b.clone())).collect(), false))
         .and_then(|df| df.select_columns(&names))
         .map_err(|e| JobError::query(context.clone(), e))?
-        .collect()
+        .execute_stream()
         .await
         .map_err(|e| JobError::query(context, e))
 }
