@@ -5,8 +5,9 @@
 #   CDPLAKE_BIN=target/debug/cdplake   another build (default target/release/cdplake, built if missing)
 #   BENCH_DIR=/tmp/cdplake-bench-scale the run directory (emptied first)
 #   BIG_FILE_GB=G                      also ingest one web-events file of about G GB (G may be 0.05)
-#   GZIP=1                             generate gzipped files (`generate --gzip`: 5M persons fit the
+#   GZIPPED=1                          generate gzipped files (`generate --gzip`: 5M persons fit the
 #                                      disk); ingest and DuckDB read them compressed; no big file
+#                                      (not GZIP: gzip and zcat read that variable as options)
 # Every stage prints `<stage>: <wall> s, <peak RSS> KB` (/usr/bin/time; for a stage that runs
 # several processes the peak is the largest one's). Stages:
 #   1. `cdplake generate --persons N --out data` (12 files in data/<source>/, truth files aside);
@@ -44,7 +45,7 @@ rm -rf "$work" && mkdir -p "$work" && cd "$work"
 echo "scale: $persons persons, memory limit $limit, run directory $work (command output in *.log)"
 
 # 1-3. cdplake: generate, ingest every source, clean.
-/usr/bin/time -f "generate: %e s, %M KB" "$bin" generate --persons "$persons" --out data ${GZIP:+--gzip} > generate.log
+/usr/bin/time -f "generate: %e s, %M KB" "$bin" generate --persons "$persons" --out data ${GZIPPED:+--gzip} > generate.log
 echo "  data/: $(du -sh data | cut -f1), $(zcat -f data/*/* | wc -l) lines in $(ls data/*/* | wc -l) source files"
 /usr/bin/time -f "ingest (all sources): %e s, %M KB" bash -c '
   set -euo pipefail
@@ -136,7 +137,7 @@ print(f"  duckdb: {total} rows kept in all")
 PY
 
 # 5. One web-events file bigger than the limit (with BIG_FILE_GB).
-if [ -n "${BIG_FILE_GB:-}" ] && [ -z "${GZIP:-}" ]; then
+if [ -n "${BIG_FILE_GB:-}" ] && [ -z "${GZIPPED:-}" ]; then
   mkdir -p big
   web=data/web_events/web_events.json
   copies=$(awk -v g="$BIG_FILE_GB" -v s="$(stat -c %s "$web")" 'BEGIN { c = int(g * 1e9 / s); if (c * s < g * 1e9) c++; print (c < 1 ? 1 : c) }')
