@@ -250,33 +250,22 @@ impl Files {
             }
             sinks.push(sink);
         }
-        let [
-            customers,
-            customer_changes,
-            transactions,
-            web,
-            members,
-            app,
-            orders,
-            dms,
-            tickets,
-            behavior,
-            retail,
-            links,
-        ]: [Sink; 12] = sinks.try_into().map_err(|_| std::io::Error::other("one sink per file"))?;
+        // Field by field in the order of FILES.
+        let mut sinks = sinks.into_iter();
+        let mut next = || sinks.next().ok_or_else(|| std::io::Error::other("one sink per file"));
         Ok(Self {
-            customers,
-            customer_changes,
-            transactions,
-            web,
-            members,
-            app,
-            orders,
-            dms,
-            tickets,
-            behavior,
-            retail,
-            links,
+            customers: next()?,
+            customer_changes: next()?,
+            transactions: next()?,
+            web: next()?,
+            members: next()?,
+            app: next()?,
+            orders: next()?,
+            dms: next()?,
+            tickets: next()?,
+            behavior: next()?,
+            retail: next()?,
+            links: next()?,
         })
     }
 
