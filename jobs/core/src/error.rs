@@ -80,6 +80,10 @@ pub enum JobError {
     /// Counts that must add up did not (`got` != `expected`): a bug, reported rather than hidden.
     #[error("counts do not reconcile: {what}: {got} != {expected}")]
     Reconciliation { what: String, expected: String, got: String },
+    /// A concurrent run already published `table` from newer input than this run read (`detail`
+    /// says which): publishing would go back in time, so the run stops and may be rerun.
+    #[error("{table}: a concurrent run published it from newer input: {detail}")]
+    Superseded { table: String, detail: String },
 }
 
 impl JobError {
@@ -144,6 +148,9 @@ pub enum ErrorKind {
     NoOutput,
     /// Counts that must add up did not: a bug, reported rather than hidden.
     Bug,
+    /// A concurrent run got there first with newer input; nothing was committed, a rerun (the
+    /// runners' own retry) starts from what it published.
+    LostRace,
     /// Storage, Arrow or the query engine failed underneath.
     Internal,
 }
@@ -165,6 +172,7 @@ impl ErrorKind {
                 "use an S3 server that honours If-None-Match (AWS S3, SeaweedFS: `bash infra/s3/seaweedfs.sh start`)",
             ),
             Self::BadQuery => Some("tables are named zone.table; `cdplake tables` lists them"),
+            Self::LostRace => Some("rerun: the rerun starts from what the concurrent run published"),
             Self::OutOfMemory => Some(
                 "give the job more memory: --memory-limit SIZE (CDPLAKE_MEMORY_LIMIT, [engine] memory_limit); \
                  the failed step committed nothing, a rerun picks up from the last committed one",
@@ -202,6 +210,7 @@ impl JobError {
             Self::QualityGate { .. } => ErrorKind::QualityGate,
             Self::Empty { .. } => ErrorKind::NoOutput,
             Self::Reconciliation { .. } => ErrorKind::Bug,
+            Self::Superseded { .. } => ErrorKind::LostRace,
         }
     }
 }
@@ -234,6 +243,7 @@ mod tests {
             ),
             (JobError::Empty { what: text("audience \"a\""), detail: text("no rows") }, ErrorKind::NoOutput),
             (JobError::Reconciliation { what: text("s"), expected: text("2"), got: text("3") }, ErrorKind::Bug),
+            (JobError::Superseded { table: text("curated.x"), detail: text("v7 > v5") }, ErrorKind::LostRace),
             (
                 JobError::arrow("x", cdplake_engine::arrow::error::ArrowError::ComputeError(text("c"))),
                 ErrorKind::Internal,

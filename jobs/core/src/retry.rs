@@ -7,9 +7,11 @@ use std::future::Future;
 use crate::error::{JobError, Result};
 
 impl JobError {
-    /// True when a commit lost a race and the step may be rerun.
+    /// True when a commit lost a race, or a concurrent run published newer input first, and the
+    /// step may be rerun.
     pub fn is_commit_conflict(&self) -> bool {
         match self {
+            JobError::Superseded { .. } => true,
             JobError::Engine(e) => e.is_commit_conflict(),
             JobError::Step { source, .. } => source.is_commit_conflict(),
             JobError::Catalog(cdplake_catalog::CatalogError::Engine(e)) => e.is_commit_conflict(),

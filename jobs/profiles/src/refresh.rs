@@ -34,7 +34,7 @@ use cdplake_zones::tables::{CUSTOMER_PROFILES, CUSTOMER_PROFILES_DAILY, ID_MAPPI
 use crate::quality;
 use crate::report::{ProfilesReport, RefreshOptions};
 use crate::touched::Scope;
-use crate::watermarks::{Marks, Watermarks, days};
+use crate::watermarks::{self, Marks, Watermarks, days};
 use crate::{candidate, country, events, ids, publish, scores, touched};
 
 /// Refresh `curated.user_events`, `curated.customer_profiles` and the daily snapshot.
@@ -66,6 +66,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         as_of: days(options.as_of),
     };
     let marks = Watermarks::read(workspace, &session, current).await?;
+    marks.check_not_superseded()?;
     let scope = if marks.full(options.full, &events) {
         Scope::Everyone
     } else {
@@ -88,7 +89,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         session.first_i64(&format!("SELECT count(*) FROM {}", scores::CANDIDATE)).await?.unwrap_or(0) as u64;
     watch.lap("scores ranked");
 
-    gate(workspace, &session, options, &mut report, now).await?;
+    gate(workspace, &session, options, &marks.current, &mut report, now).await?;
     watch.lap("quality rules checked");
     let published = publish::publish(workspace, &session, &scope, &marks, &mut report).await?;
     watch.lap("customer_profiles written");
@@ -109,16 +110,19 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
 }
 
 /// Run the quality rules on the registered candidate; a failed rule blocks the publish (the
-/// results are still recorded) unless `--force`.
+/// results are still recorded) unless `--force`. A run that a concurrent one superseded while it
+/// computed fails as superseded instead: its row counts were compared with newer persons'.
 async fn gate(
     workspace: &Workspace,
     session: &SqlSession,
     options: &RefreshOptions,
+    current: &Marks,
     report: &mut ProfilesReport,
     now: DateTime<Utc>,
 ) -> Result<()> {
     report.quality = quality::check(workspace, session, &CUSTOMER_PROFILES.id(), scores::CANDIDATE).await?;
     if report.quality.iter().any(|q| !q.passed) && !options.force {
+        watermarks::check_not_superseded(watermarks::published_marks(workspace).await?, current)?;
         quality::record(workspace, &report.quality, "profiles", now).await?;
         return Err(JobError::QualityGate {
             table: CUSTOMER_PROFILES.id().to_string(),

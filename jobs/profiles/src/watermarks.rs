@@ -17,7 +17,7 @@ use crate::events::EventsUpdate;
 use crate::ids::IDS;
 use crate::inputs::register_clean;
 use cdplake_core::batches::{batch_ids, pending_batches};
-use cdplake_core::error::Result;
+use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
 use cdplake_zones::tables::{CUSTOMER_PROFILES, app_ids, clean_table};
 
@@ -100,6 +100,13 @@ impl Watermarks {
         Ok(Self { stored, read, current, crm, attributes })
     }
 
+    /// Fails with [`JobError::Superseded`] when the stored profiles read a newer
+    /// `curated.id_mapping` than this run: a concurrent run published them first, and publishing
+    /// this run's would take the persons back in time. The runners rerun the step.
+    pub fn check_not_superseded(&self) -> Result<()> {
+        check_not_superseded(self.read, &self.current)
+    }
+
     /// Everyone is recomputed: asked for, events remapped, no profiles yet, or a new as-of date.
     pub fn full(&self, forced: bool, events: &EventsUpdate) -> bool {
         forced || events.full || self.read.is_none_or(|r| r.as_of != self.current.as_of)
@@ -155,6 +162,25 @@ impl Watermarks {
     }
 }
 
+/// The watermarks of the profiles as published now (not as this run first read them).
+pub async fn published_marks(workspace: &Workspace) -> Result<Option<Marks>> {
+    match workspace.lake().table_if_exists(&CUSTOMER_PROFILES.id()).await? {
+        Some(table) => read_marks(&table).await,
+        None => Ok(None),
+    }
+}
+
+/// See [`Watermarks::check_not_superseded`].
+pub fn check_not_superseded(read: Option<Marks>, current: &Marks) -> Result<()> {
+    match read {
+        Some(read) if read.mapping > current.mapping => Err(JobError::Superseded {
+            table: CUSTOMER_PROFILES.id().to_string(),
+            detail: format!("they read curated.id_mapping version {}, this run {}", read.mapping, current.mapping),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The watermarks recorded on the stored profiles; None unless all three are.
 async fn read_marks(table: &DeltaTable) -> Result<Option<Marks>> {
     let label = CUSTOMER_PROFILES.id().to_string();
@@ -165,4 +191,23 @@ async fn read_marks(table: &DeltaTable) -> Result<Option<Marks>> {
         (Some(events_seq), Some(mapping), Some(as_of)) => Some(Marks { events_seq, mapping, as_of }),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Marks, check_not_superseded};
+
+    fn marks(mapping: i64) -> Marks {
+        Marks { events_seq: 3, mapping, as_of: 20_000 }
+    }
+
+    #[test]
+    fn profiles_published_from_a_newer_mapping_supersede_a_run_and_it_is_rerun() {
+        let err = check_not_superseded(Some(marks(7)), &marks(5)).unwrap_err();
+        assert!(err.is_commit_conflict(), "the runners rerun a superseded step: {err}");
+        assert!(err.to_string().contains("version 7, this run 5"), "{err}");
+        check_not_superseded(Some(marks(5)), &marks(5)).unwrap();
+        check_not_superseded(Some(marks(4)), &marks(5)).unwrap();
+        check_not_superseded(None, &marks(5)).unwrap();
+    }
 }
