@@ -26,6 +26,7 @@ use cdplake_engine::datafusion::execution::SendableRecordBatchStream;
 use cdplake_engine::datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use cdplake_engine::parquet::arrow::ArrowWriter;
 use cdplake_engine::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use cdplake_engine::parquet::schema::types::ColumnPath;
 use cdplake_zones::contract::{self, CleanRow, Contract, Lineage};
 
 use cdplake_core::columns::{int64, utf8};
@@ -122,10 +123,16 @@ impl StagingPart {
             path: path.display().to_string(),
             source: e,
         })?;
-        let properties = WriterProperties::builder()
+        // Staging is read once: dictionaries only for the lineage columns, where a batch's
+        // rows repeat one value (interning every value was a tenth of a web-events clean).
+        let mut properties = WriterProperties::builder()
             .set_max_row_group_row_count(Some(65_536))
             .set_statistics_enabled(EnabledStatistics::None)
-            .build();
+            .set_dictionary_enabled(false);
+        for repeated in [contract::SOURCE_URI, contract::BATCH_ID] {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(repeated), true);
+        }
+        let properties = properties.build();
         ArrowWriter::try_new(file, first.schema(), Some(properties))
             .map_err(|e| JobError::encoding("clean: staging typed rows", e.to_string()))
     }
