@@ -23,10 +23,17 @@ use chrono::{Duration, NaiveDate, NaiveDateTime};
 
 use cdplake_core::config::profiles::{Band, Floor, ProfilesConfig};
 
-/// Seed 002's `NOW()` for profiles as of `as_of`: the end of that date (midnight after it, UTC),
-/// so every event of the date counts and `x > NOW() - INTERVAL '30 DAYS'` keeps the last 30 days.
+/// The end of the as-of date (the midnight after it, UTC): profiles as of a date describe the
+/// whole date, and `profile_updated_at` is this instant.
 pub fn end_of(as_of: NaiveDate) -> NaiveDateTime {
     (as_of + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default()
+}
+
+/// The first instant of a window of `days` whole days that ends with the as-of date: seed 002's
+/// `x > NOW() - INTERVAL '30 DAYS'` evaluated during the as-of day keeps whatever happened on
+/// that day or the 29 before it, so `x >= window_start(as_of, 30)` (docs/DESIGN.md, "Dates").
+fn window_start(as_of: NaiveDate, days: i64) -> NaiveDateTime {
+    end_of(as_of) - Duration::days(days)
 }
 
 fn date(d: NaiveDate) -> String {
@@ -74,15 +81,16 @@ fn rfm_case(config: &ProfilesConfig) -> String {
     format!("CASE WHEN last_purchase_date IS NULL THEN NULL{whens} ELSE {} END", quote_literal(&config.rfm_else))
 }
 
-/// Seed 002's lifecycle CASE: `last_order_date > NOW() - INTERVAL 'days DAYS'` per band, then
-/// the stage of any other order, then the stage of a person without one.
-fn lifecycle_case(config: &ProfilesConfig, now: NaiveDateTime) -> String {
+/// Seed 002's lifecycle CASE: `last_order_date > NOW() - INTERVAL 'days DAYS'` per band (an order
+/// within the band's whole days, see [`window_start`]), then the stage of any other order, then
+/// the stage of a person without one.
+fn lifecycle_case(config: &ProfilesConfig, as_of: NaiveDate) -> String {
     let whens: String = config
         .lifecycle_stages
         .iter()
         .map(|b| {
-            let since = timestamp(now - Duration::days(b.days));
-            format!(" WHEN last_order_date > {since} THEN {}", quote_literal(&b.label))
+            let since = timestamp(window_start(as_of, b.days));
+            format!(" WHEN last_order_date >= {since} THEN {}", quote_literal(&b.label))
         })
         .collect();
     format!(
@@ -274,10 +282,7 @@ impl ProfileSql<'_> {
 
     /// Seed 000's page views and last session, seed 002's 30-day columns and last activity.
     fn behavior_ctes(&self) -> Vec<String> {
-        let window = format!(
-            "event_time > {}",
-            timestamp(end_of(self.as_of) - Duration::days(self.config.activity_window_days))
-        );
+        let window = format!("event_time >= {}", timestamp(window_start(self.as_of, self.config.activity_window_days)));
         let page_views = if self.config.page_view_types.is_empty() {
             "count(event_id)".to_string()
         } else {
@@ -421,7 +426,7 @@ impl ProfileSql<'_> {
             monetary = floor_case("total_revenue", &config.monetary_segments, &config.monetary_else),
             rfm = rfm_case(config),
             engagement = floor_case("total_page_views", &config.engagement_segments, &config.engagement_else),
-            lifecycle = lifecycle_case(config, end_of(self.as_of)),
+            lifecycle = lifecycle_case(config, self.as_of),
             now = timestamp(end_of(self.as_of)),
         )
     }
@@ -598,7 +603,8 @@ mod tests {
                 ("last_order_status", "refunded"),
                 ("last_order_date", "2024-12-20T10:00:00Z"),
                 ("lifecycle_stage", "active"),
-                ("events_last_30d", "1"),
+                // The search at the first instant of the 30 days (29 days before the as-of date) counts.
+                ("events_last_30d", "2"),
                 ("product_views_last_30d", "1"),
                 ("open_support_tickets", "1"),
                 ("total_support_tickets", "4"),
@@ -625,7 +631,9 @@ mod tests {
         check(nobody, &[("lifecycle_stage", "prospect")]);
         // A purchase after the as-of date does not count; a failed transaction is an order.
         check(late, &never);
-        check(edge, &[("total_orders", "∅"), ("lifecycle_stage", "at_risk"), ("last_order_status", "failed")]);
+        // An order 29 days before the as-of date, at midnight, is active (seed 002's NOW() is a time
+        // of the as-of day).
+        check(edge, &[("total_orders", "∅"), ("lifecycle_stage", "active"), ("last_order_status", "failed")]);
     }
 
     #[tokio::test]
@@ -674,8 +682,8 @@ mod tests {
             r#""updated at" DESC NULLS LAST"#,
             r#"attr0."full name" AS "full name""#,
             r#"min(CASE WHEN id_type = 'loyalty id' THEN id_value END) AS "loyalty id""#,
-            "WHEN last_order_date > TIMESTAMP '2024-12-02 00:00:00' THEN 'active'",
-            "event_time > TIMESTAMP '2024-12-02 00:00:00'",
+            "WHEN last_order_date >= TIMESTAMP '2024-12-02 00:00:00' THEN 'active'",
+            "event_time >= TIMESTAMP '2024-12-02 00:00:00'",
             "status IN ('open')",
         ] {
             assert!(sql.contains(expected), "{expected} not in {sql}");

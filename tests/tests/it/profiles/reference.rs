@@ -355,7 +355,16 @@ const DIALECT: &[(&str, &str, &str)] = &[
     ("ClickZetta's dynamic table: a table", "CREATE DYNAMIC TABLE IF NOT EXISTS", "CREATE TABLE"),
     ("the profiles' business date", "CURRENT_DATE()", "DATE '{as_of}'"),
     ("RisingWave's materialized view: a view", "CREATE MATERIALIZED VIEW", "CREATE VIEW"),
-    ("seed 002's NOW(): the profiles describe the end of the as-of date", "NOW()", "TIMESTAMPTZ '{now}+00'"),
+    (
+        "seed 002's stamp NOW() AS profile_updated_at: the wall clock there, the end of the as-of date here",
+        "NOW() AS profile_updated_at",
+        "TIMESTAMPTZ '{end}+00' AS profile_updated_at",
+    ),
+    (
+        "seed 002's NOW(): a time of the as-of day, its last microsecond (docs/DESIGN.md, \"Dates\")",
+        "NOW()",
+        "TIMESTAMPTZ '{now}+00'",
+    ),
     (
         "PostgreSQL / RisingWave sort NULLs first in DESC; DuckDB sorts them last",
         "ORDER BY created_at DESC))[1]",
@@ -395,14 +404,16 @@ fn seed_sql(seed: &str, start: &str, end: &str) -> String {
 
 /// The seed statement with the dialect changes; every change listed for it must apply.
 fn dialect(sql: &str, changes: &[&str], as_of: NaiveDate) -> String {
-    let now = (as_of + Duration::days(1)).format("%Y-%m-%d 00:00:00").to_string();
+    let now = as_of.format("%Y-%m-%d 23:59:59.999999").to_string();
+    let end = (as_of + Duration::days(1)).format("%Y-%m-%d 00:00:00").to_string();
     let mut sql = sql.trim_end().trim_end_matches(';').to_string();
     for (reason, from, to) in DIALECT {
         if !changes.contains(from) {
             continue;
         }
         assert!(sql.contains(from), "dialect change ({reason}) {from:?} does not apply to:\n{sql}");
-        sql = sql.replace(from, &to.replace("{as_of}", &as_of.to_string()).replace("{now}", &now));
+        sql =
+            sql.replace(from, &to.replace("{as_of}", &as_of.to_string()).replace("{now}", &now).replace("{end}", &end));
     }
     sql.replace("${bizdate}", &as_of.to_string())
 }
@@ -461,7 +472,11 @@ fn seed_statements(as_of: NaiveDate) -> SeedSql {
     setup.push(dialect(&profile, &[p, "FROM cdp.ods_customers PARTITION (dt='${bizdate}') c", "DATEDIFF("], as_of));
     setup.push(dialect(&rfm, &["CREATE DYNAMIC TABLE IF NOT EXISTS", "DATEDIFF(", "CURRENT_DATE()"], as_of));
     setup.push(dialect(&segment, &["CREATE DYNAMIC TABLE IF NOT EXISTS"], as_of));
-    setup.push(dialect(&c360, &["CREATE MATERIALIZED VIEW", "NOW()", "ORDER BY created_at DESC))[1]"], as_of));
+    setup.push(dialect(
+        &c360,
+        &["CREATE MATERIALIZED VIEW", "NOW() AS profile_updated_at", "NOW()", "ORDER BY created_at DESC))[1]"],
+        as_of,
+    ));
     let mut queries = BTreeMap::new();
     queries.insert("dws_customer_profiles", "SELECT * EXCLUDE (dt) FROM cdp.dws_customer_profiles".to_string());
     for (name, start, end, changes) in segments {
