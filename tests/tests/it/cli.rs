@@ -90,6 +90,26 @@ fn demo_on_the_default_local_lake() {
     ));
     assert!(csv.starts_with("member_id,level\nMBR"), "{csv}");
 
+    // The CLI's query path is read-only, as the HTTP and Lambda ones: each refusal exits 1, says
+    // why, and commits nothing.
+    let newest_version = || {
+        let history = stdout(&cdplake(dir.path(), &["history", "clean.customers", "--format", "json"]));
+        serde_json::from_str::<serde_json::Value>(&history).unwrap()[0]["version"].as_i64().unwrap()
+    };
+    let before = newest_version();
+    for (write, kind) in [
+        ("INSERT INTO clean.customers SELECT * FROM clean.customers LIMIT 1", "INSERT"),
+        ("COPY (SELECT 1 AS a) TO 'copied.csv' STORED AS CSV", "COPY"),
+        ("CREATE EXTERNAL TABLE p (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'", "CREATE"),
+    ] {
+        let refused = cdplake(dir.path(), &["query", write]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{write}: {stderr}");
+        assert!(stderr.contains(&format!("refused a {kind} statement")), "{write}: {stderr}");
+    }
+    assert!(!dir.path().join("copied.csv").exists(), "COPY wrote nothing");
+    assert_eq!(newest_version(), before, "no version was committed");
+
     let json = stdout(&cdplake(dir.path(), &["tables", "--format", "json"]));
     let tables: serde_json::Value = serde_json::from_str(&json).unwrap();
     let names: Vec<_> = tables.as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();

@@ -11,14 +11,16 @@ use super::common::FormatArg;
     after_help = "Examples:\n  cdplake query \"SELECT country, count(*) FROM clean.customers GROUP BY country\"\n  cdplake query \"SELECT * FROM _catalog.tables\" --format json"
 )]
 pub struct QueryArgs {
-    /// One SQL statement (DataFusion SQL; identifiers are case-insensitive)
+    /// One read-only SQL statement: SELECT, WITH, SHOW, DESCRIBE or EXPLAIN (DataFusion SQL;
+    /// identifiers are case-insensitive). Tables change only through jobs.
     sql: String,
     #[command(flatten)]
     format: FormatArg,
 }
 
 pub async fn run(workspace: &Workspace, QueryArgs { sql, format }: QueryArgs) -> anyhow::Result<()> {
-    let batches = query::run_query(workspace, &sql).await?;
+    // The same check as the HTTP and Lambda paths: writes happen only through jobs.
+    let batches = query::run_read_only(workspace, &sql).await?;
     out!("{}", format_batches(&batches, format.format)?);
     Ok(())
 }
