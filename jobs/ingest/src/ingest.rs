@@ -111,11 +111,18 @@ pub async fn ingest_object(
     let delivery = Delivery { uri: object.uri.clone(), etag, batch_id, ingested_at: now };
     let arrival = Arrival { raw_id, app, delivery };
     let mut chunks = open_chunks(source, &object).await?;
-    let Some(first) = first_rows(&mut chunks, &mut report).await? else {
-        report.status = IngestStatus::Empty;
-        return Ok(report);
+    let first = match first_rows(&mut chunks, &mut report).await? {
+        FirstRows::Rows(first) => first,
+        FirstRows::None { columns } => {
+            // No rows, but a header must still be one this source can read.
+            if !columns.is_empty() {
+                check_layout(source, &object.uri, &columns, &mut report)?;
+            }
+            report.status = IngestStatus::Empty;
+            return Ok(report);
+        }
     };
-    check_layout(source, &object.uri, &first, &mut report)?;
+    check_layout(source, &object.uri, &first.columns, &mut report)?;
     add_new_columns(workspace, &arrival.raw_id, &first.columns).await?;
     let Some(staged) = stage_rows(workspace, &arrival, first, &mut chunks, &mut report).await? else {
         return Ok(report);
@@ -166,8 +173,15 @@ async fn open_chunks(source: &Source, object: &OpenedObject) -> Result<Chunks> {
             Ok(reader) => reader,
             Err(e) => return drop(sender.blocking_send(Err(e))),
         };
+        let mut first = true;
         loop {
-            let chunk = reader.next_chunk().transpose();
+            let chunk = match reader.next_chunk().transpose() {
+                // A file of a header only still shows its columns, so that a wrong header is
+                // refused even without rows.
+                None if first => Some(Ok(header_only(&reader))),
+                chunk => chunk,
+            };
+            first = false;
             let last = !matches!(chunk, Some(Ok(_)));
             if let Some(chunk) = chunk
                 && sender.blocking_send(chunk).is_err()
@@ -180,6 +194,16 @@ async fn open_chunks(source: &Source, object: &OpenedObject) -> Result<Chunks> {
         }
     });
     Ok(receiver)
+}
+
+/// An empty chunk with the file's columns.
+fn header_only(reader: &RecordReader) -> RawRecords {
+    RawRecords {
+        columns: reader.columns().to_vec(),
+        original_columns: reader.original_columns().to_vec(),
+        rows: Vec::new(),
+        unreadable: Vec::new(),
+    }
 }
 
 /// The next chunk; a file that cannot be read is rejected whole, naming the file (and the row
@@ -195,24 +219,32 @@ async fn next_chunk(chunks: &mut Chunks) -> Result<Option<RawRecords>> {
     }
 }
 
-/// The first chunk with rows (counted on the report); `None` when the file has no data row.
-async fn first_rows(chunks: &mut Chunks, report: &mut IngestReport) -> Result<Option<RawRecords>> {
+/// The start of a file: its first chunk with rows, or the columns of a file without data rows.
+enum FirstRows {
+    Rows(RawRecords),
+    None { columns: Vec<String> },
+}
+
+/// The first chunk with rows (counted on the report).
+async fn first_rows(chunks: &mut Chunks, report: &mut IngestReport) -> Result<FirstRows> {
+    let mut columns = Vec::new();
     while let Some(chunk) = next_chunk(chunks).await? {
         report.rows_in += chunk.rows_in();
         if !chunk.columns.is_empty() && chunk.rows_in() > 0 {
-            return Ok(Some(chunk));
+            return Ok(FirstRows::Rows(chunk));
         }
+        columns = chunk.columns;
     }
-    Ok(None)
+    Ok(FirstRows::None { columns })
 }
 
 /// A file without a required column is rejected whole, before anything is written; columns the
 /// contract does not know are kept, with a warning.
-fn check_layout(source: &Source, uri: &str, first: &RawRecords, report: &mut IngestReport) -> Result<()> {
+fn check_layout(source: &Source, uri: &str, columns: &[String], report: &mut IngestReport) -> Result<()> {
     Contract::new(source, None)
-        .layout(&first.columns)
+        .layout(columns)
         .map_err(|reason| JobError::Rejected { file: uri.to_string(), reason })?;
-    report.unknown_columns = unknown_columns(source, &first.columns);
+    report.unknown_columns = unknown_columns(source, columns);
     for column in &report.unknown_columns {
         tracing::warn!(source = %source.name, uri, column, "unknown column: kept in raw, ignored by clean");
     }

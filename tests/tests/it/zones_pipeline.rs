@@ -170,6 +170,13 @@ async fn bad_input_is_refused_or_quarantined_with_reasons(backend: Backend) {
         ingest_file(&ws, "transactions", &write(d, "header.csv", header.as_bytes())).await.unwrap()[0].status,
         IngestStatus::Empty
     );
+    // A header without the required columns is refused even with no rows, naming them.
+    let err = ingest_file(&ws, "transactions", &write(d, "foo_bar.csv", b"foo,bar\n")).await.unwrap_err();
+    assert!(
+        matches!(&err, JobError::Rejected { file, reason }
+            if file.ends_with("foo_bar.csv") && reason.contains("transaction_id") && reason.contains("amount")),
+        "{err:?}"
+    );
 
     // Row-level problems: the rest of the file goes through, every row accounted for.
     let body = "\u{feff}transaction_id,customer_id,product_id,amount,transaction_date,status,note\n\
