@@ -65,9 +65,18 @@ fn refused(text: &str) -> JobError {
     )
 }
 
-/// `SELECT ... INTO t`: a read that creates a table.
+/// `SELECT ... INTO t`, however deep in parentheses or set operations: a read that creates a
+/// table.
 fn creates_a_table(query: &Query) -> bool {
-    matches!(query.body.as_ref(), SetExpr::Select(select) if select.into.is_some())
+    fn in_body(body: &SetExpr) -> bool {
+        match body {
+            SetExpr::Select(select) => select.into.is_some(),
+            SetExpr::Query(query) => creates_a_table(query),
+            SetExpr::SetOperation { left, right, .. } => in_body(left) || in_body(right),
+            _ => false,
+        }
+    }
+    in_body(&query.body)
 }
 
 #[cfg(test)]
@@ -95,6 +104,8 @@ mod tests {
             "COPY (SELECT 1 AS a) TO '/tmp/x.csv' STORED AS CSV",
             "CREATE EXTERNAL TABLE p (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'",
             "SELECT 1 AS a INTO made",
+            "(SELECT 1 AS a INTO made)",
+            "SELECT 1 UNION ALL (SELECT 2 INTO made)",
             "SET datafusion.execution.batch_size = 1",
             "EXPLAIN ANALYZE SELECT 1",
             "EXPLAIN COPY (SELECT 1) TO 'x.csv'",

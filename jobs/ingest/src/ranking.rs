@@ -6,7 +6,7 @@
 //! columns a quarantine row needs), streamed into the quarantine. The rows of the other keys go
 //! straight to the write: most runs have few duplicates (2 in 13.7M orders at 5M persons), and
 //! sorting every row for them took 140 s of that run's 183 s. When the duplicated keys are too
-//! many to hold in a join's hash table within the budget, every key is ranked, as before.
+//! many to hold in the joins' hash tables within the budget, every key is ranked, as before.
 //!
 //! The rank is the order clean has always used, a total order: the latest `order_by` value
 //! (a row without one loses to a row with one), then the later ingest, then the later file name
@@ -172,12 +172,13 @@ enum Ranking {
 }
 
 impl Ranking {
-    /// How to rank `duplicated_keys` keys within a budget of `budget` bytes: a join holds them
-    /// in a hash table it cannot spill, so it may take a quarter of the budget.
+    /// How to rank `duplicated_keys` keys within a budget of `budget` bytes: the winners' plan
+    /// holds them in two hash tables it cannot spill (the anti and the semi join, which run
+    /// together beside the window's sort), so each may take an eighth of the budget.
     fn choose(duplicated_keys: u64, budget: u64) -> Self {
         match duplicated_keys {
             0 => Self::Nothing,
-            n if n.saturating_mul(JOIN_BYTES_PER_KEY) <= budget / 4 => Self::DuplicatedKeys,
+            n if n.saturating_mul(JOIN_BYTES_PER_KEY) <= budget / 8 => Self::DuplicatedKeys,
             _ => Self::EveryKey,
         }
     }
@@ -393,11 +394,11 @@ mod tests {
     use super::{JOIN_BYTES_PER_KEY, Ranking, duplicates_sql, winners_sql};
 
     #[test]
-    fn only_the_duplicated_keys_are_ranked_while_their_hash_table_fits_a_quarter_of_the_budget() {
+    fn only_the_duplicated_keys_are_ranked_while_their_hash_tables_fit_a_quarter_of_the_budget() {
         let budget = 1 << 30;
         assert_eq!(Ranking::choose(0, budget), Ranking::Nothing);
         assert_eq!(Ranking::choose(1, budget), Ranking::DuplicatedKeys);
-        let fits = budget / 4 / JOIN_BYTES_PER_KEY;
+        let fits = budget / 8 / JOIN_BYTES_PER_KEY;
         assert_eq!(Ranking::choose(fits, budget), Ranking::DuplicatedKeys);
         assert_eq!(Ranking::choose(fits + 1, budget), Ranking::EveryKey);
     }

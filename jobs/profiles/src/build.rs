@@ -559,7 +559,7 @@ mod tests {
             ("buyer", t, "purchase", Some("o1"), Some("completed"), Some(10.00), Some("2024-12-01 10:00:00")),
             ("buyer", t, "purchase", Some("o2"), Some("completed"), Some(10.01), Some("2024-12-02 10:00:00")),
             ("buyer", t, "transaction_refunded", Some("o3"), Some("refunded"), Some(5.0), Some("2024-12-20 10:00:00")),
-            // The 30-day window of seed 002 is `event_time > NOW() - 30 days`, NOW() the end of the as-of date.
+            // Seed 002's 30-day window is 30 whole days ending with the as-of date: from 2024-12-02 00:00.
             ("buyer", "behavior", "search", None, None, None, Some("2024-12-02 00:00:00")),
             ("buyer", "behavior", "product_view", None, None, None, Some("2024-12-02 00:00:01")),
             ("buyer", "behavior", "page_view", None, None, None, Some("2024-06-01 08:00:00")),

@@ -203,13 +203,7 @@ pub async fn update(
         .await?;
     let label = USER_EVENTS.id().to_string();
     let mapping_read = applied_version(&table, &label, app_ids::EVENTS_MAPPING_VERSION).await?;
-    if let Some(read) = mapping_read.filter(|read| *read > mapping_version) {
-        // A concurrent run mapped the events with a newer id_mapping than this run loaded.
-        return Err(JobError::Superseded {
-            table: label,
-            detail: format!("it read curated.id_mapping version {read}, this run {mapping_version}"),
-        });
-    }
+    crate::watermarks::check_not_superseded(workspace, &label, mapping_read, mapping_version).await?;
     let generations = clean_generations(workspace, &table).await?;
     let full = full || mapping_read.is_none() || generations.reprocessed;
     let versions = MappingVersions { read: mapping_read, current: mapping_version };

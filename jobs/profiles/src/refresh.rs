@@ -66,7 +66,8 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         as_of: days(options.as_of),
     };
     let marks = Watermarks::read(workspace, &session, current).await?;
-    marks.check_not_superseded()?;
+    let label = CUSTOMER_PROFILES.id().to_string();
+    watermarks::check_not_superseded(workspace, &label, marks.read.map(|r| r.mapping), mapping_version).await?;
     let scope = if marks.full(options.full, &events) {
         Scope::Everyone
     } else {
@@ -89,8 +90,11 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
         session.first_i64(&format!("SELECT count(*) FROM {}", scores::CANDIDATE)).await?.unwrap_or(0) as u64;
     watch.lap("scores ranked");
 
-    gate(workspace, &session, options, &marks.current, &mut report, now).await?;
+    gate(workspace, &session, options, mapping_version, &mut report, now).await?;
     watch.lap("quality rules checked");
+    // A full publish replaces the table as it is then: a concurrent run that published from a
+    // newer mapping meanwhile would be overwritten without a conflict, so look again first.
+    check_published_not_newer(workspace, mapping_version).await?;
     let published = publish::publish(workspace, &session, &scope, &marks, &mut report).await?;
     watch.lap("customer_profiles written");
     let daily = match published {
@@ -109,6 +113,13 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     Ok(report)
 }
 
+/// Fails as superseded when the profiles as published now were computed from a newer
+/// id_mapping than this run's `mapping_version`.
+async fn check_published_not_newer(workspace: &Workspace, mapping_version: i64) -> Result<()> {
+    let read = watermarks::published_marks(workspace).await?.map(|m| m.mapping);
+    watermarks::check_not_superseded(workspace, &CUSTOMER_PROFILES.id().to_string(), read, mapping_version).await
+}
+
 /// Run the quality rules on the registered candidate; a failed rule blocks the publish (the
 /// results are still recorded) unless `--force`. A run that a concurrent one superseded while it
 /// computed fails as superseded instead: its row counts were compared with newer persons'.
@@ -116,13 +127,13 @@ async fn gate(
     workspace: &Workspace,
     session: &SqlSession,
     options: &RefreshOptions,
-    current: &Marks,
+    mapping_version: i64,
     report: &mut ProfilesReport,
     now: DateTime<Utc>,
 ) -> Result<()> {
     report.quality = quality::check(workspace, session, &CUSTOMER_PROFILES.id(), scores::CANDIDATE).await?;
     if report.quality.iter().any(|q| !q.passed) && !options.force {
-        watermarks::check_not_superseded(watermarks::published_marks(workspace).await?, current)?;
+        check_published_not_newer(workspace, mapping_version).await?;
         quality::record(workspace, &report.quality, "profiles", now).await?;
         return Err(JobError::QualityGate {
             table: CUSTOMER_PROFILES.id().to_string(),

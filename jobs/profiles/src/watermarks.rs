@@ -19,7 +19,7 @@ use crate::inputs::register_clean;
 use cdplake_core::batches::{batch_ids, pending_batches};
 use cdplake_core::error::{JobError, Result};
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{CUSTOMER_PROFILES, app_ids, clean_table};
+use cdplake_zones::tables::{CUSTOMER_PROFILES, ID_MAPPING, app_ids, clean_table};
 
 /// Days since 1970-01-01.
 pub fn days(date: NaiveDate) -> i64 {
@@ -100,13 +100,6 @@ impl Watermarks {
         Ok(Self { stored, read, current, crm, attributes })
     }
 
-    /// Fails with [`JobError::Superseded`] when the stored profiles read a newer
-    /// `curated.id_mapping` than this run: a concurrent run published them first, and publishing
-    /// this run's would take the persons back in time. The runners rerun the step.
-    pub fn check_not_superseded(&self) -> Result<()> {
-        check_not_superseded(self.read, &self.current)
-    }
-
     /// Everyone is recomputed: asked for, events remapped, no profiles yet, or a new as-of date.
     pub fn full(&self, forced: bool, events: &EventsUpdate) -> bool {
         forced || events.full || self.read.is_none_or(|r| r.as_of != self.current.as_of)
@@ -170,15 +163,27 @@ pub async fn published_marks(workspace: &Workspace) -> Result<Option<Marks>> {
     }
 }
 
-/// See [`Watermarks::check_not_superseded`].
-pub fn check_not_superseded(read: Option<Marks>, current: &Marks) -> Result<()> {
-    match read {
-        Some(read) if read.mapping > current.mapping => Err(JobError::Superseded {
-            table: CUSTOMER_PROFILES.id().to_string(),
-            detail: format!("they read curated.id_mapping version {}, this run {}", read.mapping, current.mapping),
+/// Fails with [`JobError::Superseded`] when `table` was written from a newer `curated.id_mapping`
+/// version (`read`) than this run loaded (`current`): a concurrent run got there first, and
+/// writing this run's rows would take the persons back in time. The runners rerun the step.
+/// A `read` version that id_mapping does not have (it was dropped and made anew, so its versions
+/// started over) supersedes nothing: the run goes on and remaps what it must.
+pub async fn check_not_superseded(workspace: &Workspace, table: &str, read: Option<i64>, current: i64) -> Result<()> {
+    let Some(read) = read.filter(|read| *read > current) else { return Ok(()) };
+    let latest = workspace.lake().table(&ID_MAPPING.id()).await?.version().unwrap_or(0) as i64;
+    match superseded(read, current, latest) {
+        true => Err(JobError::Superseded {
+            table: table.to_string(),
+            detail: format!("it was written from curated.id_mapping version {read}, this run read version {current}"),
         }),
-        _ => Ok(()),
+        false => Ok(()),
     }
+}
+
+/// Whether a table written from id_mapping version `read` supersedes a run that read `current`,
+/// id_mapping being at `latest` now.
+fn superseded(read: i64, current: i64, latest: i64) -> bool {
+    read > current && read <= latest
 }
 
 /// The watermarks recorded on the stored profiles; None unless all three are.
@@ -195,19 +200,19 @@ async fn read_marks(table: &DeltaTable) -> Result<Option<Marks>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Marks, check_not_superseded};
+    use super::superseded;
 
-    fn marks(mapping: i64) -> Marks {
-        Marks { events_seq: 3, mapping, as_of: 20_000 }
+    #[test]
+    fn a_table_written_from_a_newer_mapping_supersedes_a_run_unless_the_mapping_was_made_anew() {
+        assert!(superseded(7, 5, 7), "a concurrent run read version 7 and published");
+        assert!(superseded(7, 5, 9));
+        assert!(!superseded(5, 5, 9) && !superseded(4, 5, 9), "same or older: this run is the newer");
+        assert!(!superseded(57, 3, 3), "id_mapping dropped and made anew: its versions started over");
     }
 
     #[test]
-    fn profiles_published_from_a_newer_mapping_supersede_a_run_and_it_is_rerun() {
-        let err = check_not_superseded(Some(marks(7)), &marks(5)).unwrap_err();
+    fn a_superseded_step_is_rerun() {
+        let err = cdplake_core::error::JobError::Superseded { table: "t".into(), detail: "d".into() };
         assert!(err.is_commit_conflict(), "the runners rerun a superseded step: {err}");
-        assert!(err.to_string().contains("version 7, this run 5"), "{err}");
-        check_not_superseded(Some(marks(5)), &marks(5)).unwrap();
-        check_not_superseded(Some(marks(4)), &marks(5)).unwrap();
-        check_not_superseded(None, &marks(5)).unwrap();
     }
 }
