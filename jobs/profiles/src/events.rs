@@ -203,7 +203,7 @@ pub async fn update(
         .await?;
     let label = USER_EVENTS.id().to_string();
     let mapping_read = applied_version(&table, &label, app_ids::EVENTS_MAPPING_VERSION).await?;
-    crate::watermarks::check_not_superseded(workspace, &label, mapping_read, mapping_version).await?;
+    crate::superseded::check_not_superseded(workspace, &label, mapping_read, mapping_version).await?;
     let generations = clean_generations(workspace, &table).await?;
     let full = full || mapping_read.is_none() || generations.reprocessed;
     let versions = MappingVersions { read: mapping_read, current: mapping_version };

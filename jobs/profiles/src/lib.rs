@@ -16,6 +16,7 @@ pub mod report;
 pub mod scores;
 pub mod segments;
 pub mod statements;
+pub mod superseded;
 pub mod touched;
 pub mod validate;
 pub mod watermarks;

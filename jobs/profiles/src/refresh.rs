@@ -35,7 +35,7 @@ use crate::quality;
 use crate::report::{ProfilesReport, RefreshOptions};
 use crate::touched::Scope;
 use crate::watermarks::{self, Marks, Watermarks, days};
-use crate::{candidate, country, events, ids, publish, scores, touched};
+use crate::{candidate, country, events, ids, publish, scores, superseded, touched};
 
 /// Refresh `curated.user_events`, `curated.customer_profiles` and the daily snapshot.
 pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateTime<Utc>) -> Result<ProfilesReport> {
@@ -67,7 +67,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
     };
     let marks = Watermarks::read(workspace, &session, current).await?;
     let label = CUSTOMER_PROFILES.id().to_string();
-    watermarks::check_not_superseded(workspace, &label, marks.read.map(|r| r.mapping), mapping_version).await?;
+    superseded::check_not_superseded(workspace, &label, marks.read.map(|r| r.mapping), mapping_version).await?;
     let scope = if marks.full(options.full, &events) {
         Scope::Everyone
     } else {
@@ -117,7 +117,7 @@ pub async fn refresh(workspace: &Workspace, options: &RefreshOptions, now: DateT
 /// id_mapping than this run's `mapping_version`.
 async fn check_published_not_newer(workspace: &Workspace, mapping_version: i64) -> Result<()> {
     let read = watermarks::published_marks(workspace).await?.map(|m| m.mapping);
-    watermarks::check_not_superseded(workspace, &CUSTOMER_PROFILES.id().to_string(), read, mapping_version).await
+    superseded::check_not_superseded(workspace, &CUSTOMER_PROFILES.id().to_string(), read, mapping_version).await
 }
 
 /// Run the quality rules on the registered candidate; a failed rule blocks the publish (the

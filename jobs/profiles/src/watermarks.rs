@@ -17,9 +17,9 @@ use crate::events::EventsUpdate;
 use crate::ids::IDS;
 use crate::inputs::register_clean;
 use cdplake_core::batches::{batch_ids, pending_batches};
-use cdplake_core::error::{JobError, Result};
+use cdplake_core::error::Result;
 use cdplake_core::workspace::Workspace;
-use cdplake_zones::tables::{CUSTOMER_PROFILES, ID_MAPPING, app_ids, clean_table};
+use cdplake_zones::tables::{CUSTOMER_PROFILES, app_ids, clean_table};
 
 /// Days since 1970-01-01.
 pub fn days(date: NaiveDate) -> i64 {
@@ -163,29 +163,6 @@ pub async fn published_marks(workspace: &Workspace) -> Result<Option<Marks>> {
     }
 }
 
-/// Fails with [`JobError::Superseded`] when `table` was written from a newer `curated.id_mapping`
-/// version (`read`) than this run loaded (`current`): a concurrent run got there first, and
-/// writing this run's rows would take the persons back in time. The runners rerun the step.
-/// A `read` version that id_mapping does not have (it was dropped and made anew, so its versions
-/// started over) supersedes nothing: the run goes on and remaps what it must.
-pub async fn check_not_superseded(workspace: &Workspace, table: &str, read: Option<i64>, current: i64) -> Result<()> {
-    let Some(read) = read.filter(|read| *read > current) else { return Ok(()) };
-    let latest = workspace.lake().table(&ID_MAPPING.id()).await?.version().unwrap_or(0) as i64;
-    match superseded(read, current, latest) {
-        true => Err(JobError::Superseded {
-            table: table.to_string(),
-            detail: format!("it was written from curated.id_mapping version {read}, this run read version {current}"),
-        }),
-        false => Ok(()),
-    }
-}
-
-/// Whether a table written from id_mapping version `read` supersedes a run that read `current`,
-/// id_mapping being at `latest` now.
-fn superseded(read: i64, current: i64, latest: i64) -> bool {
-    read > current && read <= latest
-}
-
 /// The watermarks recorded on the stored profiles; None unless all three are.
 async fn read_marks(table: &DeltaTable) -> Result<Option<Marks>> {
     let label = CUSTOMER_PROFILES.id().to_string();
@@ -196,23 +173,4 @@ async fn read_marks(table: &DeltaTable) -> Result<Option<Marks>> {
         (Some(events_seq), Some(mapping), Some(as_of)) => Some(Marks { events_seq, mapping, as_of }),
         _ => None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::superseded;
-
-    #[test]
-    fn a_table_written_from_a_newer_mapping_supersedes_a_run_unless_the_mapping_was_made_anew() {
-        assert!(superseded(7, 5, 7), "a concurrent run read version 7 and published");
-        assert!(superseded(7, 5, 9));
-        assert!(!superseded(5, 5, 9) && !superseded(4, 5, 9), "same or older: this run is the newer");
-        assert!(!superseded(57, 3, 3), "id_mapping dropped and made anew: its versions started over");
-    }
-
-    #[test]
-    fn a_superseded_step_is_rerun() {
-        let err = cdplake_core::error::JobError::Superseded { table: "t".into(), detail: "d".into() };
-        assert!(err.is_commit_conflict(), "the runners rerun a superseded step: {err}");
-    }
 }
