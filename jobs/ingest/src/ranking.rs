@@ -394,7 +394,7 @@ mod tests {
     use super::{JOIN_BYTES_PER_KEY, Ranking, duplicates_sql, winners_sql};
 
     #[test]
-    fn only_the_duplicated_keys_are_ranked_while_their_hash_tables_fit_a_quarter_of_the_budget() {
+    fn only_the_duplicated_keys_are_ranked_while_their_two_hash_tables_fit_an_eighth_of_the_budget_each() {
         let budget = 1 << 30;
         assert_eq!(Ranking::choose(0, budget), Ranking::Nothing);
         assert_eq!(Ranking::choose(1, budget), Ranking::DuplicatedKeys);
